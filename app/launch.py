@@ -1,0 +1,93 @@
+"""`phi4mm serve`: load the engine once and serve the web app plus `GET /health`."""
+
+from __future__ import annotations
+
+import mimetypes
+from typing import Iterator
+
+from app.settings import Settings
+from engine.errors import Phi4mmError
+from engine.media import load_audio, load_image
+from engine.request import GenerationRequest, Message, SamplingParams, TextPart
+
+MAX_UPLOAD = "50mb"
+
+
+def _parts_from_gradio(message: dict | str) -> list:
+    if isinstance(message, str):
+        return [TextPart(message)]
+    parts = []
+    for item in message.get("files", []):
+        path = item if isinstance(item, str) else item.get("path")
+        kind = (mimetypes.guess_type(path)[0] or "").split("/")[0]
+        parts.append(load_image(path) if kind == "image" else load_audio(path))
+    if message.get("text"):
+        parts.append(TextPart(message["text"]))
+    return parts
+
+
+def _history_to_messages(history: list[dict]) -> list[Message]:
+    """Gradio's messages history -> engine messages (text turns; files are re-read from their paths)."""
+    messages: list[Message] = []
+    for turn in history:
+        content = turn.get("content")
+        items = content if isinstance(content, list) else [content]
+        parts = []
+        for item in items:
+            if isinstance(item, str):
+                parts.append(TextPart(item))
+            elif isinstance(item, dict) and item.get("type") == "text":
+                parts.append(TextPart(item.get("text", "")))
+            elif isinstance(item, dict) and turn["role"] == "user" and item.get("type") == "file":
+                parts.extend(_parts_from_gradio({"files": [item["file"]]}))
+        if messages and messages[-1].role == turn["role"]:
+            messages[-1].parts.extend(parts)
+        else:
+            messages.append(Message(turn["role"], parts))
+    return messages
+
+
+def make_respond(engine, settings: Settings):
+    def respond(history: list[dict], message) -> Iterator[str]:
+        request = GenerationRequest(
+            _history_to_messages(history) + [Message("user", _parts_from_gradio(message))],
+            SamplingParams(max_new_tokens=settings.max_new_tokens),
+        )
+        answer = ""
+        stream = None
+        try:
+            stream = engine.stream(request)
+            for chunk in stream:
+                answer += chunk.text
+                yield answer
+        except Phi4mmError as err:
+            yield f"⚠️ {err}"
+        finally:
+            request.cancel.set()  # the browser went away or pressed stop
+            if stream is not None:
+                stream.close()
+
+    return respond
+
+
+def serve(settings: Settings) -> None:
+    import gradio as gr
+    import uvicorn
+    from fastapi import FastAPI
+
+    from engine.engine import Engine
+    from ui.chat import build_chat
+
+    engine = Engine.load(settings.load_options(), settings.context_window)
+    api = FastAPI()
+
+    @api.get("/health")
+    def health():
+        return {"status": "ok", "model": settings.model, "device": str(engine.device), "adapters": list(engine.router.adapters)}
+
+    demo = build_chat(make_respond(engine, settings))
+    demo.queue(max_size=32, default_concurrency_limit=1)
+    app = gr.mount_gradio_app(
+        api, demo, path="/", max_file_size=MAX_UPLOAD, enable_monitoring=False, ssr_mode=False
+    )
+    uvicorn.run(app, host=settings.host, port=settings.port)

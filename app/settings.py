@@ -1,0 +1,60 @@
+"""The one settings object. CLI flags override environment variables (PHI4MM_<FIELD>), which
+override the defaults below."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+
+from engine.loading import LoadOptions
+from engine.model_config import DEFAULT_MODEL
+
+
+@dataclass
+class Settings:
+    # Hub id or local folder of a Phi-4-multimodal checkpoint in transformers' native format.
+    model: str = DEFAULT_MODEL
+    # Hub revision; None picks refs/pr/70 (the native-format weights) for the default model.
+    revision: str | None = None
+    # Where the model runs: auto (CUDA when available), cpu or cuda.
+    device: str = "auto"
+    # Weight dtype: auto (bf16 on GPU, fp32 on CPU), float32, bfloat16 or float16.
+    dtype: str = "auto"
+    # Attention kernel: auto (flash_attention_2 when installed, else sdpa; eager as fallback).
+    attention: str = "auto"
+    # bitsandbytes weight quantization of the decoder: none, 8bit or 4bit (a memory tool, not a speed-up).
+    quantize: str = "none"
+    # Most tokens prompt + answer may use; None means the model's own window (131,072).
+    context_window: int | None = None
+    # Default cap on answer length when a request names none.
+    max_new_tokens: int = 1024
+    # Address and port `phi4mm serve` listens on; loopback unless the operator opens it up.
+    host: str = "127.0.0.1"
+    port: int = 7860
+    # When set, the HTTP API requires `Authorization: Bearer <key>`.
+    api_key: str | None = None
+    # Engine backend: local (this process hosts the model) or openai (a remote compatible server).
+    backend: str = "local"
+    # The remote server's base URL for the openai backend, e.g. http://gpu-box:8000/v1.
+    base_url: str | None = None
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        """Defaults, then PHI4MM_* environment variables, then explicit non-None overrides."""
+        values = {}
+        for f in fields(cls):
+            raw = os.environ.get(f"PHI4MM_{f.name.upper()}")
+            if raw is not None:
+                values[f.name] = int(raw) if f.type in ("int", "int | None") else raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def load_options(self) -> LoadOptions:
+        return LoadOptions(
+            model=self.model,
+            revision=self.revision,
+            device=self.device,
+            dtype=self.dtype,
+            attention=self.attention,
+            quantize=self.quantize,
+        )

@@ -1,0 +1,214 @@
+"""The engine: one hosted model, the LoRA router, and streaming generation with cancellation."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from transformers import (
+    DynamicCache,
+    LogitsProcessorList,
+    RepetitionPenaltyLogitsProcessor,
+    SuppressTokensLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from engine.errors import PromptTooLong
+from engine.loading import LoadOptions, load_model
+from engine.media import SAMPLE_RATE
+from engine.model_config import END_TOKENS, SPECIAL_TOKENS
+from engine.request import AudioPart, Chunk, GenerationRequest, ImagePart, Message, Metrics, TextPart
+from engine.router import LoraRouter, choose_adapter
+from engine.text_stream import IncrementalDetokenizer, StopMatcher
+
+
+@dataclass
+class PreparedPrompt:
+    """Model inputs for one request, built outside the generation slot."""
+
+    inputs: dict  # processor output on the model's device: input_ids, pixel values, audio features …
+    adapter: str
+    prompt_tokens: int
+    max_new_tokens: int  # the request's, clipped to what the context window leaves
+
+
+def neutralise_control_tokens(text: str) -> str:
+    """User text must not inject `<|end|><|assistant|>` or media placeholders the processor
+    would try to fill; a zero-width space keeps the text readable but not a control token."""
+    for token in SPECIAL_TOKENS:
+        if token in text:
+            text = text.replace(token, token[:1] + "\u200b" + token[1:])
+    return text
+
+
+def to_chat(messages: list[Message]) -> tuple[list[dict], list, list]:
+    """Typed messages -> (template input with placeholders in order, images, audio clips)."""
+    chat, images, audios = [], [], []
+    for message in messages:
+        content = []
+        for part in message.parts:
+            if isinstance(part, TextPart):
+                content.append({"type": "text", "text": neutralise_control_tokens(part.text)})
+            elif isinstance(part, ImagePart):
+                content.append({"type": "image"})
+                images.append(part.image)
+            elif isinstance(part, AudioPart):
+                content.append({"type": "audio"})
+                audios.append(part.samples)
+        chat.append({"role": message.role, "content": content})
+    return chat, images, audios
+
+
+class Engine:
+    def __init__(self, model, processor, device: torch.device, context_window: int | None = None):
+        self.model = model
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.device = device
+        self.dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
+        config = model.config
+        self.context_window = context_window or config.max_position_embeddings
+        self.router = LoraRouter(model, tuple(getattr(model, "peft_config", {})))
+        self.end_ids = {self.tokenizer.convert_tokens_to_ids(t) for t in END_TOKENS}
+        eos = model.generation_config.eos_token_id
+        self.end_ids |= set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        # The model must never emit media placeholders: the next step would try to fill them.
+        self.media_token_ids = [config.vision_config.image_token_id, config.audio_config.audio_token_id]
+        rope = config.rope_parameters or {}
+        self.longrope_switch_at = (
+            config.original_max_position_embeddings if rope.get("rope_type") == "longrope" else None
+        )
+        self._slot = threading.Lock()  # one generation at a time on this model
+
+    @classmethod
+    def load(cls, options: LoadOptions, context_window: int | None = None) -> "Engine":
+        model, processor, device = load_model(options)
+        return cls(model, processor, device, context_window)
+
+    # -- preparing ---------------------------------------------------------------------------
+
+    def prepare(self, request: GenerationRequest) -> PreparedPrompt:
+        request.validate()
+        chat, images, audios = to_chat(request.messages)
+        prompt = self.processor.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+        kwargs = {"images": images} if images else {}
+        if audios:
+            kwargs.update(audio=audios, sampling_rate=SAMPLE_RATE)
+        inputs = self.processor(text=prompt, return_tensors="pt", **kwargs)
+        prompt_tokens = int(inputs["input_ids"].shape[1])
+        if prompt_tokens >= self.context_window:
+            raise PromptTooLong(
+                f"The prompt is {prompt_tokens} tokens long (text plus image and audio tokens), but the "
+                f"context window holds {self.context_window}. Shorten the conversation or send less media.",
+                param="messages",
+            )
+        inputs = inputs.to(device=self.device, dtype=self.dtype)  # casts only the float tensors
+        inputs.pop("num_img_tokens", None)
+        return PreparedPrompt(
+            inputs=dict(inputs),
+            adapter=choose_adapter(request.messages),
+            prompt_tokens=prompt_tokens,
+            max_new_tokens=min(request.params.max_new_tokens, self.context_window - prompt_tokens),
+        )
+
+    # -- generating --------------------------------------------------------------------------
+
+    def stream(self, request: GenerationRequest) -> Iterator[Chunk]:
+        """Yield chunks of the answer. Validation and media errors raise before the first chunk."""
+        started = time.perf_counter()
+        prepared = self.prepare(request)
+        with self._slot, torch.inference_mode():
+            yield from self._generate(request, prepared, started)
+
+    def generate(self, request: GenerationRequest) -> tuple[str, list[int], Chunk]:
+        """Whole answer at once: (text, token ids, final chunk with finish reason and metrics)."""
+        chunks = list(self.stream(request))
+        return "".join(c.text for c in chunks), [t for c in chunks for t in c.token_ids], chunks[-1]
+
+    def _logits_processors(self, request: GenerationRequest) -> LogitsProcessorList:
+        params = request.params
+        processors = LogitsProcessorList()
+        if params.repetition_penalty != 1.0:
+            processors.append(RepetitionPenaltyLogitsProcessor(params.repetition_penalty))
+        processors.append(SuppressTokensLogitsProcessor(self.media_token_ids, device=self.device))
+        if not params.greedy:
+            processors.append(TemperatureLogitsWarper(params.temperature))
+            if params.top_k > 0:
+                processors.append(TopKLogitsWarper(params.top_k))
+            if params.top_p < 1.0:
+                processors.append(TopPLogitsWarper(params.top_p))
+        return processors
+
+    def _forward(self, prepared: PreparedPrompt, ids: torch.Tensor, cache: DynamicCache) -> tuple[torch.Tensor, DynamicCache]:
+        """Logits for the next token. The first call (and a longrope switch) runs the whole prompt
+        with its media; later calls feed one token against the cache."""
+        cached = cache.get_seq_length()
+        switch = self.longrope_switch_at
+        # Crossing the original context length changes every rotary frequency: like transformers'
+        # generate, recompute the whole sequence once with the long factors.
+        if cached and switch and cached <= switch < ids.shape[1]:
+            cache, cached = DynamicCache(config=self.model.config), 0
+        if cached == 0:
+            media = {k: v for k, v in prepared.inputs.items() if k not in ("input_ids", "attention_mask")}
+            out = self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1, **media)
+        else:
+            out = self.model(input_ids=ids[:, cached:], past_key_values=cache, use_cache=True)
+        return out.logits[:, -1, :], cache
+
+    def _generate(self, request: GenerationRequest, prepared: PreparedPrompt, started: float) -> Iterator[Chunk]:
+        adapter = prepared.adapter
+        self.router.activate(adapter)
+        processors = self._logits_processors(request)
+        generator = None
+        if not request.params.greedy and request.params.seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(request.params.seed)
+        detokenizer = IncrementalDetokenizer(self.tokenizer)
+        stops = StopMatcher(request.params.stop)
+        ids = prepared.inputs["input_ids"]
+        cache = DynamicCache(config=self.model.config)
+        completion: list[int] = []
+        first_token_at = None
+
+        while True:
+            if request.cancel.is_set():
+                finish, token, delta = "cancelled", None, ""
+            else:
+                logits, cache = self._forward(prepared, ids, cache)
+                scores = processors(ids, logits.float())
+                if generator is None and request.params.greedy:
+                    next_ids = scores.argmax(dim=-1)
+                else:
+                    next_ids = torch.multinomial(scores.softmax(dim=-1), 1, generator=generator)[:, 0]
+                token = int(next_ids[0])
+                first_token_at = first_token_at or time.perf_counter()
+                completion.append(token)
+                ids = torch.cat([ids, next_ids[:, None]], dim=1)
+                finish, delta = None, ""
+                if token in self.end_ids:
+                    finish = "stop"
+                else:
+                    delta = stops.feed(detokenizer.push(token))
+                    if stops.stopped:
+                        finish = "stop"
+                    elif len(completion) >= prepared.max_new_tokens:
+                        finish = "length"
+            token_ids = [token] if token is not None else []
+            if finish is None:
+                yield Chunk(delta, token_ids, adapter)
+                continue
+            ended = time.perf_counter()
+            decode_time = ended - (first_token_at or ended)
+            metrics = Metrics(
+                prompt_tokens=prepared.prompt_tokens,
+                completion_tokens=len(completion),
+                ttft_s=(first_token_at or ended) - started,
+                tokens_per_s=(len(completion) - 1) / decode_time if decode_time > 0 else 0.0,
+                adapter=adapter,
+            )
+            yield Chunk(delta + stops.flush(), token_ids, adapter, finish, metrics)
+            return

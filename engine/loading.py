@@ -1,0 +1,137 @@
+"""Load the checkpoint with transformers' native classes (never remote code) plus both adapters."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from engine.errors import ModelUnavailable
+from engine.model_config import ADAPTER_FOLDERS, CHAT_TEMPLATE, DEFAULT_MODEL, DEFAULT_REVISION
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class LoadOptions:
+    model: str = DEFAULT_MODEL  # hub id or local folder
+    revision: str | None = None  # None: refs/pr/70 for the default hub model, else the hub's default
+    device: str = "auto"  # auto | cpu | cuda
+    dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
+    attention: str = "auto"  # auto (flash_attention_2 if installed, else sdpa) | sdpa | eager | flash_attention_2
+    quantize: str = "none"  # none | 8bit | 4bit
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelUnavailable("`--device cuda` was asked for, but PyTorch sees no CUDA GPU. Use `--device cpu`.")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return DTYPES[dtype]
+
+
+def resolve_attention(attention: str, device: torch.device) -> str:
+    if attention != "auto":
+        return attention
+    if device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def resolve_revision(options: LoadOptions) -> str | None:
+    if options.revision is not None:
+        return options.revision
+    return DEFAULT_REVISION if options.model == DEFAULT_MODEL else None
+
+
+def missing_weights_message(model: str, revision: str | None, reason: str) -> str:
+    rev = f" --revision {revision}" if revision else ""
+    return (
+        f"Could not load the model {model!r}{' at revision ' + revision if revision else ''}: {reason}\n"
+        "Do one of these:\n"
+        f"  - download it where the Hugging Face Hub is reachable:  hf download {model}{rev}\n"
+        "  - point at a local copy:  --model /path/to/Phi-4-multimodal-instruct\n"
+        "  - try the app without real weights:  phi4mm tiny-checkpoint ./tiny  then  --model ./tiny"
+    )
+
+
+def _quantization_config(quantize: str, dtype: torch.dtype):
+    if quantize == "none":
+        return None
+    from transformers import BitsAndBytesConfig
+
+    # The vision/audio encoders and their projectors (`embed_tokens_extend`) and the output head
+    # stay in full precision; LoRA layers are added afterwards by PEFT and are never quantized.
+    keep = ["embed_tokens_extend", "lm_head"]
+    if quantize == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=keep)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_compute_dtype=dtype,
+        llm_int8_skip_modules=keep,
+    )
+
+
+def load_model(options: LoadOptions):
+    """Return (model, processor, device). Raises ModelUnavailable with a what-to-do message."""
+    from huggingface_hub.errors import HFValidationError
+    from transformers import AutoProcessor, Phi4MultimodalForCausalLM
+
+    device = resolve_device(options.device)
+    dtype = resolve_dtype(options.dtype, device)
+    revision = resolve_revision(options)
+    local = Path(options.model).expanduser()
+    looks_local = local.exists() or options.model.startswith(("/", ".", "~"))
+    if looks_local and not (local / "config.json").is_file():
+        raise ModelUnavailable(missing_weights_message(options.model, None, "there is no checkpoint in that folder."))
+    source = str(local) if looks_local else options.model
+    try:
+        processor = AutoProcessor.from_pretrained(source, revision=revision)
+    except (OSError, HFValidationError, ValueError) as err:
+        raise ModelUnavailable(missing_weights_message(options.model, revision, _first_line(err))) from None
+    if not getattr(processor, "chat_template", None):
+        # transformers saves processor and tokenizer templates to one file; either may hold it.
+        processor.chat_template = getattr(processor.tokenizer, "chat_template", None) or CHAT_TEMPLATE
+
+    quantization = _quantization_config(options.quantize, dtype)
+    attention = resolve_attention(options.attention, device)
+    kwargs = dict(revision=revision, dtype=dtype, quantization_config=quantization)
+    if device.type == "cuda":
+        kwargs["device_map"] = {"": device.index or 0}
+    try:
+        try:
+            model = Phi4MultimodalForCausalLM.from_pretrained(source, attn_implementation=attention, **kwargs)
+        except (ValueError, ImportError) as err:
+            if options.attention != "auto":
+                raise
+            log.warning("attention %s unavailable (%s); falling back to eager", attention, _first_line(err))
+            attention = "eager"
+            model = Phi4MultimodalForCausalLM.from_pretrained(source, attn_implementation=attention, **kwargs)
+        for name, folder in ADAPTER_FOLDERS.items():
+            adapter_kwargs = {"subfolder": folder, **({"revision": revision} if revision else {})}
+            model.load_adapter(source, adapter_name=name, adapter_kwargs=adapter_kwargs)
+    except OSError as err:
+        raise ModelUnavailable(missing_weights_message(options.model, revision, _first_line(err))) from None
+    if quantization is None and device.type != "cpu" and "device_map" not in kwargs:
+        model.to(device)
+    model.eval()
+    log.info("loaded %s (revision=%s) on %s as %s, attention=%s, quantize=%s",
+             options.model, revision, device, dtype, attention, options.quantize)
+    return model, processor, device
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0]

@@ -1,0 +1,129 @@
+"""What a caller hands the engine (a conversation and sampling settings) and what it gets back."""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import numpy as np
+from PIL import Image
+
+from engine.errors import InvalidRequest
+
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True)
+class TextPart:
+    text: str
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    image: Image.Image  # RGB, already decoded (engine.media turns files and bytes into this)
+
+
+@dataclass(frozen=True)
+class AudioPart:
+    samples: np.ndarray  # mono float32 at 16 kHz, as the feature extractor wants it
+
+    @property
+    def seconds(self) -> float:
+        return len(self.samples) / 16000
+
+
+Part = Union[TextPart, ImagePart, AudioPart]
+
+
+@dataclass
+class Message:
+    role: str
+    parts: list[Part]
+
+
+@dataclass
+class SamplingParams:
+    """Decoding settings. The defaults reproduce the model's own generation config (greedy)."""
+
+    max_new_tokens: int = 512
+    temperature: float = 0.0  # 0 means greedy
+    top_p: float = 1.0
+    top_k: int = 0  # 0 means no top-k cut
+    repetition_penalty: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+    def validate(self) -> None:
+        def bad(param: str, rule: str, value: Any) -> InvalidRequest:
+            return InvalidRequest(f"`{param}` must be {rule} (got {value!r}).", param=param)
+
+        def number(value: Any) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+        if not isinstance(self.max_new_tokens, int) or isinstance(self.max_new_tokens, bool) or self.max_new_tokens < 1:
+            raise bad("max_new_tokens", "a whole number of at least 1", self.max_new_tokens)
+        if not number(self.temperature) or not 0.0 <= self.temperature <= 2.0:
+            raise bad("temperature", "between 0 and 2", self.temperature)
+        if not number(self.top_p) or not 0.0 < self.top_p <= 1.0:
+            raise bad("top_p", "greater than 0 and at most 1", self.top_p)
+        if not isinstance(self.top_k, int) or isinstance(self.top_k, bool) or self.top_k < 0:
+            raise bad("top_k", "a whole number of at least 0", self.top_k)
+        if not number(self.repetition_penalty) or not 0.0 < self.repetition_penalty <= 10.0:
+            raise bad("repetition_penalty", "greater than 0 and at most 10", self.repetition_penalty)
+        if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**63):
+            raise bad("seed", "a whole number from 0 to 2**63 - 1", self.seed)
+        if len(self.stop) > 16 or not all(isinstance(s, str) and 0 < len(s) <= 256 for s in self.stop):
+            raise bad("stop", "at most 16 non-empty strings of up to 256 characters", self.stop)
+
+
+@dataclass
+class GenerationRequest:
+    messages: list[Message]
+    params: SamplingParams = field(default_factory=SamplingParams)
+    # Set from any thread to stop generation; the engine checks it before every decode step.
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    def validate(self) -> None:
+        if not self.messages:
+            raise InvalidRequest("The conversation is empty: send at least one message.", param="messages")
+        for i, message in enumerate(self.messages):
+            if message.role not in ROLES:
+                raise InvalidRequest(
+                    f"Message {i} has role {message.role!r}; use one of {', '.join(ROLES)}.", param="messages"
+                )
+            for part in message.parts:
+                if not isinstance(part, (TextPart, ImagePart, AudioPart)):
+                    raise InvalidRequest(f"Message {i} has an unsupported part {type(part).__name__}.", param="messages")
+                if message.role != "user" and not isinstance(part, TextPart):
+                    raise InvalidRequest(f"Message {i}: only user messages may carry images or audio.", param="messages")
+                if isinstance(part, AudioPart) and part.samples.size == 0:
+                    raise InvalidRequest(f"Message {i} has an empty audio clip.", param="messages")
+        if self.messages[-1].role != "user":
+            raise InvalidRequest("The last message must come from the user.", param="messages")
+        self.params.validate()
+
+
+@dataclass
+class Metrics:
+    prompt_tokens: int
+    completion_tokens: int
+    ttft_s: float  # request start (incl. media preprocessing) to first generated token
+    tokens_per_s: float  # decode rate after the first token
+    adapter: str  # "base", "vision" or "speech"
+
+
+@dataclass
+class Chunk:
+    """One streamed piece of an answer. The last chunk has `finish_reason` and `metrics` set."""
+
+    text: str
+    token_ids: list[int]
+    adapter: str
+    finish_reason: str | None = None  # "stop", "length" or "cancelled"
+    metrics: Metrics | None = None

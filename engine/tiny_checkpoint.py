@@ -1,0 +1,180 @@
+"""Write a tiny, randomly initialised Phi-4-multimodal checkpoint in the real on-disk format.
+
+Model weights can never be downloaded on our machines, so every test loads this checkpoint
+through exactly the code path that loads `microsoft/Phi-4-multimodal-instruct`: a native
+`Phi4MultimodalForCausalLM` config + safetensors, a byte-level BPE tokenizer with the real
+special tokens, the native processor configs, and `vision-lora/` + `speech-lora/` PEFT folders.
+Output is deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from engine.model_config import (
+    CHAT_TEMPLATE,
+    LORA_TARGET_MODULES,
+    SPECIAL_TOKENS,
+    decoder_lora_config,
+)
+
+# Enough everyday text that the BPE trainer learns real merges; the model is random anyway.
+_TOKENIZER_CORPUS = """\
+The quick brown fox jumps over the lazy dog. Describe the image in detail.
+Transcribe the audio clip into text. Translate the audio to French.
+Summarise the meeting in three bullet points. What is shown in this picture?
+Hello, how are you today? I am fine, thank you. Please answer the question.
+A photo of a cat sitting on a red chair next to a window with green plants.
+Numbers 0 1 2 3 4 5 6 7 8 9 and punctuation: commas, periods; colons! questions?
+"""
+
+# Decoder hidden 64, 2 layers, 4 heads / 2 KV heads; vision and audio encoders at width 32.
+# image_size/patch_size stay at the real 448/14: the processor's token counts assume them.
+_TINY_TEXT = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=131072,
+    original_max_position_embeddings=4096,
+    tie_word_embeddings=True,
+)
+_TINY_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+_TINY_AUDIO = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_blocks=2,
+    num_attention_heads=2,
+    ext_pw_out_channel=32,
+    depthwise_separable_out_channel=32,
+    nemo_conv_channels=32,
+)
+_TINY_LORA_RANK = {"vision": 8, "speech": 16}
+
+
+def _build_tokenizer(vocab_size: int = 512):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(_TOKENIZER_CORPUS.splitlines() * 4, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        extra_special_tokens={"image_token": "<|image|>", "audio_token": "<|audio|>"},
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def _build_config(tokenizer):
+    from transformers import Phi4MultimodalConfig
+
+    head_dim = _TINY_TEXT["hidden_size"] // _TINY_TEXT["num_attention_heads"]
+    partial_rotary_factor = 0.75  # as the real model: 25 % of each head's dims without rotary
+    n_factors = int(head_dim * partial_rotary_factor) // 2
+    end_id = tokenizer.convert_tokens_to_ids("<|end|>")
+    eot_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    return Phi4MultimodalConfig(
+        vocab_size=len(tokenizer),
+        **_TINY_TEXT,
+        rope_parameters={
+            "rope_type": "longrope",
+            "rope_theta": 10000.0,
+            "partial_rotary_factor": partial_rotary_factor,
+            "short_factor": [1.0] * n_factors,
+            "long_factor": [1.0 + 0.5 * i for i in range(n_factors)],
+            "original_max_position_embeddings": _TINY_TEXT["original_max_position_embeddings"],
+        },
+        bos_token_id=eot_id,
+        pad_token_id=eot_id,
+        eos_token_id=[eot_id, end_id],
+        vision_config={**_TINY_VISION, "image_token_id": tokenizer.image_token_id},
+        audio_config={**_TINY_AUDIO, "audio_token_id": tokenizer.audio_token_id},
+    )
+
+
+def _randomise_lora(model: torch.nn.Module, generator: torch.Generator) -> None:
+    """PEFT zero-initialises lora_B; give every LoRA matrix weights so each adapter changes output."""
+    with torch.no_grad():
+        for name, param in sorted(model.named_parameters()):
+            if "lora_" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.2)
+
+
+def _write_adapter(model, name: str, out_dir: Path, generator: torch.Generator):
+    from peft import get_peft_model
+
+    peft_model = get_peft_model(model, decoder_lora_config(_TINY_LORA_RANK[name]))
+    _randomise_lora(peft_model, generator)
+    with tempfile.TemporaryDirectory() as tmp:
+        peft_model.save_pretrained(tmp)
+        target = out_dir / f"{name}-lora"
+        target.mkdir(parents=True, exist_ok=True)
+        for f in Path(tmp).iterdir():
+            shutil.copy(f, target / f.name)
+    return peft_model.unload()
+
+
+def write_tiny_checkpoint(out_dir: str | Path, seed: int = 0) -> Path:
+    """Write the tiny checkpoint into `out_dir` and return its path."""
+    from transformers import (
+        GenerationConfig,
+        Phi4MultimodalFeatureExtractor,
+        Phi4MultimodalForCausalLM,
+        Phi4MultimodalImageProcessor,
+        Phi4MultimodalProcessor,
+    )
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = _build_tokenizer()
+    config = _build_config(tokenizer)
+
+    torch.manual_seed(seed)
+    model = Phi4MultimodalForCausalLM(config).eval()
+    generator = torch.Generator().manual_seed(seed + 1)
+    # Random-init leaves some weights (norms, biases) at constants; perturb everything so
+    # each modality path actually reaches the logits.
+    with torch.no_grad():
+        for _, param in sorted(model.named_parameters()):
+            param.add_(torch.randn(param.shape, generator=generator) * 0.02)
+    model.generation_config = GenerationConfig(
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id,
+    )
+    model.save_pretrained(out)
+
+    processor = Phi4MultimodalProcessor(
+        image_processor=Phi4MultimodalImageProcessor(),
+        audio_processor=Phi4MultimodalFeatureExtractor(),
+        tokenizer=tokenizer,
+        chat_template=CHAT_TEMPLATE,
+    )
+    processor.save_pretrained(out)
+
+    for name in ("vision", "speech"):
+        model = _write_adapter(model, name, out, generator)
+        tokenizer.save_pretrained(out / f"{name}-lora")  # the real adapter folders carry one too
+
+    (out / "tiny_checkpoint.json").write_text(
+        json.dumps({"seed": seed, "lora_target_modules": LORA_TARGET_MODULES}, indent=2) + "\n"
+    )
+    return out

@@ -1,0 +1,24 @@
+"""Shared fixtures: one tiny checkpoint per test session, written by the project's own writer,
+and one engine loaded from it through the real loading path."""
+
+from __future__ import annotations
+
+import pytest
+import transformers
+
+from engine.engine import Engine
+from engine.loading import LoadOptions
+from engine.tiny_checkpoint import write_tiny_checkpoint
+
+transformers.logging.set_verbosity_error()
+transformers.logging.disable_progress_bar()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "ckpt", seed=0)
+
+
+@pytest.fixture(scope="session")
+def engine(tiny_checkpoint):
+    return Engine.load(LoadOptions(model=str(tiny_checkpoint), device="cpu"))
