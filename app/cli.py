@@ -53,16 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _quiet_libraries(verbose: bool) -> None:
-    """Keep stdout for answers: library progress bars, load reports and warnings only with --verbose."""
+    """Keep stdout for answers and stderr for what matters: library progress bars, load reports
+    and warnings stay off; --verbose adds our own loading details."""
     import transformers
 
-    level = logging.INFO if verbose else logging.ERROR
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    transformers.logging.set_verbosity(level)
-    if not verbose:
-        transformers.logging.disable_progress_bar()
-        warnings.filterwarnings("ignore")
-        logging.getLogger("bitsandbytes").setLevel(logging.CRITICAL)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for ours in ("engine", "app"):
+        logging.getLogger(ours).setLevel(logging.INFO if verbose else logging.WARNING)
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore")
+    logging.getLogger("bitsandbytes").setLevel(logging.CRITICAL)
 
 
 def _settings(args):

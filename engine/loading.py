@@ -73,7 +73,7 @@ def _quantization_config(quantize: str, dtype: torch.dtype):
 
     # The vision/audio encoders and their projectors (`embed_tokens_extend`) and the output head
     # stay in full precision; LoRA layers are added afterwards by PEFT and are never quantized.
-    keep = ["embed_tokens_extend", "lm_head"]
+    keep = ["model.embed_tokens_extend", "lm_head"]  # matched from the start of the module name
     if quantize == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=keep)
     return BitsAndBytesConfig(

@@ -1,0 +1,86 @@
+"""The `phi4mm` command line: the installed console script end to end, `ask` streaming with
+its --verbose metrics line, and the missing-weights message."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import soundfile as sf
+
+from app.cli import main
+from tests.inputs import make_photo, make_tone
+
+METRICS = re.compile(
+    r"^adapter=(base|vision|speech) prompt_tokens=(\d+) completion_tokens=(\d+) ttft_ms=([\d.]+) tok_s=([\d.]+)$"
+)
+PHI4MM = os.path.join(os.path.dirname(sys.executable), "phi4mm")
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("media")
+    make_photo().save(folder / "photo.jpg")
+    sf.write(folder / "tone.wav", make_tone(seconds=1.5, rate=22050), 22050)
+    return folder
+
+
+def test_console_script_writes_a_checkpoint_and_answers(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run([PHI4MM, "tiny-checkpoint", str(tmp_path / "ckpt"), "--seed", "3"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "ckpt" / "vision-lora" / "adapter_model.safetensors").is_file()
+    run = subprocess.run([PHI4MM, "ask", "--model", str(tmp_path / "ckpt"), "--max-new-tokens", "5", "--verbose", "Hi"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.endswith("\n")  # the answer (may be only hidden control tokens on a random model)
+    match = METRICS.match(run.stderr.strip().splitlines()[-1])
+    assert match and match.group(1) == "base" and match.group(3) == "5"
+
+
+@pytest.mark.parametrize(
+    "flags, adapter",
+    [([], "base"), (["--image", "photo.jpg"], "vision"), (["--audio", "tone.wav"], "speech"),
+     (["--image", "photo.jpg", "--image", "photo.jpg", "--audio", "tone.wav"], "vision")],
+)
+def test_ask_streams_and_reports_metrics(tiny_checkpoint, media, capsys, flags, adapter):
+    flags = [str(media / f) if f.endswith((".jpg", ".wav")) else f for f in flags]
+    code = main(["ask", "--model", str(tiny_checkpoint), "--max-new-tokens", "7", "--verbose", *flags, "What is this?"])
+    out, err = capsys.readouterr()
+    assert code == 0
+    match = METRICS.match(err.strip().splitlines()[-1])
+    assert match, err
+    assert match.group(1) == adapter and match.group(3) == "7" and int(match.group(2)) > 5
+    assert out.endswith("\n") and "adapter=" not in out
+
+
+def test_ask_without_verbose_prints_only_the_answer(tiny_checkpoint, capsys):
+    assert main(["ask", "--model", str(tiny_checkpoint), "--max-new-tokens", "24", "Hello, how are you?"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() and "adapter=" not in err
+
+
+def test_bad_parameter_is_a_clear_error(tiny_checkpoint, capsys):
+    assert main(["ask", "--model", str(tiny_checkpoint), "--temperature", "9", "Hi"]) == 2
+    assert "`temperature` must be between 0 and 2" in capsys.readouterr().err
+
+
+def test_missing_weights_message_without_traceback(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    run = subprocess.run([PHI4MM, "ask", "hello"], capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr and run.stdout == ""
+    assert "microsoft/Phi-4-multimodal-instruct" in run.stderr
+    assert "hf download microsoft/Phi-4-multimodal-instruct --revision refs/pr/70" in run.stderr
+    assert "--model /path/to/Phi-4-multimodal-instruct" in run.stderr
+    assert "phi4mm tiny-checkpoint" in run.stderr
+
+
+def test_missing_local_folder_message(tmp_path, capsys):
+    assert main(["ask", "--model", str(tmp_path / "nowhere"), "hello"]) == 2
+    err = capsys.readouterr().err
+    assert "no checkpoint in that folder" in err and "phi4mm tiny-checkpoint" in err

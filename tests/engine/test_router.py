@@ -1,0 +1,87 @@
+"""The mixture of LoRAs: the adapter follows the media in the whole conversation, switching
+never reloads weights, and switching back and forth leaves no trace."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.engine import Engine
+from engine.loading import LoadOptions
+from engine.request import AudioPart, GenerationRequest, ImagePart, Message, SamplingParams, TextPart
+from engine.router import choose_adapter
+from tests.inputs import EXPECTED_ADAPTER, MODALITIES, make_photo, make_tone
+
+
+def user(*parts):
+    return Message("user", list(parts))
+
+
+def assistant(text):
+    return Message("assistant", [TextPart(text)])
+
+
+@pytest.mark.parametrize(
+    "messages, adapter",
+    [
+        ([user(TextPart("hi"))], "base"),
+        ([user(AudioPart(make_tone()))], "speech"),
+        ([user(ImagePart(make_photo()))], "vision"),
+        ([user(ImagePart(make_photo()), ImagePart(make_photo(seed=1)))], "vision"),
+        ([user(ImagePart(make_photo()), AudioPart(make_tone()))], "vision"),
+        # an image in turn 1 and a voice note in turn 3 -> vision for the whole conversation
+        ([user(ImagePart(make_photo()), TextPart("what is this?")), assistant("a sunset"),
+          user(AudioPart(make_tone()))], "vision"),
+        ([user(AudioPart(make_tone())), assistant("ok"), user(TextPart("and now?"))], "speech"),
+    ],
+)
+def test_adapter_follows_the_whole_conversation(messages, adapter):
+    assert choose_adapter(messages) == adapter
+
+
+def _answer(engine, modality):
+    request = GenerationRequest([user(*MODALITIES[modality]())], SamplingParams(max_new_tokens=16))
+    _, tokens, final = engine.generate(request)
+    return tokens, final.metrics.adapter
+
+
+def test_every_answer_reports_its_adapter(engine):
+    for modality, adapter in EXPECTED_ADAPTER.items():
+        chunks = list(engine.stream(GenerationRequest([user(*MODALITIES[modality]())], SamplingParams(max_new_tokens=4))))
+        assert {c.adapter for c in chunks} == {adapter}
+        assert chunks[-1].metrics.adapter == adapter
+
+
+def test_switching_back_and_forth_equals_a_fresh_engine(tiny_checkpoint, engine):
+    weights_before = {name: p.data_ptr() for name, p in engine.model.named_parameters()}
+    order = ["image", "audio", "text", "image+audio", "audio", "image", "text", "audio", "text", "image"]
+    switched = {}
+    for modality in order:
+        switched.setdefault(modality, []).append(_answer(engine, modality))
+    # no weight was reloaded or replaced by switching
+    assert {name: p.data_ptr() for name, p in engine.model.named_parameters()} == weights_before
+
+    for modality in EXPECTED_ADAPTER:
+        fresh = Engine.load(LoadOptions(model=str(tiny_checkpoint), device="cpu"))
+        expected = _answer(fresh, modality)
+        assert all(result == expected for result in switched[modality]), modality
+
+
+def test_the_adapter_changes_the_answer(engine):
+    """The same image prompt answered under each adapter differs: the LoRA is really applied."""
+    request = GenerationRequest([user(*MODALITIES["image"]())], SamplingParams(max_new_tokens=12))
+    prepared = engine.prepare(request)
+    answers = {}
+    for adapter in ("vision", "speech", "base"):
+        prepared.adapter = adapter
+        answers[adapter] = [t for c in engine._generate(request, prepared, 0.0) for t in c.token_ids]
+    assert len({tuple(a) for a in answers.values()}) == 3
+
+
+def test_a_missing_adapter_is_refused_not_bypassed(engine):
+    engine.router.adapters, saved = ("vision",), engine.router.adapters
+    engine.router.active = None
+    try:
+        with pytest.raises(RuntimeError, match="speech"):
+            engine.generate(GenerationRequest([user(*MODALITIES["audio"]())], SamplingParams(max_new_tokens=2)))
+    finally:
+        engine.router.adapters = saved
