@@ -21,7 +21,7 @@ from transformers import (
 from engine.errors import PromptTooLong
 from engine.loading import LoadOptions, load_model
 from engine.media import SAMPLE_RATE
-from engine.model_config import END_TOKENS, SPECIAL_TOKENS
+from engine.model_config import CHAT_TEMPLATE, END_TOKENS, SPECIAL_TOKENS
 from engine.request import AudioPart, Chunk, GenerationRequest, ImagePart, Message, Metrics, TextPart
 from engine.router import LoraRouter, choose_adapter
 from engine.text_stream import IncrementalDetokenizer, StopMatcher
@@ -69,6 +69,8 @@ class Engine:
         self.model = model
         self.processor = processor
         self.tokenizer = processor.tokenizer
+        # transformers saves processor and tokenizer templates to one file, so either may hold it.
+        self.chat_template = processor.chat_template or self.tokenizer.chat_template or CHAT_TEMPLATE
         self.device = device
         self.dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
         config = model.config
@@ -95,7 +97,9 @@ class Engine:
     def prepare(self, request: GenerationRequest) -> PreparedPrompt:
         request.validate()
         chat, images, audios = to_chat(request.messages)
-        prompt = self.processor.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+        prompt = self.processor.apply_chat_template(
+            chat, chat_template=self.chat_template, tokenize=False, add_generation_prompt=True
+        )
         kwargs = {"images": images} if images else {}
         if audios:
             kwargs.update(audio=audios, sampling_rate=SAMPLE_RATE)

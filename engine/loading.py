@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from engine.errors import ModelUnavailable
-from engine.model_config import ADAPTER_FOLDERS, CHAT_TEMPLATE, DEFAULT_MODEL, DEFAULT_REVISION
+from engine.model_config import ADAPTER_FOLDERS, DEFAULT_MODEL, DEFAULT_REVISION
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +101,6 @@ def load_model(options: LoadOptions):
         processor = AutoProcessor.from_pretrained(source, revision=revision)
     except (OSError, HFValidationError, ValueError) as err:
         raise ModelUnavailable(missing_weights_message(options.model, revision, _first_line(err))) from None
-    if not getattr(processor, "chat_template", None):
-        # transformers saves processor and tokenizer templates to one file; either may hold it.
-        processor.chat_template = getattr(processor.tokenizer, "chat_template", None) or CHAT_TEMPLATE
 
     quantization = _quantization_config(options.quantize, dtype)
     attention = resolve_attention(options.attention, device)

@@ -1,0 +1,189 @@
+"""Engine benchmark: time to first token and decode tokens/s of our engine vs transformers'
+`generate`, per modality, measured in the same run on the same processor inputs and adapter.
+
+    python bench/engine.py                       # CPU, tiny checkpoint (always available)
+    python bench/engine.py --full-size           # GPU: full-size architecture, random bf16 weights
+    python bench/engine.py --full-size --layers 2 --device cpu   # smoke-test the full-size path
+
+Full-size mode: batch 1, a 256-token prompt, 256 new tokens, and achieved GB/s (decoder
+weights + KV cache read per token) against the GPU's memory-bandwidth roofline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+import transformers  # noqa: E402
+from transformers.generation.streamers import BaseStreamer  # noqa: E402
+
+from engine.engine import Engine  # noqa: E402
+from engine.loading import LoadOptions  # noqa: E402
+from engine.request import GenerationRequest, Message, SamplingParams, TextPart  # noqa: E402
+from tests.inputs import MODALITIES  # noqa: E402
+
+# Peak HBM bandwidth, bytes/s, by device name fragment (vendor data sheets).
+ROOFLINE = {"H100 80GB HBM3": 3.35e12, "H100 PCIe": 2.0e12, "H100": 3.35e12, "H200": 4.8e12, "A100": 2.0e12}
+
+
+class FirstTokenClock(BaseStreamer):
+    """`generate` calls put() once with the prompt, then once per new token."""
+
+    def __init__(self):
+        self.calls = 0
+        self.first_token_at = None
+
+    def put(self, value):
+        self.calls += 1
+        if self.calls == 2:
+            self.first_token_at = time.perf_counter()
+
+    def end(self):
+        pass
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_ours(engine, request):
+    started = time.perf_counter()
+    final = list(engine.stream(request))[-1]
+    m = final.metrics
+    return m.ttft_s, m.tokens_per_s, m.completion_tokens, time.perf_counter() - started
+
+
+def run_reference(engine, request):
+    started = time.perf_counter()
+    prepared = engine.prepare(request)
+    engine.router.activate(prepared.adapter)
+    clock = FirstTokenClock()
+    n = request.params.max_new_tokens
+    with torch.inference_mode():
+        out = engine.model.generate(**prepared.inputs, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                                    suppress_tokens=engine.media_token_ids, streamer=clock)
+    _sync(engine.device)
+    ended = time.perf_counter()
+    produced = out.shape[1] - prepared.prompt_tokens
+    return clock.first_token_at - started, (produced - 1) / (ended - clock.first_token_at), produced, ended - started
+
+
+def measure(engine, parts, max_new_tokens, repeats):
+    request = lambda: GenerationRequest([Message("user", parts)], SamplingParams(max_new_tokens=max_new_tokens))
+    engine.end_ids = set()  # both sides produce exactly max_new_tokens
+    run_ours(engine, request()), run_reference(engine, request())  # warm-up
+    ours = [run_ours(engine, request()) for _ in range(repeats)]
+    ref = [run_reference(engine, request()) for _ in range(repeats)]
+    median = lambda rows, i: statistics.median(r[i] for r in rows)
+    return {"ours_ttft": median(ours, 0), "ref_ttft": median(ref, 0),
+            "ours_tps": median(ours, 1), "ref_tps": median(ref, 1), "tokens": ours[0][2]}
+
+
+def print_table(rows: dict[str, dict]) -> None:
+    print(f"{'modality':<12} {'TTFT ours ms':>13} {'TTFT ref ms':>12} {'ref/ours':>9} "
+          f"{'tok/s ours':>11} {'tok/s ref':>10} {'ours/ref':>9}")
+    for name, r in rows.items():
+        print(f"{name:<12} {r['ours_ttft'] * 1e3:>13.1f} {r['ref_ttft'] * 1e3:>12.1f} "
+              f"{r['ref_ttft'] / r['ours_ttft']:>9.2f} {r['ours_tps']:>11.1f} {r['ref_tps']:>10.1f} "
+              f"{r['ours_tps'] / r['ref_tps']:>9.2f}")
+
+
+def full_size_engine(tiny_dir: Path, device: torch.device, layers: int | None) -> Engine:
+    """The released architecture with random bf16 weights and random r=256/r=320 adapters,
+    fed by the tiny checkpoint's processor (its token ids are valid in the full vocabulary)."""
+    from transformers import AutoProcessor, Phi4MultimodalForCausalLM
+
+    from engine.model_config import RELEASED_LORA_RANK, decoder_lora_config, full_size_config
+
+    processor = AutoProcessor.from_pretrained(tiny_dir)
+    tok = processor.tokenizer
+    config = full_size_config()
+    config.vision_config.image_token_id = tok.image_token_id
+    config.audio_config.audio_token_id = tok.audio_token_id
+    config.eos_token_id = [tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|end|>")]
+    if layers:
+        config.num_hidden_layers = layers
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    config._attn_implementation = "sdpa"
+    with torch.device(device):
+        model = Phi4MultimodalForCausalLM(config).to(dtype).eval()
+    model.generation_config.eos_token_id = config.eos_token_id
+    for name, rank in RELEASED_LORA_RANK.items():
+        model.add_adapter(decoder_lora_config(rank), adapter_name=name)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 1e-3)
+    return Engine(model, processor, device)
+
+
+def prompt_of_tokens(engine: Engine, target: int) -> str:
+    """Natural text whose rendered prompt (with the chat template's control tokens) is `target` tokens."""
+    words = "the quick brown fox jumps over the lazy dog and describes the meeting " * (target // 4)
+    ids = engine.tokenizer(words).input_ids
+    size = lambda k: engine.prepare(GenerationRequest([Message("user", [TextPart(engine.tokenizer.decode(ids[:k]))])])).prompt_tokens
+    k = target
+    while size(k) > target:
+        k -= 1
+    return engine.tokenizer.decode(ids[:k])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="checkpoint folder (default: a fresh tiny checkpoint)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--full-size", action="store_true")
+    parser.add_argument("--layers", type=int, help="full-size mode: fewer decoder layers (smoke test)")
+    parser.add_argument("--max-new-tokens", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        from engine.tiny_checkpoint import write_tiny_checkpoint
+
+        model_dir = Path(args.model) if args.model else write_tiny_checkpoint(Path(tmp) / "tiny")
+        device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                              "cpu" if args.device == "auto" else args.device)
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+        print(f"# bench/engine.py  {time.strftime('%Y-%m-%d')}  device: {name}  torch {torch.__version__}  "
+              f"transformers {transformers.__version__}")
+        if not args.full_size:
+            engine = Engine.load(LoadOptions(model=str(model_dir), device=device.type))
+            n = args.max_new_tokens or 64
+            print(f"# {model_dir.name}: batch 1, {n} new tokens, median of {args.repeats}")
+            print_table({m: measure(engine, MODALITIES[m](), n, args.repeats) for m in MODALITIES})
+            return
+        engine = full_size_engine(model_dir, device, args.layers)
+        n = args.max_new_tokens or 256
+        text_parts = [TextPart(prompt_of_tokens(engine, 256))]
+        rows = {"text": measure(engine, text_parts, n, args.repeats)}
+        rows.update({m: measure(engine, MODALITIES[m](), n, args.repeats) for m in MODALITIES if m != "text"})
+        engine_bytes = sum(p.numel() * p.element_size() for n_, p in engine.model.named_parameters()
+                           if "embed_tokens_extend" not in n_ and "lora_" not in n_)
+        print(f"# full-size random weights, {engine.model.config.num_hidden_layers} layers, {engine.dtype}, "
+              f"batch 1, {engine.prepare(GenerationRequest([Message('user', text_parts)])).prompt_tokens}-token prompt, "
+              f"{n} new tokens, median of {args.repeats}")
+        print_table(rows)
+        kv_per_token = 2 * engine.model.config.num_hidden_layers * 8 * 128 * engine.dtype.itemsize
+        read = engine_bytes + kv_per_token * (256 + n / 2)
+        peak = next((v for k, v in ROOFLINE.items() if k in name), None)
+        for side in ("ours", "ref"):
+            gbs = read * rows["text"][f"{side}_tps"] / 1e9
+            share = f" = {gbs * 1e9 / peak:.0%} of {peak / 1e12:.2f} TB/s roofline" if peak else ""
+            print(f"# {side}: {gbs:.0f} GB/s achieved (decoder weights + KV read per token){share}")
+
+
+if __name__ == "__main__":
+    main()
