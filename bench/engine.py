@@ -106,10 +106,8 @@ def full_size_engine(tiny_dir: Path, device: torch.device, layers: int | None) -
 
     processor = AutoProcessor.from_pretrained(tiny_dir)
     tok = processor.tokenizer
-    config = full_size_config()
-    config.vision_config.image_token_id = tok.image_token_id
-    config.audio_config.audio_token_id = tok.audio_token_id
-    config.eos_token_id = [tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|end|>")]
+    end_ids = [tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|end|>")]
+    config = full_size_config(tok.image_token_id, tok.audio_token_id, end_ids)
     if layers:
         config.num_hidden_layers = layers
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32

@@ -126,7 +126,7 @@ class Engine:
         """Yield chunks of the answer. Validation and media errors raise before the first chunk."""
         started = time.perf_counter()
         prepared = self.prepare(request)
-        with self._slot, torch.inference_mode():
+        with self._slot:
             yield from self._generate(request, prepared, started)
 
     def generate(self, request: GenerationRequest) -> tuple[str, list[int], Chunk]:
@@ -153,8 +153,9 @@ class Engine:
         with its media; later calls feed one token against the cache."""
         cached = cache.get_seq_length()
         switch = self.longrope_switch_at
-        # Crossing the original context length changes every rotary frequency: like transformers'
-        # generate, recompute the whole sequence once with the long factors.
+        # Crossing the original context length changes every rotary frequency to the long factors:
+        # recompute the whole sequence once, as transformers' Phi-4 code intends (its 5.23
+        # `generate` drops the cache but then feeds only the newest token).
         if cached and switch and cached <= switch < ids.shape[1]:
             cache, cached = DynamicCache(config=self.model.config), 0
         if cached == 0:
@@ -164,12 +165,24 @@ class Engine:
             out = self.model(input_ids=ids[:, cached:], past_key_values=cache, use_cache=True)
         return out.logits[:, -1, :], cache
 
+    @torch.inference_mode()  # per step, never across a yield: grad mode is the caller's again between chunks
+    def _step(self, prepared, ids, cache, processors, generator, greedy):
+        """One forward pass and token choice -> (sequence with the new token, cache)."""
+        logits, cache = self._forward(prepared, ids, cache)
+        scores = processors(ids, logits.float())
+        if greedy:
+            next_ids = scores.argmax(dim=-1)
+        else:
+            next_ids = torch.multinomial(scores.softmax(dim=-1), 1, generator=generator)[:, 0]
+        return torch.cat([ids, next_ids[:, None]], dim=1), cache
+
     def _generate(self, request: GenerationRequest, prepared: PreparedPrompt, started: float) -> Iterator[Chunk]:
         adapter = prepared.adapter
         self.router.activate(adapter)
         processors = self._logits_processors(request)
+        greedy = request.params.greedy
         generator = None
-        if not request.params.greedy and request.params.seed is not None:
+        if not greedy and request.params.seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(request.params.seed)
         detokenizer = IncrementalDetokenizer(self.tokenizer)
         stops = StopMatcher(request.params.stop)
@@ -182,16 +195,10 @@ class Engine:
             if request.cancel.is_set():
                 finish, token, delta = "cancelled", None, ""
             else:
-                logits, cache = self._forward(prepared, ids, cache)
-                scores = processors(ids, logits.float())
-                if generator is None and request.params.greedy:
-                    next_ids = scores.argmax(dim=-1)
-                else:
-                    next_ids = torch.multinomial(scores.softmax(dim=-1), 1, generator=generator)[:, 0]
-                token = int(next_ids[0])
+                ids, cache = self._step(prepared, ids, cache, processors, generator, greedy)
+                token = int(ids[0, -1])
                 first_token_at = first_token_at or time.perf_counter()
                 completion.append(token)
-                ids = torch.cat([ids, next_ids[:, None]], dim=1)
                 finish, delta = None, ""
                 if token in self.end_ids:
                     finish = "stop"

@@ -121,8 +121,6 @@ def load_model(options: LoadOptions):
             model.load_adapter(source, adapter_name=name, adapter_kwargs=adapter_kwargs)
     except OSError as err:
         raise ModelUnavailable(missing_weights_message(options.model, revision, _first_line(err))) from None
-    if quantization is None and device.type != "cpu" and "device_map" not in kwargs:
-        model.to(device)
     model.eval()
     log.info("loaded %s (revision=%s) on %s as %s, attention=%s, quantize=%s",
              options.model, revision, device, dtype, attention, options.quantize)

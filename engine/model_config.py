@@ -61,22 +61,19 @@ def decoder_lora_config(rank: int):
     )
 
 
-def full_size_config():
-    """The released model's architecture (report section 2.1), for meta-device checks and the
-    random-weight GPU benchmarks. transformers' bare `Phi4MultimodalConfig()` differs: it has
-    32 query heads and untied embeddings."""
+def phi4_config(text: dict, vision: dict, audio: dict, *, vocab_size: int, end_ids: list[int],
+                image_token_id: int, audio_token_id: int, long_factor_step: float = 0.0):
+    """A Phi4MultimodalConfig with the released model's fixed choices: tied embeddings, a 128K
+    window with long-RoPE past the original 4,096 tokens, and 25 % of each head's dims without
+    rotary. `long_factor_step` > 0 makes the long factors differ from the short ones, so a test
+    can see the switch."""
     from transformers import Phi4MultimodalConfig
 
-    head_dim = 128
     partial_rotary_factor = 0.75
-    n_factors = int(head_dim * partial_rotary_factor) // 2
+    n_factors = int(text["hidden_size"] // text["num_attention_heads"] * partial_rotary_factor) // 2
     return Phi4MultimodalConfig(
-        vocab_size=200064,
-        hidden_size=3072,
-        intermediate_size=8192,
-        num_hidden_layers=32,
-        num_attention_heads=24,
-        num_key_value_heads=8,
+        vocab_size=vocab_size,
+        **text,
         tie_word_embeddings=True,
         max_position_embeddings=131072,
         original_max_position_embeddings=4096,
@@ -85,12 +82,23 @@ def full_size_config():
             "rope_theta": 10000.0,
             "partial_rotary_factor": partial_rotary_factor,
             "short_factor": [1.0] * n_factors,
-            "long_factor": [1.0] * n_factors,
+            "long_factor": [1.0 + long_factor_step * i for i in range(n_factors)],
             "original_max_position_embeddings": 4096,
         },
-        bos_token_id=199999,
-        pad_token_id=199999,
-        eos_token_id=[199999, 200020],
-        vision_config={"image_token_id": 200010},
-        audio_config={"audio_token_id": 200011},
+        bos_token_id=end_ids[0],
+        pad_token_id=end_ids[0],
+        eos_token_id=end_ids,
+        vision_config={**vision, "image_token_id": image_token_id},
+        audio_config={**audio, "audio_token_id": audio_token_id},
     )
+
+
+def full_size_config(image_token_id: int = 200010, audio_token_id: int = 200011, end_ids=(199999, 200020)):
+    """The released model's architecture (report section 2.1), for meta-device checks and the
+    random-weight GPU benchmarks (which pass the tiny tokenizer's ids). transformers' bare
+    `Phi4MultimodalConfig()` differs: it has 32 query heads and untied embeddings. Vision and
+    audio encoders are transformers' defaults, which are the released ones."""
+    text = dict(hidden_size=3072, intermediate_size=8192, num_hidden_layers=32,
+                num_attention_heads=24, num_key_value_heads=8)
+    return phi4_config(text, {}, {}, vocab_size=200064, end_ids=list(end_ids),
+                       image_token_id=image_token_id, audio_token_id=audio_token_id)

@@ -21,6 +21,7 @@ from engine.model_config import (
     LORA_TARGET_MODULES,
     SPECIAL_TOKENS,
     decoder_lora_config,
+    phi4_config,
 )
 
 # Enough everyday text that the BPE trainer learns real merges; the model is random anyway.
@@ -41,9 +42,6 @@ _TINY_TEXT = dict(
     num_hidden_layers=2,
     num_attention_heads=4,
     num_key_value_heads=2,
-    max_position_embeddings=131072,
-    original_max_position_embeddings=4096,
-    tie_word_embeddings=True,
 )
 _TINY_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
 _TINY_AUDIO = dict(
@@ -84,29 +82,14 @@ def _build_tokenizer(vocab_size: int = 512):
 
 
 def _build_config(tokenizer):
-    from transformers import Phi4MultimodalConfig
-
-    head_dim = _TINY_TEXT["hidden_size"] // _TINY_TEXT["num_attention_heads"]
-    partial_rotary_factor = 0.75  # as the real model: 25 % of each head's dims without rotary
-    n_factors = int(head_dim * partial_rotary_factor) // 2
-    end_id = tokenizer.convert_tokens_to_ids("<|end|>")
-    eot_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    return Phi4MultimodalConfig(
+    end_ids = [tokenizer.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|end|>")]
+    return phi4_config(
+        _TINY_TEXT, _TINY_VISION, _TINY_AUDIO,
         vocab_size=len(tokenizer),
-        **_TINY_TEXT,
-        rope_parameters={
-            "rope_type": "longrope",
-            "rope_theta": 10000.0,
-            "partial_rotary_factor": partial_rotary_factor,
-            "short_factor": [1.0] * n_factors,
-            "long_factor": [1.0 + 0.5 * i for i in range(n_factors)],
-            "original_max_position_embeddings": _TINY_TEXT["original_max_position_embeddings"],
-        },
-        bos_token_id=eot_id,
-        pad_token_id=eot_id,
-        eos_token_id=[eot_id, end_id],
-        vision_config={**_TINY_VISION, "image_token_id": tokenizer.image_token_id},
-        audio_config={**_TINY_AUDIO, "audio_token_id": tokenizer.audio_token_id},
+        end_ids=end_ids,
+        image_token_id=tokenizer.image_token_id,
+        audio_token_id=tokenizer.audio_token_id,
+        long_factor_step=0.5,
     )
 
 

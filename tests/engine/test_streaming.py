@@ -28,6 +28,15 @@ def test_chunks_carry_text_tokens_and_final_metrics(engine):
     assert m.ttft_s > 0 and m.tokens_per_s > 0
 
 
+def test_grad_mode_does_not_leak_to_the_consumer_between_chunks(engine):
+    import torch
+
+    stream = engine.stream(ask(max_new_tokens=5))
+    next(stream)
+    assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+    stream.close()
+
+
 def test_stop_string_truncates_the_answer(engine):
     full, _, _ = engine.generate(ask(max_new_tokens=24))
     stop = full[len(full) // 2 : len(full) // 2 + 3]
