@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("text", nargs="?", default="")
     ask.add_argument("--image", action="append", default=[], help="an image file (repeatable)")
     ask.add_argument("--audio", help="an audio file")
+    ask.add_argument("--video", help="a video file (frames sampled uniformly)")
+    ask.add_argument("--video-frames", type=int, help="frames to sample from the video (default 16)")
+    ask.add_argument("--max-crops", type=int, help="crop budget per image, 1-64 (default 36)")
     ask.add_argument("--system", help="a system prompt")
     ask.add_argument("--max-new-tokens", type=int)
     ask.add_argument("--temperature", type=float, default=0.0)
@@ -41,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--repetition-penalty", type=float, default=1.0)
     ask.add_argument("--seed", type=int)
     ask.add_argument("--stop", action="append", default=[], help="a stop string (repeatable)")
+
+    transcribe = sub.add_parser("transcribe", help="transcribe (and optionally translate) speech")
+    _model_flags(transcribe)
+    transcribe.add_argument("audio")
+    transcribe.add_argument("--translate-to", metavar="LANG", help="one of the eight speech languages, e.g. French or fr")
+    transcribe.add_argument("--cot", action="store_true", help="with --translate-to: transcript, then translation")
 
     serve = sub.add_parser("serve", help="serve the web app")
     _model_flags(serve)
@@ -69,7 +78,8 @@ def _quiet_libraries(verbose: bool) -> None:
 def _settings(args):
     from app.settings import Settings
 
-    names = ("model", "revision", "device", "dtype", "attention", "quantize", "host", "port", "api_key", "backend", "base_url")
+    names = ("model", "revision", "device", "dtype", "attention", "quantize", "host", "port", "api_key", "backend",
+             "base_url", "max_crops", "video_frames")
     return Settings.from_env(**{n: getattr(args, n, None) for n in names})
 
 
@@ -80,15 +90,48 @@ def cmd_tiny_checkpoint(args) -> int:
     return 0
 
 
-def cmd_ask(args) -> int:
+def _load_engine(settings):
     from engine.engine import Engine
-    from engine.media import load_audio, load_image
-    from engine.request import GenerationRequest, Message, SamplingParams, TextPart
+
+    return Engine.load(settings.load_options(), settings.context_window, settings.media_limits())
+
+
+def _print_metrics(final) -> None:
+    m = final.metrics
+    print(
+        f"adapter={m.adapter} prompt_tokens={m.prompt_tokens} completion_tokens={m.completion_tokens} "
+        f"ttft_ms={m.ttft_s * 1000:.1f} tok_s={m.tokens_per_s:.1f}",
+        file=sys.stderr,
+    )
+
+
+def _stream_to_stdout(engine, request, verbose: bool) -> str:
+    answer, final = "", None
+    for chunk in engine.stream(request):
+        sys.stdout.write(chunk.text)
+        sys.stdout.flush()
+        answer, final = answer + chunk.text, chunk
+    sys.stdout.write("\n")
+    if verbose and final is not None:
+        _print_metrics(final)
+    return answer
+
+
+def cmd_ask(args) -> int:
+    from engine.audio import load_audio
+    from engine.images import load_image
+    from engine.request import GenerationRequest, ImagePart, Message, SamplingParams, TextPart
+    from engine.video import load_video
+    from prompts.tasks import video_frames_note
 
     settings = _settings(args)
-    parts = [load_image(path) for path in args.image]
+    limits = settings.media_limits()
+    parts = [ImagePart(load_image(path, limits)) for path in args.image]
+    if args.video:
+        video = load_video(args.video, limits)
+        parts += [video, TextPart(video_frames_note(video.timestamps, video.duration) + "\n")]
     if args.audio:
-        parts.append(load_audio(args.audio))
+        parts.append(load_audio(args.audio, limits))
     if args.text or not parts:
         parts.append(TextPart(args.text))
     messages = ([Message("system", [TextPart(args.system)])] if args.system else []) + [Message("user", parts)]
@@ -101,22 +144,48 @@ def cmd_ask(args) -> int:
         seed=args.seed,
         stop=tuple(args.stop),
     )
-    request = GenerationRequest(messages, params)
+    request = GenerationRequest(messages, params, max_crops=settings.max_crops)
     request.validate()  # before the slow model load
-    engine = Engine.load(settings.load_options(), settings.context_window)
-    final = None
-    for chunk in engine.stream(request):
-        sys.stdout.write(chunk.text)
-        sys.stdout.flush()
-        final = chunk
-    sys.stdout.write("\n")
-    if args.verbose and final is not None and final.metrics is not None:
-        m = final.metrics
-        print(
-            f"adapter={m.adapter} prompt_tokens={m.prompt_tokens} completion_tokens={m.completion_tokens} "
-            f"ttft_ms={m.ttft_s * 1000:.1f} tok_s={m.tokens_per_s:.1f}",
-            file=sys.stderr,
-        )
+    _stream_to_stdout(_load_engine(settings), request, args.verbose)
+    return 0
+
+
+def cmd_transcribe(args) -> int:
+    from engine.audio import load_audio
+    from engine.request import GenerationRequest, Message, SamplingParams, TextPart
+    from prompts import tasks
+    from prompts.languages import resolve_language
+
+    settings = _settings(args)
+    limits = settings.media_limits()
+    try:
+        language = resolve_language(args.translate_to) if args.translate_to else None
+    except ValueError as err:
+        print(f"phi4mm: {err}", file=sys.stderr)
+        return 2
+    if args.cot and not language:
+        print("phi4mm: --cot needs --translate-to LANG.", file=sys.stderr)
+        return 2
+    audio = load_audio(args.audio, limits, max_seconds=limits.max_task_audio_seconds)
+    if language and args.cot:
+        prompt = tasks.transcribe_and_translate(language)
+    else:
+        prompt = tasks.translate(language) if language else tasks.ASR
+    budget = tasks.transcript_token_budget(audio.seconds) * (2 if args.cot else 1)
+    request = GenerationRequest([Message("user", [audio, TextPart(prompt)])], SamplingParams(max_new_tokens=budget))
+    engine = _load_engine(settings)
+    if not args.cot:
+        _stream_to_stdout(engine, request, args.verbose)
+        return 0
+    answer, _, final = engine.generate(request)
+    split = tasks.split_transcript_translation(answer)
+    print(f"Transcript:\n{split.transcript}\n")
+    if split.translation is None:
+        print(f"Translation ({language}): (the model gave no separate translation)")
+    else:
+        print(f"Translation ({language}):\n{split.translation}")
+    if args.verbose:
+        _print_metrics(final)
     return 0
 
 
@@ -127,7 +196,7 @@ def cmd_serve(args) -> int:
     return 0
 
 
-COMMANDS = {"tiny-checkpoint": cmd_tiny_checkpoint, "ask": cmd_ask, "serve": cmd_serve}
+COMMANDS = {"tiny-checkpoint": cmd_tiny_checkpoint, "ask": cmd_ask, "transcribe": cmd_transcribe, "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

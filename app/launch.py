@@ -7,26 +7,33 @@ from typing import Iterator
 
 from app.settings import Settings
 from engine.errors import Phi4mmError
-from engine.media import load_audio, load_image
-from engine.request import GenerationRequest, Message, SamplingParams, TextPart
+from engine.audio import load_audio
+from engine.images import load_image
+from engine.limits import MediaLimits
+from engine.request import GenerationRequest, ImagePart, Message, SamplingParams, TextPart
+from engine.video import load_video
 
-MAX_UPLOAD = "50mb"
 
 
-def _parts_from_gradio(message: dict | str) -> list:
+def _parts_from_gradio(message: dict | str, limits: MediaLimits) -> list:
     if isinstance(message, str):
         return [TextPart(message)]
     parts = []
     for item in message.get("files", []):
         path = item if isinstance(item, str) else item.get("path")
         kind = (mimetypes.guess_type(path)[0] or "").split("/")[0]
-        parts.append(load_image(path) if kind == "image" else load_audio(path))
+        if kind == "image":
+            parts.append(ImagePart(load_image(path, limits)))
+        elif kind == "video":
+            parts.append(load_video(path, limits))
+        else:  # audio, or unknown: the audio decoder sniffs the content and explains a refusal
+            parts.append(load_audio(path, limits))
     if message.get("text"):
         parts.append(TextPart(message["text"]))
     return parts
 
 
-def _history_to_messages(history: list[dict]) -> list[Message]:
+def _history_to_messages(history: list[dict], limits: MediaLimits) -> list[Message]:
     """Gradio's messages history -> engine messages (text turns; files are re-read from their paths)."""
     messages: list[Message] = []
     for turn in history:
@@ -39,7 +46,7 @@ def _history_to_messages(history: list[dict]) -> list[Message]:
             elif isinstance(item, dict) and item.get("type") == "text":
                 parts.append(TextPart(item.get("text", "")))
             elif isinstance(item, dict) and turn["role"] == "user" and item.get("type") == "file":
-                parts.extend(_parts_from_gradio({"files": [item["file"]]}))
+                parts.extend(_parts_from_gradio({"files": [item["file"]]}, limits))
         if messages and messages[-1].role == turn["role"]:
             messages[-1].parts.extend(parts)
         else:
@@ -48,14 +55,15 @@ def _history_to_messages(history: list[dict]) -> list[Message]:
 
 
 def make_respond(engine, settings: Settings):
+    limits = settings.media_limits()
+
     def respond(history: list[dict], message) -> Iterator[str]:
-        request = GenerationRequest(
-            _history_to_messages(history) + [Message("user", _parts_from_gradio(message))],
-            SamplingParams(max_new_tokens=settings.max_new_tokens),
-        )
-        answer = ""
-        stream = None
+        answer, stream, request = "", None, None
         try:
+            request = GenerationRequest(
+                _history_to_messages(history, limits) + [Message("user", _parts_from_gradio(message, limits))],
+                SamplingParams(max_new_tokens=settings.max_new_tokens),
+            )
             stream = engine.stream(request)
             for chunk in stream:
                 answer += chunk.text
@@ -63,7 +71,8 @@ def make_respond(engine, settings: Settings):
         except Phi4mmError as err:
             yield f"⚠️ {err}"
         finally:
-            request.cancel.set()  # the browser went away or pressed stop
+            if request is not None:
+                request.cancel.set()  # the browser went away or pressed stop
             if stream is not None:
                 stream.close()
 
@@ -78,7 +87,7 @@ def serve(settings: Settings) -> None:
     from engine.engine import Engine
     from ui.chat import build_chat
 
-    engine = Engine.load(settings.load_options(), settings.context_window)
+    engine = Engine.load(settings.load_options(), settings.context_window, settings.media_limits())
     api = FastAPI()
 
     @api.get("/health")
@@ -88,6 +97,6 @@ def serve(settings: Settings) -> None:
     demo = build_chat(make_respond(engine, settings))
     demo.queue(max_size=32, default_concurrency_limit=1)
     app = gr.mount_gradio_app(
-        api, demo, path="/", max_file_size=MAX_UPLOAD, enable_monitoring=False, ssr_mode=False
+        api, demo, path="/", max_file_size=f"{settings.max_upload_mb}mb", enable_monitoring=False, ssr_mode=False
     )
     uvicorn.run(app, host=settings.host, port=settings.port)

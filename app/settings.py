@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 
+from engine.limits import MediaLimits
 from engine.loading import LoadOptions
 from engine.model_config import DEFAULT_MODEL
 
@@ -28,6 +29,14 @@ class Settings:
     context_window: int | None = None
     # Default cap on answer length when a request names none.
     max_new_tokens: int = 1024
+    # Dynamic multi-crop budget per image (1-64; the processor's default 36, vLLM's examples 16).
+    max_crops: int = 36
+    # Frames sampled uniformly from a video (the report's video evaluation used 16).
+    video_frames: int = 16
+    # Longest audio one chat turn takes, in seconds; longer recordings go to summarisation.
+    max_chat_audio_seconds: int = 180
+    # Largest media file or upload, in MB.
+    max_upload_mb: int = 200
     # Address and port `phi4mm serve` listens on; loopback unless the operator opens it up.
     host: str = "127.0.0.1"
     port: int = 7860
@@ -48,6 +57,14 @@ class Settings:
                 values[f.name] = int(raw) if f.type in ("int", "int | None") else raw
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    def media_limits(self) -> MediaLimits:
+        return MediaLimits(
+            max_file_bytes=self.max_upload_mb * 2**20,
+            max_crops=self.max_crops,
+            video_frames=self.video_frames,
+            max_chat_audio_seconds=self.max_chat_audio_seconds,
+        )
 
     def load_options(self) -> LoadOptions:
         return LoadOptions(

@@ -20,9 +20,10 @@ from transformers import (
 
 from engine.errors import PromptTooLong
 from engine.loading import LoadOptions, load_model
-from engine.media import SAMPLE_RATE
+from engine.audio_features import install_fast_features
+from engine.limits import SAMPLE_RATE, MediaLimits
 from engine.model_config import CHAT_TEMPLATE, END_TOKENS, SPECIAL_TOKENS
-from engine.request import AudioPart, Chunk, GenerationRequest, ImagePart, Message, Metrics, TextPart
+from engine.request import AudioPart, Chunk, GenerationRequest, ImagePart, Message, Metrics, TextPart, VideoPart
 from engine.router import LoraRouter, choose_adapter
 from engine.text_stream import IncrementalDetokenizer, StopMatcher
 
@@ -57,6 +58,9 @@ def to_chat(messages: list[Message]) -> tuple[list[dict], list, list]:
             elif isinstance(part, ImagePart):
                 content.append({"type": "image"})
                 images.append(part.image)
+            elif isinstance(part, VideoPart):  # frames in order, one image placeholder each
+                content.extend({"type": "image"} for _ in part.frames)
+                images.extend(part.frames)
             elif isinstance(part, AudioPart):
                 content.append({"type": "audio"})
                 audios.append(part.samples)
@@ -65,9 +69,12 @@ def to_chat(messages: list[Message]) -> tuple[list[dict], list, list]:
 
 
 class Engine:
-    def __init__(self, model, processor, device: torch.device, context_window: int | None = None):
+    def __init__(self, model, processor, device: torch.device, context_window: int | None = None,
+                 limits: MediaLimits = MediaLimits()):
         self.model = model
         self.processor = processor
+        self.limits = limits
+        install_fast_features(processor)
         self.tokenizer = processor.tokenizer
         # transformers saves processor and tokenizer templates to one file, so either may hold it.
         self.chat_template = processor.chat_template or self.tokenizer.chat_template or CHAT_TEMPLATE
@@ -88,9 +95,10 @@ class Engine:
         self._slot = threading.Lock()  # one generation at a time on this model
 
     @classmethod
-    def load(cls, options: LoadOptions, context_window: int | None = None) -> "Engine":
+    def load(cls, options: LoadOptions, context_window: int | None = None,
+             limits: MediaLimits = MediaLimits()) -> "Engine":
         model, processor, device = load_model(options)
-        return cls(model, processor, device, context_window)
+        return cls(model, processor, device, context_window, limits)
 
     # -- preparing ---------------------------------------------------------------------------
 
@@ -100,7 +108,7 @@ class Engine:
         prompt = self.processor.apply_chat_template(
             chat, chat_template=self.chat_template, tokenize=False, add_generation_prompt=True
         )
-        kwargs = {"images": images} if images else {}
+        kwargs = {"images": images, "dynamic_hd": request.max_crops or self.limits.max_crops} if images else {}
         if audios:
             kwargs.update(audio=audios, sampling_rate=SAMPLE_RATE)
         inputs = self.processor(text=prompt, return_tensors="pt", **kwargs)

@@ -34,7 +34,15 @@ class AudioPart:
         return len(self.samples) / 16000
 
 
-Part = Union[TextPart, ImagePart, AudioPart]
+@dataclass(frozen=True)
+class VideoPart:
+    frames: list  # RGB PIL images in time order, each within one 448-px crop
+    timestamps: list[float]  # seconds from the start, one per frame
+    duration: float  # seconds
+
+
+Part = Union[TextPart, ImagePart, AudioPart, VideoPart]
+MEDIA_PARTS = (ImagePart, AudioPart, VideoPart)
 
 
 @dataclass
@@ -88,6 +96,8 @@ class GenerationRequest:
     params: SamplingParams = field(default_factory=SamplingParams)
     # Set from any thread to stop generation; the engine checks it before every decode step.
     cancel: threading.Event = field(default_factory=threading.Event)
+    # Dynamic multi-crop budget per image; None means the engine's default.
+    max_crops: int | None = None
 
     def validate(self) -> None:
         if not self.messages:
@@ -98,12 +108,14 @@ class GenerationRequest:
                     f"Message {i} has role {message.role!r}; use one of {', '.join(ROLES)}.", param="messages"
                 )
             for part in message.parts:
-                if not isinstance(part, (TextPart, ImagePart, AudioPart)):
+                if not isinstance(part, (TextPart, *MEDIA_PARTS)):
                     raise InvalidRequest(f"Message {i} has an unsupported part {type(part).__name__}.", param="messages")
                 if message.role != "user" and not isinstance(part, TextPart):
                     raise InvalidRequest(f"Message {i}: only user messages may carry images or audio.", param="messages")
                 if isinstance(part, AudioPart) and part.samples.size == 0:
                     raise InvalidRequest(f"Message {i} has an empty audio clip.", param="messages")
+        if self.max_crops is not None and (not isinstance(self.max_crops, int) or not 1 <= self.max_crops <= 64):
+            raise InvalidRequest(f"`max_crops` must be a whole number from 1 to 64 (got {self.max_crops!r}).", param="max_crops")
         if self.messages[-1].role != "user":
             raise InvalidRequest("The last message must come from the user.", param="messages")
         self.params.validate()

@@ -10,14 +10,14 @@ Both adapters stay loaded; switching flips which one PEFT applies, never reloadi
 
 from __future__ import annotations
 
-from engine.request import AudioPart, ImagePart, Message
+from engine.request import AudioPart, ImagePart, Message, VideoPart
 
 BASE = "base"  # the name reported when no adapter is active
 
 
 def choose_adapter(messages: list[Message]) -> str:
     parts = [part for message in messages for part in message.parts]
-    if any(isinstance(part, ImagePart) for part in parts):
+    if any(isinstance(part, (ImagePart, VideoPart)) for part in parts):
         return "vision"
     if any(isinstance(part, AudioPart) for part in parts):
         return "speech"

@@ -20,7 +20,7 @@ def build_chat(respond: Respond, title: str = "Phi-4-multimodal") -> gr.Blocks:
         gr.ChatInterface(
             fn=answer,
             multimodal=True,
-            textbox=gr.MultimodalTextbox(file_types=["image", "audio"], file_count="multiple"),
+            textbox=gr.MultimodalTextbox(file_types=["image", "audio", "video"], file_count="multiple"),
             api_name="chat",
         )
     return demo

@@ -51,9 +51,9 @@ def test_prompt_that_fits_but_leaves_little_room_is_clipped(engine):
     assert final.finish_reason in ("length", "stop") and prepared.prompt_tokens + len(tokens) <= 64
 
 
-@pytest.mark.parametrize("kind", ["video", "file", "image_url", None])
+@pytest.mark.parametrize("kind", ["document", "file", "image_url", None])
 def test_unknown_part_types(kind):
-    with pytest.raises(InvalidRequest, match="supported types are text, image, audio"):
+    with pytest.raises(InvalidRequest, match="supported types are text, image, audio, video"):
         parse_part({"type": kind, "data": "x"})
 
 
@@ -69,6 +69,7 @@ def test_parse_messages_builds_typed_parts():
                                      {"type": "audio", "audio": (np.zeros(8000, np.int16) + 100, 8000)}]},
     ])
     assert [type(p) for p in messages[1].parts] == [ImagePart, TextPart, AudioPart]
+    assert messages[1].parts[0].image.mode == "RGB"
     assert messages[1].parts[2].samples.dtype == np.float32 and len(messages[1].parts[2].samples) == 16000
 
 

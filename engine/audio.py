@@ -1,0 +1,128 @@
+"""Speech and sound in -> mono float32 at 16 kHz. Files are sniffed by content, not extension:
+soundfile reads WAV/FLAC/OGG/MP3, PyAV reads containers (M4A/AAC, MP4, WebM); torchaudio
+resamples. Length caps are checked from the header before decoding when the header knows."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+
+from engine.errors import MediaError
+from engine.limits import SAMPLE_RATE, MediaLimits
+from engine.media_files import read_bytes
+from engine.request import AudioPart
+
+SUPPORTED = "WAV, FLAC, OGG, MP3, M4A/AAC, MP4 or WebM"
+SILENCE_PEAK = 1e-4  # -80 dBFS: below this everywhere, there is nothing to listen to
+
+
+def too_long_message(seconds: float, max_seconds: float) -> str:
+    return (
+        f"The audio is {seconds / 60:.1f} minutes long; this takes up to {max_seconds / 60:.1f} minutes. "
+        "For long recordings use meeting summarisation (`phi4mm summarize` or the Meeting tab)."
+    )
+
+
+def _check_length(seconds: float, max_seconds: float) -> None:
+    if seconds > max_seconds:
+        raise MediaError(too_long_message(seconds, max_seconds))
+
+
+def _decode_soundfile(data: bytes, max_seconds: float) -> tuple[np.ndarray, int] | None:
+    import soundfile as sf
+
+    try:
+        info = sf.info(io.BytesIO(data))
+    except Exception:  # not a format libsndfile knows: let PyAV try
+        return None
+    if info.samplerate > 0:
+        _check_length(info.frames / info.samplerate, max_seconds)
+    try:
+        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except Exception as err:  # truncated or corrupt after a valid header
+        raise MediaError(f"The audio file is corrupt or truncated ({type(err).__name__}).") from None
+    return samples.mean(axis=1), rate
+
+
+def _decode_pyav(data: bytes, max_seconds: float) -> tuple[np.ndarray, int]:
+    import av
+
+    try:
+        container = av.open(io.BytesIO(data), mode="r")
+    except Exception:
+        raise MediaError(f"The audio could not be decoded: use a {SUPPORTED} file.") from None
+    with container:
+        stream = next((s for s in container.streams if s.type == "audio"), None)
+        if stream is None:
+            raise MediaError("The file has no audio track.")
+        if container.duration:
+            _check_length(container.duration / 1e6, max_seconds)
+        pieces, rate, total = [], None, 0
+        try:
+            for frame in container.decode(stream):
+                rate = rate or frame.sample_rate
+                # format conversion and down-mix only (no rate change): torchaudio resamples later
+                mono = av.AudioResampler(format="flt", layout="mono", rate=frame.sample_rate)
+                for out in mono.resample(frame):
+                    pieces.append(out.to_ndarray().reshape(-1))
+                    total += out.samples
+                _check_length(total / rate, max_seconds)
+        except MediaError:
+            raise
+        except Exception as err:  # corrupt packets, unsupported codec
+            if not pieces:
+                raise MediaError(f"The audio could not be decoded ({type(err).__name__}): use a {SUPPORTED} file.") from None
+    if not pieces or not rate:
+        raise MediaError("The audio file holds no sound.")
+    return np.concatenate(pieces).astype(np.float32, copy=False), rate
+
+
+def to_mono_16k(samples: Any, sample_rate: int) -> np.ndarray:
+    """Any array (frames[, channels] or channels-first), int or float -> mono float32 at 16 kHz."""
+    import torch
+    import torchaudio.functional as AF
+
+    samples = np.asarray(samples)
+    if samples.dtype == np.uint8:  # 8-bit PCM is unsigned, centred on 128
+        samples = (samples.astype(np.float32) - 128) / 128
+    elif np.issubdtype(samples.dtype, np.integer):
+        samples = samples.astype(np.float32) / np.iinfo(samples.dtype).max
+    elif not np.issubdtype(samples.dtype, np.floating):
+        raise MediaError("Audio samples must be numbers.")
+    samples = samples.astype(np.float32, copy=False)
+    if samples.ndim == 2:
+        channels_first = samples.shape[0] <= 8 < samples.shape[1]
+        samples = samples.mean(axis=0 if channels_first else 1)
+    if samples.ndim != 1:
+        raise MediaError("Audio must be a 1-D (mono) or 2-D (frames x channels) array.")
+    if not np.isfinite(samples).all():
+        raise MediaError("The audio holds invalid (NaN or infinite) samples.")
+    if not isinstance(sample_rate, (int, np.integer)) or not 1000 <= sample_rate <= 384000:
+        raise MediaError(f"Unsupported sample rate {sample_rate!r}.")
+    if sample_rate != SAMPLE_RATE and samples.size:
+        samples = AF.resample(torch.from_numpy(samples), int(sample_rate), SAMPLE_RATE).numpy()
+    return samples
+
+
+def load_audio(source: Any, limits: MediaLimits = MediaLimits(), max_seconds: float | None = None) -> AudioPart:
+    """A file path, bytes, or a (samples, rate) / (rate, samples) pair from a microphone -> 16 kHz mono.
+    `max_seconds` defaults to the chat-turn cap."""
+    max_seconds = limits.max_chat_audio_seconds if max_seconds is None else max_seconds
+    if isinstance(source, AudioPart):
+        samples = source.samples
+    elif isinstance(source, tuple) and len(source) == 2:
+        first, second = source
+        samples, rate = (second, first) if isinstance(first, (int, np.integer)) else (first, second)
+        samples = to_mono_16k(samples, rate)  # already in the caller's memory; length checked below
+    else:
+        data = read_bytes(source, limits, "audio")
+        decoded = _decode_soundfile(data, max_seconds) or _decode_pyav(data, max_seconds)
+        samples = to_mono_16k(*decoded)
+    if samples.size == 0:
+        raise MediaError("The audio clip is empty.")
+    _check_length(samples.size / SAMPLE_RATE, max_seconds)
+    if float(np.abs(samples).max()) < SILENCE_PEAK:
+        raise MediaError("The audio is silent: there is nothing to listen to.")
+    return AudioPart(samples)

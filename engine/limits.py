@@ -1,0 +1,20 @@
+"""Caps on what one media input may cost, so a bad or hostile file is refused before it is
+decoded (not after it has filled memory)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SAMPLE_RATE = 16000  # the feature extractor's rate; every audio input is resampled to it
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    max_file_bytes: int = 200 * 1024 * 1024  # any one media file or upload
+    max_image_pixels: int = 64_000_000  # checked from the header, before decoding (decompression bombs)
+    max_crops: int = 36  # dynamic multi-crop budget per image (the processor's default; vLLM uses 16)
+    video_frames: int = 16  # frames sampled uniformly over a clip (the report's video evaluation)
+    max_video_seconds: float = 3600.0
+    max_video_pixels: int = 3840 * 2160  # per frame; 4K at most
+    max_chat_audio_seconds: float = 180.0  # one chat turn; longer recordings go to summarisation
+    max_task_audio_seconds: float = 1800.0  # transcription / summarisation in one prompt (30 min)

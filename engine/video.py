@@ -1,0 +1,80 @@
+"""Video -> N frames sampled uniformly over the whole clip, by seeking (never decoding every
+frame), with their timestamps. Frames are shrunk to fit one 448-px crop, so each costs at most
+one crop's tokens whatever the request's crop budget."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from engine.errors import MediaError
+from engine.limits import MediaLimits
+from engine.media_files import check_file, read_bytes
+from engine.request import VideoPart
+
+FRAME_BOX = 448  # the vision encoder's crop size
+FORMATS = "MP4, WebM, MOV, AVI or MKV"
+
+
+def load_video(source: Any, limits: MediaLimits = MediaLimits(), frames: int | None = None) -> VideoPart:
+    frames = frames or limits.video_frames
+    if not 1 <= frames <= 64:
+        raise MediaError(f"Video frames must be between 1 and 64 (got {frames}); the model was trained with up to 64.")
+    if isinstance(source, (bytes, bytearray)):
+        data = read_bytes(source, limits, "video")
+        # OpenCV reads from paths only; the temporary copy lives just for the sampling
+        with tempfile.NamedTemporaryFile(suffix=".video", delete=False) as tmp:
+            tmp.write(data)
+        try:
+            return _sample(tmp.name, limits, frames)
+        finally:
+            os.unlink(tmp.name)
+    path = Path(source)
+    check_file(path, limits, "video")
+    return _sample(str(path), limits, frames)
+
+
+def _sample(path: str, limits: MediaLimits, frames: int) -> VideoPart:
+    import cv2
+
+    capture = cv2.VideoCapture(path)
+    try:
+        if not capture.isOpened():
+            raise MediaError(f"The video could not be opened: use an {FORMATS} file.")
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if count <= 0 or not fps or fps <= 0 or width <= 0 or height <= 0:
+            raise MediaError(f"The video has no readable frames: use an {FORMATS} file.")
+        duration = count / fps
+        if duration > limits.max_video_seconds:
+            raise MediaError(
+                f"The video is {duration / 60:.1f} minutes long; the limit is {limits.max_video_seconds / 60:.0f} minutes."
+            )
+        if width * height > limits.max_video_pixels:
+            raise MediaError(f"The video is {width}×{height}; the limit is 4K (3840×2160).")
+        # the middle of each of N equal spans, so a short clip is not all start and end
+        targets = sorted({min(count - 1, int((i + 0.5) * count / frames)) for i in range(frames)})
+        images, stamps = [], []
+        for index in targets:
+            capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+            ok, bgr = capture.read()
+            if not ok or bgr is None:
+                continue  # a damaged stretch: keep the frames that decode
+            image = Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            image.thumbnail((FRAME_BOX, FRAME_BOX), Image.Resampling.BICUBIC)
+            images.append(image)
+            stamps.append(round(index / fps, 3))
+    except MediaError:
+        raise
+    except Exception as err:  # OpenCV raises cv2.error and others on broken streams
+        raise MediaError(f"The video could not be decoded ({type(err).__name__}).") from None
+    finally:
+        capture.release()
+    if not images:
+        raise MediaError(f"No frame of the video could be decoded: use an {FORMATS} file.")
+    return VideoPart(frames=images, timestamps=stamps, duration=round(duration, 3))

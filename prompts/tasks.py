@@ -1,0 +1,81 @@
+"""Task prompts the model was trained with (report, model card), and helpers around them.
+No fixed summarisation prompt is published: the instruction is the user's, shaped here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prompts.languages import resolve_language
+
+ASR = "Transcribe the audio clip into text."
+SPOKEN_QUERY = ""  # spoken-query QA: the audio alone, with an empty text prompt
+SEPARATOR = "<sep>"
+AUDIO_SOUNDS = "Describe the sounds in this audio clip."
+AUDIO_MUSIC = "Describe the music in this audio clip: genre, instruments, tempo and mood."
+VIDEO_DESCRIPTION = "Describe what happens in this video."
+DEFAULT_SUMMARY_INSTRUCTION = "Summarize the audio."
+
+SUMMARY_FORMATS = {
+    "bullets": "Write the summary as bullet points, one per line, each starting with '- '.",
+    "json": (
+        'Answer with JSON only, no other text, in the form {"title": "...", "summary": "...", '
+        '"key_points": ["..."], "action_items": ["..."]}.'
+    ),
+    "email": "Write the summary as a short email to the participants, starting with a 'Subject:' line.",
+    "paragraph": "Write the summary as one paragraph.",
+}
+LENGTH_UNITS = ("words", "sentences")
+
+
+def translate(language: str) -> str:
+    return f"Translate the audio to {resolve_language(language)}."
+
+
+def transcribe_and_translate(language: str) -> str:
+    """Chain of thought: the transcript first, then the translation, split by <sep>."""
+    return (
+        f"Transcribe the audio to text, and then translate the audio to {resolve_language(language)}. "
+        f"Use {SEPARATOR} as a separator between the original transcript and the translation."
+    )
+
+
+@dataclass(frozen=True)
+class TranscriptAndTranslation:
+    transcript: str
+    translation: str | None  # None when the model gave no separator
+
+
+def split_transcript_translation(answer: str) -> TranscriptAndTranslation:
+    """Split a chain-of-thought answer. Missing separator: the whole answer is the transcript.
+    Repeated separators: the first piece is the transcript and nothing after it is dropped."""
+    pieces = [piece.strip() for piece in answer.split(SEPARATOR)]
+    pieces = [piece for piece in pieces if piece]
+    if SEPARATOR not in answer or len(pieces) < 2:
+        return TranscriptAndTranslation(pieces[0] if pieces else "", None)
+    return TranscriptAndTranslation(pieces[0], "\n".join(pieces[1:]))
+
+
+def summary(instruction: str | None = None, fmt: str = "bullets", length: int | None = None,
+            unit: str = "words") -> str:
+    """The user's instruction (or a plain default), the output format, then an optional length."""
+    if fmt not in SUMMARY_FORMATS:
+        raise ValueError(f"Unknown summary format {fmt!r}; choose one of {', '.join(SUMMARY_FORMATS)}.")
+    if unit not in LENGTH_UNITS:
+        raise ValueError(f"Length is counted in {' or '.join(LENGTH_UNITS)}, not {unit!r}.")
+    parts = [(instruction or DEFAULT_SUMMARY_INSTRUCTION).strip(), SUMMARY_FORMATS[fmt]]
+    if length is not None:
+        if length < 1:
+            raise ValueError("A summary length must be at least 1.")
+        parts.append(f"Use at most {length} {unit if length != 1 else unit[:-1]}.")
+    return " ".join(parts)
+
+
+def video_frames_note(timestamps: list[float], duration: float) -> str:
+    """Tells the model where the frames it sees sit in time."""
+    stamps = ", ".join(f"{t:.1f}" for t in timestamps)
+    return f"These {len(timestamps)} frames are from a {duration:.1f}-second video, taken at {stamps} seconds."
+
+
+def transcript_token_budget(seconds: float) -> int:
+    """Answer room for a transcript: fast speech is about 4 words (6 tokens) a second."""
+    return max(64, int(seconds * 6) + 32)
