@@ -51,6 +51,11 @@ def load_image(source: Any, limits: MediaLimits = MediaLimits()) -> Image.Image:
                 image.load()
         except MediaError:
             raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # Pillow's own guard, at open()
+            raise MediaError(
+                f"The image has too many pixels (over {limits.max_image_pixels / 1e6:.0f} MP); it may be a "
+                "decompression bomb."
+            ) from None
         except Exception as err:  # Pillow raises many types (OSError, SyntaxError, struct.error, …) on bad data
             raise MediaError(f"The image could not be decoded ({type(err).__name__}): use a {FORMATS} file.") from None
     if image.width < 1 or image.height < 1:

@@ -31,3 +31,60 @@ MODALITIES = {
     "image+audio": lambda: [ImagePart(make_photo()), AudioPart(make_tone())],
 }
 EXPECTED_ADAPTER = {"text": "base", "image": "vision", "audio": "speech", "image+audio": "vision"}
+
+
+# -- files in every format, made here ----------------------------------------------------------
+
+def speak(text: str, path, rate: int = 22050) -> np.ndarray:
+    """espeak-ng speech as float32 mono at espeak's 22,050 Hz; also written to `path` as WAV."""
+    import subprocess
+
+    import soundfile as sf
+
+    subprocess.run(["espeak-ng", "-w", str(path), text], check=True, capture_output=True, timeout=60)
+    samples, got_rate = sf.read(str(path), dtype="float32")
+    assert got_rate == rate
+    return samples
+
+
+def encode_audio(samples: np.ndarray, rate: int, fmt: str) -> bytes:
+    """wav/flac/ogg/mp3 through soundfile; m4a/mp4/aac/webm through PyAV (AAC, or Opus in WebM)."""
+    import io
+
+    import soundfile as sf
+
+    buffer = io.BytesIO()
+    if fmt in ("wav", "flac", "ogg", "mp3"):
+        sf.write(buffer, samples, rate, format={"ogg": "OGG", "mp3": "MP3"}.get(fmt, fmt.upper()))
+        return buffer.getvalue()
+    import av
+
+    container_format = {"m4a": "ipod", "mp4": "mp4", "aac": "adts", "webm": "webm"}[fmt]
+    codec, out_rate = ("libopus", 48000) if fmt == "webm" else ("aac", rate)
+    if out_rate != rate:  # Opus only takes 48 kHz
+        samples = np.interp(np.arange(0, len(samples), rate / out_rate), np.arange(len(samples)), samples)
+        samples = samples.astype(np.float32)
+    with av.open(buffer, mode="w", format=container_format) as container:
+        stream = container.add_stream(codec, rate=out_rate, layout="mono")
+        frame_size = 960 if fmt == "webm" else 1024
+        for start in range(0, len(samples), frame_size):
+            chunk = samples[start : start + frame_size]
+            if len(chunk) < frame_size:
+                chunk = np.pad(chunk, (0, frame_size - len(chunk)))
+            frame = av.AudioFrame.from_ndarray(chunk[None, :].astype(np.float32), format="fltp", layout="mono")
+            frame.sample_rate = out_rate
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return buffer.getvalue()
+
+
+def write_video(path, seconds: float = 10.0, fps: float = 10.0, size=(320, 240)) -> None:
+    """An MP4 whose frame i is a flat grey of level (i * 2) % 256: the level tells the frame."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    for i in range(int(seconds * fps)):
+        writer.write(np.full((size[1], size[0], 3), (i * 2) % 256, np.uint8))
+    writer.release()

@@ -84,3 +84,54 @@ def test_missing_local_folder_message(tmp_path, capsys):
     assert main(["ask", "--model", str(tmp_path / "nowhere"), "hello"]) == 2
     err = capsys.readouterr().err
     assert "no checkpoint in that folder" in err and "phi4mm tiny-checkpoint" in err
+
+
+@pytest.fixture(scope="module")
+def speech_wav(tmp_path_factory):
+    from tests.inputs import speak
+
+    path = tmp_path_factory.mktemp("speech") / "hello.wav"
+    speak("Hello, this is a test of the transcription command.", path)
+    return path
+
+
+def test_transcribe_prints_the_transcript(tiny_checkpoint, speech_wav, capsys):
+    assert main(["transcribe", str(speech_wav), "--model", str(tiny_checkpoint), "--verbose"]) == 0
+    out, err = capsys.readouterr()
+    assert out.endswith("\n") and "Transcript:" not in out
+    match = METRICS.match(err.strip().splitlines()[-1])
+    assert match and match.group(1) == "speech"
+
+
+def test_transcribe_with_translation_and_cot(tiny_checkpoint, speech_wav, capsys):
+    assert main(["transcribe", str(speech_wav), "--model", str(tiny_checkpoint), "--translate-to", "fr", "--cot"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Transcript:\n") and "\nTranslation (French):" in out
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [(["--translate-to", "Klingon"], "Unsupported speech language 'Klingon'"),
+     (["--cot"], "--cot needs --translate-to"), ],
+)
+def test_transcribe_flag_errors(tiny_checkpoint, speech_wav, capsys, flags, message):
+    assert main(["transcribe", str(speech_wav), "--model", str(tiny_checkpoint), *flags]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_transcribe_refuses_bad_audio_clearly(tiny_checkpoint, tmp_path, capsys):
+    (tmp_path / "broken.wav").write_bytes(b"RIFF....WAVEfmt nonsense")
+    assert main(["transcribe", str(tmp_path / "broken.wav"), "--model", str(tiny_checkpoint)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("phi4mm: The audio") and "Traceback" not in err
+
+
+def test_ask_about_a_video(tiny_checkpoint, tmp_path, capsys):
+    from tests.inputs import write_video
+
+    write_video(tmp_path / "clip.mp4", seconds=3, fps=10)
+    code = main(["ask", "--model", str(tiny_checkpoint), "--video", str(tmp_path / "clip.mp4"), "--video-frames", "4",
+                 "--max-new-tokens", "3", "--verbose", "What happens?"])
+    assert code == 0
+    match = METRICS.match(capsys.readouterr().err.strip().splitlines()[-1])
+    assert match.group(1) == "vision" and int(match.group(2)) > 4 * 200  # four frames' image tokens
