@@ -5,6 +5,7 @@ resamples. Length caps are checked from the header before decoding when the head
 from __future__ import annotations
 
 import io
+import itertools
 from typing import Any
 
 import numpy as np
@@ -59,16 +60,18 @@ def _decode_pyav(data: bytes, max_seconds: float) -> tuple[np.ndarray, int]:
             raise MediaError("The file has no audio track.")
         if container.duration:
             _check_length(container.duration / 1e6, max_seconds)
-        pieces, rate, total = [], None, 0
+        pieces, rate, total, mono = [], None, 0, None
         try:
-            for frame in container.decode(stream):
-                rate = rate or frame.sample_rate
-                # format conversion and down-mix only (no rate change): torchaudio resamples later
-                mono = av.AudioResampler(format="flt", layout="mono", rate=frame.sample_rate)
-                for out in mono.resample(frame):
+            for frame in itertools.chain(container.decode(stream), [None]):  # None flushes the down-mixer
+                if frame is not None and mono is None:
+                    rate = frame.sample_rate
+                    # format conversion and down-mix only (no rate change): torchaudio resamples later
+                    mono = av.AudioResampler(format="flt", layout="mono", rate=rate)
+                for out in mono.resample(frame) if mono else []:
                     pieces.append(out.to_ndarray().reshape(-1))
                     total += out.samples
-                _check_length(total / rate, max_seconds)
+                if rate:
+                    _check_length(total / rate, max_seconds)
         except MediaError:
             raise
         except Exception as err:  # corrupt packets, unsupported codec

@@ -106,6 +106,8 @@ def test_chat_length_cap_points_to_summarisation():
         load_audio(wav, limits)
     with pytest.raises(MediaError, match="summarize"):
         load_audio((make_tone(90.0, rate=8000), 8000), limits)
+    with pytest.raises(MediaError, match="summarize"):  # containers: PyAV's duration
+        load_audio(encode_audio(make_tone(90.0, rate=16000), 16000, "m4a"), limits)
     assert load_audio(wav, limits, max_seconds=limits.max_task_audio_seconds).seconds == pytest.approx(90.0)
 
 
@@ -136,3 +138,14 @@ def test_fast_features_match_transformers():
     pair = [audio[:16000], audio[:24000]]
     assert torch.equal(reference(pair, sampling_rate=16000, return_tensors="pt")["audio_input_features"],
                        fast(pair, sampling_rate=16000, return_tensors="pt")["audio_input_features"])
+
+
+def test_unsupported_codec_and_wrong_extension(speech, tmp_path):
+    wav = bytearray(encode_audio(speech, 22050, "wav"))
+    assert wav[20:22] == b"\x01\x00"  # PCM format tag
+    wav[20:22] = b"\x77\x77"  # a codec nobody implements
+    with pytest.raises(MediaError, match="could not be decoded|corrupt"):
+        load_audio(bytes(wav))
+    misnamed = tmp_path / "voice_note.wav"
+    misnamed.write_bytes(encode_audio(speech, 22050, "m4a"))  # AAC in MP4, named .wav
+    assert load_audio(misnamed).seconds == pytest.approx(len(speech) / 22050, abs=0.15)
