@@ -51,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--translate-to", metavar="LANG", help="one of the eight speech languages, e.g. French or fr")
     transcribe.add_argument("--cot", action="store_true", help="with --translate-to: transcript, then translation")
 
+    evaluate = sub.add_parser("safety-eval", help="probe sensitive-attribute inference and refusals")
+    _model_flags(evaluate)
+    evaluate.add_argument("--limit", type=int, help="a reproducible sample of at most N probes of each kind")
+    evaluate.add_argument("--max-new-tokens", type=int, default=64)
+
     serve = sub.add_parser("serve", help="serve the web app")
     _model_flags(serve)
     serve.add_argument("--host")
@@ -90,10 +95,12 @@ def cmd_tiny_checkpoint(args) -> int:
     return 0
 
 
-def _load_engine(settings):
+def _service(settings):
+    from app.service import ConversationService
     from engine.engine import Engine
 
-    return Engine.load(settings.load_options(), settings.context_window, settings.media_limits())
+    engine = Engine.load(settings.load_options(), settings.context_window, settings.media_limits())
+    return ConversationService(engine, settings.mitigation_policy())
 
 
 def _print_metrics(final) -> None:
@@ -105,16 +112,17 @@ def _print_metrics(final) -> None:
     )
 
 
-def _stream_to_stdout(engine, request, verbose: bool) -> str:
-    answer, final = "", None
-    for chunk in engine.stream(request):
-        sys.stdout.write(chunk.text)
+def _stream_to_stdout(replies, verbose: bool) -> None:
+    """Print replies as they come. A guard refusal cannot un-print what was shown (never the
+    blocked text itself), so it starts on a line of its own."""
+    final = None
+    for reply in replies:
+        sys.stdout.write(("\n" + reply.text) if reply.replace else reply.text)
         sys.stdout.flush()
-        answer, final = answer + chunk.text, chunk
+        final = reply
     sys.stdout.write("\n")
-    if verbose and final is not None:
+    if verbose and final is not None and final.metrics is not None:
         _print_metrics(final)
-    return answer
 
 
 def cmd_ask(args) -> int:
@@ -144,15 +152,14 @@ def cmd_ask(args) -> int:
         seed=args.seed,
         stop=tuple(args.stop),
     )
-    request = GenerationRequest(messages, params, max_crops=settings.max_crops)
-    request.validate()  # before the slow model load
-    _stream_to_stdout(_load_engine(settings), request, args.verbose)
+    GenerationRequest(messages, params, max_crops=settings.max_crops).validate()  # before the slow model load
+    service = _service(settings)
+    _stream_to_stdout(service.chat(messages, params, max_crops=settings.max_crops), args.verbose)
     return 0
 
 
 def cmd_transcribe(args) -> int:
     from engine.audio import load_audio
-    from engine.request import GenerationRequest, Message, SamplingParams, TextPart
     from prompts import tasks
     from prompts.languages import resolve_language
 
@@ -167,25 +174,30 @@ def cmd_transcribe(args) -> int:
         print("phi4mm: --cot needs --translate-to LANG.", file=sys.stderr)
         return 2
     audio = load_audio(args.audio, limits, max_seconds=limits.max_task_audio_seconds)
-    if language and args.cot:
-        prompt = tasks.transcribe_and_translate(language)
-    else:
-        prompt = tasks.translate(language) if language else tasks.ASR
-    budget = tasks.transcript_token_budget(audio.seconds) * (2 if args.cot else 1)
-    request = GenerationRequest([Message("user", [audio, TextPart(prompt)])], SamplingParams(max_new_tokens=budget))
-    engine = _load_engine(settings)
+    service = _service(settings)
+    replies = service.transcribe(audio, translate_to=language, cot=args.cot)
     if not args.cot:
-        _stream_to_stdout(engine, request, args.verbose)
+        _stream_to_stdout(replies, args.verbose)
         return 0
-    answer, _, final = engine.generate(request)
+    answer, final = "", None
+    for reply in replies:
+        answer, final = (reply.text if reply.replace else answer + reply.text), reply
     split = tasks.split_transcript_translation(answer)
     print(f"Transcript:\n{split.transcript}\n")
     if split.translation is None:
         print(f"Translation ({language}): (the model gave no separate translation)")
     else:
         print(f"Translation ({language}):\n{split.translation}")
-    if args.verbose:
+    if args.verbose and final.metrics is not None:
         _print_metrics(final)
+    return 0
+
+
+def cmd_safety_eval(args) -> int:
+    from app.safety_eval import evaluate, format_report
+
+    service = _service(_settings(args))
+    print(format_report(evaluate(service.engine, limit=args.limit, max_new_tokens=args.max_new_tokens)))
     return 0
 
 
@@ -196,7 +208,8 @@ def cmd_serve(args) -> int:
     return 0
 
 
-COMMANDS = {"tiny-checkpoint": cmd_tiny_checkpoint, "ask": cmd_ask, "transcribe": cmd_transcribe, "serve": cmd_serve}
+COMMANDS = {"tiny-checkpoint": cmd_tiny_checkpoint, "ask": cmd_ask, "transcribe": cmd_transcribe,
+            "safety-eval": cmd_safety_eval, "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

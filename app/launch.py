@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mimetypes
+import threading
 from typing import Iterator
 
 from app.settings import Settings
@@ -10,7 +11,7 @@ from engine.errors import Phi4mmError
 from engine.audio import load_audio
 from engine.images import load_image
 from engine.limits import MediaLimits
-from engine.request import GenerationRequest, ImagePart, Message, SamplingParams, TextPart
+from engine.request import ImagePart, Message, SamplingParams, TextPart
 from engine.video import load_video
 
 
@@ -54,27 +55,21 @@ def _history_to_messages(history: list[dict], limits: MediaLimits) -> list[Messa
     return messages
 
 
-def make_respond(engine, settings: Settings):
+def make_respond(service, settings: Settings):
     limits = settings.media_limits()
 
     def respond(history: list[dict], message) -> Iterator[str]:
-        answer, stream, request = "", None, None
+        answer, cancel = "", threading.Event()
         try:
-            request = GenerationRequest(
-                _history_to_messages(history, limits) + [Message("user", _parts_from_gradio(message, limits))],
-                SamplingParams(max_new_tokens=settings.max_new_tokens),
-            )
-            stream = engine.stream(request)
-            for chunk in stream:
-                answer += chunk.text
+            messages = _history_to_messages(history, limits) + [Message("user", _parts_from_gradio(message, limits))]
+            for reply in service.chat(messages, SamplingParams(max_new_tokens=settings.max_new_tokens),
+                                      max_crops=settings.max_crops, cancel=cancel):
+                answer = reply.text if reply.replace else answer + reply.text
                 yield answer
         except Phi4mmError as err:
             yield f"⚠️ {err}"
         finally:
-            if request is not None:
-                request.cancel.set()  # the browser went away or pressed stop
-            if stream is not None:
-                stream.close()
+            cancel.set()  # the browser went away or pressed stop
 
     return respond
 
@@ -84,17 +79,19 @@ def serve(settings: Settings) -> None:
     import uvicorn
     from fastapi import FastAPI
 
+    from app.service import ConversationService
     from engine.engine import Engine
     from ui.chat import build_chat
 
     engine = Engine.load(settings.load_options(), settings.context_window, settings.media_limits())
+    service = ConversationService(engine, settings.mitigation_policy())
     api = FastAPI()
 
     @api.get("/health")
     def health():
         return {"status": "ok", "model": settings.model, "device": str(engine.device), "adapters": list(engine.router.adapters)}
 
-    demo = build_chat(make_respond(engine, settings))
+    demo = build_chat(make_respond(service, settings))
     demo.queue(max_size=32, default_concurrency_limit=1)
     app = gr.mount_gradio_app(
         api, demo, path="/", max_file_size=f"{settings.max_upload_mb}mb", enable_monitoring=False, ssr_mode=False

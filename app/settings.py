@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 from engine.limits import MediaLimits
 from engine.loading import LoadOptions
 from engine.model_config import DEFAULT_MODEL
+from safety.mitigations import MitigationPolicy
 
 
 @dataclass
@@ -37,6 +38,11 @@ class Settings:
     max_chat_audio_seconds: int = 180
     # Largest media file or upload, in MB.
     max_upload_mb: int = 200
+    # Safety mitigations to turn OFF (comma-separated: general, voice, biometric). Logged as a
+    # warning at start-up; leave empty in any deployment people use.
+    disable_mitigations: str = ""
+    # Operator's own safety instructions, added after ours and before any user system prompt.
+    safety_instructions: str = ""
     # Address and port `phi4mm serve` listens on; loopback unless the operator opens it up.
     host: str = "127.0.0.1"
     port: int = 7860
@@ -65,6 +71,10 @@ class Settings:
             video_frames=self.video_frames,
             max_chat_audio_seconds=self.max_chat_audio_seconds,
         )
+
+    def mitigation_policy(self) -> MitigationPolicy:
+        disabled = frozenset(n.strip() for n in self.disable_mitigations.split(",") if n.strip())
+        return MitigationPolicy(disabled=disabled, extra=self.safety_instructions)
 
     def load_options(self) -> LoadOptions:
         return LoadOptions(

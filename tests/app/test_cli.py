@@ -58,10 +58,15 @@ def test_ask_streams_and_reports_metrics(tiny_checkpoint, media, capsys, flags, 
     assert out.endswith("\n") and "adapter=" not in out
 
 
-def test_ask_without_verbose_prints_only_the_answer(tiny_checkpoint, capsys):
-    assert main(["ask", "--model", str(tiny_checkpoint), "--max-new-tokens", "24", "Hello, how are you?"]) == 0
+def test_ask_without_verbose_prints_only_the_answer(tiny_checkpoint, engine, capsys):
+    from app.service import ConversationService
+    from engine.request import Message, SamplingParams, TextPart
+
+    assert main(["ask", "--model", str(tiny_checkpoint), "--max-new-tokens", "40", "Hello, how are you?"]) == 0
     out, err = capsys.readouterr()
-    assert out.strip() and "adapter=" not in err
+    expected, _ = ConversationService(engine).answer([Message("user", [TextPart("Hello, how are you?")])],
+                                                     SamplingParams(max_new_tokens=40))
+    assert out == expected + "\n" and "adapter=" not in err
 
 
 def test_bad_parameter_is_a_clear_error(tiny_checkpoint, capsys):

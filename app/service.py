@@ -1,0 +1,123 @@
+"""The conversation service: the one place every request passes through. UI, API and CLI
+call it and nothing else, so they all get the same safety behaviour:
+
+    input guard -> system mitigations (+ the user's system prompt after them) -> engine.stream
+    -> output guard (before anything is displayed) -> replies
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterator
+
+from engine.errors import InvalidRequest
+from engine.request import (
+    AudioPart, GenerationRequest, ImagePart, Message, Metrics, SamplingParams, TextPart, VideoPart,
+)
+from prompts import tasks
+from safety.input_guard import InputLimits, InputRejected, check_input
+from safety.mitigations import MitigationPolicy, system_prompt
+from safety.output_guard import GuardedText, GuardPolicy, Verdict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Reply:
+    """What a UI, API or CLI may display: text to append, or (replace=True) the whole answer."""
+
+    text: str
+    adapter: str = "base"
+    replace: bool = False
+    finish_reason: str | None = None  # stop | length | cancelled | content_filter
+    metrics: Metrics | None = None
+    blocked: str | None = None  # the output-guard category that stopped the answer
+    override_attempt: bool = False  # the input guard saw an attempt to override the system prompt
+
+
+class ConversationService:
+    def __init__(self, engine, mitigations: MitigationPolicy = MitigationPolicy(),
+                 guard: GuardPolicy | None = None, input_limits: InputLimits = InputLimits()):
+        self.engine = engine
+        self.mitigations = mitigations
+        self.guard = guard if guard is not None else GuardPolicy()
+        self.input_limits = input_limits
+        self.blocked_counts: Counter[str] = Counter()  # output-guard categories seen, for metrics
+        self.override_attempts = 0
+        mitigations.warn_if_weakened()
+
+    def build_request(self, messages: list[Message], params: SamplingParams, max_crops: int | None = None,
+                      cancel: threading.Event | None = None) -> tuple[GenerationRequest, set[str], bool]:
+        """(the request the engine will run, the conversation's media, override attempt?)."""
+        user_system = "\n\n".join(
+            p.text for m in messages if m.role == "system" for p in m.parts if isinstance(p, TextPart)
+        )
+        turns = [m for m in messages if m.role != "system"]
+        parts = [p for m in turns for p in m.parts]
+        count = lambda kind: sum(isinstance(p, kind) for p in parts)  # noqa: E731
+        try:
+            check = check_input(
+                user_system, ["".join(p.text for p in m.parts if isinstance(p, TextPart)) for m in turns],
+                images=count(ImagePart), audio_clips=count(AudioPart), videos=count(VideoPart),
+                limits=self.input_limits,
+            )
+        except InputRejected as err:
+            raise InvalidRequest(str(err), param="messages") from None
+        override = check.override_attempt
+        if override:
+            self.override_attempts += 1
+        media = ({"audio"} if count(AudioPart) else set()) | ({"visual"} if count(ImagePart) + count(VideoPart) else set())
+        system = system_prompt(self.mitigations, "audio" in media, "visual" in media, user_system, reinforce=override)
+        request = GenerationRequest([Message("system", [TextPart(system)])] + turns, params,
+                                    cancel=cancel or threading.Event(), max_crops=max_crops)
+        return request, media, override
+
+    def chat(self, messages: list[Message], params: SamplingParams = SamplingParams(), max_crops: int | None = None,
+             cancel: threading.Event | None = None) -> Iterator[Reply]:
+        request, media, override = self.build_request(messages, params, max_crops, cancel)
+        guarded = GuardedText(self.guard, media)
+        stream = self.engine.stream(request)
+        try:
+            for chunk in stream:
+                verdict = guarded.feed(chunk.text)
+                if not verdict.blocked and chunk.finish_reason:
+                    end = guarded.finish()
+                    verdict = Verdict(verdict.release + end.release, end.blocked)
+                if verdict.blocked:
+                    request.cancel.set()  # stop generating at once; closing the stream frees the slot
+                    self.blocked_counts[verdict.blocked] += 1
+                    log.info("output guard blocked an answer: %s", verdict.blocked)
+                    yield Reply(self.guard.refusal, chunk.adapter, replace=True, finish_reason="content_filter",
+                                metrics=chunk.metrics, blocked=verdict.blocked, override_attempt=override)
+                    return
+                if verdict.release or chunk.finish_reason:
+                    yield Reply(verdict.release, chunk.adapter, finish_reason=chunk.finish_reason,
+                                metrics=chunk.metrics, override_attempt=override)
+        finally:
+            stream.close()
+
+    def answer(self, messages: list[Message], params: SamplingParams = SamplingParams(), **kwargs) -> tuple[str, Reply]:
+        """The whole displayable answer at once, and the final reply (finish reason, metrics)."""
+        text, final = "", None
+        for reply in self.chat(messages, params, **kwargs):
+            text = reply.text if reply.replace else text + reply.text
+            final = reply
+        return text, final
+
+    def transcribe(self, audio: AudioPart, translate_to: str | None = None, cot: bool = False,
+                   max_new_tokens: int | None = None) -> Iterator[Reply]:
+        """ASR, speech translation, or both with <sep> (split with prompts.tasks)."""
+        if cot and not translate_to:
+            raise InvalidRequest("Chain-of-thought translation needs a target language.", param="translate_to")
+        try:
+            if translate_to:
+                prompt = tasks.transcribe_and_translate(translate_to) if cot else tasks.translate(translate_to)
+            else:
+                prompt = tasks.ASR
+        except ValueError as err:
+            raise InvalidRequest(str(err), param="translate_to") from None
+        budget = max_new_tokens or tasks.transcript_token_budget(audio.seconds) * (2 if cot else 1)
+        return self.chat([Message("user", [audio, TextPart(prompt)])], SamplingParams(max_new_tokens=budget))

@@ -1,0 +1,93 @@
+"""The output guard catches a blocked phrase however the stream cuts it, and releases no part
+of it; categories apply only where their media are present."""
+
+from __future__ import annotations
+
+import pytest
+
+from safety.output_guard import DEFAULT_CATEGORIES, MAX_MATCH, GuardedText, GuardPolicy
+
+INNOCENT = "Thanks for the clip. It says that fire is hot, which is true. "
+BLOCKED = "The speaker is probably a woman in her thirties."
+TAIL = " Anything else?"
+ANSWER = INNOCENT + BLOCKED + TAIL
+
+
+def run(pieces, media=frozenset({"audio"}), policy=None):
+    guarded = GuardedText(policy or GuardPolicy(), set(media))
+    shown = ""
+    for piece in pieces:
+        verdict = guarded.feed(piece)
+        shown += verdict.release
+        if verdict.blocked:
+            return shown, verdict.blocked
+    end = guarded.finish()
+    return shown + end.release, end.blocked
+
+
+def assert_nothing_of_the_phrase_shown(shown: str) -> None:
+    assert INNOCENT.startswith(shown), shown  # only innocent text, none of "The speaker…"
+
+
+def test_one_character_at_a_time():
+    shown, blocked = run(list(ANSWER))
+    assert blocked == "sensitive_attribute_inference"
+    assert_nothing_of_the_phrase_shown(shown)
+
+
+@pytest.mark.parametrize("cut", range(len(INNOCENT) - 5, len(INNOCENT) + len(BLOCKED) + 3))
+def test_split_across_two_chunks_at_every_point(cut):
+    shown, blocked = run([ANSWER[:cut], ANSWER[cut:]])
+    assert blocked and INNOCENT.startswith(shown)
+
+
+@pytest.mark.parametrize("size", [2, 3, 7, 16, 50])
+def test_chunks_of_many_sizes(size):
+    shown, blocked = run([ANSWER[i : i + size] for i in range(0, len(ANSWER), size)])
+    assert blocked
+    assert_nothing_of_the_phrase_shown(shown)
+
+
+def test_clean_answers_pass_whole():
+    clean = INNOCENT + "The speaker says the train leaves at noon." + TAIL
+    for pieces in (list(clean), [clean]):
+        assert run(pieces) == (clean, None)
+
+
+def test_text_only_conversations_are_not_censored():
+    story = "Once upon a time there was a knight. She is a woman of great courage."
+    assert run(list(story), media=frozenset()) == (story, None)
+    assert run(list(story), media={"audio"})[1] == "sensitive_attribute_inference"
+
+
+def test_biometric_category_applies_to_images():
+    text = "Judging by her face, she is Asian."
+    assert run([text], media={"visual"})[1] in ("biometric_categorisation", "sensitive_attribute_inference")
+    assert GuardPolicy().active({"audio"}) == {"sensitive_attribute_inference"}
+
+
+def test_classifier_hook_blocks_too():
+    policy = GuardPolicy(categories={}, classifier=lambda text: "spoiler" if "the butler did it" in text else None)
+    shown, blocked = run(list("In the end, the butler did it."), policy=policy)
+    assert blocked == "spoiler" and "butler" not in shown
+
+
+@pytest.mark.parametrize(
+    "claim",
+    ["The speaker is gay.", "He sounds like he is from Texas.", "She is around 35 years old.",
+     "The voice is clearly a man.", "Her accent suggests she grew up abroad.", "They are probably Muslim.",
+     "The speaker sounds working-class.", "The speaker is likely in their forties."],
+)
+def test_default_patterns_catch_attribute_claims(claim):
+    assert run([claim])[1] == "sensitive_attribute_inference"
+
+
+def test_every_default_pattern_fits_the_hold_back():
+    import re
+
+    for patterns in DEFAULT_CATEGORIES.values():
+        for pattern in patterns:
+            compiled = re.compile(pattern, re.IGNORECASE)
+            long_claim = "the speaker appears to be most definitely an african-american woman in her mid-seventies"
+            for match in compiled.finditer(long_claim):
+                assert len(match.group(0)) <= MAX_MATCH
