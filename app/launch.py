@@ -7,13 +7,12 @@ import threading
 from typing import Iterator
 
 from app.settings import Settings
-from engine.errors import Phi4mmError
 from engine.audio import load_audio
+from engine.errors import Phi4mmError
 from engine.images import load_image
 from engine.limits import MediaLimits
 from engine.request import ImagePart, Message, SamplingParams, TextPart
 from engine.video import load_video
-
 
 
 def _parts_from_gradio(message: dict | str, limits: MediaLimits) -> list:

@@ -91,6 +91,8 @@ class GuardedText:
     def __init__(self, policy: GuardPolicy, media: set[str] = frozenset()):
         self.policy = policy
         self.active = policy.active(set(media))
+        # nothing to catch (e.g. a text-only chat with the default policy): stream without delay
+        self.hold_back = policy.hold_back if self.active or policy.classifier else 0
         self.text = ""
         self.released = 0
         self.blocked: str | None = None
@@ -104,7 +106,7 @@ class GuardedText:
         if hit:
             self.blocked = hit
             return Verdict("", hit)
-        return Verdict(self._release(len(self.text) - self.policy.hold_back))
+        return Verdict(self._release(len(self.text) - self.hold_back))
 
     def finish(self) -> Verdict:
         """End of the answer: a last check of the whole text, then release the held-back tail."""

@@ -54,9 +54,11 @@ def test_clean_answers_pass_whole():
         assert run(pieces) == (clean, None)
 
 
-def test_text_only_conversations_are_not_censored():
+def test_text_only_conversations_are_not_censored_or_delayed():
     story = "Once upon a time there was a knight. She is a woman of great courage."
     assert run(list(story), media=frozenset()) == (story, None)
+    guarded = GuardedText(GuardPolicy(), set())
+    assert guarded.feed("Once upon").release == "Once upon"  # no hold-back when nothing can be blocked
     assert run(list(story), media={"audio"})[1] == "sensitive_attribute_inference"
 
 
