@@ -1,76 +1,42 @@
-"""`phi4mm serve`: load the engine once and serve the web app plus `GET /health`."""
+"""`phi4mm serve`: load the engine once; serve the browser app at `/` and `GET /health`."""
 
 from __future__ import annotations
 
-import mimetypes
-import threading
-from typing import Iterator
+import logging
 
 from app.settings import Settings
-from engine.audio import load_audio
-from engine.errors import Phi4mmError
-from engine.images import load_image
-from engine.limits import MediaLimits
-from engine.request import ImagePart, Message, SamplingParams, TextPart
-from engine.video import load_video
+
+log = logging.getLogger(__name__)
 
 
-def _parts_from_gradio(message: dict | str, limits: MediaLimits) -> list:
-    if isinstance(message, str):
-        return [TextPart(message)]
-    parts = []
-    for item in message.get("files", []):
-        path = item if isinstance(item, str) else item.get("path")
-        kind = (mimetypes.guess_type(path)[0] or "").split("/")[0]
-        if kind == "image":
-            parts.append(ImagePart(load_image(path, limits)))
-        elif kind == "video":
-            parts.append(load_video(path, limits))
-        else:  # audio, or unknown: the audio decoder sniffs the content and explains a refusal
-            parts.append(load_audio(path, limits))
-    if message.get("text"):
-        parts.append(TextPart(message["text"]))
-    return parts
+def build_web(settings: Settings):
+    """Engine -> conversation service -> the browser app's Blocks (not yet launched)."""
+    from app.service import ConversationService
+    from app.web import WebApp
+    from engine.engine import Engine
+    from ui.app import build_app
+
+    engine = Engine.load(settings.load_options(), settings.context_window, settings.media_limits())
+    service = ConversationService(engine, settings.mitigation_policy())
+    demo = build_app(WebApp(service, settings), settings.max_crops, settings.video_frames)
+    # a bounded queue: when it is full, new requests get a clear "busy" error instead of waiting forever
+    demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)
+    return service, demo
 
 
-def _history_to_messages(history: list[dict], limits: MediaLimits) -> list[Message]:
-    """Gradio's messages history -> engine messages (text turns; files are re-read from their paths)."""
-    messages: list[Message] = []
-    for turn in history:
-        content = turn.get("content")
-        items = content if isinstance(content, list) else [content]
-        parts = []
-        for item in items:
-            if isinstance(item, str):
-                parts.append(TextPart(item))
-            elif isinstance(item, dict) and item.get("type") == "text":
-                parts.append(TextPart(item.get("text", "")))
-            elif isinstance(item, dict) and turn["role"] == "user" and item.get("type") == "file":
-                parts.extend(_parts_from_gradio({"files": [item["file"]]}, limits))
-        if messages and messages[-1].role == turn["role"]:
-            messages[-1].parts.extend(parts)
-        else:
-            messages.append(Message(turn["role"], parts))
-    return messages
+def launch_options(settings: Settings) -> dict:
+    """Look and hardening shared by `serve` and the Spaces entry point."""
+    from ui.app import CSS, THEME
 
-
-def make_respond(service, settings: Settings):
-    limits = settings.media_limits()
-
-    def respond(history: list[dict], message) -> Iterator[str]:
-        answer, cancel = "", threading.Event()
-        try:
-            messages = _history_to_messages(history, limits) + [Message("user", _parts_from_gradio(message, limits))]
-            for reply in service.chat(messages, SamplingParams(max_new_tokens=settings.max_new_tokens),
-                                      max_crops=settings.max_crops, cancel=cancel):
-                answer = reply.text if reply.replace else answer + reply.text
-                yield answer
-        except Phi4mmError as err:
-            yield f"⚠️ {err}"
-        finally:
-            cancel.set()  # the browser went away or pressed stop
-
-    return respond
+    return dict(
+        theme=THEME,
+        css=CSS,
+        max_file_size=f"{settings.max_upload_mb}mb",
+        enable_monitoring=False,  # no /monitoring endpoint
+        allowed_paths=[],  # nothing beyond what the app itself serves
+        show_error=False,  # unexpected errors show a short message, never a traceback
+        ssr_mode=False,
+    )
 
 
 def serve(settings: Settings) -> None:
@@ -78,21 +44,15 @@ def serve(settings: Settings) -> None:
     import uvicorn
     from fastapi import FastAPI
 
-    from app.service import ConversationService
-    from engine.engine import Engine
-    from ui.chat import build_chat
-
-    engine = Engine.load(settings.load_options(), settings.context_window, settings.media_limits())
-    service = ConversationService(engine, settings.mitigation_policy())
-    api = FastAPI()
+    service, demo = build_web(settings)
+    api = FastAPI(docs_url=None, redoc_url=None)
 
     @api.get("/health")
     def health():
-        return {"status": "ok", "model": settings.model, "device": str(engine.device), "adapters": list(engine.router.adapters)}
+        engine = service.engine
+        return {"status": "ok", "model": settings.model, "device": str(engine.device),
+                "adapters": list(engine.router.adapters)}
 
-    demo = build_chat(make_respond(service, settings))
-    demo.queue(max_size=32, default_concurrency_limit=1)
-    app = gr.mount_gradio_app(
-        api, demo, path="/", max_file_size=f"{settings.max_upload_mb}mb", enable_monitoring=False, ssr_mode=False
-    )
-    uvicorn.run(app, host=settings.host, port=settings.port)
+    app = gr.mount_gradio_app(api, demo, path="/", **launch_options(settings))
+    log.info("serving on http://%s:%d", settings.host, settings.port)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")

@@ -38,6 +38,8 @@ class Settings:
     max_chat_audio_seconds: int = 180
     # Largest media file or upload, in MB.
     max_upload_mb: int = 200
+    # Requests the web app queues while the model is busy; past this, a clear "busy" error.
+    queue_size: int = 16
     # Safety mitigations to turn OFF (comma-separated: general, voice, biometric). Logged as a
     # warning at start-up; leave empty in any deployment people use.
     disable_mitigations: str = ""

@@ -22,3 +22,12 @@ def tiny_checkpoint(tmp_path_factory):
 @pytest.fixture(scope="session")
 def engine(tiny_checkpoint):
     return Engine.load(LoadOptions(model=str(tiny_checkpoint), device="cpu"))
+
+
+@pytest.fixture(scope="session")
+def web_server(tiny_checkpoint, tmp_path_factory):
+    """One real server for the end-to-end tests, with a 1 MB upload cap to test refusals."""
+    from tests.server import running_server  # noqa: E402
+
+    with running_server(tiny_checkpoint, tmp_path_factory.mktemp("server") / "serve.log", max_upload_mb="1") as url:
+        yield url

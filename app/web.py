@@ -1,0 +1,158 @@
+"""What the browser app calls: Gradio's payloads (file paths, microphone recordings, chat
+history) in, the conversation service's replies out. `ui/` stays pure Gradio code."""
+
+from __future__ import annotations
+
+import mimetypes
+import threading
+from dataclasses import dataclass
+from typing import Iterator
+
+from app.service import ConversationService, Reply
+from app.settings import Settings
+from engine.audio import load_audio
+from engine.errors import MediaError
+from engine.images import load_image
+from engine.request import ImagePart, Message, SamplingParams, TextPart
+from engine.video import load_video
+from prompts import tasks
+
+FOOTER_MARK = "\n\n<sub>⚙ "  # starts the metrics line under an answer; stripped from history
+
+
+@dataclass
+class ChatOptions:
+    system_prompt: str = ""
+    max_new_tokens: int = 512
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_crops: int = 36
+    video_frames: int = 16
+
+
+def collect(replies) -> str:
+    """The displayable text of a reply stream (a guard refusal replaces what came before)."""
+    text = ""
+    for reply in replies:
+        text = reply.text if reply.replace else text + reply.text
+    return text
+
+
+def metrics_footer(reply: Reply) -> str:
+    m = reply.metrics
+    if m is None:
+        return ""
+    return (f"{FOOTER_MARK}{m.adapter} adapter · first token {m.ttft_s * 1000:.0f} ms · "
+            f"{m.tokens_per_s:.1f} tokens/s · {m.completion_tokens} tokens</sub>")
+
+
+class WebApp:
+    def __init__(self, service: ConversationService, settings: Settings):
+        self.service = service
+        self.settings = settings
+        self.limits = settings.media_limits()
+
+    # -- inputs ------------------------------------------------------------------------------
+
+    def file_part(self, path: str, video_frames: int | None = None):
+        kind = (mimetypes.guess_type(path)[0] or "").split("/")[0]
+        if kind == "image":
+            return ImagePart(load_image(path, self.limits))
+        if kind == "video":
+            return load_video(path, self.limits, frames=video_frames)
+        return load_audio(path, self.limits)  # audio, or unknown: decoded by content, refused clearly
+
+    def user_parts(self, text: str, files: list, video_frames: int | None = None) -> list:
+        paths = [f if isinstance(f, str) else f.get("path") for f in files or []]
+        parts = [self.file_part(p, video_frames) for p in paths if p]
+        for part in list(parts):
+            if hasattr(part, "timestamps"):  # let the model know when each frame was taken
+                parts.append(TextPart(tasks.video_frames_note(part.timestamps, part.duration) + "\n"))
+        if text:
+            parts.append(TextPart(text))
+        return parts
+
+    def history_messages(self, history: list[dict], video_frames: int | None = None) -> list[Message]:
+        """Gradio's message history -> engine messages; metrics footers are not part of an answer."""
+        messages: list[Message] = []
+        for turn in history:
+            content = turn.get("content")
+            items = content if isinstance(content, list) else [content]
+            parts = []
+            for item in items:
+                if isinstance(item, dict) and item.get("type") == "text":
+                    item = item.get("text", "")
+                if isinstance(item, str) and not item.startswith("⚠️"):  # our error notes are not answers
+                    parts.append(TextPart(item.split(FOOTER_MARK)[0]))
+                elif isinstance(item, dict) and turn["role"] == "user" and (item.get("type") == "file" or item.get("path")):
+                    parts.extend(self._earlier_file(item.get("file", item), video_frames))
+            if messages and messages[-1].role == turn["role"]:
+                messages[-1].parts.extend(parts)
+            elif parts:
+                messages.append(Message(turn["role"], parts))
+        return messages
+
+    def _earlier_file(self, file, video_frames):
+        """A file from an earlier turn. One that could not be used was reported then; skipping it
+        keeps one bad upload from breaking every later message of the conversation."""
+        try:
+            return self.user_parts("", [file], video_frames)
+        except MediaError:
+            return []
+
+    # -- uses ------------------------------------------------------------------------------
+
+    def stream_answer(self, messages: list[Message], options: ChatOptions) -> Iterator[str]:
+        """The answer so far after each reply, ending with its metrics footer. Closing the
+        iterator (Stop, or the browser going away) cancels generation."""
+        if (options.system_prompt or "").strip():
+            messages = [Message("system", [TextPart(options.system_prompt)])] + messages
+        params = SamplingParams(max_new_tokens=int(options.max_new_tokens), temperature=float(options.temperature),
+                                top_p=float(options.top_p))
+        cancel, answer = threading.Event(), ""
+        try:
+            for reply in self.service.chat(messages, params, max_crops=int(options.max_crops), cancel=cancel):
+                answer = reply.text if reply.replace else answer + reply.text
+                yield answer + (metrics_footer(reply) if reply.finish_reason else "")
+        finally:
+            cancel.set()
+
+    def chat(self, text: str, files: list, history: list[dict], options: ChatOptions) -> Iterator[str]:
+        messages = self.history_messages(history, options.video_frames)
+        messages.append(Message("user", self.user_parts(text, files, options.video_frames)))
+        yield from self.stream_answer(messages, options)
+
+    def photo_by_voice(self, image_path: str | None, audio_path: str | None, question: str,
+                       options: ChatOptions) -> Iterator[str]:
+        parts = [ImagePart(load_image(image_path, self.limits))] if image_path else []
+        if audio_path:
+            parts.append(load_audio(audio_path, self.limits))
+        if question.strip():
+            parts.append(TextPart(question.strip()))
+        yield from self.stream_answer([Message("user", parts)], options)
+
+    def speech(self, audio_path: str, language: str | None, cot: bool) -> Iterator[tuple[str, str]]:
+        """(transcript, translation) so far. Plain translation fills only the second."""
+        audio = load_audio(audio_path, self.limits, max_seconds=self.limits.max_task_audio_seconds)
+        answer = ""
+        for reply in self.service.transcribe(audio, translate_to=language, cot=cot):
+            answer = reply.text if reply.replace else answer + reply.text
+            if cot:
+                split = tasks.split_transcript_translation(answer)
+                yield split.transcript, split.translation or ""
+            else:
+                yield ("", answer) if language else (answer, "")
+
+    def summarize(self, audio_path: str, instruction: str, fmt: str, length: int | None, unit: str,
+                  progress=lambda fraction, desc: None) -> tuple[str, str]:
+        """Single-prompt meeting summary (the chunked long-recording pipeline is issue 6's)."""
+        progress(0.05, "Reading the recording")
+        audio = load_audio(audio_path, self.limits, max_seconds=self.limits.max_task_audio_seconds)
+        progress(0.2, "Transcribing")
+        transcript = collect(self.service.transcribe(audio))
+        progress(0.6, "Summarising")
+        prompt = tasks.summary(instruction or None, fmt=fmt, length=length or None, unit=unit)
+        summary, _ = self.service.answer([Message("user", [audio, TextPart(prompt)])],
+                                         SamplingParams(max_new_tokens=1024))
+        progress(1.0, "Done")
+        return transcript, summary

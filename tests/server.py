@@ -1,0 +1,48 @@
+"""A real `phi4mm serve` on 127.0.0.1 for end-to-end tests, started and stopped by the tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+PHI4MM = os.path.join(os.path.dirname(sys.executable), "phi4mm")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(checkpoint: Path, log_path: Path, **env_settings: str):
+    """Yields the base URL; `env_settings` become PHI4MM_* variables (e.g. MAX_UPLOAD_MB="1")."""
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **{f"PHI4MM_{k.upper()}": v for k, v in env_settings.items()}}
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([PHI4MM, "serve", "--model", str(checkpoint), "--port", str(port)],
+                                stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(url + "/health", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("server did not start:\n" + log_path.read_text())
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()

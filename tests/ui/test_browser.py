@@ -1,0 +1,163 @@
+"""The browser app in a real headless Chromium (Debian's, driven by Playwright): a message with a
+photo streams in with its metrics, Stop stops a long answer, two sessions never mix, and bad
+uploads get a clear message while the app keeps working. Screenshots go to artifacts/."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.inputs import make_photo
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "artifacts" / "screenshots"
+EXAMPLE_PHOTO = ROOT / "ui" / "examples" / "sunset.png"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+         "--no-first-run"]
+FOOTER = "adapter · first token"
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, web_server):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    open_app(page, web_server)
+    yield page
+    context.close()
+
+
+def open_app(page, url):
+    page.goto(url + "/", wait_until="domcontentloaded")
+    page.wait_for_selector("#chat-input textarea", timeout=30_000)
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def send(page, text: str, *files: Path) -> None:
+    if files:
+        page.set_input_files("#chat-input input[type=file]", [str(f) for f in files])
+        page.wait_for_selector("#chat-input img, #chat-input .thumbnail-item", timeout=10_000)
+    page.fill("#chat-input textarea", text)
+    page.keyboard.press("Enter")
+
+
+def last_answer(page) -> str:
+    bots = page.locator("#chatbot .bot.message")
+    return bots.last.inner_text() if bots.count() else ""
+
+
+def wait_for(condition, timeout: float = 60, step: float = 0.05):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError("timed out waiting")
+
+
+def test_photo_message_streams_in_with_metrics(page):
+    shot(page, "01-empty-chat")
+    send(page, "What is in this picture?", EXAMPLE_PHOTO)
+    lengths = []
+    def finished():
+        text = last_answer(page)
+        if not lengths or lengths[-1] != len(text):
+            lengths.append(len(text))
+        return FOOTER in text
+    wait_for(finished, step=0.02)
+    streamed = lengths[2:]  # after Gradio's brief pending placeholder
+    assert len(streamed) >= 3 and streamed == sorted(streamed), lengths  # it arrived in growing pieces
+    assert "vision adapter" in last_answer(page) and "tokens/s" in last_answer(page)
+    assert page.locator("#chatbot .user img").count() == 1  # the photo is shown in the user's turn
+    shot(page, "02-photo-answer")
+
+
+def test_stop_stops_a_long_answer_and_the_app_keeps_working(page, tmp_path):
+    page.locator("button.label-wrap", has_text="Settings").first.click()
+    tokens = page.locator("#max-tokens input[type=number]")
+    tokens.fill("4096")
+    tokens.press("Enter")
+    send(page, "Describe every detail.", EXAMPLE_PHOTO)
+    wait_for(lambda: len(last_answer(page)) > 40)
+    page.get_by_role("button", name="Stop").click()
+    time.sleep(1.0)
+    stopped_at = len(last_answer(page))
+    time.sleep(1.5)
+    assert len(last_answer(page)) == stopped_at  # no more text arrives
+    assert FOOTER not in last_answer(page) and stopped_at < 4000  # far short of 4096 tokens
+    shot(page, "03-stopped")
+    tokens.fill("32")
+    tokens.press("Enter")
+    again = tmp_path / "again.png"  # a browser fires no change event for re-selecting the same file
+    shutil.copy(EXAMPLE_PHOTO, again)
+    send(page, "And now briefly?", again)
+    wait_for(lambda: FOOTER in last_answer(page))  # the slot was freed: the next answer completes
+
+
+def test_two_sessions_never_mix(browser, web_server, tmp_path):
+    alpha_photo, bravo_photo = tmp_path / "alpha.png", tmp_path / "bravo.png"  # not the example photo,
+    make_photo(300, 200, seed=7).save(alpha_photo)  # whose cached URL every page shows
+    make_photo(300, 200, seed=5).save(bravo_photo)
+    pages = []
+    for _ in range(2):
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        pages.append(context.new_page())
+        open_app(pages[-1], web_server)
+    alpha, bravo = pages
+    send(alpha, "alpha question", alpha_photo)
+    send(bravo, "bravo question", bravo_photo)
+    for page in pages:
+        wait_for(lambda: FOOTER in last_answer(page))
+    alpha_text, bravo_text = alpha.inner_text("#chatbot"), bravo.inner_text("#chatbot")
+    assert "alpha question" in alpha_text and "bravo" not in alpha_text
+    assert "bravo question" in bravo_text and "alpha" not in bravo_text
+    alpha_image = alpha.locator("#chatbot .user img").first.get_attribute("src")
+    assert alpha_image and alpha_image not in bravo.content()
+    shot(alpha, "04-session-alpha")
+    shot(bravo, "05-session-bravo")
+    for page in pages:
+        page.context.close()
+
+
+def test_oversized_and_corrupt_uploads_get_clear_messages(page, tmp_path):
+    big = tmp_path / "huge_photo.png"
+    big.write_bytes(b"\x89PNG" + b"\x00" * (2 * 1024 * 1024))  # over the server's 1 MB test cap
+    page.set_input_files("#chat-input input[type=file]", str(big))
+    toast = page.wait_for_selector(".toast-body", timeout=15_000)
+    assert 'exceed the maximum allowed size of 1.0 Mb: "huge_photo.png"' in toast.inner_text()
+    shot(page, "06-oversized")
+
+    corrupt = tmp_path / "broken.png"
+    corrupt.write_bytes(b"this is not really a picture" * 10)
+    send(page, "What is this?", corrupt)
+    wait_for(lambda: "⚠️" in last_answer(page))
+    assert "The image could not be decoded" in last_answer(page)
+    shot(page, "07-corrupt")
+    send(page, "Try this one instead.", EXAMPLE_PHOTO)
+    wait_for(lambda: FOOTER in last_answer(page))  # the app keeps working
+
+
+@pytest.mark.parametrize("tab", ["Photo by voice", "Speech", "Meeting"])
+def test_other_tabs_render(page, tab):
+    page.get_by_role("tab", name=tab).click()
+    page.wait_for_timeout(500)
+    shot(page, f"tab-{tab.lower().replace(' ', '-')}")
+    assert page.get_by_role("tabpanel").first.is_visible()

@@ -1,0 +1,63 @@
+"""Every public endpoint of the browser app, called with the official gradio_client against a
+real server: chat with an image, audio and a video; photo by voice; transcribe; summarise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from gradio_client import Client, handle_file
+
+from tests.inputs import write_video
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "ui" / "examples"
+SETTINGS = ("", 24, 0, 1, 36, 4)  # system prompt, max tokens, temperature, top-p, crops, video frames
+
+
+@pytest.fixture
+def client(web_server):
+    return Client(web_server + "/", verbose=False)  # a fresh session: empty history
+
+
+def test_endpoints_are_public(client):
+    assert set(client.view_api(return_format="dict")["named_endpoints"]) >= {
+        "/chat", "/photo_by_voice", "/transcribe", "/summarize"}
+
+
+@pytest.mark.parametrize("make_file, adapter", [
+    (lambda tmp: EXAMPLES / "sunset.png", "vision"),
+    (lambda tmp: EXAMPLES / "question.wav", "speech"),
+    (lambda tmp: (write_video(tmp / "clip.mp4", seconds=2, fps=10), tmp / "clip.mp4")[1], "vision"),
+])
+def test_chat_with_media(client, tmp_path, make_file, adapter):
+    answer = client.predict({"text": "What is this?", "files": [handle_file(str(make_file(tmp_path)))]},
+                            *SETTINGS, api_name="/chat")
+    assert f"{adapter} adapter · first token" in answer and "tokens/s" in answer
+    assert not answer.startswith("⚠️")
+
+
+def test_photo_by_voice(client):
+    answer = client.predict(handle_file(str(EXAMPLES / "sunset.png")), handle_file(str(EXAMPLES / "question.wav")), "",
+                            api_name="/photo_by_voice")
+    assert "vision adapter" in answer
+    typed = client.predict(handle_file(str(EXAMPLES / "sunset.png")), None, "What colour is the sky?",
+                           api_name="/photo_by_voice")
+    assert "vision adapter" in typed
+    assert client.predict(None, None, "hi", api_name="/photo_by_voice").startswith("⚠️ Take or upload a photo")
+
+
+def test_transcribe_and_translate(client):
+    transcript, translation, download = client.predict(
+        handle_file(str(EXAMPLES / "question.wav")), "Translate", "French", True, api_name="/transcribe")
+    text = Path(download).read_text()
+    assert download.endswith("transcript.txt") and transcript in text and translation in text
+    transcript, translation, _ = client.predict(handle_file(str(EXAMPLES / "question.wav")), "Transcribe", "English",
+                                                False, api_name="/transcribe")
+    assert translation == ""
+
+
+def test_summarize(client):
+    transcript, summary, files = client.predict(handle_file(str(EXAMPLES / "question.wav")), "json", "", None, "words",
+                                                api_name="/summarize")
+    assert sorted(Path(f).name for f in files) == ["summary.json", "transcript.txt"]
+    assert Path(files[0]).read_text() in (transcript, summary)

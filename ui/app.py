@@ -1,0 +1,173 @@
+"""The browser app: Chat, Photo by voice, Speech and Meeting tabs. Only Gradio code: every
+callback hands Gradio's payloads to `app.web.WebApp` and shows what comes back."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+
+from app.web import ChatOptions, WebApp
+from engine.errors import Phi4mmError
+from prompts.languages import SPEECH_LANGUAGES
+from prompts.tasks import SUMMARY_FORMATS
+from ui.gpu import gpu
+
+log = logging.getLogger(__name__)
+EXAMPLES = Path(__file__).parent / "examples"
+MODEL_EVENTS = {"_submit_fn", "_stream_fn", "chat", "photo_by_voice", "transcribe", "summarize"}
+CSS = """
+.phi-header h1 { margin-bottom: 0.2em; }
+.phi-header p { color: var(--body-text-color-subdued); margin-top: 0; }
+footer { display: none !important; }
+"""
+# System fonts only: the app must look right with no internet (Gradio's default fetches Google Fonts).
+THEME = gr.themes.Soft(primary_hue="indigo", font=["system-ui", "Segoe UI", "Roboto", "sans-serif"],
+                       font_mono=["ui-monospace", "Menlo", "monospace"])
+INTRO = """# Phi-4-multimodal, on your machine
+<p>Chat with text, photos, video and your voice · ask about a photo by speaking · transcribe and
+translate speech in eight languages · summarise meetings. Nothing leaves this computer.</p>"""
+
+
+def _warning(err: Exception) -> str:
+    """Our errors carry a message for the user; anything else is logged and summarised."""
+    if isinstance(err, Phi4mmError):
+        return f"⚠️ {err}"
+    log.exception("unexpected error in a browser request")
+    return "⚠️ Something went wrong on the server; it has been logged. Please try again."
+
+
+def _text_file(name: str, text: str) -> str:
+    """A per-request file for download (its own temporary folder, never shared between users)."""
+    path = Path(tempfile.mkdtemp(prefix="phi4mm-")) / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def build_app(web: WebApp, max_crops: int = 36, video_frames: int = 16) -> gr.Blocks:
+    @gpu
+    def chat(message: dict, history: list[dict], system: str, max_tokens: int, temperature: float,
+             top_p: float, crops: int, frames: int):
+        options = ChatOptions(system, max_tokens, temperature, top_p, crops, frames)
+        try:
+            yield from web.chat(message.get("text", ""), message.get("files", []), history, options)
+        except Exception as err:  # the request's boundary: a short message, never a traceback
+            yield _warning(err)
+
+    @gpu
+    def photo_by_voice(image: str | None, audio: str | None, question: str):
+        if not image:
+            yield "⚠️ Take or upload a photo first."
+            return
+        if not audio and not question.strip():
+            yield "⚠️ Record or type a question about the photo."
+            return
+        try:
+            yield from web.photo_by_voice(image, audio, question, ChatOptions(max_crops=max_crops))
+        except Exception as err:  # the request's boundary
+            yield _warning(err)
+
+    @gpu
+    def transcribe(audio: str | None, task: str, language: str, cot: bool):
+        if not audio:
+            raise gr.Error("Record or upload some speech first.")
+        target = language if task == "Translate" else None
+        transcript = translation = ""
+        try:
+            for transcript, translation in web.speech(audio, target, cot and bool(target)):
+                yield transcript, translation, None
+        except Exception as err:  # the request's boundary
+            raise gr.Error(_warning(err)) from None
+        text = "\n\n".join(t for t in (transcript, translation) if t)
+        yield transcript, translation, _text_file("transcript.txt", text)
+
+    @gpu
+    def summarize(audio: str | None, preset: str, instruction: str, length: float | None, unit: str,
+                  progress=gr.Progress()):
+        if not audio:
+            raise gr.Error("Upload or record a meeting first.")
+        try:
+            transcript, summary = web.summarize(audio, instruction, preset, int(length) if length else None, unit,
+                                                progress=lambda f, desc: progress(f, desc=desc))
+        except Exception as err:  # the request's boundary
+            raise gr.Error(_warning(err)) from None
+        suffix = "json" if preset == "json" else "md"
+        return (transcript, summary, [_text_file("transcript.txt", transcript), _text_file(f"summary.{suffix}", summary)])
+
+    with gr.Blocks(title="Phi-4-multimodal") as demo:
+        gr.Markdown(INTRO, elem_classes="phi-header")
+        with gr.Tab("Chat"):
+            settings = [  # render=False: ChatInterface places them in its Settings accordion
+                gr.Textbox(label="System prompt", placeholder="Optional. Safety instructions always apply.", lines=2,
+                           render=False),
+                gr.Slider(16, 4096, value=512, step=16, label="Max new tokens", render=False, elem_id="max-tokens"),
+                gr.Slider(0, 2, value=0, step=0.05, label="Temperature (0 = greedy, the model's default)", render=False),
+                gr.Slider(0.05, 1, value=1, step=0.05, label="Top-p", render=False),
+                gr.Slider(1, 64, value=max_crops, step=1, label="Crop budget per image (fewer = faster)", render=False),
+                gr.Slider(1, 64, value=video_frames, step=1, label="Video frames", render=False),
+            ]
+            gr.ChatInterface(
+                fn=chat,
+                multimodal=True,
+                chatbot=gr.Chatbot(height=520, placeholder="Ask anything, or attach a photo, a video or a voice note.",
+                                   buttons=["copy"], elem_id="chatbot", show_label=False),
+                textbox=gr.MultimodalTextbox(sources=["upload", "microphone"], file_types=["image", "audio", "video"],
+                                             file_count="multiple", placeholder="Message, or drop files here",
+                                             elem_id="chat-input", submit_btn=True, stop_btn=True),
+                additional_inputs=settings,
+                additional_inputs_accordion=gr.Accordion("Settings", open=False, render=False),
+                examples=[
+                    [{"text": "What is in this picture?", "files": [str(EXAMPLES / "sunset.png")]}],
+                    [{"text": "", "files": [str(EXAMPLES / "question.wav")]}],
+                    [{"text": "Write a haiku about the sea.", "files": []}],
+                ],
+                example_labels=["Describe a photo", "Answer a spoken question", "Just text"],
+                api_name="chat",
+            )
+        with gr.Tab("Photo by voice"):
+            with gr.Row():
+                photo = gr.Image(sources=["webcam", "upload"], type="filepath", label="Photo", height=360)
+                with gr.Column():
+                    voice = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Spoken question")
+                    typed = gr.Textbox(label="…or type the question", placeholder="What am I looking at?")
+                    ask = gr.Button("Ask about the photo", variant="primary")
+            answer = gr.Markdown(elem_id="photo-answer")
+            ask.click(photo_by_voice, [photo, voice, typed], answer, api_name="photo_by_voice")
+        with gr.Tab("Speech"):
+            with gr.Row():
+                with gr.Column():
+                    speech = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Speech")
+                    task = gr.Radio(["Transcribe", "Translate"], value="Transcribe", label="Task")
+                    language = gr.Dropdown(list(SPEECH_LANGUAGES.values()), value="English", label="Translate to")
+                    cot = gr.Checkbox(label="Also show the original transcript (chain of thought)")
+                    run = gr.Button("Run", variant="primary")
+                with gr.Column():
+                    transcript = gr.Textbox(label="Transcript", lines=8, buttons=["copy"])
+                    translation = gr.Textbox(label="Translation", lines=8, buttons=["copy"])
+                    download = gr.File(label="Download .txt")
+            run.click(transcribe, [speech, task, language, cot], [transcript, translation, download],
+                      api_name="transcribe")
+        with gr.Tab("Meeting"):
+            with gr.Row():
+                with gr.Column():
+                    meeting = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Recording")
+                    preset = gr.Radio(list(SUMMARY_FORMATS), value="bullets", label="Format")
+                    instruction = gr.Textbox(label="Instruction", placeholder="e.g. List the decisions and who owns them.")
+                    with gr.Row():
+                        length = gr.Number(label="Length (optional)", value=None, precision=0, minimum=1)
+                        unit = gr.Radio(["words", "sentences"], value="words", label="counted in")
+                    go = gr.Button("Summarise", variant="primary")
+                with gr.Column():
+                    summary = gr.Markdown("### Summary\n*The summary appears here.*", elem_id="meeting-summary")
+                    meeting_transcript = gr.Textbox(label="Transcript", lines=10)
+                    files = gr.File(label="Downloads", file_count="multiple")
+            go.click(summarize, [meeting, preset, instruction, length, unit], [meeting_transcript, summary, files],
+                     api_name="summarize")
+    # One concurrency group for everything that runs the model: the GPU does one thing at a time,
+    # and light events (undo, clear, uploads) never queue behind it.
+    for fn in demo.fns.values():
+        if getattr(fn.fn, "__name__", "") in MODEL_EVENTS:
+            fn.concurrency_id, fn.concurrency_limit = "gpu", 1
+    return demo
