@@ -51,7 +51,7 @@ def serve(settings: Settings) -> None:
     def health():
         engine = service.engine
         return {"status": "ok", "model": settings.model, "device": str(engine.device),
-                "adapters": list(engine.router.adapters)}
+                "adapters": list(engine.router.adapters), "finished": dict(engine.finished)}
 
     app = gr.mount_gradio_app(api, demo, path="/", **launch_options(settings))
     log.info("serving on http://%s:%d", settings.host, settings.port)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -93,6 +94,7 @@ class Engine:
             config.original_max_position_embeddings if rope.get("rope_type") == "longrope" else None
         )
         self._slot = threading.Lock()  # one generation at a time on this model
+        self.finished: Counter[str] = Counter()  # finish reasons so far (stop, length, cancelled)
 
     @classmethod
     def load(cls, options: LoadOptions, context_window: int | None = None,
@@ -218,7 +220,11 @@ class Engine:
                         finish = "length"
             token_ids = [token] if token is not None else []
             if finish is None:
-                yield Chunk(delta, token_ids, adapter)
+                try:
+                    yield Chunk(delta, token_ids, adapter)
+                except GeneratorExit:  # the consumer closed the stream (Stop, a dropped client)
+                    self.finished["cancelled"] += 1
+                    raise
                 continue
             ended = time.perf_counter()
             decode_time = ended - (first_token_at or ended)
@@ -229,5 +235,6 @@ class Engine:
                 tokens_per_s=(len(completion) - 1) / decode_time if decode_time > 0 else 0.0,
                 adapter=adapter,
             )
+            self.finished[finish] += 1
             yield Chunk(delta + stops.flush(), token_ids, adapter, finish, metrics)
             return

@@ -100,6 +100,7 @@ def test_cancel_from_another_thread_stops_within_one_step_and_frees_the_slot(eng
     assert chunks[-1].finish_reason == "cancelled"
     assert generated <= seen_at_cancel + 1  # at most the step already running when cancel arrived
     assert generated < 5000
+    assert engine.finished["cancelled"] >= 1
 
 
 def test_cancel_before_start_generates_nothing(engine):
@@ -109,10 +110,12 @@ def test_cancel_before_start_generates_nothing(engine):
     assert len(chunks) == 1 and chunks[0].finish_reason == "cancelled" and chunks[0].token_ids == []
 
 
-def test_abandoned_stream_frees_the_slot(engine):
+def test_abandoned_stream_frees_the_slot_and_counts_as_cancelled(engine):
+    cancelled = engine.finished["cancelled"]
     stream = engine.stream(ask(max_new_tokens=100))
     next(stream)
     stream.close()
+    assert engine.finished["cancelled"] == cancelled + 1
     assert engine._slot.acquire(timeout=1)
     engine._slot.release()
 

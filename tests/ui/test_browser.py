@@ -90,7 +90,15 @@ def test_photo_message_streams_in_with_metrics(page):
     shot(page, "02-photo-answer")
 
 
-def test_stop_stops_a_long_answer_and_the_app_keeps_working(page, tmp_path):
+def cancelled_generations(url: str) -> int:
+    import json
+    import urllib.request
+
+    return json.load(urllib.request.urlopen(url + "/health", timeout=5))["finished"].get("cancelled", 0)
+
+
+def test_stop_stops_a_long_answer_and_the_app_keeps_working(page, web_server, tmp_path):
+    cancelled_before = cancelled_generations(web_server)
     page.locator("button.label-wrap", has_text="Settings").first.click()
     tokens = page.locator("#max-tokens input[type=number]")
     tokens.fill("4096")
@@ -103,6 +111,7 @@ def test_stop_stops_a_long_answer_and_the_app_keeps_working(page, tmp_path):
     time.sleep(1.5)
     assert len(last_answer(page)) == stopped_at  # no more text arrives
     assert FOOTER not in last_answer(page) and stopped_at < 4000  # far short of 4096 tokens
+    wait_for(lambda: cancelled_generations(web_server) > cancelled_before, timeout=30)  # the engine stopped too
     shot(page, "03-stopped")
     tokens.fill("32")
     tokens.press("Enter")
