@@ -11,13 +11,18 @@ from typing import Iterator
 from app.service import ConversationService, Reply
 from app.settings import Settings
 from engine.audio import load_audio
-from engine.errors import MediaError
+from engine.errors import MediaError, Phi4mmError
 from engine.images import load_image
 from engine.request import ImagePart, Message, SamplingParams, TextPart
 from engine.video import load_video
 from prompts import tasks
+from prompts.languages import SPEECH_LANGUAGES
 
 FOOTER_MARK = "\n\n<sub>⚙ "  # starts the metrics line under an answer; stripped from history
+# What the UI shows as choices, and the error type whose message is meant for the user.
+LANGUAGES = list(SPEECH_LANGUAGES.values())
+SUMMARY_PRESETS = list(tasks.SUMMARY_FORMATS)
+UserFacingError = Phi4mmError
 
 
 @dataclass

@@ -9,10 +9,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from app.web import ChatOptions, WebApp
-from engine.errors import Phi4mmError
-from prompts.languages import SPEECH_LANGUAGES
-from prompts.tasks import SUMMARY_FORMATS
+from app.web import LANGUAGES, SUMMARY_PRESETS, ChatOptions, UserFacingError, WebApp
 from ui.gpu import gpu
 
 log = logging.getLogger(__name__)
@@ -33,7 +30,7 @@ translate speech in eight languages · summarise meetings. Nothing leaves this c
 
 def _warning(err: Exception) -> str:
     """Our errors carry a message for the user; anything else is logged and summarised."""
-    if isinstance(err, Phi4mmError):
+    if isinstance(err, UserFacingError):
         return f"⚠️ {err}"
     log.exception("unexpected error in a browser request")
     return "⚠️ Something went wrong on the server; it has been logged. Please try again."
@@ -140,7 +137,7 @@ def build_app(web: WebApp, max_crops: int = 36, video_frames: int = 16) -> gr.Bl
                 with gr.Column():
                     speech = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Speech")
                     task = gr.Radio(["Transcribe", "Translate"], value="Transcribe", label="Task")
-                    language = gr.Dropdown(list(SPEECH_LANGUAGES.values()), value="English", label="Translate to")
+                    language = gr.Dropdown(LANGUAGES, value="English", label="Translate to")
                     cot = gr.Checkbox(label="Also show the original transcript (chain of thought)")
                     run = gr.Button("Run", variant="primary")
                 with gr.Column():
@@ -153,7 +150,7 @@ def build_app(web: WebApp, max_crops: int = 36, video_frames: int = 16) -> gr.Bl
             with gr.Row():
                 with gr.Column():
                     meeting = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Recording")
-                    preset = gr.Radio(list(SUMMARY_FORMATS), value="bullets", label="Format")
+                    preset = gr.Radio(SUMMARY_PRESETS, value="bullets", label="Format")
                     instruction = gr.Textbox(label="Instruction", placeholder="e.g. List the decisions and who owns them.")
                     with gr.Row():
                         length = gr.Number(label="Length (optional)", value=None, precision=0, minimum=1)
