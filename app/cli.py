@@ -51,6 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--translate-to", metavar="LANG", help="one of the eight speech languages, e.g. French or fr")
     transcribe.add_argument("--cot", action="store_true", help="with --translate-to: transcript, then translation")
 
+    meeting = sub.add_parser("summarize", help="transcript and summary of a recording (hours long is fine)")
+    _model_flags(meeting)
+    meeting.add_argument("audio")
+    meeting.add_argument("--instruction", help="what you want from the summary, in your words")
+    meeting.add_argument("--format", choices=["bullets", "json", "email", "paragraph"], default="bullets")
+    meeting.add_argument("--length", type=int, help="at most N words (or --unit sentences)")
+    meeting.add_argument("--unit", choices=["words", "sentences"], default="words")
+    meeting.add_argument("--transcript-out", metavar="F", help="write the transcript (.srt if F ends in .srt, else text)")
+    meeting.add_argument("--out", metavar="F", help="write the summary (.md, or .json with --format json)")
+
     evaluate = sub.add_parser("safety-eval", help="probe sensitive-attribute inference and refusals")
     _model_flags(evaluate)
     evaluate.add_argument("--limit", type=int, help="a reproducible sample of at most N probes of each kind")
@@ -193,6 +203,49 @@ def cmd_transcribe(args) -> int:
     return 0
 
 
+def cmd_summarize(args) -> int:
+    import threading
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from app.meeting import MeetingOptions, MeetingSummarizer
+    from engine.audio_stream import load_long_audio
+
+    settings = _settings(args)
+    limits = settings.media_limits()
+    samples = load_long_audio(args.audio, limits, limits.max_meeting_seconds)  # fails fast, before the model
+    summarizer = MeetingSummarizer(_service(settings))
+    options = MeetingOptions(args.instruction, args.format, args.length, args.unit)
+    bar = tqdm(total=100, unit="%", file=sys.stderr, bar_format="{desc} {percentage:3.0f}%|{bar}| {postfix}")
+
+    def progress(fraction, stage, left):
+        bar.set_description_str(stage)
+        bar.set_postfix_str(f"about {left:.0f} s left" if left is not None else "")
+        bar.update(round(fraction * 100) - bar.n)
+
+    cancel, outcome = threading.Event(), {}
+    worker = threading.Thread(target=lambda: outcome.update(result=summarizer.run(samples, options, progress, cancel)))
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except KeyboardInterrupt:  # Ctrl-C: stop, but keep and write what is finished
+        cancel.set()
+        worker.join()
+    bar.close()
+    result = outcome["result"]
+    if args.transcript_out:
+        path = Path(args.transcript_out)
+        path.write_text(result.transcript_srt() if path.suffix == ".srt" else result.transcript_txt(), encoding="utf-8")
+    if args.out:
+        Path(args.out).write_text(result.summary + "\n", encoding="utf-8")
+    print(result.summary)
+    for note in result.notes + result.remarks:
+        print(f"phi4mm: note: {note}", file=sys.stderr)
+    return 0 if result.complete or not cancel.is_set() else 130
+
+
 def cmd_safety_eval(args) -> int:
     from app.safety_eval import evaluate, format_report
 
@@ -209,7 +262,7 @@ def cmd_serve(args) -> int:
 
 
 COMMANDS = {"tiny-checkpoint": cmd_tiny_checkpoint, "ask": cmd_ask, "transcribe": cmd_transcribe,
-            "safety-eval": cmd_safety_eval, "serve": cmd_serve}
+            "summarize": cmd_summarize, "safety-eval": cmd_safety_eval, "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

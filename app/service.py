@@ -38,6 +38,14 @@ class Reply:
     override_attempt: bool = False  # the input guard saw an attempt to override the system prompt
 
 
+def collect(replies) -> str:
+    """The displayable text of a reply stream (a guard refusal replaces what came before)."""
+    text = ""
+    for reply in replies:
+        text = reply.text if reply.replace else text + reply.text
+    return text
+
+
 class ConversationService:
     def __init__(self, engine, mitigations: MitigationPolicy = MitigationPolicy(),
                  guard: GuardPolicy | None = None, input_limits: InputLimits = InputLimits()):

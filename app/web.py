@@ -8,7 +8,7 @@ import threading
 from dataclasses import dataclass
 from typing import Iterator
 
-from app.service import ConversationService, Reply
+from app.service import ConversationService, Reply, collect
 from app.settings import Settings
 from engine.audio import load_audio
 from engine.errors import MediaError, Phi4mmError
@@ -33,14 +33,6 @@ class ChatOptions:
     top_p: float = 1.0
     max_crops: int = 36
     video_frames: int = 16
-
-
-def collect(replies) -> str:
-    """The displayable text of a reply stream (a guard refusal replaces what came before)."""
-    text = ""
-    for reply in replies:
-        text = reply.text if reply.replace else text + reply.text
-    return text
 
 
 def metrics_footer(reply: Reply) -> str:
@@ -149,15 +141,16 @@ class WebApp:
                 yield ("", answer) if language else (answer, "")
 
     def summarize(self, audio_path: str, instruction: str, fmt: str, length: int | None, unit: str,
-                  progress=lambda fraction, desc: None) -> tuple[str, str]:
-        """Single-prompt meeting summary (the chunked long-recording pipeline is issue 6's)."""
-        progress(0.05, "Reading the recording")
-        audio = load_audio(audio_path, self.limits, max_seconds=self.limits.max_task_audio_seconds)
-        progress(0.2, "Transcribing")
-        transcript = collect(self.service.transcribe(audio))
-        progress(0.6, "Summarising")
-        prompt = tasks.summary(instruction or None, fmt=fmt, length=length or None, unit=unit)
-        summary, _ = self.service.answer([Message("user", [audio, TextPart(prompt)])],
-                                         SamplingParams(max_new_tokens=1024))
-        progress(1.0, "Done")
-        return transcript, summary
+                  progress=lambda fraction, desc: None):
+        """The meeting pipeline (one prompt up to 30 min, map-reduce past it) -> MeetingResult."""
+        from app.meeting import MeetingOptions, MeetingSummarizer
+        from engine.audio_stream import load_long_audio
+
+        progress(0.0, "Reading the recording")
+        samples = load_long_audio(audio_path, self.limits, self.limits.max_meeting_seconds)
+        options = MeetingOptions(instruction or None, fmt, length or None, unit)
+
+        def report(fraction, stage, left):
+            progress(fraction, f"{stage}" + (f" (about {left:.0f} s left)" if left is not None else ""))
+
+        return MeetingSummarizer(self.service).run(samples, options, report)

@@ -18,3 +18,4 @@ class MediaLimits:
     max_video_pixels: int = 3840 * 2160  # per frame; 4K at most
     max_chat_audio_seconds: float = 180.0  # one chat turn; longer recordings go to summarisation
     max_task_audio_seconds: float = 1800.0  # transcription / summarisation in one prompt (30 min)
+    max_meeting_seconds: float = 4 * 3600.0  # a meeting recording, summarised in segments past 30 min

@@ -79,3 +79,36 @@ def video_frames_note(timestamps: list[float], duration: float) -> str:
 def transcript_token_budget(seconds: float) -> int:
     """Answer room for a transcript: fast speech is about 4 words (6 tokens) a second."""
     return max(64, int(seconds * 6) + 32)
+
+
+def clock(seconds: float) -> str:
+    """00:01:05 style."""
+    seconds = int(round(seconds))
+    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def partial_summary(transcript: str, part: int, parts: int, start: float, end: float) -> str:
+    """Map step of long-meeting summarisation: one stretch of the transcript."""
+    return (
+        f"This is part {part} of {parts} of a meeting transcript, from {clock(start)} to {clock(end)}:\n\n"
+        f"{transcript}\n\n"
+        "Summarise this part in a few bullet points. Keep names, numbers, decisions and action items."
+    )
+
+
+def combine_summaries(partials: list[str], instruction: str | None, fmt: str, length: int | None,
+                      unit: str = "words") -> str:
+    """Reduce step: the partial summaries, in order, under the user's own instruction and format."""
+    joined = "\n\n".join(f"Part {i}:\n{text.strip()}" for i, text in enumerate(partials, 1))
+    return (
+        f"Below are summaries of consecutive parts of one meeting, in order.\n\n{joined}\n\n"
+        "Using them as the whole meeting: " + summary(instruction, fmt, length, unit)
+    )
+
+
+def json_only(previous: str) -> str:
+    """Re-ask once when a JSON summary did not parse."""
+    return (
+        "Rewrite the following as valid JSON only, no other text, in the form "
+        '{"title": "...", "summary": "...", "key_points": ["..."], "action_items": ["..."]}:\n\n' + previous
+    )

@@ -88,3 +88,32 @@ def write_video(path, seconds: float = 10.0, fps: float = 10.0, size=(320, 240))
     for i in range(int(seconds * fps)):
         writer.write(np.full((size[1], size[0], 3), (i * 2) % 256, np.uint8))
     writer.release()
+
+
+MEETING_SENTENCES = (
+    "Good morning everyone, let's start with the budget.",
+    "We agreed to move the launch to March.",
+    "Maria will send the report by Friday.",
+    "Are there any questions about the new office?",
+    "The sales figures went up by ten percent.",
+    "Let's take a short break and continue at eleven.",
+)
+
+
+def write_meeting(path, minutes: float, folder) -> float:
+    """espeak-ng sentences with 0.5-2 s pauses, repeated to `minutes`, written in blocks as a
+    22,050 Hz WAV (so the reader must resample). Returns the exact duration in seconds."""
+    import soundfile as sf
+
+    rate = 22050
+    voices = [speak(s, folder / f"sentence{i}.wav", rate) for i, s in enumerate(MEETING_SENTENCES)]
+    rng = np.random.default_rng(0)
+    total, target = 0, int(minutes * 60 * rate)
+    with sf.SoundFile(str(path), "w", samplerate=rate, channels=1, subtype="PCM_16") as out:
+        while total < target:
+            voice = voices[rng.integers(len(voices))]
+            pause = np.zeros(int(rate * rng.uniform(0.5, 2.0)), np.float32)
+            block = np.concatenate([voice, pause])[: target - total]
+            out.write(block)
+            total += len(block)
+    return total / rate

@@ -86,12 +86,14 @@ def build_app(web: WebApp, max_crops: int = 36, video_frames: int = 16) -> gr.Bl
         if not audio:
             raise gr.Error("Upload or record a meeting first.")
         try:
-            transcript, summary = web.summarize(audio, instruction, preset, int(length) if length else None, unit,
-                                                progress=lambda f, desc: progress(f, desc=desc))
+            result = web.summarize(audio, instruction, preset, int(length) if length else None, unit,
+                                   progress=lambda f, desc: progress(f, desc=desc))
         except Exception as err:  # the request's boundary
             raise gr.Error(_warning(err)) from None
-        suffix = "json" if preset == "json" else "md"
-        return (transcript, summary, [_text_file("transcript.txt", transcript), _text_file(f"summary.{suffix}", summary)])
+        shown = result.summary + "".join(f"\n\n> ⚠️ {note}" for note in result.notes + result.remarks)
+        files = [_text_file("transcript.txt", result.transcript_txt()), _text_file("transcript.srt", result.transcript_srt()),
+                 _text_file(f"summary.{result.summary_suffix}", result.summary)]
+        return result.transcript_txt(), shown, files
 
     with gr.Blocks(title="Phi-4-multimodal") as demo:
         gr.Markdown(INTRO, elem_classes="phi-header")

@@ -1,0 +1,205 @@
+"""Meeting recordings: transcript and summary, 30 minutes natively and hours by map-reduce.
+
+- The recording is cut into ~30 s segments at quiet points (`engine.segmentation`), each
+  transcribed with the ASR prompt: the transcript keeps every segment's timestamps.
+- Up to the native limit (30 min, what the model was trained on), the summary is one prompt:
+  the whole recording plus the user's instruction. Past it, ~10-minute stretches of the
+  transcript are summarised, and those partial summaries are combined under the instruction.
+- Progress reports stage, fraction and time left; a cancel or a failed segment keeps everything
+  finished so far and says exactly what is missing. A JSON summary is validated, repaired or
+  re-asked, and never returned broken.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from app.service import ConversationService, collect
+from engine.audio import SILENCE_PEAK
+from engine.errors import Phi4mmError
+from engine.limits import SAMPLE_RATE
+from engine.request import AudioPart, Message, SamplingParams, TextPart
+from engine.segmentation import quiet_cuts
+from prompts import tasks
+
+Progress = Callable[[float, str, "float | None"], None]  # (fraction done, stage, seconds left)
+
+
+@dataclass
+class MeetingOptions:
+    instruction: str | None = None
+    fmt: str = "bullets"
+    length: int | None = None
+    unit: str = "words"
+    native_limit_seconds: float = 1800.0  # one prompt up to here (the report trained on 30 min)
+    segment_seconds: float = 30.0  # transcript segments (the audio encoder attends within 40 s)
+    window_seconds: float = 600.0  # transcript stretch per partial summary
+    asr_max_tokens: int | None = None  # None: enough for fast speech
+    summary_max_tokens: int = 768
+
+
+@dataclass
+class Segment:
+    start: float
+    end: float
+    text: str
+    done: bool = True  # False: not transcribed (failed or cancelled)
+
+
+@dataclass
+class MeetingResult:
+    path: str  # "single" (one prompt) or "chunked" (map-reduce)
+    duration: float
+    segments: list[Segment]
+    summary: str
+    fmt: str
+    notes: list[str] = field(default_factory=list)  # what is missing, and why
+    remarks: list[str] = field(default_factory=list)  # other things worth knowing (e.g. JSON repaired)
+
+    @property
+    def complete(self) -> bool:
+        return not self.notes
+
+    def transcript_txt(self) -> str:
+        lines = [f"[{tasks.clock(s.start)} - {tasks.clock(s.end)}] {s.text if s.done else '[not transcribed]'}"
+                 for s in self.segments]
+        return "\n".join(lines + [f"\nNote: {n}" for n in self.notes]) + "\n"
+
+    def transcript_srt(self) -> str:
+        def stamp(t: float) -> str:
+            ms = int(round(t * 1000))
+            return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
+
+        cues = [f"{i}\n{stamp(s.start)} --> {stamp(s.end)}\n{(s.text if s.done else '[not transcribed]') or '…'}\n"
+                for i, s in enumerate(self.segments, 1)]
+        return "\n".join(cues)
+
+    @property
+    def summary_suffix(self) -> str:
+        return "json" if self.fmt == "json" else "md"
+
+
+class Tracker:
+    """Weighted progress with an estimate of time left."""
+
+    def __init__(self, total: float, report: Progress):
+        self.total, self.done, self.report, self.started = max(total, 1e-9), 0.0, report, time.monotonic()
+
+    def advance(self, amount: float, stage: str) -> None:
+        self.done = min(self.total, self.done + amount)
+        fraction = self.done / self.total
+        elapsed = time.monotonic() - self.started
+        self.report(fraction, stage, elapsed / fraction * (1 - fraction) if fraction > 0 else None)
+
+
+def _parse_json(text: str) -> dict | None:
+    """The answer as JSON, after stripping code fences and text around the outermost object."""
+    candidates = [text, re.sub(r"^```(?:json)?\s*|\s*```$", "", text.strip())]
+    match = re.search(r"\{.*\}", text, re.DOTALL)
+    if match:
+        candidates.append(match.group(0))
+    for candidate in candidates:
+        try:
+            value = json.loads(candidate)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+class MeetingSummarizer:
+    def __init__(self, service: ConversationService):
+        self.service = service
+
+    def _ask(self, parts, max_tokens: int, cancel: threading.Event) -> str:
+        return collect(self.service.chat([Message("user", parts)], SamplingParams(max_new_tokens=max_tokens),
+                                         cancel=cancel))
+
+    def _ensure_json(self, text: str, options: MeetingOptions, cancel: threading.Event, remarks: list[str]) -> str:
+        value = _parse_json(text)
+        if value is None and not cancel.is_set():
+            value = _parse_json(self._ask([TextPart(tasks.json_only(text))], options.summary_max_tokens, cancel))
+        if value is None:
+            remarks.append("The model did not return valid JSON; its summary is kept as the 'summary' field.")
+            value = {"title": "", "summary": text.strip(), "key_points": [], "action_items": []}
+        return json.dumps(value, ensure_ascii=False, indent=2)
+
+    def run(self, samples: np.ndarray, options: MeetingOptions = MeetingOptions(),
+            progress: Progress = lambda fraction, stage, left: None,
+            cancel: threading.Event | None = None) -> MeetingResult:
+        cancel = cancel or threading.Event()
+        duration = len(samples) / SAMPLE_RATE
+        single = duration <= options.native_limit_seconds
+        spans = quiet_cuts(samples, options.segment_seconds)
+        tracker = Tracker(2 * duration, progress)  # transcription, then summary work, by audio seconds
+        segments, notes = [], []
+        for index, span in enumerate(spans, 1):
+            start, end = span.seconds
+            if cancel.is_set():
+                segments.append(Segment(start, end, "", done=False))
+                continue
+            audio = samples[span.start : span.end]  # a view: no copy of the recording
+            try:
+                if float(np.abs(audio).max()) < SILENCE_PEAK:
+                    text = ""  # a silent stretch: nothing to transcribe
+                else:
+                    budget = options.asr_max_tokens or tasks.transcript_token_budget(end - start)
+                    text = self._ask([AudioPart(audio), TextPart(tasks.ASR)], budget, cancel).strip()
+                segments.append(Segment(start, end, text, done=not cancel.is_set()))
+            except Phi4mmError as err:
+                segments.append(Segment(start, end, "", done=False))
+                notes.append(f"Segment {tasks.clock(start)}-{tasks.clock(end)} could not be transcribed: {err}")
+            tracker.advance(end - start, f"Transcribing segment {index} of {len(spans)}")
+        missing = [s for s in segments if not s.done]
+        if cancel.is_set():
+            notes.append(f"Cancelled: {len(missing)} of {len(segments)} segments not transcribed "
+                         f"(from {tasks.clock(missing[0].start)}), and no summary made." if missing
+                         else "Cancelled before the summary was made.")
+            return MeetingResult("single" if single else "chunked", duration, segments, "", options.fmt, notes)
+
+        summary_prompt = tasks.summary(options.instruction, options.fmt, options.length, options.unit)
+        if single:
+            tracker.advance(0, "Summarising the whole recording")
+            summary = self._ask([AudioPart(samples), TextPart(summary_prompt)], options.summary_max_tokens, cancel)
+            tracker.advance(duration, "Summarised")
+        else:
+            windows = self._windows(segments, options.window_seconds)
+            partials = []
+            for index, window in enumerate(windows, 1):
+                text = " ".join(s.text for s in window if s.text) or "(nothing was said)"
+                partials.append(self._ask([TextPart(tasks.partial_summary(text, index, len(windows), window[0].start,
+                                                                           window[-1].end))],
+                                          options.summary_max_tokens, cancel))
+                tracker.advance(0.9 * (window[-1].end - window[0].start), f"Summarising part {index} of {len(windows)}")
+            prompt = tasks.combine_summaries(partials, options.instruction, options.fmt, options.length, options.unit)
+            summary = self._ask([TextPart(prompt)], options.summary_max_tokens, cancel)
+        if cancel.is_set():
+            notes.append("Cancelled while summarising: the summary is incomplete.")
+        elif missing:
+            notes.append(f"The summary leaves out {len(missing)} segment(s) that could not be transcribed.")
+        remarks: list[str] = []
+        if options.fmt == "json":
+            summary = self._ensure_json(summary, options, cancel, remarks)
+        tracker.advance(2 * duration, "Done")
+        return MeetingResult("single" if single else "chunked", duration, segments, summary.strip(), options.fmt,
+                             notes, remarks)
+
+    @staticmethod
+    def _windows(segments: list[Segment], seconds: float) -> list[list[Segment]]:
+        windows, current = [], []
+        for segment in segments:
+            current.append(segment)
+            if segment.end - current[0].start >= seconds:
+                windows.append(current)
+                current = []
+        if current:
+            windows.append(current)
+        return windows
