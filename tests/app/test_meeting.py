@@ -153,3 +153,24 @@ def test_cli_summarize(tiny_checkpoint, tmp_path, capsys):
     (tmp_path / "bad.wav").write_bytes(b"")
     assert main(["summarize", str(tmp_path / "bad.wav"), "--model", str(tmp_path / "no-model")]) == 2
     assert "empty" in capsys.readouterr().err  # refused before any model is loaded
+
+
+def test_a_failing_segment_is_noted_and_the_rest_kept(engine, tmp_path, monkeypatch):
+    from engine.errors import InvalidRequest
+
+    path = tmp_path / "meeting.wav"
+    write_meeting(path, 2, tmp_path)
+    samples = load_long_audio(path, MediaLimits(), 3600)
+    calls, original = [], Engine.stream
+
+    def flaky(self, request):
+        calls.append(1)
+        if len(calls) == 2:  # the second segment's transcription
+            raise InvalidRequest("simulated failure")
+        return original(self, request)
+
+    monkeypatch.setattr(Engine, "stream", flaky)
+    result = MeetingSummarizer(ConversationService(engine)).run(samples, MeetingOptions(**FAST))
+    assert [s.done for s in result.segments].count(False) == 1 and not result.segments[1].done
+    assert "could not be transcribed: simulated failure" in result.notes[0]
+    assert "leaves out 1 segment" in result.notes[-1] and result.summary  # the summary was still made
