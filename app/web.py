@@ -48,6 +48,13 @@ class WebApp:
         self.service = service
         self.settings = settings
         self.limits = settings.media_limits()
+        self._meeting_cancels: dict[str, threading.Event] = {}  # browser session -> its running meeting
+
+    def stop_meeting(self, session: str) -> None:
+        """Stop a session's meeting job; it returns what is finished, with a note of the rest."""
+        cancel = self._meeting_cancels.get(session)
+        if cancel is not None:
+            cancel.set()
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -141,7 +148,7 @@ class WebApp:
                 yield ("", answer) if language else (answer, "")
 
     def summarize(self, audio_path: str, instruction: str, fmt: str, length: int | None, unit: str,
-                  progress=lambda fraction, desc: None):
+                  progress=lambda fraction, desc: None, session: str = ""):
         """The meeting pipeline (one prompt up to 30 min, map-reduce past it) -> MeetingResult."""
         from app.meeting import MeetingOptions, MeetingSummarizer
         from engine.audio_stream import load_long_audio
@@ -153,4 +160,8 @@ class WebApp:
         def report(fraction, stage, left):
             progress(fraction, f"{stage}" + (f" (about {left:.0f} s left)" if left is not None else ""))
 
-        return MeetingSummarizer(self.service).run(samples, options, report)
+        cancel = self._meeting_cancels[session] = threading.Event()
+        try:
+            return MeetingSummarizer(self.service).run(samples, options, report, cancel)
+        finally:
+            self._meeting_cancels.pop(session, None)

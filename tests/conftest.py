@@ -26,8 +26,8 @@ def engine(tiny_checkpoint):
 
 @pytest.fixture(scope="session")
 def web_server(tiny_checkpoint, tmp_path_factory):
-    """One real server for the end-to-end tests, with a 1 MB upload cap to test refusals."""
+    """One real server for the end-to-end tests, with a 40 MB upload cap to test refusals."""
     from tests.server import running_server  # noqa: E402
 
-    with running_server(tiny_checkpoint, tmp_path_factory.mktemp("server") / "serve.log", max_upload_mb="1") as url:
+    with running_server(tiny_checkpoint, tmp_path_factory.mktemp("server") / "serve.log", max_upload_mb="40") as url:
         yield url

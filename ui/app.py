@@ -82,18 +82,21 @@ def build_app(web: WebApp, max_crops: int = 36, video_frames: int = 16) -> gr.Bl
 
     @gpu
     def summarize(audio: str | None, preset: str, instruction: str, length: float | None, unit: str,
-                  progress=gr.Progress()):
+                  request: gr.Request, progress=gr.Progress()):
         if not audio:
             raise gr.Error("Upload or record a meeting first.")
         try:
             result = web.summarize(audio, instruction, preset, int(length) if length else None, unit,
-                                   progress=lambda f, desc: progress(f, desc=desc))
+                                   progress=lambda f, desc: progress(f, desc=desc), session=request.session_hash)
         except Exception as err:  # the request's boundary
             raise gr.Error(_warning(err)) from None
         shown = result.summary + "".join(f"\n\n> ⚠️ {note}" for note in result.notes + result.remarks)
         files = [_text_file("transcript.txt", result.transcript_txt()), _text_file("transcript.srt", result.transcript_srt()),
                  _text_file(f"summary.{result.summary_suffix}", result.summary)]
         return result.transcript_txt(), shown, files
+
+    def stop_meeting(request: gr.Request):
+        web.stop_meeting(request.session_hash)
 
     with gr.Blocks(title="Phi-4-multimodal") as demo:
         gr.Markdown(INTRO, elem_classes="phi-header")
@@ -157,13 +160,16 @@ def build_app(web: WebApp, max_crops: int = 36, video_frames: int = 16) -> gr.Bl
                     with gr.Row():
                         length = gr.Number(label="Length (optional)", value=None, precision=0, minimum=1)
                         unit = gr.Radio(["words", "sentences"], value="words", label="counted in")
-                    go = gr.Button("Summarise", variant="primary")
+                    with gr.Row():
+                        go = gr.Button("Summarise", variant="primary")
+                        stop = gr.Button("Stop, keep what is done", variant="secondary")
                 with gr.Column():
                     summary = gr.Markdown("### Summary\n*The summary appears here.*", elem_id="meeting-summary")
                     meeting_transcript = gr.Textbox(label="Transcript", lines=10)
                     files = gr.File(label="Downloads", file_count="multiple")
             go.click(summarize, [meeting, preset, instruction, length, unit], [meeting_transcript, summary, files],
                      api_name="summarize")
+            stop.click(stop_meeting, None, None, api_name="stop_meeting", queue=False)
     # One concurrency group for everything that runs the model: the GPU does one thing at a time,
     # and light events (undo, clear, uploads) never queue behind it.
     for fn in demo.fns.values():

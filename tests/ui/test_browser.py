@@ -148,10 +148,10 @@ def test_two_sessions_never_mix(browser, web_server, tmp_path):
 
 def test_oversized_and_corrupt_uploads_get_clear_messages(page, tmp_path):
     big = tmp_path / "huge_photo.png"
-    big.write_bytes(b"\x89PNG" + b"\x00" * (2 * 1024 * 1024))  # over the server's 1 MB test cap
+    big.write_bytes(b"\x89PNG" + b"\x00" * (41 * 1024 * 1024))  # over the server's 40 MB test cap
     page.set_input_files("#chat-input input[type=file]", str(big))
     toast = page.wait_for_selector(".toast-body", timeout=15_000)
-    assert 'exceed the maximum allowed size of 1.0 Mb: "huge_photo.png"' in toast.inner_text()
+    assert 'exceed the maximum allowed size of 40.0 Mb: "huge_photo.png"' in toast.inner_text()
     shot(page, "06-oversized")
 
     corrupt = tmp_path / "broken.png"

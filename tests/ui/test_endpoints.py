@@ -64,3 +64,18 @@ def test_summarize(client):
 
     summary_file = next(f for f in files if f.endswith(".json"))
     assert isinstance(json.loads(Path(summary_file).read_text()), dict)  # valid JSON, repaired if need be
+
+
+def test_meeting_stop_keeps_what_is_done(client, tmp_path):
+    import time
+
+    from tests.inputs import write_meeting
+
+    write_meeting(tmp_path / "long.wav", 12, tmp_path)
+    job = client.submit(handle_file(str(tmp_path / "long.wav")), "bullets", "", None, "words", api_name="/summarize")
+    time.sleep(3)
+    client.predict(api_name="/stop_meeting")  # same client, same browser session
+    transcript, summary, files = job.result(timeout=120)
+    assert "Cancelled: " in summary and "not transcribed" in summary
+    assert "[not transcribed]" in transcript and transcript.startswith("[00:00:00 - ")
+    assert len(files) == 3
