@@ -5,7 +5,6 @@ resamples. Length caps are checked from the header before decoding when the head
 from __future__ import annotations
 
 import io
-import itertools
 from typing import Any
 
 import numpy as np
@@ -26,60 +25,9 @@ def too_long_message(seconds: float, max_seconds: float) -> str:
     )
 
 
-def _check_length(seconds: float, max_seconds: float) -> None:
+def check_length(seconds: float, max_seconds: float) -> None:
     if seconds > max_seconds:
         raise MediaError(too_long_message(seconds, max_seconds))
-
-
-def _decode_soundfile(data: bytes, max_seconds: float) -> tuple[np.ndarray, int] | None:
-    import soundfile as sf
-
-    try:
-        info = sf.info(io.BytesIO(data))
-    except Exception:  # not a format libsndfile knows: let PyAV try
-        return None
-    if info.samplerate > 0:
-        _check_length(info.frames / info.samplerate, max_seconds)
-    try:
-        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    except Exception as err:  # truncated or corrupt after a valid header
-        raise MediaError(f"The audio file is corrupt or truncated ({type(err).__name__}).") from None
-    return samples.mean(axis=1), rate
-
-
-def _decode_pyav(data: bytes, max_seconds: float) -> tuple[np.ndarray, int]:
-    import av
-
-    try:
-        container = av.open(io.BytesIO(data), mode="r")
-    except Exception:
-        raise MediaError(f"The audio could not be decoded: use a {SUPPORTED} file.") from None
-    with container:
-        stream = next((s for s in container.streams if s.type == "audio"), None)
-        if stream is None:
-            raise MediaError("The file has no audio track.")
-        if container.duration:
-            _check_length(container.duration / 1e6, max_seconds)
-        pieces, rate, total, mono = [], None, 0, None
-        try:
-            for frame in itertools.chain(container.decode(stream), [None]):  # None flushes the down-mixer
-                if frame is not None and mono is None:
-                    rate = frame.sample_rate
-                    # format conversion and down-mix only (no rate change): torchaudio resamples later
-                    mono = av.AudioResampler(format="flt", layout="mono", rate=rate)
-                for out in mono.resample(frame) if mono else []:
-                    pieces.append(out.to_ndarray().reshape(-1))
-                    total += out.samples
-                if rate:
-                    _check_length(total / rate, max_seconds)
-        except MediaError:
-            raise
-        except Exception as err:  # corrupt packets, unsupported codec
-            if not pieces:
-                raise MediaError(f"The audio could not be decoded ({type(err).__name__}): use a {SUPPORTED} file.") from None
-    if not pieces or not rate:
-        raise MediaError("The audio file holds no sound.")
-    return np.concatenate(pieces).astype(np.float32, copy=False), rate
 
 
 def to_mono_16k(samples: Any, sample_rate: int) -> np.ndarray:
@@ -120,12 +68,17 @@ def load_audio(source: Any, limits: MediaLimits = MediaLimits(), max_seconds: fl
         samples, rate = (second, first) if isinstance(first, (int, np.integer)) else (first, second)
         samples = to_mono_16k(samples, rate)  # already in the caller's memory; length checked below
     else:
-        data = read_bytes(source, limits, "audio")
-        decoded = _decode_soundfile(data, max_seconds) or _decode_pyav(data, max_seconds)
-        samples = to_mono_16k(*decoded)
+        from engine.audio_stream import decode_to_16k  # (it builds on this module's checks)
+
+        samples = decode_to_16k(io.BytesIO(read_bytes(source, limits, "audio")), max_seconds)
+    return AudioPart(checked(samples, max_seconds))
+
+
+def checked(samples: np.ndarray, max_seconds: float) -> np.ndarray:
+    """Refuse empty, too long and silent audio; returns the samples unchanged."""
     if samples.size == 0:
         raise MediaError("The audio clip is empty.")
-    _check_length(samples.size / SAMPLE_RATE, max_seconds)
-    if float(np.abs(samples).max()) < SILENCE_PEAK:
+    check_length(samples.size / SAMPLE_RATE, max_seconds)
+    if max(float(samples.max()), -float(samples.min())) < SILENCE_PEAK:  # no temporary |x| copy
         raise MediaError("The audio is silent: there is nothing to listen to.")
-    return AudioPart(samples)
+    return samples

@@ -8,13 +8,13 @@ a margin of context on both sides (trimmed afterwards), and written into one pre
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
-from engine.audio import SILENCE_PEAK, SUPPORTED, _check_length
+from engine.audio import SUPPORTED, check_length, checked
 from engine.errors import MediaError
 from engine.limits import SAMPLE_RATE
 from engine.media_files import check_file
@@ -68,31 +68,35 @@ class BlockResampler:
         self.pending = self.pending[n:]
 
 
-def _soundfile_blocks(path: str, max_seconds: float) -> tuple[int, float, Iterator[np.ndarray]] | None:
+def _soundfile_blocks(source, max_seconds: float):
+    """(seconds, iterator of (rate, mono block)), or None when libsndfile does not know the format."""
     import soundfile as sf
 
     try:
-        info = sf.info(path)
+        info = sf.info(source)
     except Exception:
         return None
+    if hasattr(source, "seek"):
+        source.seek(0)
     seconds = info.frames / info.samplerate if info.samplerate else 0
-    _check_length(seconds, max_seconds)
+    check_length(seconds, max_seconds)
 
     def blocks():
         try:
-            for block in sf.blocks(path, blocksize=info.samplerate * 10, dtype="float32", always_2d=True):
-                yield block.mean(axis=1)
-        except Exception as err:
+            for block in sf.blocks(source, blocksize=info.samplerate * 10, dtype="float32", always_2d=True):
+                yield info.samplerate, block.mean(axis=1)
+        except Exception as err:  # truncated or corrupt after a valid header
             raise MediaError(f"The audio file is corrupt or truncated ({type(err).__name__}).") from None
 
-    return info.samplerate, seconds, blocks()
+    return seconds, blocks()
 
 
-def _pyav_blocks(path: str, max_seconds: float) -> tuple[int, float, Iterator[np.ndarray]]:
+def _pyav_blocks(source, max_seconds: float):
+    """Containers (M4A/AAC, MP4, WebM): (seconds, iterator of (rate, mono block))."""
     import av
 
     try:
-        container = av.open(path, mode="r")
+        container = av.open(source, mode="r")
     except Exception:
         raise MediaError(f"The audio could not be decoded: use a {SUPPORTED} file.") from None
     stream = next((s for s in container.streams if s.type == "audio"), None)
@@ -100,42 +104,51 @@ def _pyav_blocks(path: str, max_seconds: float) -> tuple[int, float, Iterator[np
         container.close()
         raise MediaError("The file has no audio track.")
     seconds = (container.duration or 0) / 1e6
-    _check_length(seconds, max_seconds)
-    rate = stream.codec_context.sample_rate or stream.rate
+    check_length(seconds, max_seconds)
 
     def blocks():
-        mono = av.AudioResampler(format="flt", layout="mono", rate=rate)
-        total = 0
+        mono, rate, total = None, 0, 0
         try:
             with container:
-                for frame in container.decode(stream):
-                    for out in mono.resample(frame):
+                for frame in itertools.chain(container.decode(stream), [None]):  # None flushes the down-mixer
+                    if frame is not None and mono is None:
+                        rate = frame.sample_rate
+                        # format conversion and down-mix only: torchaudio does the resampling
+                        mono = av.AudioResampler(format="flt", layout="mono", rate=rate)
+                    for out in mono.resample(frame) if mono else []:
                         total += out.samples
-                        yield out.to_ndarray().reshape(-1)
-                    _check_length(total / rate, max_seconds)
+                        yield rate, out.to_ndarray().reshape(-1)
+                    if rate:
+                        check_length(total / rate, max_seconds)
         except MediaError:
             raise
-        except Exception as err:
+        except Exception as err:  # corrupt packets, an unsupported codec
             if total == 0:
                 raise MediaError(f"The audio could not be decoded ({type(err).__name__}): use a {SUPPORTED} file.") from None
             # a damaged tail: keep what decoded
 
-    return rate, seconds, blocks()
+    return seconds, blocks()
+
+
+def decode_to_16k(source, max_seconds: float) -> np.ndarray:
+    """A path or an in-memory file -> 16 kHz mono, sniffed by content: soundfile first, then PyAV."""
+    decoded = _soundfile_blocks(source, max_seconds)
+    if decoded is None:
+        if hasattr(source, "seek"):
+            source.seek(0)
+        decoded = _pyav_blocks(source, max_seconds)
+    seconds, blocks = decoded
+    resampler = None
+    for rate, block in blocks:
+        resampler = resampler or BlockResampler(rate, seconds or max_seconds)
+        resampler.feed(block)
+    if resampler is None:
+        raise MediaError("The audio file holds no sound.")
+    return resampler.finish()
 
 
 def load_long_audio(path: str | Path, limits, max_seconds: float) -> np.ndarray:
     """A recording file -> 16 kHz mono float32, holding only that one full copy."""
     path = Path(path)
     check_file(path, limits, "audio")
-    rate, seconds, blocks = _soundfile_blocks(str(path), max_seconds) or _pyav_blocks(str(path), max_seconds)
-    resampler = BlockResampler(rate, seconds or max_seconds)
-    for block in blocks:
-        resampler.feed(block)
-    samples = resampler.finish()
-    if samples.size == 0:
-        raise MediaError("The audio clip is empty.")
-    _check_length(samples.size / SAMPLE_RATE, max_seconds)
-    if max(float(samples.max()), -float(samples.min())) < SILENCE_PEAK:  # no temporary |x| copy
-        raise MediaError("The audio is silent: there is nothing to listen to.")
-    return samples
-
+    return checked(decode_to_16k(str(path), max_seconds), max_seconds)
