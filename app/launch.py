@@ -44,14 +44,18 @@ def serve(settings: Settings) -> None:
     import uvicorn
     from fastapi import FastAPI
 
+    from app.api import build_router
+
     service, demo = build_web(settings)
     api = FastAPI(docs_url=None, redoc_url=None)
+    api.include_router(build_router(service, settings))
 
     @api.get("/health")
     def health():
         engine = service.engine
         return {"status": "ok", "model": settings.model, "device": str(engine.device),
-                "adapters": list(engine.router.adapters), "finished": dict(engine.finished)}
+                "adapters": list(engine.router.adapters), "finished": dict(engine.finished),
+                "tokens_generated": engine.tokens_generated}
 
     app = gr.mount_gradio_app(api, demo, path="/", **launch_options(settings))
     log.info("serving on http://%s:%d", settings.host, settings.port)

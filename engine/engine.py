@@ -95,6 +95,7 @@ class Engine:
         )
         self._slot = threading.Lock()  # one generation at a time on this model
         self.finished: Counter[str] = Counter()  # finish reasons so far (stop, length, cancelled)
+        self.tokens_generated = 0  # all tokens this engine has produced
 
     @classmethod
     def load(cls, options: LoadOptions, context_window: int | None = None,
@@ -209,6 +210,7 @@ class Engine:
                 token = int(ids[0, -1])
                 first_token_at = first_token_at or time.perf_counter()
                 completion.append(token)
+                self.tokens_generated += 1
                 finish, delta = None, ""
                 if token in self.end_ids:
                     finish = "stop"

@@ -24,10 +24,13 @@ def engine(tiny_checkpoint):
     return Engine.load(LoadOptions(model=str(tiny_checkpoint), device="cpu"))
 
 
+API_KEY = "test-key"  # the shared server's /v1 key
+
+
 @pytest.fixture(scope="session")
 def web_server(tiny_checkpoint, tmp_path_factory):
     """One real server for the end-to-end tests, with a 40 MB upload cap to test refusals."""
     from tests.server import running_server  # noqa: E402
 
-    with running_server(tiny_checkpoint, tmp_path_factory.mktemp("server") / "serve.log", max_upload_mb="40") as url:
+    with running_server(tiny_checkpoint, tmp_path_factory.mktemp("server") / "serve.log", max_upload_mb="40", api_key=API_KEY) as url:
         yield url

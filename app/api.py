@@ -1,0 +1,189 @@
+"""OpenAI-compatible HTTP API (`/v1`), served beside the browser app, through the same
+conversation service (so the safety mitigations and the output guard apply).
+
+    POST /v1/chat/completions   text, image_url (data: URIs only), input_audio; stream: true -> SSE
+    GET  /v1/models
+
+Errors use OpenAI's body {"error": {"message", "type", "param", "code"}}. Media URLs are never
+fetched (no server-side request forgery): send a data: URI.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+import uuid
+from typing import Any, Iterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from app.service import ConversationService
+from app.settings import Settings
+from engine.audio import load_audio
+from engine.errors import InvalidRequest, Phi4mmError
+from engine.images import load_image
+from engine.request import ImagePart, Message, SamplingParams, TextPart
+from engine.router import choose_adapter
+
+ADAPTER_HEADER = "X-Phi4mm-Adapter"
+
+
+def error(status: int, message: str, param: str | None = None, code: str | None = None,
+          kind: str = "invalid_request_error", headers: dict | None = None) -> JSONResponse:
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _data_uri(url: str, param: str) -> bytes:
+    if not isinstance(url, str) or not url.startswith("data:"):
+        raise InvalidRequest("Only data: URIs are accepted; this server never fetches URLs. "
+                             "Send the file as data:<mime>;base64,<data>.", param=param)
+    try:
+        header, payload = url.split(",", 1)
+        return base64.b64decode(payload, validate=True) if header.endswith(";base64") else payload.encode()
+    except (ValueError, binascii.Error):
+        raise InvalidRequest("The data: URI is not valid base64.", param=param) from None
+
+
+def parse_messages(raw: Any, settings: Settings) -> list[Message]:
+    if not isinstance(raw, list) or not raw:
+        raise InvalidRequest("`messages` must be a non-empty list.", param="messages")
+    limits = settings.media_limits()
+    messages = []
+    for i, message in enumerate(raw):
+        if not isinstance(message, dict):
+            raise InvalidRequest(f"messages[{i}] must be an object.", param="messages")
+        content = message.get("content") or ""
+        parts = []
+        for j, part in enumerate([{"type": "text", "text": content}] if isinstance(content, str) else content):
+            where = f"messages[{i}].content[{j}]"
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text":
+                parts.append(TextPart(str(part.get("text", ""))))
+            elif kind == "image_url":
+                url = (part.get("image_url") or {}).get("url")
+                parts.append(ImagePart(load_image(_data_uri(url, where), limits)))
+            elif kind == "input_audio":
+                audio = part.get("input_audio") or {}
+                try:
+                    data = base64.b64decode(audio.get("data", ""), validate=True)
+                except (ValueError, binascii.Error):
+                    raise InvalidRequest("input_audio.data must be base64.", param=where) from None
+                parts.append(load_audio(data, limits))
+            else:
+                raise InvalidRequest(f"Unsupported content part type {kind!r}; use text, image_url or input_audio.",
+                                     param=where)
+        messages.append(Message(str(message.get("role", "")), parts))
+    return messages
+
+
+def sampling(body: dict, settings: Settings) -> SamplingParams:
+    stop = body.get("stop") or ()
+    return SamplingParams(
+        max_new_tokens=body.get("max_completion_tokens") or body.get("max_tokens") or settings.max_new_tokens,
+        temperature=body.get("temperature", 0.0) if body.get("temperature") is not None else 0.0,
+        top_p=body.get("top_p", 1.0) if body.get("top_p") is not None else 1.0,
+        top_k=body.get("top_k", 0) or 0,
+        repetition_penalty=body.get("repetition_penalty", 1.0) or 1.0,
+        seed=body.get("seed"),
+        stop=(stop,) if isinstance(stop, str) else tuple(stop),
+    )
+
+
+def build_router(service: ConversationService, settings: Settings) -> APIRouter:
+    router = APIRouter(prefix="/v1")
+    max_body = settings.max_upload_mb * 2**20
+
+    def unauthorised(request: Request) -> JSONResponse | None:
+        if settings.api_key and request.headers.get("authorization") != f"Bearer {settings.api_key}":
+            return error(401, "Missing or wrong API key: send `Authorization: Bearer <key>`.",
+                         kind="authentication_error", code="invalid_api_key")
+        return None
+
+    @router.get("/models")
+    def models(request: Request):
+        if denied := unauthorised(request):
+            return denied
+        return {"object": "list", "data": [{"id": settings.model, "object": "model", "created": 0, "owned_by": "phi4mm"}]}
+
+    @router.post("/chat/completions")
+    async def chat_completions(request: Request):
+        if denied := unauthorised(request):
+            return denied
+        if int(request.headers.get("content-length") or 0) > max_body:
+            return error(413, f"The request body is over {settings.max_upload_mb} MB.", code="request_too_large")
+        raw = await request.body()
+        if len(raw) > max_body:
+            return error(413, f"The request body is over {settings.max_upload_mb} MB.", code="request_too_large")
+        try:
+            body = json.loads(raw)
+            assert isinstance(body, dict)
+        except (ValueError, AssertionError):
+            return error(422, "The body must be a JSON object.")
+        try:
+            messages = parse_messages(body.get("messages"), settings)
+            params = sampling(body, settings)
+            params.validate()
+        except InvalidRequest as err:
+            return error(400, str(err), param=err.param)
+        adapter = choose_adapter(messages)
+        completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        headers = {ADAPTER_HEADER: adapter}
+        if body.get("stream"):
+            return StreamingResponse(_until_disconnect(_sse(service, messages, params, completion_id, created,
+                                                            settings.model)),
+                                     media_type="text/event-stream", headers=headers)
+        try:
+            text, final = service.answer(messages, params)
+        except Phi4mmError as err:
+            return error(400, str(err), param=getattr(err, "param", None), headers=headers)
+        m = final.metrics
+        usage = {"prompt_tokens": m.prompt_tokens if m else 0, "completion_tokens": m.completion_tokens if m else 0}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        return JSONResponse({
+            "id": completion_id, "object": "chat.completion", "created": created, "model": settings.model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": final.finish_reason}],
+            "usage": usage,
+        }, headers=headers)
+
+    return router
+
+
+async def _until_disconnect(events: Iterator[str]):
+    """Runs the blocking event stream off the event loop. When the client goes away, Starlette
+    stops iterating this; closing the stream here cancels generation (freeing the engine) at
+    once, instead of whenever the abandoned generator is garbage-collected."""
+    from starlette.concurrency import run_in_threadpool
+
+    done = object()
+    try:
+        while (event := await run_in_threadpool(next, events, done)) is not done:
+            yield event
+    finally:
+        await run_in_threadpool(events.close)
+
+
+def _sse(service, messages, params, completion_id: str, created: int, model: str) -> Iterator[str]:
+    def event(delta: dict, finish: str | None = None, usage: dict | None = None) -> str:
+        chunk = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        if usage:
+            chunk["usage"] = usage
+        return f"data: {json.dumps(chunk)}\n\n"
+
+    yield event({"role": "assistant", "content": ""})
+    try:
+        for reply in service.chat(messages, params):
+            usage = None
+            if reply.metrics:
+                usage = {"prompt_tokens": reply.metrics.prompt_tokens, "completion_tokens": reply.metrics.completion_tokens,
+                         "total_tokens": reply.metrics.prompt_tokens + reply.metrics.completion_tokens}
+            # a guard refusal cannot retract streamed text: it arrives as the last delta, finish_reason content_filter
+            yield event({"content": reply.text} if reply.text else {}, reply.finish_reason, usage)
+    except Phi4mmError as err:  # after streaming started: an error event, and the server keeps serving
+        yield f"data: {json.dumps({'error': {'message': str(err), 'type': 'invalid_request_error', 'param': None, 'code': None}})}\n\n"
+    yield "data: [DONE]\n\n"

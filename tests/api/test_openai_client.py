@@ -1,0 +1,147 @@
+"""The official `openai` client against a real `phi4mm serve` on 127.0.0.1: text, image and
+audio chat, streaming, the adapter header on every answer, and OpenAI-shaped errors."""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import openai
+import pytest
+
+from tests.conftest import API_KEY
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "ui" / "examples"
+
+
+@pytest.fixture
+def client(web_server):
+    return openai.OpenAI(base_url=web_server + "/v1", api_key=API_KEY, max_retries=0, timeout=120)
+
+
+def data_uri(path: Path, mime: str) -> str:
+    return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+IMAGE = {"type": "image_url", "image_url": {"url": data_uri(EXAMPLES / "sunset.png", "image/png")}}
+AUDIO = {"type": "input_audio", "input_audio": {"data": base64.b64encode((EXAMPLES / "question.wav").read_bytes()).decode(),
+                                                "format": "wav"}}
+
+
+@pytest.mark.parametrize("content, adapter", [
+    ("Hello!", "base"),
+    ([IMAGE, {"type": "text", "text": "What is this?"}], "vision"),
+    ([AUDIO], "speech"),
+    ([IMAGE, AUDIO], "vision"),
+])
+def test_chat_with_each_modality(client, content, adapter):
+    raw = client.chat.completions.with_raw_response.create(
+        model="phi4mm", messages=[{"role": "user", "content": content}], max_tokens=8)
+    assert raw.headers["x-phi4mm-adapter"] == adapter
+    completion = raw.parse()
+    assert completion.choices[0].finish_reason in ("stop", "length")
+    assert completion.usage.completion_tokens >= 1 and completion.usage.prompt_tokens > 5
+    assert completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens
+
+
+def test_streaming(client):
+    with client.chat.completions.with_streaming_response.create(
+            model="phi4mm", messages=[{"role": "user", "content": [AUDIO]}], max_tokens=12, stream=True) as response:
+        assert response.headers["x-phi4mm-adapter"] == "speech"
+        chunks = list(response.parse())
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length") and chunks[-1].usage.completion_tokens >= 1
+    assert all(c.choices[0].finish_reason is None for c in chunks[:-1])
+
+
+def test_models(client):
+    assert [m.id for m in client.models.list().data]
+
+
+def _post(url: str, body: bytes, key: str | None = API_KEY) -> tuple[int, dict]:
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, body, headers), timeout=60) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as err:
+        return err.code, json.load(err)
+
+
+def _shape(body: dict) -> None:
+    assert set(body["error"]) == {"message", "type", "param", "code"} and body["error"]["message"]
+
+
+@pytest.mark.parametrize("body, key, status, text", [
+    ({"messages": [{"role": "user", "content": "hi"}]}, None, 401, "API key"),
+    ({"messages": [{"role": "user", "content": "hi"}]}, "wrong", 401, "API key"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://169.254.169.254/x.png"}}]}]},
+     API_KEY, 400, "never fetches URLs"),
+    ({"messages": [{"role": "user", "content": "hi"}], "temperature": 5}, API_KEY, 400, "temperature"),
+    ({"messages": [{"role": "user", "content": [{"type": "video_url"}]}]}, API_KEY, 400, "Unsupported content part"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]},
+     API_KEY, 400, "could not be decoded"),
+    ({"messages": []}, API_KEY, 400, "non-empty"),
+])
+def test_error_shapes(web_server, body, key, status, text):
+    code, payload = _post(web_server + "/v1/chat/completions", json.dumps(body).encode(), key)
+    assert code == status
+    _shape(payload)
+    assert text in payload["error"]["message"]
+
+
+def test_malformed_and_oversized_bodies(web_server):
+    code, payload = _post(web_server + "/v1/chat/completions", b"[1, 2")
+    assert code == 422
+    _shape(payload)
+    import http.client
+    from urllib.parse import urlparse
+
+    # a 41 MB body is refused from its headers, before the server reads (or the client sends) it
+    address = urlparse(web_server)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+    connection.putrequest("POST", "/v1/chat/completions")
+    for name, value in (("Content-Type", "application/json"), ("Authorization", f"Bearer {API_KEY}"),
+                        ("Content-Length", str(41 * 2**20))):
+        connection.putheader(name, value)
+    connection.endheaders()
+    response = connection.getresponse()
+    assert response.status == 413
+    _shape(json.load(response))
+    connection.close()
+    ok, _ = _post(web_server + "/v1/chat/completions", json.dumps({"messages": [{"role": "user", "content": "hi"}],
+                                                                   "max_tokens": 2}).encode())
+    assert ok == 200  # and the server keeps serving
+
+
+def test_disconnect_mid_stream_cancels_generation(web_server, client):
+    import http.client
+    import time
+    from urllib.parse import urlparse
+
+    def health() -> dict:
+        with urllib.request.urlopen(web_server + "/health", timeout=10) as response:
+            return json.load(response)
+
+    def cancelled() -> int:
+        return health()["finished"].get("cancelled", 0)
+
+    before, tokens_before = cancelled(), health()["tokens_generated"]
+    address = urlparse(web_server)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+    body = json.dumps({"messages": [{"role": "user", "content": [AUDIO]}], "max_tokens": 4000, "stream": True})
+    connection.request("POST", "/v1/chat/completions", body,
+                       {"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"})
+    response = connection.getresponse()
+    assert response.status == 200 and response.readline().startswith(b"data: ")
+    connection.sock.close()  # the client drops mid-answer
+    connection.close()
+    deadline = time.time() + 30
+    while cancelled() == before:
+        assert time.time() < deadline, "the engine never recorded the cancel"
+        time.sleep(0.2)
+    assert health()["tokens_generated"] - tokens_before < 2000  # stopped early, not run to 4000 tokens
+    quick = client.chat.completions.create(model="phi4mm", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    assert quick.choices[0].finish_reason in ("stop", "length")  # the slot is free for the next request
