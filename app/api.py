@@ -1,7 +1,8 @@
 """OpenAI-compatible HTTP API (`/v1`), served beside the browser app, through the same
 conversation service (so the safety mitigations and the output guard apply).
 
-    POST /v1/chat/completions   text, image_url (data: URIs only), input_audio; stream: true -> SSE
+    POST /v1/chat/completions       text, image_url (data: URIs only), input_audio; stream: true -> SSE
+    POST /v1/audio/transcriptions   multipart `file`, Whisper-compatible; response_format json/text/srt
     GET  /v1/models
 
 Errors use OpenAI's body {"error": {"message", "type", "param", "code"}}. Media URLs are never
@@ -12,19 +13,23 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import json
+import threading
 import time
 import uuid
 from typing import Any, Iterator
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from app.service import ConversationService
 from app.settings import Settings
-from engine.audio import load_audio
+from engine.audio import checked, load_audio
 from engine.errors import InvalidRequest, Phi4mmError
 from engine.images import load_image
+from engine.limits import SAMPLE_RATE
+from engine.media_files import read_bytes
 from engine.request import ImagePart, Message, SamplingParams, TextPart
 from engine.router import choose_adapter
 
@@ -108,6 +113,41 @@ def build_router(service: ConversationService, settings: Settings) -> APIRouter:
         if denied := unauthorised(request):
             return denied
         return {"object": "list", "data": [{"id": settings.model, "object": "model", "created": 0, "owned_by": "phi4mm"}]}
+
+    @router.post("/audio/transcriptions")
+    def transcriptions(request: Request, file: UploadFile = File(...), model: str = Form("phi4mm"),
+                       response_format: str = Form("json"), language: str | None = Form(None)):
+        """Whisper-API compatible: the transcript of ~30 s segments cut at quiet points."""
+        from app.meeting import MeetingOptions, MeetingResult, MeetingSummarizer, Tracker
+        from engine.audio_stream import decode_to_16k
+
+        if denied := unauthorised(request):
+            return denied
+        if response_format not in ("json", "text", "srt", "verbose_json"):
+            return error(400, "response_format must be json, text, srt or verbose_json.", param="response_format")
+        limits = settings.media_limits()
+        data = file.file.read(max_body + 1)
+        if len(data) > max_body:
+            return error(413, f"The file is over {settings.max_upload_mb} MB.", code="request_too_large")
+        try:
+            samples = checked(decode_to_16k(io.BytesIO(read_bytes(data, limits, "audio")), limits.max_task_audio_seconds),
+                              limits.max_task_audio_seconds)
+            segments, notes = MeetingSummarizer(service).transcribe(
+                samples, MeetingOptions(), Tracker(1, lambda *_: None), threading.Event())
+        except Phi4mmError as err:
+            return error(400, str(err), param="file")
+        result = MeetingResult("single", len(samples) / SAMPLE_RATE, segments, "", "text", notes)
+        text = " ".join(s.text for s in segments if s.text)
+        headers = {ADAPTER_HEADER: "speech"}
+        if response_format == "text":
+            return PlainTextResponse(text, headers=headers)
+        if response_format == "srt":
+            return PlainTextResponse(result.transcript_srt(), headers=headers)
+        body = {"text": text}
+        if response_format == "verbose_json":
+            body.update(duration=result.duration, segments=[
+                {"id": i, "start": s.start, "end": s.end, "text": s.text} for i, s in enumerate(segments)])
+        return JSONResponse(body, headers=headers)
 
     @router.post("/chat/completions")
     async def chat_completions(request: Request):

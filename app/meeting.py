@@ -132,14 +132,10 @@ class MeetingSummarizer:
             value = {"title": "", "summary": text.strip(), "key_points": [], "action_items": []}
         return json.dumps(value, ensure_ascii=False, indent=2)
 
-    def run(self, samples: np.ndarray, options: MeetingOptions = MeetingOptions(),
-            progress: Progress = lambda fraction, stage, left: None,
-            cancel: threading.Event | None = None) -> MeetingResult:
-        cancel = cancel or threading.Event()
-        duration = len(samples) / SAMPLE_RATE
-        single = duration <= options.native_limit_seconds
+    def transcribe(self, samples: np.ndarray, options: MeetingOptions, tracker: Tracker,
+                   cancel: threading.Event) -> tuple[list[Segment], list[str]]:
+        """Every ~30 s segment, cut at quiet points and transcribed; failures noted, not fatal."""
         spans = quiet_cuts(samples, options.segment_seconds)
-        tracker = Tracker(2 * duration, progress)  # transcription, then summary work, by audio seconds
         segments, notes = [], []
         for index, span in enumerate(spans, 1):
             start, end = span.seconds
@@ -148,7 +144,7 @@ class MeetingSummarizer:
                 continue
             audio = samples[span.start : span.end]  # a view: no copy of the recording
             try:
-                if float(np.abs(audio).max()) < SILENCE_PEAK:
+                if max(float(audio.max()), -float(audio.min())) < SILENCE_PEAK:
                     text = ""  # a silent stretch: nothing to transcribe
                 else:
                     budget = options.asr_max_tokens or tasks.transcript_token_budget(end - start)
@@ -158,6 +154,16 @@ class MeetingSummarizer:
                 segments.append(Segment(start, end, "", done=False))
                 notes.append(f"Segment {tasks.clock(start)}-{tasks.clock(end)} could not be transcribed: {err}")
             tracker.advance(end - start, f"Transcribing segment {index} of {len(spans)}")
+        return segments, notes
+
+    def run(self, samples: np.ndarray, options: MeetingOptions = MeetingOptions(),
+            progress: Progress = lambda fraction, stage, left: None,
+            cancel: threading.Event | None = None) -> MeetingResult:
+        cancel = cancel or threading.Event()
+        duration = len(samples) / SAMPLE_RATE
+        single = duration <= options.native_limit_seconds
+        tracker = Tracker(2 * duration, progress)  # transcription, then summary work, by audio seconds
+        segments, notes = self.transcribe(samples, options, tracker, cancel)
         missing = [s for s in segments if not s.done]
         if cancel.is_set():
             notes.append(f"Cancelled: {len(missing)} of {len(segments)} segments not transcribed "

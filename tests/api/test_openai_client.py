@@ -145,3 +145,30 @@ def test_disconnect_mid_stream_cancels_generation(web_server, client):
     assert health()["tokens_generated"] - tokens_before < 2000  # stopped early, not run to 4000 tokens
     quick = client.chat.completions.create(model="phi4mm", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
     assert quick.choices[0].finish_reason in ("stop", "length")  # the slot is free for the next request
+
+
+@pytest.mark.parametrize("response_format", ["json", "text", "srt", "verbose_json"])
+def test_transcriptions(client, tmp_path, response_format):
+    from tests.inputs import write_meeting
+
+    write_meeting(tmp_path / "note.wav", 1.2, tmp_path)  # ~72 s: several segments
+    with open(tmp_path / "note.wav", "rb") as audio:
+        raw = client.audio.transcriptions.with_raw_response.create(model="phi4mm", file=audio,
+                                                                   response_format=response_format)
+    assert raw.headers["x-phi4mm-adapter"] == "speech"
+    body = raw.text
+    if response_format == "srt":
+        from tests.app.test_meeting import parse_srt
+
+        cues = parse_srt(body)
+        assert len(cues) >= 2 and cues[-1][1] == pytest.approx(72, abs=1)
+    elif response_format == "verbose_json":
+        payload = json.loads(body)
+        assert payload["duration"] == pytest.approx(72, abs=1) and len(payload["segments"]) >= 2
+    elif response_format == "json":
+        assert isinstance(json.loads(body)["text"], str)
+
+
+def test_transcription_of_a_broken_file_is_a_clear_400(client):
+    with pytest.raises(openai.BadRequestError, match="could not be decoded|corrupt|no audio"):
+        client.audio.transcriptions.create(model="phi4mm", file=("broken.wav", b"RIFF nonsense" * 10))
