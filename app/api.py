@@ -25,12 +25,12 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from app.service import ConversationService
 from app.settings import Settings
-from engine.audio import checked, load_audio
+from engine.audio import checked
 from engine.errors import InvalidRequest, Phi4mmError
-from engine.images import load_image
 from engine.limits import SAMPLE_RATE
+from engine.media import parse_part
 from engine.media_files import read_bytes
-from engine.request import ImagePart, Message, SamplingParams, TextPart
+from engine.request import Message, SamplingParams
 from engine.router import choose_adapter
 
 ADAPTER_HEADER = "X-Phi4mm-Adapter"
@@ -53,6 +53,22 @@ def _data_uri(url: str, param: str) -> bytes:
         raise InvalidRequest("The data: URI is not valid base64.", param=param) from None
 
 
+def engine_part(part: Any, where: str) -> dict:
+    """An OpenAI content part -> the engine's own part dict (decoded by engine.media.parse_part)."""
+    kind = part.get("type") if isinstance(part, dict) else None
+    if kind == "text":
+        return {"type": "text", "text": str(part.get("text", ""))}
+    if kind == "image_url":
+        return {"type": "image", "image": _data_uri((part.get("image_url") or {}).get("url"), where)}
+    if kind == "input_audio":
+        try:
+            return {"type": "audio", "audio": base64.b64decode((part.get("input_audio") or {}).get("data", ""),
+                                                                validate=True)}
+        except (ValueError, binascii.Error):
+            raise InvalidRequest("input_audio.data must be base64.", param=where) from None
+    raise InvalidRequest(f"Unsupported content part type {kind!r}; use text, image_url or input_audio.", param=where)
+
+
 def parse_messages(raw: Any, settings: Settings) -> list[Message]:
     if not isinstance(raw, list) or not raw:
         raise InvalidRequest("`messages` must be a non-empty list.", param="messages")
@@ -62,25 +78,8 @@ def parse_messages(raw: Any, settings: Settings) -> list[Message]:
         if not isinstance(message, dict):
             raise InvalidRequest(f"messages[{i}] must be an object.", param="messages")
         content = message.get("content") or ""
-        parts = []
-        for j, part in enumerate([{"type": "text", "text": content}] if isinstance(content, str) else content):
-            where = f"messages[{i}].content[{j}]"
-            kind = part.get("type") if isinstance(part, dict) else None
-            if kind == "text":
-                parts.append(TextPart(str(part.get("text", ""))))
-            elif kind == "image_url":
-                url = (part.get("image_url") or {}).get("url")
-                parts.append(ImagePart(load_image(_data_uri(url, where), limits)))
-            elif kind == "input_audio":
-                audio = part.get("input_audio") or {}
-                try:
-                    data = base64.b64decode(audio.get("data", ""), validate=True)
-                except (ValueError, binascii.Error):
-                    raise InvalidRequest("input_audio.data must be base64.", param=where) from None
-                parts.append(load_audio(data, limits))
-            else:
-                raise InvalidRequest(f"Unsupported content part type {kind!r}; use text, image_url or input_audio.",
-                                     param=where)
+        content = [{"type": "text", "text": content}] if isinstance(content, str) else content
+        parts = [parse_part(engine_part(part, f"messages[{i}].content[{j}]"), limits) for j, part in enumerate(content)]
         messages.append(Message(str(message.get("role", "")), parts))
     return messages
 
