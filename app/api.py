@@ -5,8 +5,10 @@ conversation service (so the safety mitigations and the output guard apply).
     POST /v1/audio/transcriptions   multipart `file`, Whisper-compatible; response_format json/text/srt
     GET  /v1/models
 
-Errors use OpenAI's body {"error": {"message", "type", "param", "code"}}. Media URLs are never
-fetched (no server-side request forgery): send a data: URI.
+Errors use OpenAI's body {"error": {"message", "type", "param", "code"}}: 400/422 bad input, 401
+bad key, 413 too large, 429 + Retry-After when every slot and queue place is taken, 503 when a
+remote engine cannot be reached. Media URLs are never fetched (no server-side request forgery):
+send a data: URI.
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ from typing import Any, Iterator
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
+from app.admission import Admission
+from app.metrics import ServerMetrics
 from app.service import ConversationService
 from app.settings import Settings
 from engine.audio import checked
-from engine.errors import InvalidRequest, Phi4mmError
+from engine.errors import InvalidRequest, ModelUnavailable, Overloaded, Phi4mmError
 from engine.limits import SAMPLE_RATE
 from engine.media import parse_part
 from engine.media_files import read_bytes
@@ -40,6 +45,20 @@ def error(status: int, message: str, param: str | None = None, code: str | None 
           kind: str = "invalid_request_error", headers: dict | None = None) -> JSONResponse:
     body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def error_for(err: Phi4mmError, headers: dict | None = None) -> JSONResponse:
+    """Our typed errors -> the HTTP status and OpenAI error body a client expects."""
+    headers = dict(headers or {})
+    if isinstance(err, Overloaded):
+        headers["Retry-After"] = str(err.retry_after)
+        return error(429, str(err), kind="rate_limit_error", code="rate_limit_exceeded", headers=headers)
+    if isinstance(err, ModelUnavailable):
+        headers["Retry-After"] = "5"
+        return error(503, str(err), kind="server_error", code="engine_unavailable", headers=headers)
+    if isinstance(err, InvalidRequest):
+        return error(400, str(err), param=err.param, headers=headers)
+    return error(500, str(err), kind="server_error", headers=headers)
 
 
 def _data_uri(url: str, param: str) -> bytes:
@@ -97,9 +116,14 @@ def sampling(body: dict, settings: Settings) -> SamplingParams:
     )
 
 
-def build_router(service: ConversationService, settings: Settings) -> APIRouter:
+def build_router(service: ConversationService, settings: Settings, admission: Admission,
+                 metrics: ServerMetrics) -> APIRouter:
     router = APIRouter(prefix="/v1")
     max_body = settings.max_upload_mb * 2**20
+
+    def answered(endpoint: str, response):
+        metrics.requests.labels(endpoint, str(response.status_code)).inc()
+        return response
 
     def unauthorised(request: Request) -> JSONResponse | None:
         if settings.api_key and request.headers.get("authorization") != f"Bearer {settings.api_key}":
@@ -107,16 +131,21 @@ def build_router(service: ConversationService, settings: Settings) -> APIRouter:
                          kind="authentication_error", code="invalid_api_key")
         return None
 
+    def too_large(what: str) -> JSONResponse:
+        return error(413, f"The {what} is over {settings.max_upload_mb} MB.", code="request_too_large")
+
     @router.get("/models")
     def models(request: Request):
-        if denied := unauthorised(request):
-            return denied
-        return {"object": "list", "data": [{"id": settings.model, "object": "model", "created": 0, "owned_by": "phi4mm"}]}
+        return answered("models", unauthorised(request) or JSONResponse(
+            {"object": "list", "data": [{"id": settings.model, "object": "model", "created": 0, "owned_by": "phi4mm"}]}))
 
     @router.post("/audio/transcriptions")
     def transcriptions(request: Request, file: UploadFile = File(...), model: str = Form("phi4mm"),
                        response_format: str = Form("json"), language: str | None = Form(None)):
         """Whisper-API compatible: the transcript of ~30 s segments cut at quiet points."""
+        return answered("transcriptions", _transcribe(request, file, response_format))
+
+    def _transcribe(request: Request, file: UploadFile, response_format: str):
         from app.meeting import MeetingOptions, MeetingResult, MeetingSummarizer, Tracker
         from engine.audio_stream import decode_to_16k
 
@@ -127,17 +156,23 @@ def build_router(service: ConversationService, settings: Settings) -> APIRouter:
         limits = settings.media_limits()
         data = file.file.read(max_body + 1)
         if len(data) > max_body:
-            return error(413, f"The file is over {settings.max_upload_mb} MB.", code="request_too_large")
+            return too_large("file")
+        headers = {ADAPTER_HEADER: "speech"}
         try:
             samples = checked(decode_to_16k(io.BytesIO(read_bytes(data, limits, "audio")), limits.max_task_audio_seconds),
                               limits.max_task_audio_seconds)
-            segments, notes = MeetingSummarizer(service).transcribe(
-                samples, MeetingOptions(), Tracker(1, lambda *_: None), threading.Event())
+            ticket = admission.enter()
+            try:
+                segments, notes = MeetingSummarizer(service).transcribe(
+                    samples, MeetingOptions(), Tracker(1, lambda *_: None), threading.Event())
+            finally:
+                ticket.release()
         except Phi4mmError as err:
-            return error(400, str(err), param="file")
+            if isinstance(err, InvalidRequest):
+                err.param = "file"
+            return error_for(err, headers)
         result = MeetingResult("single", len(samples) / SAMPLE_RATE, segments, "", "text", notes)
         text = " ".join(s.text for s in segments if s.text)
-        headers = {ADAPTER_HEADER: "speech"}
         if response_format == "text":
             return PlainTextResponse(text, headers=headers)
         if response_format == "srt":
@@ -150,35 +185,40 @@ def build_router(service: ConversationService, settings: Settings) -> APIRouter:
 
     @router.post("/chat/completions")
     async def chat_completions(request: Request):
+        return answered("chat", await _chat(request))
+
+    async def _chat(request: Request):
         if denied := unauthorised(request):
             return denied
         if int(request.headers.get("content-length") or 0) > max_body:
-            return error(413, f"The request body is over {settings.max_upload_mb} MB.", code="request_too_large")
+            return too_large("request body")
         raw = await request.body()
         if len(raw) > max_body:
-            return error(413, f"The request body is over {settings.max_upload_mb} MB.", code="request_too_large")
+            return too_large("request body")
         try:
             body = json.loads(raw)
             assert isinstance(body, dict)
         except (ValueError, AssertionError):
             return error(422, "The body must be a JSON object.")
-        try:
-            messages = parse_messages(body.get("messages"), settings)
+        try:  # decoding media is CPU work: off the event loop
+            messages = await run_in_threadpool(parse_messages, body.get("messages"), settings)
             params = sampling(body, settings)
             params.validate()
-        except InvalidRequest as err:
-            return error(400, str(err), param=err.param)
+            ticket = admission.enter()
+        except Phi4mmError as err:
+            return error_for(err)
         adapter = choose_adapter(messages)
         completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         headers = {ADAPTER_HEADER: adapter}
         if body.get("stream"):
-            return StreamingResponse(_until_disconnect(_sse(service, messages, params, completion_id, created,
-                                                            settings.model)),
-                                     media_type="text/event-stream", headers=headers)
+            events = _sse(service, messages, params, completion_id, created, settings.model)
+            return StreamingResponse(_until_disconnect(events, ticket), media_type="text/event-stream", headers=headers)
         try:
-            text, final = service.answer(messages, params)
+            text, final = await run_in_threadpool(service.answer, messages, params)
         except Phi4mmError as err:
-            return error(400, str(err), param=getattr(err, "param", None), headers=headers)
+            return error_for(err, headers)
+        finally:
+            ticket.release()
         m = final.metrics
         usage = {"prompt_tokens": m.prompt_tokens if m else 0, "completion_tokens": m.completion_tokens if m else 0}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
@@ -192,18 +232,17 @@ def build_router(service: ConversationService, settings: Settings) -> APIRouter:
     return router
 
 
-async def _until_disconnect(events: Iterator[str]):
+async def _until_disconnect(events: Iterator[str], ticket):
     """Runs the blocking event stream off the event loop. When the client goes away, Starlette
     stops iterating this; closing the stream here cancels generation (freeing the engine) at
     once, instead of whenever the abandoned generator is garbage-collected."""
-    from starlette.concurrency import run_in_threadpool
-
     done = object()
     try:
         while (event := await run_in_threadpool(next, events, done)) is not done:
             yield event
     finally:
         await run_in_threadpool(events.close)
+        ticket.release()
 
 
 def _sse(service, messages, params, completion_id: str, created: int, model: str) -> Iterator[str]:

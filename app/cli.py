@@ -17,6 +17,9 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--attention", choices=["auto", "sdpa", "eager", "flash_attention_2"])
     p.add_argument("--quantize", choices=["none", "8bit", "4bit"])
+    p.add_argument("--backend", choices=["local", "openai"], help="openai: use a remote OpenAI-compatible server")
+    p.add_argument("--base-url", help="the remote server for --backend openai, e.g. http://gpu-box:8000/v1")
+    p.add_argument("--remote-api-key", help="the key the remote server wants, if any")
     p.add_argument("--verbose", action="store_true", help="log loading details; `ask` adds a metrics line on stderr")
 
 
@@ -71,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--api-key")
-    serve.add_argument("--backend", choices=["local", "openai"])
-    serve.add_argument("--base-url")
+    serve.add_argument("--max-inflight", type=int, help="generations at once (default 1 local, 32 remote)")
+    serve.add_argument("--queue-size", type=int, help="requests that wait for a slot; past this, 429")
     return parser
 
 
@@ -94,7 +97,7 @@ def _settings(args):
     from app.settings import Settings
 
     names = ("model", "revision", "device", "dtype", "attention", "quantize", "host", "port", "api_key", "backend",
-             "base_url", "max_crops", "video_frames")
+             "base_url", "remote_api_key", "max_inflight", "queue_size", "max_crops", "video_frames")
     return Settings.from_env(**{n: getattr(args, n, None) for n in names})
 
 
@@ -106,11 +109,9 @@ def cmd_tiny_checkpoint(args) -> int:
 
 
 def _service(settings):
-    from app.service import ConversationService
-    from engine.engine import Engine
+    from app.backends import open_service
 
-    engine = Engine.load(settings.load_options(), settings.context_window, settings.media_limits())
-    return ConversationService(engine, settings.mitigation_policy())
+    return open_service(settings)
 
 
 def _print_metrics(final) -> None:

@@ -11,9 +11,10 @@ import logging
 import threading
 from collections import Counter
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 from engine.errors import InvalidRequest
+from engine.router import choose_adapter
 from engine.request import (
     AudioPart, GenerationRequest, ImagePart, Message, Metrics, SamplingParams, TextPart, VideoPart,
 )
@@ -48,8 +49,11 @@ def collect(replies) -> str:
 
 class ConversationService:
     def __init__(self, engine, mitigations: MitigationPolicy = MitigationPolicy(),
-                 guard: GuardPolicy | None = None, input_limits: InputLimits = InputLimits()):
+                 guard: GuardPolicy | None = None, input_limits: InputLimits = InputLimits(),
+                 on_finish: Callable[[Reply], None] | None = None):
         self.engine = engine
+        # called once per generation with its last reply (a closed stream: finish_reason "cancelled")
+        self.on_finish = on_finish or (lambda reply: None)
         self.mitigations = mitigations
         self.guard = guard if guard is not None else GuardPolicy()
         self.input_limits = input_limits
@@ -88,8 +92,10 @@ class ConversationService:
         request, media, override = self.build_request(messages, params, max_crops, cancel)
         guarded = GuardedText(self.guard, media)
         stream = self.engine.stream(request)
+        final, started = None, False
         try:
             for chunk in stream:
+                started = True
                 verdict = guarded.feed(chunk.text)
                 if not verdict.blocked and chunk.finish_reason:
                     end = guarded.finish()
@@ -98,14 +104,20 @@ class ConversationService:
                     request.cancel.set()  # stop generating at once; closing the stream frees the slot
                     self.blocked_counts[verdict.blocked] += 1
                     log.info("output guard blocked an answer: %s", verdict.blocked)
-                    yield Reply(self.guard.refusal, chunk.adapter, replace=True, finish_reason="content_filter",
-                                metrics=chunk.metrics, blocked=verdict.blocked, override_attempt=override)
+                    final = Reply(self.guard.refusal, chunk.adapter, replace=True, finish_reason="content_filter",
+                                  metrics=chunk.metrics, blocked=verdict.blocked, override_attempt=override)
+                    yield final
                     return
                 if verdict.release or chunk.finish_reason:
-                    yield Reply(verdict.release, chunk.adapter, finish_reason=chunk.finish_reason,
-                                metrics=chunk.metrics, override_attempt=override)
+                    reply = Reply(verdict.release, chunk.adapter, finish_reason=chunk.finish_reason,
+                                  metrics=chunk.metrics, override_attempt=override)
+                    if chunk.finish_reason:
+                        final = reply
+                    yield reply
         finally:
             stream.close()
+            if started:  # requests refused before generating (bad media, too long) are not generations
+                self.on_finish(final or Reply("", choose_adapter(request.messages), finish_reason="cancelled"))
 
     def answer(self, messages: list[Message], params: SamplingParams = SamplingParams(), **kwargs) -> tuple[str, Reply]:
         """The whole displayable answer at once, and the final reply (finish reason, metrics)."""

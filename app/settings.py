@@ -38,7 +38,11 @@ class Settings:
     max_chat_audio_seconds: int = 180
     # Largest media file or upload, in MB.
     max_upload_mb: int = 200
-    # Requests the web app queues while the model is busy; past this, a clear "busy" error.
+    # Generations run at once; None: 1 for the local engine (it generates one at a time), 32 for a
+    # remote one (vLLM batches them).
+    max_inflight: int | None = None
+    # Requests queued while every generation slot is busy; past this, the web app shows a clear
+    # "busy" error and the API answers 429 with Retry-After.
     queue_size: int = 16
     # Safety mitigations to turn OFF (comma-separated: general, voice, biometric). Logged as a
     # warning at start-up; leave empty in any deployment people use.
@@ -54,6 +58,8 @@ class Settings:
     backend: str = "local"
     # The remote server's base URL for the openai backend, e.g. http://gpu-box:8000/v1.
     base_url: str | None = None
+    # The key the openai backend sends to the remote server (its --api-key), if it wants one.
+    remote_api_key: str | None = None
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -65,6 +71,9 @@ class Settings:
                 values[f.name] = int(raw) if f.type in ("int", "int | None") else raw
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    def inflight(self) -> int:
+        return self.max_inflight or (32 if self.backend == "openai" else 1)
 
     def media_limits(self) -> MediaLimits:
         return MediaLimits(

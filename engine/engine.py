@@ -97,6 +97,10 @@ class Engine:
         self.finished: Counter[str] = Counter()  # finish reasons so far (stop, length, cancelled)
         self.tokens_generated = 0  # all tokens this engine has produced
 
+    @property
+    def adapters(self) -> tuple[str, ...]:
+        return self.router.adapters
+
     @classmethod
     def load(cls, options: LoadOptions, context_window: int | None = None,
              limits: MediaLimits = MediaLimits()) -> "Engine":

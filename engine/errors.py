@@ -23,3 +23,11 @@ class MediaError(InvalidRequest):
 
 class ModelUnavailable(Phi4mmError):
     """Weights are missing locally and cannot be fetched; the message says what to do."""
+
+
+class Overloaded(Phi4mmError):
+    """Every generation slot and queue place is taken; the caller should retry after `retry_after` s."""
+
+    def __init__(self, message: str, retry_after: int = 1):
+        super().__init__(message)
+        self.retry_after = retry_after

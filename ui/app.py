@@ -43,7 +43,7 @@ def _text_file(name: str, text: str) -> str:
     return str(path)
 
 
-def build_app(web: WebApp, max_crops: int = 36, video_frames: int = 16) -> gr.Blocks:
+def build_app(web: WebApp, max_crops: int = 36, video_frames: int = 16, concurrency: int = 1) -> gr.Blocks:
     @gpu
     def chat(message: dict, history: list[dict], system: str, max_tokens: int, temperature: float,
              top_p: float, crops: int, frames: int):
@@ -170,9 +170,9 @@ def build_app(web: WebApp, max_crops: int = 36, video_frames: int = 16) -> gr.Bl
             go.click(summarize, [meeting, preset, instruction, length, unit], [meeting_transcript, summary, files],
                      api_name="summarize")
             stop.click(stop_meeting, None, None, api_name="stop_meeting", queue=False)
-    # One concurrency group for everything that runs the model: the GPU does one thing at a time,
-    # and light events (undo, clear, uploads) never queue behind it.
+    # One concurrency group for everything that runs the model: a local GPU does one thing at a
+    # time (a remote engine batches more), and light events (undo, clear, uploads) never queue behind it.
     for fn in demo.fns.values():
         if getattr(fn.fn, "__name__", "") in MODEL_EVENTS:
-            fn.concurrency_id, fn.concurrency_limit = "gpu", 1
+            fn.concurrency_id, fn.concurrency_limit = "gpu", concurrency
     return demo

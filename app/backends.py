@@ -1,0 +1,26 @@
+"""Settings -> the engine behind the conversation service: this process's own model (`local`)
+or a remote OpenAI-compatible server (`openai`)."""
+
+from __future__ import annotations
+
+from app.service import ConversationService
+from app.settings import Settings
+from engine.errors import InvalidRequest
+
+
+def open_engine(settings: Settings):
+    if settings.backend == "openai":
+        from engine.remote import RemoteEngine
+
+        if not settings.base_url:
+            raise InvalidRequest("--backend openai needs --base-url, e.g. http://gpu-box:8000/v1.", param="base_url")
+        return RemoteEngine(settings.base_url, settings.remote_api_key, settings.model, settings.media_limits())
+    if settings.backend != "local":
+        raise InvalidRequest(f"Unknown backend {settings.backend!r}; use local or openai.", param="backend")
+    from engine.engine import Engine
+
+    return Engine.load(settings.load_options(), settings.context_window, settings.media_limits())
+
+
+def open_service(settings: Settings, on_finish=None) -> ConversationService:
+    return ConversationService(open_engine(settings), settings.mitigation_policy(), on_finish=on_finish)

@@ -1,0 +1,50 @@
+"""Prometheus metrics for `GET /metrics`: requests by endpoint and status, time to first token,
+tokens, adapter use, finish reasons, queue depth. One registry per server (not the library's
+global one), so several servers in one process never share counters."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from app.admission import Admission
+
+# TTFT buckets from a warm GPU (tens of ms) to a long audio prompt on CPU (tens of seconds)
+TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class ServerMetrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self, admission: Admission):
+        self.registry = registry = CollectorRegistry()
+        ProcessCollector(registry=registry)  # process_resident_memory_bytes, CPU seconds, open files
+        self.requests = Counter("phi4mm_requests", "HTTP API requests by endpoint and status code",
+                                ["endpoint", "code"], registry=registry)
+        self.ttft = Histogram("phi4mm_time_to_first_token_seconds", "Request start to first generated token",
+                              ["adapter"], buckets=TTFT_BUCKETS, registry=registry)
+        self.prompt_tokens = Counter("phi4mm_prompt_tokens", "Prompt tokens (text plus media)", ["adapter"],
+                                     registry=registry)
+        self.completion_tokens = Counter("phi4mm_completion_tokens", "Generated tokens", ["adapter"],
+                                         registry=registry)
+        self.adapter_requests = Counter("phi4mm_adapter_requests", "Finished generations by LoRA adapter",
+                                        ["adapter"], registry=registry)
+        self.finished = Counter("phi4mm_finished", "Finished generations by finish reason", ["reason"],
+                                registry=registry)
+        Gauge("phi4mm_queue_depth", "API requests admitted and waiting for a generation slot",
+              registry=registry).set_function(lambda: admission.queued)
+        Gauge("phi4mm_requests_in_flight", "API requests generating now",
+              registry=registry).set_function(lambda: admission.running)
+
+    def record_reply(self, reply) -> None:
+        """The service calls this once per generation with its last reply (UI, API and CLI alike)."""
+        self.finished.labels(reply.finish_reason or "cancelled").inc()
+        self.adapter_requests.labels(reply.adapter).inc()
+        if reply.metrics is not None:
+            m = reply.metrics
+            self.ttft.labels(m.adapter).observe(m.ttft_s)
+            self.prompt_tokens.labels(m.adapter).inc(m.prompt_tokens)
+            self.completion_tokens.labels(m.adapter).inc(m.completion_tokens)
+
+    def scrape(self) -> bytes:
+        return generate_latest(self.registry)

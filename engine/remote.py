@@ -1,0 +1,146 @@
+"""The `openai` backend: the same surface as `engine.Engine` (stream, generate, adapters,
+counters) over a remote OpenAI-compatible server: a vLLM cluster serving Phi-4-multimodal with
+its two LoRAs, or another `phi4mm serve`. The app keeps its UI, prompts and safety; only the
+forward passes move.
+
+The adapter is chosen here with the same rule as the local router and named as the request's
+`model` (vLLM's `--lora-modules speech=… vision=…` serves each LoRA under its own name; a
+`phi4mm serve` routes by the media itself and ignores the name)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+from collections import Counter
+from typing import Iterator
+
+import openai
+import soundfile as sf
+
+from engine.errors import InvalidRequest, ModelUnavailable, Overloaded, Phi4mmError
+from engine.limits import SAMPLE_RATE, MediaLimits
+from engine.request import AudioPart, Chunk, GenerationRequest, ImagePart, Metrics, TextPart, VideoPart
+from engine.router import BASE, choose_adapter
+
+ADAPTERS = ("vision", "speech")
+
+
+def image_url(image) -> dict:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")  # lossless: text in screenshots must survive the trip
+    return {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()}}
+
+
+def input_audio(samples) -> dict:
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, SAMPLE_RATE, format="WAV", subtype="PCM_16")
+    return {"type": "input_audio", "input_audio": {"data": base64.b64encode(buffer.getvalue()).decode(), "format": "wav"}}
+
+
+def openai_messages(request: GenerationRequest) -> list[dict]:
+    """Typed messages -> OpenAI chat messages with media inline (video: its frames in order)."""
+    messages = []
+    for message in request.messages:
+        content = []
+        for part in message.parts:
+            if isinstance(part, TextPart):
+                content.append({"type": "text", "text": part.text})
+            elif isinstance(part, ImagePart):
+                content.append(image_url(part.image))
+            elif isinstance(part, VideoPart):
+                content.extend(image_url(frame) for frame in part.frames)
+            elif isinstance(part, AudioPart):
+                content.append(input_audio(part.samples))
+        messages.append({"role": message.role, "content": content})
+    return messages
+
+
+def translate_error(err: openai.OpenAIError, base_url: str) -> Phi4mmError:
+    """The remote server's refusal, in our own error types (so the API answers with the right code)."""
+    if isinstance(err, openai.APIConnectionError):  # includes timeouts
+        return ModelUnavailable(f"The remote engine at {base_url} cannot be reached; is it running?")
+    if isinstance(err, openai.AuthenticationError):
+        return ModelUnavailable(f"The remote engine at {base_url} refused our key; set --remote-api-key.")
+    if isinstance(err, openai.RateLimitError):
+        retry = err.response.headers.get("retry-after", "1")
+        return Overloaded("The remote engine is busy; retry shortly.", int(retry) if retry.isdigit() else 1)
+    body = err.body if isinstance(err.body, dict) else {}
+    message = body.get("message") or str(err)
+    if isinstance(err, openai.APIStatusError) and err.status_code < 500:
+        return InvalidRequest(message, param=body.get("param"))
+    return Phi4mmError(f"The remote engine failed: {message}")
+
+
+class RemoteEngine:
+    def __init__(self, base_url: str, api_key: str | None, model: str, limits: MediaLimits = MediaLimits(),
+                 timeout_s: float = 600.0):
+        # no client-side retries: a refusal (busy, bad input) goes straight back to our caller
+        self.client = openai.OpenAI(base_url=base_url, api_key=api_key or "none", timeout=timeout_s, max_retries=0)
+        self.base_url = base_url
+        self.model = model  # the base model's name on the remote server
+        self.limits = limits
+        self.device = f"remote {base_url}"
+        self.adapters = ADAPTERS
+        self.finished: Counter[str] = Counter()  # finish reasons so far, as the local engine counts them
+        self.tokens_generated = 0
+
+    def stream(self, request: GenerationRequest) -> Iterator[Chunk]:
+        """Yield chunks of the answer. Errors before the first token raise before the first chunk."""
+        started = time.perf_counter()
+        request.validate()
+        adapter = choose_adapter(request.messages)
+        params = request.params
+        extra = {}
+        if params.top_k:
+            extra["top_k"] = params.top_k
+        if params.repetition_penalty != 1.0:
+            extra["repetition_penalty"] = params.repetition_penalty
+        if request.max_crops:
+            extra["mm_processor_kwargs"] = {"dynamic_hd": request.max_crops}
+        try:
+            response = self.client.chat.completions.create(
+                model=self.model if adapter == BASE else adapter, messages=openai_messages(request),
+                max_tokens=params.max_new_tokens, temperature=params.temperature, top_p=params.top_p,
+                seed=params.seed, stop=list(params.stop) or None, stream=True,
+                stream_options={"include_usage": True}, extra_body=extra or None)
+        except openai.OpenAIError as err:
+            raise translate_error(err, self.base_url) from None
+        return self._chunks(request, response, adapter, started)
+
+    def _chunks(self, request, response, adapter: str, started: float) -> Iterator[Chunk]:
+        first_token_at, usage, finish, pieces = None, None, None, 0
+        try:
+            for event in response:
+                if request.cancel.is_set():
+                    finish = "cancelled"
+                    break
+                usage = event.usage or usage
+                for choice in event.choices:
+                    if choice.delta and choice.delta.content:
+                        first_token_at = first_token_at or time.perf_counter()
+                        pieces += 1
+                        yield Chunk(choice.delta.content, [], adapter)
+                    finish = choice.finish_reason or finish
+        except GeneratorExit:  # the consumer closed the stream (Stop, a dropped client)
+            self.finished["cancelled"] += 1
+            raise
+        except openai.OpenAIError as err:
+            raise translate_error(err, self.base_url) from None
+        finally:
+            response.close()  # hangs up on the remote server, which cancels its generation
+        ended = time.perf_counter()
+        completion = usage.completion_tokens if usage else pieces
+        self.tokens_generated += completion
+        finish = finish or "stop"
+        self.finished[finish] += 1
+        decode_time = ended - (first_token_at or ended)
+        yield Chunk("", [], adapter, finish, Metrics(
+            prompt_tokens=usage.prompt_tokens if usage else 0, completion_tokens=completion,
+            ttft_s=(first_token_at or ended) - started,
+            tokens_per_s=(completion - 1) / decode_time if decode_time > 0 else 0.0, adapter=adapter))
+
+    def generate(self, request: GenerationRequest) -> tuple[str, list[int], Chunk]:
+        """Whole answer at once: (text, token ids (empty: the remote sends text), final chunk)."""
+        chunks = list(self.stream(request))
+        return "".join(c.text for c in chunks), [], chunks[-1]

@@ -1,0 +1,43 @@
+"""`GET /metrics` on a real server: Prometheus text that moves with the requests we make."""
+
+from __future__ import annotations
+
+import urllib.request
+
+import openai
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.api.test_openai_client import IMAGE
+from tests.conftest import API_KEY
+
+
+def scrape(url: str) -> dict[tuple, float]:
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
+        assert response.headers["content-type"].startswith("text/plain")
+        text = response.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_metrics_count_requests_ttft_tokens_and_adapters(web_server):
+    client = openai.OpenAI(base_url=web_server + "/v1", api_key=API_KEY, max_retries=0, timeout=60)
+    before = scrape(web_server)
+    completion = client.chat.completions.create(
+        model="phi4mm", messages=[{"role": "user", "content": [IMAGE, {"type": "text", "text": "What is it?"}]}],
+        max_tokens=5)
+    with __import__("pytest").raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=web_server + "/v1", api_key="wrong", max_retries=0).models.list()
+    after = scrape(web_server)
+
+    def grew(name: str, **labels) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0) - before.get(key, 0)
+
+    assert grew("phi4mm_requests_total", endpoint="chat", code="200") == 1
+    assert grew("phi4mm_requests_total", endpoint="models", code="401") == 1
+    assert grew("phi4mm_adapter_requests_total", adapter="vision") == 1
+    assert grew("phi4mm_time_to_first_token_seconds_count", adapter="vision") == 1
+    assert grew("phi4mm_time_to_first_token_seconds_sum", adapter="vision") > 0
+    assert grew("phi4mm_completion_tokens_total", adapter="vision") == completion.usage.completion_tokens
+    assert grew("phi4mm_prompt_tokens_total", adapter="vision") == completion.usage.prompt_tokens
+    assert after[("phi4mm_queue_depth", ())] == 0 and after[("phi4mm_requests_in_flight", ())] == 0

@@ -1,0 +1,44 @@
+"""Overload: a bounded burst against a server that runs one generation and queues one more.
+Some requests get 429 with Retry-After; every other request completes; the server keeps serving."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from tests.server import running_server
+
+BURST = 10
+
+
+@pytest.fixture(scope="module")
+def small_server(tiny_checkpoint, tmp_path_factory):
+    with running_server(tiny_checkpoint, tmp_path_factory.mktemp("overload") / "serve.log",
+                        max_inflight="1", queue_size="1") as url:
+        yield url
+
+
+def one_request(url: str, stream: bool) -> tuple[int, str | None, bool]:
+    """(status, Retry-After, completed): a stream completes with [DONE], an answer with choices."""
+    body = {"messages": [{"role": "user", "content": "Tell me a long story."}], "max_tokens": 400, "stream": stream}
+    with httpx.Client(timeout=60) as client, client.stream("POST", url + "/v1/chat/completions", json=body) as response:
+        text = response.read().decode()
+    if response.status_code != 200:
+        assert set(json.loads(text)["error"]) == {"message", "type", "param", "code"}
+        return response.status_code, response.headers.get("retry-after"), False
+    completed = text.rstrip().endswith("data: [DONE]") if stream else bool(json.loads(text)["choices"])
+    return 200, None, completed
+
+
+def test_burst_gets_429s_and_everything_else_completes(small_server):
+    with ThreadPoolExecutor(BURST) as pool:
+        results = list(pool.map(lambda i: one_request(small_server, stream=i % 2 == 0), range(BURST)))
+    refused = [r for r in results if r[0] == 429]
+    served = [r for r in results if r[0] != 429]
+    assert refused, "a burst of 10 against 1 slot + 1 queue place must be refused in part"
+    assert all(retry_after and int(retry_after) >= 1 for _, retry_after, _ in refused)
+    assert served and all(status == 200 and completed for status, _, completed in served)
+    assert one_request(small_server, stream=True) == (200, None, True)  # still serving, places given back
