@@ -19,7 +19,9 @@ def open_engine(settings: Settings):
         raise InvalidRequest(f"Unknown backend {settings.backend!r}; use local or openai.", param="backend")
     from engine.engine import Engine
 
-    return Engine.load(settings.load_options(), settings.context_window, settings.media_limits())
+    engine = Engine.load(settings.load_options(), settings.context_window, settings.media_limits())
+    engine.enable_batching(settings.max_batch)
+    return engine
 
 
 def open_service(settings: Settings, on_finish=None) -> ConversationService:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 import warnings
 
 from engine.errors import Phi4mmError
@@ -20,6 +21,7 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["local", "openai"], help="openai: use a remote OpenAI-compatible server")
     p.add_argument("--base-url", help="the remote server for --backend openai, e.g. http://gpu-box:8000/v1")
     p.add_argument("--remote-api-key", help="the key the remote server wants, if any")
+    p.add_argument("--max-batch", type=int, help="requests decoded together by the local engine (default 16)")
     p.add_argument("--verbose", action="store_true", help="log loading details; `ask` adds a metrics line on stderr")
 
 
@@ -50,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     transcribe = sub.add_parser("transcribe", help="transcribe (and optionally translate) speech")
     _model_flags(transcribe)
-    transcribe.add_argument("audio")
+    transcribe.add_argument("audio", nargs="+", help="one or more audio files (several: transcribed together)")
     transcribe.add_argument("--translate-to", metavar="LANG", help="one of the eight speech languages, e.g. French or fr")
     transcribe.add_argument("--cot", action="store_true", help="with --translate-to: transcript, then translation")
 
@@ -74,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--api-key")
-    serve.add_argument("--max-inflight", type=int, help="generations at once (default 1 local, 32 remote)")
+    serve.add_argument("--max-inflight", type=int, help="generations at once (default: --max-batch local, 32 remote)")
     serve.add_argument("--queue-size", type=int, help="requests that wait for a slot; past this, 429")
     return parser
 
@@ -97,7 +99,7 @@ def _settings(args):
     from app.settings import Settings
 
     names = ("model", "revision", "device", "dtype", "attention", "quantize", "host", "port", "api_key", "backend",
-             "base_url", "remote_api_key", "max_inflight", "queue_size", "max_crops", "video_frames")
+             "base_url", "remote_api_key", "max_batch", "max_inflight", "queue_size", "max_crops", "video_frames")
     return Settings.from_env(**{n: getattr(args, n, None) for n in names})
 
 
@@ -170,6 +172,7 @@ def cmd_ask(args) -> int:
 
 
 def cmd_transcribe(args) -> int:
+    from app.meeting import MeetingOptions
     from engine.audio import load_audio
     from prompts import tasks
     from prompts.languages import resolve_language
@@ -184,9 +187,14 @@ def cmd_transcribe(args) -> int:
     if args.cot and not language:
         print("phi4mm: --cot needs --translate-to LANG.", file=sys.stderr)
         return 2
-    audio = load_audio(args.audio, limits, max_seconds=limits.max_task_audio_seconds)
+    if language and len(args.audio) > 1:
+        print("phi4mm: --translate-to takes one file at a time.", file=sys.stderr)
+        return 2
+    clips = [load_audio(path, limits, max_seconds=limits.max_task_audio_seconds) for path in args.audio]
     service = _service(settings)
-    replies = service.transcribe(audio, translate_to=language, cot=args.cot)
+    if not language and (len(clips) > 1 or clips[0].seconds > MeetingOptions.segment_seconds):
+        return _transcribe_batched(service, args.audio, clips, args.verbose)
+    replies = service.transcribe(clips[0], translate_to=language, cot=args.cot)
     if not args.cot:
         _stream_to_stdout(replies, args.verbose)
         return 0
@@ -201,6 +209,35 @@ def cmd_transcribe(args) -> int:
         print(f"Translation ({language}):\n{split.translation}")
     if args.verbose and final.metrics is not None:
         _print_metrics(final)
+    return 0
+
+
+def _transcribe_batched(service, paths: list[str], clips: list, verbose: bool) -> int:
+    """Several files, or a recording longer than one segment: ~30 s segments cut at quiet points,
+    all in flight together (the engine batches them); RTFx = audio seconds / wall seconds."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app.meeting import MeetingOptions, MeetingSummarizer, Tracker
+
+    summarizer = MeetingSummarizer(service)
+    started = time.perf_counter()
+
+    def one(clip):
+        return summarizer.transcribe(clip.samples, MeetingOptions(), Tracker(1, lambda *_: None), threading.Event())
+
+    with ThreadPoolExecutor(min(len(clips), summarizer.parallel_segments())) as pool:
+        results = list(pool.map(one, clips))
+    seconds = time.perf_counter() - started
+    for path, (segments, notes) in zip(paths, results):
+        if len(paths) > 1:
+            print(f"== {path}")
+        print(" ".join(s.text for s in segments if s.text))
+        for note in notes:
+            print(f"phi4mm: {note}", file=sys.stderr)
+    audio = sum(clip.seconds for clip in clips)
+    if verbose:
+        print(f"files={len(clips)} audio_s={audio:.1f} wall_s={seconds:.2f} rtfx={audio / seconds:.1f}", file=sys.stderr)
     return 0
 
 

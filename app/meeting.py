@@ -16,6 +16,7 @@ import json
 import re
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -134,27 +135,37 @@ class MeetingSummarizer:
 
     def transcribe(self, samples: np.ndarray, options: MeetingOptions, tracker: Tracker,
                    cancel: threading.Event) -> tuple[list[Segment], list[str]]:
-        """Every ~30 s segment, cut at quiet points and transcribed; failures noted, not fatal."""
+        """Every ~30 s segment, cut at quiet points and transcribed; failures noted, not fatal.
+        Segments are asked for together, so an engine that batches decodes them side by side."""
         spans = quiet_cuts(samples, options.segment_seconds)
-        segments, notes = [], []
-        for index, span in enumerate(spans, 1):
+
+        def one(span) -> tuple[Segment, str | None]:
             start, end = span.seconds
             if cancel.is_set():
-                segments.append(Segment(start, end, "", done=False))
-                continue
+                return Segment(start, end, "", done=False), None
             audio = samples[span.start : span.end]  # a view: no copy of the recording
             try:
                 if max(float(audio.max()), -float(audio.min())) < SILENCE_PEAK:
-                    text = ""  # a silent stretch: nothing to transcribe
-                else:
-                    budget = options.asr_max_tokens or tasks.transcript_token_budget(end - start)
-                    text = self._ask([AudioPart(audio), TextPart(tasks.ASR)], budget, cancel).strip()
-                segments.append(Segment(start, end, text, done=not cancel.is_set()))
+                    return Segment(start, end, ""), None  # a silent stretch: nothing to transcribe
+                budget = options.asr_max_tokens or tasks.transcript_token_budget(end - start)
+                text = self._ask([AudioPart(audio), TextPart(tasks.ASR)], budget, cancel).strip()
+                return Segment(start, end, text, done=not cancel.is_set()), None
             except Phi4mmError as err:
-                segments.append(Segment(start, end, "", done=False))
-                notes.append(f"Segment {tasks.clock(start)}-{tasks.clock(end)} could not be transcribed: {err}")
-            tracker.advance(end - start, f"Transcribing segment {index} of {len(spans)}")
+                return (Segment(start, end, "", done=False),
+                        f"Segment {tasks.clock(start)}-{tasks.clock(end)} could not be transcribed: {err}")
+
+        segments, notes = [], []
+        with ThreadPoolExecutor(self.parallel_segments()) as pool:
+            for index, (span, result) in enumerate(zip(spans, pool.map(one, spans)), 1):
+                segments.append(result[0])
+                notes += [result[1]] if result[1] else []
+                tracker.advance(span.seconds[1] - span.seconds[0], f"Transcribing segment {index} of {len(spans)}")
         return segments, notes
+
+    def parallel_segments(self) -> int:
+        """As many segments in flight as the engine decodes together (a remote one: 8)."""
+        batcher = getattr(self.service.engine, "batcher", False)
+        return batcher.max_batch if batcher else 1 if batcher is None else 8
 
     def run(self, samples: np.ndarray, options: MeetingOptions = MeetingOptions(),
             progress: Progress = lambda fraction, stage, left: None,

@@ -38,8 +38,11 @@ class Settings:
     max_chat_audio_seconds: int = 180
     # Largest media file or upload, in MB.
     max_upload_mb: int = 200
-    # Generations run at once; None: 1 for the local engine (it generates one at a time), 32 for a
-    # remote one (vLLM batches them).
+    # Requests the local engine decodes together (continuous batching, each row with its own LoRA
+    # adapter); 1 decodes one request at a time.
+    max_batch: int = 16
+    # Generations run at once; None: max_batch for the local engine, 32 for a remote one (vLLM
+    # batches them itself).
     max_inflight: int | None = None
     # Requests queued while every generation slot is busy; past this, the web app shows a clear
     # "busy" error and the API answers 429 with Retry-After.
@@ -73,7 +76,7 @@ class Settings:
         return cls(**values)
 
     def inflight(self) -> int:
-        return self.max_inflight or (32 if self.backend == "openai" else 1)
+        return self.max_inflight or (32 if self.backend == "openai" else self.max_batch)
 
     def media_limits(self) -> MediaLimits:
         return MediaLimits(

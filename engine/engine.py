@@ -93,9 +93,16 @@ class Engine:
         self.longrope_switch_at = (
             config.original_max_position_embeddings if rope.get("rope_type") == "longrope" else None
         )
-        self._slot = threading.Lock()  # one generation at a time on this model
+        self._slot = threading.Lock()  # one forward pass (solo: one whole generation) at a time
+        self.batcher = None  # a DecodeBatcher once enable_batching is called
         self.finished: Counter[str] = Counter()  # finish reasons so far (stop, length, cancelled)
         self.tokens_generated = 0  # all tokens this engine has produced
+
+    def enable_batching(self, max_batch: int) -> None:
+        """Decode up to `max_batch` concurrent requests together (1: one at a time)."""
+        from engine.batching import DecodeBatcher
+
+        self.batcher = DecodeBatcher(self, max_batch) if max_batch > 1 else None
 
     @property
     def adapters(self) -> tuple[str, ...]:
@@ -141,8 +148,11 @@ class Engine:
         """Yield chunks of the answer. Validation and media errors raise before the first chunk."""
         started = time.perf_counter()
         prepared = self.prepare(request)
+        if self.batcher is not None and self.batcher.accepts(prepared):
+            yield from self._chunks(request, prepared, self.batcher.submit(request, prepared), started)
+            return
         with self._slot:
-            yield from self._generate(request, prepared, started)
+            yield from self._chunks(request, prepared, self._solo_tokens(request, prepared), started)
 
     def generate(self, request: GenerationRequest) -> tuple[str, list[int], Chunk]:
         """Whole answer at once: (text, token ids, final chunk with finish reason and metrics)."""
@@ -184,63 +194,81 @@ class Engine:
     def _step(self, prepared, ids, cache, processors, generator, greedy):
         """One forward pass and token choice -> (sequence with the new token, cache)."""
         logits, cache = self._forward(prepared, ids, cache)
+        return torch.cat([ids, self.choose(ids, logits, processors, generator, greedy)[:, None]], dim=1), cache
+
+    @staticmethod
+    def choose(ids, logits, processors, generator, greedy) -> torch.Tensor:
+        """The next token id(s) from the last position's logits."""
         scores = processors(ids, logits.float())
         if greedy:
-            next_ids = scores.argmax(dim=-1)
-        else:
-            next_ids = torch.multinomial(scores.softmax(dim=-1), 1, generator=generator)[:, 0]
-        return torch.cat([ids, next_ids[:, None]], dim=1), cache
+            return scores.argmax(dim=-1)
+        return torch.multinomial(scores.softmax(dim=-1), 1, generator=generator)[:, 0]
 
-    def _generate(self, request: GenerationRequest, prepared: PreparedPrompt, started: float) -> Iterator[Chunk]:
-        adapter = prepared.adapter
-        self.router.activate(adapter)
-        processors = self._logits_processors(request)
+    def sampler(self, request: GenerationRequest):
+        """(logits processors, random generator, greedy?) for one request."""
         greedy = request.params.greedy
         generator = None
         if not greedy and request.params.seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(request.params.seed)
-        detokenizer = IncrementalDetokenizer(self.tokenizer)
-        stops = StopMatcher(request.params.stop)
+        return self._logits_processors(request), generator, greedy
+
+    def _solo_tokens(self, request: GenerationRequest, prepared: PreparedPrompt) -> Iterator[int]:
+        """Token ids of one request decoded alone, until cancelled or the consumer stops asking."""
+        self.router.activate(prepared.adapter)
+        processors, generator, greedy = self.sampler(request)
         ids = prepared.inputs["input_ids"]
         cache = DynamicCache(config=self.model.config)
+        while not request.cancel.is_set():
+            ids, cache = self._step(prepared, ids, cache, processors, generator, greedy)
+            yield int(ids[0, -1])
+
+    def _chunks(self, request: GenerationRequest, prepared: PreparedPrompt, tokens: Iterator[int],
+                started: float) -> Iterator[Chunk]:
+        """Token ids -> text chunks: detokenising, stop strings, the length cap, finish reason and
+        metrics. Runs in the consumer's thread, off the decode loop. Closing `tokens` tells the
+        producer this request is done."""
+        adapter = prepared.adapter
+        detokenizer = IncrementalDetokenizer(self.tokenizer)
+        stops = StopMatcher(request.params.stop)
         completion: list[int] = []
         first_token_at = None
-
-        while True:
-            if request.cancel.is_set():
-                finish, token, delta = "cancelled", None, ""
-            else:
-                ids, cache = self._step(prepared, ids, cache, processors, generator, greedy)
-                token = int(ids[0, -1])
-                first_token_at = first_token_at or time.perf_counter()
-                completion.append(token)
-                self.tokens_generated += 1
+        try:
+            while True:
+                token = next(tokens, None)
                 finish, delta = None, ""
-                if token in self.end_ids:
-                    finish = "stop"
+                if token is None:  # the producer stopped: cancelled
+                    finish = "cancelled"
                 else:
-                    delta = stops.feed(detokenizer.push(token))
-                    if stops.stopped:
+                    first_token_at = first_token_at or time.perf_counter()
+                    completion.append(token)
+                    self.tokens_generated += 1
+                    if token in self.end_ids:
                         finish = "stop"
-                    elif len(completion) >= prepared.max_new_tokens:
-                        finish = "length"
-            token_ids = [token] if token is not None else []
-            if finish is None:
-                try:
-                    yield Chunk(delta, token_ids, adapter)
-                except GeneratorExit:  # the consumer closed the stream (Stop, a dropped client)
-                    self.finished["cancelled"] += 1
-                    raise
-                continue
-            ended = time.perf_counter()
-            decode_time = ended - (first_token_at or ended)
-            metrics = Metrics(
-                prompt_tokens=prepared.prompt_tokens,
-                completion_tokens=len(completion),
-                ttft_s=(first_token_at or ended) - started,
-                tokens_per_s=(len(completion) - 1) / decode_time if decode_time > 0 else 0.0,
-                adapter=adapter,
-            )
-            self.finished[finish] += 1
-            yield Chunk(delta + stops.flush(), token_ids, adapter, finish, metrics)
-            return
+                    else:
+                        delta = stops.feed(detokenizer.push(token))
+                        if stops.stopped:
+                            finish = "stop"
+                        elif len(completion) >= prepared.max_new_tokens:
+                            finish = "length"
+                token_ids = [token] if token is not None else []
+                if finish is None:
+                    try:
+                        yield Chunk(delta, token_ids, adapter)
+                    except GeneratorExit:  # the consumer closed the stream (Stop, a dropped client)
+                        self.finished["cancelled"] += 1
+                        raise
+                    continue
+                ended = time.perf_counter()
+                decode_time = ended - (first_token_at or ended)
+                metrics = Metrics(
+                    prompt_tokens=prepared.prompt_tokens,
+                    completion_tokens=len(completion),
+                    ttft_s=(first_token_at or ended) - started,
+                    tokens_per_s=(len(completion) - 1) / decode_time if decode_time > 0 else 0.0,
+                    adapter=adapter,
+                )
+                self.finished[finish] += 1
+                yield Chunk(delta + stops.flush(), token_ids, adapter, finish, metrics)
+                return
+        finally:
+            tokens.close()

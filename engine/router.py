@@ -10,6 +10,8 @@ Both adapters stay loaded; switching flips which one PEFT applies, never reloadi
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from engine.request import AudioPart, ImagePart, Message, VideoPart
 
 BASE = "base"  # the name reported when no adapter is active
@@ -32,6 +34,8 @@ class LoraRouter:
         self.model = model
         self.adapters = adapters
         self.active: str | None = None  # unknown until the first activate
+        self._row_adapters: list[str] | None = None  # set only during a mixed-batch forward pass
+        self._hooked = False
 
     def activate(self, adapter: str) -> None:
         if adapter == self.active:
@@ -44,3 +48,33 @@ class LoraRouter:
             self.model.set_adapter(adapter)
             self.model.enable_adapters()
         self.active = adapter
+
+    @contextmanager
+    def mixed(self, adapters: list[str]):
+        """One forward pass in which batch row i uses adapters[i] ("base": none), through PEFT's
+        mixed-batch path: every LoRA layer gets `adapter_names` from a pre-forward hook."""
+        if missing := set(adapters) - set(self.adapters) - {BASE}:
+            raise RuntimeError(f"The {sorted(missing)} LoRA adapter is not loaded; refusing to answer without it.")
+        if not self.adapters or len(set(adapters)) == 1:  # one adapter for all rows: the ordinary, cheaper path
+            self.activate(adapters[0] if self.adapters else BASE)
+            yield
+            return
+        if not self._hooked:
+            from peft.tuners.lora import LoraLayer
+
+            for module in self.model.modules():
+                if isinstance(module, LoraLayer):
+                    module.register_forward_pre_hook(self._inject_row_adapters, with_kwargs=True)
+            self._hooked = True
+        self.model.enable_adapters()
+        self.active = None  # the next single-request activate must set its adapter again
+        self._row_adapters = ["__base__" if a == BASE else a for a in adapters]
+        try:
+            yield
+        finally:
+            self._row_adapters = None
+
+    def _inject_row_adapters(self, module, args, kwargs):
+        if self._row_adapters is None:
+            return None  # an ordinary forward pass: the active adapter applies
+        return args, {**kwargs, "adapter_names": self._row_adapters}

@@ -24,8 +24,8 @@ def test_admission_refuses_past_slots_plus_queue_and_gives_places_back():
     admission.enter()  # the freed place is usable again
 
 
-def test_remote_backends_get_more_slots_by_default():
-    assert Settings().inflight() == 1
+def test_slots_follow_the_batch_size_or_the_remote_default():
+    assert Settings().inflight() == 16 and Settings(max_batch=1).inflight() == 1
     assert Settings(backend="openai").inflight() == 32
     assert Settings(backend="openai", max_inflight=4).inflight() == 4
 

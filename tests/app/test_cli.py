@@ -140,3 +140,15 @@ def test_ask_about_a_video(tiny_checkpoint, tmp_path, capsys):
     assert code == 0
     match = METRICS.match(capsys.readouterr().err.strip().splitlines()[-1])
     assert match.group(1) == "vision" and int(match.group(2)) > 4 * 200  # four frames' image tokens
+
+
+def test_transcribe_several_files_together_reports_rtfx(tiny_checkpoint, speech_wav, tmp_path, capsys):
+    from tests.inputs import write_meeting
+
+    write_meeting(tmp_path / "long.wav", 0.6, tmp_path)  # ~36 s: more than one segment
+    assert main(["transcribe", str(speech_wav), str(tmp_path / "long.wav"), "--model", str(tiny_checkpoint),
+                 "--verbose"]) == 0
+    out, err = capsys.readouterr()
+    assert out.count("== ") == 2 and out.index(str(speech_wav)) < out.index("long.wav")
+    match = re.search(r"files=2 audio_s=(\d+\.\d) wall_s=\d+\.\d+ rtfx=\d+\.\d", err)
+    assert match and 38 < float(match.group(1)) < 42  # 36 s + the ~4 s spoken sentence

@@ -1,0 +1,86 @@
+"""Concurrency benchmark: aggregate tokens/s for 1, 4 and 16 concurrent mixed-modality streams
+(text, image, audio, image+audio in turn), with continuous batching and without it (one request
+at a time), in the same process; prints the ratio batched / one-at-a-time and each level's gain
+over a single stream.
+
+    python bench/concurrency.py [--streams 1 4 16] [--max-new-tokens 64] [--full-size [--layers N]]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+import transformers  # noqa: E402
+
+from bench.engine import full_size_engine  # noqa: E402
+from engine.engine import Engine  # noqa: E402
+from engine.loading import LoadOptions  # noqa: E402
+from engine.request import GenerationRequest, Message, SamplingParams  # noqa: E402
+from tests.inputs import MODALITIES  # noqa: E402
+
+
+def aggregate_tokens_per_s(engine: Engine, streams: int, max_new_tokens: int) -> float:
+    """Every stream asks once, all at the same moment; tokens generated / wall seconds."""
+    kinds = list(MODALITIES)
+    requests = [GenerationRequest([Message("user", MODALITIES[kinds[i % len(kinds)]]())],
+                                  SamplingParams(max_new_tokens=max_new_tokens)) for i in range(streams)]
+    counts = [0] * streams
+    start = threading.Barrier(streams + 1)
+
+    def run(i):
+        start.wait()
+        counts[i] = sum(len(chunk.token_ids) for chunk in engine.stream(requests[i]))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(streams)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    began = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    return sum(counts) / (time.perf_counter() - began)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--streams", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--full-size", action="store_true", help="the released architecture, random weights (GPU)")
+    parser.add_argument("--layers", type=int)
+    args = parser.parse_args()
+    transformers.logging.set_verbosity_error()
+    warnings.filterwarnings("ignore")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    with tempfile.TemporaryDirectory() as tmp:
+        from engine.tiny_checkpoint import write_tiny_checkpoint
+
+        tiny = write_tiny_checkpoint(Path(tmp) / "tiny")
+        engine = (full_size_engine(tiny, device, args.layers) if args.full_size
+                  else Engine.load(LoadOptions(model=str(tiny), device=device.type)))
+        print(f"# bench/concurrency.py  {time.strftime('%Y-%m-%d')}  device: {name}  "
+              f"{'full-size random weights' if args.full_size else 'tiny checkpoint'}, {args.max_new_tokens} new tokens")
+        aggregate_tokens_per_s(engine, 1, 4)  # warm-up
+        print(f"{'streams':>7} {'one_at_a_time_tps':>18} {'batched_tps':>12} {'ratio':>6} {'vs_1_stream':>11}")
+        single = None
+        for streams in args.streams:
+            engine.enable_batching(1)
+            serial = aggregate_tokens_per_s(engine, streams, args.max_new_tokens)
+            engine.enable_batching(max(streams, 2))
+            batched = aggregate_tokens_per_s(engine, streams, args.max_new_tokens)
+            engine.batcher.close()
+            single = single or batched
+            print(f"{streams:>7} {serial:>18.1f} {batched:>12.1f} {batched / serial:>6.2f} {batched / single:>11.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""Continuous batching: concurrent requests are decoded together, one forward pass per step for
+the whole batch, each row under its own LoRA adapter (PEFT's mixed-batch `adapter_names`).
+
+A new request is prefilled alone (its media and prompt length are its own) and then joins the
+running batch between two decode steps; a finished or cancelled request leaves it the same
+way. Rows are left-padded to a common cache length; the attention mask hides the padding and
+each row keeps its own positions, so every row computes what it would compute alone.
+
+Requests whose prompt plus answer would cross the long-RoPE switch (4,096 tokens) are decoded
+alone (`Engine.accepts`): that switch changes the rotary frequencies for the whole batch.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+from transformers import DynamicCache
+
+from engine.request import GenerationRequest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Row:
+    request: GenerationRequest
+    prepared: object  # engine.PreparedPrompt
+    sampler: tuple  # (processors, generator, greedy)
+    ids: torch.Tensor  # (1, n) prompt + generated, for the logits processors
+    out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)  # token ids; None = stopped
+    done: threading.Event = field(default_factory=threading.Event)  # no more tokens are wanted
+
+
+class DecodeBatcher:
+    def __init__(self, engine, max_batch: int):
+        self.engine = engine
+        self.max_batch = max_batch
+        self._pending: list[Row] = []
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+        # the running batch: rows, their shared cache, which cache positions are real, each row's length
+        self.rows: list[Row] = []
+        self._cache: DynamicCache | None = None
+        self._mask: torch.Tensor | None = None  # (B, L) 1 = a real token, 0 = left padding
+        self._lengths: torch.Tensor | None = None  # (B,) real tokens cached per row
+        self._closing = False
+        self.steps = 0  # batched decode steps so far
+        self.rows_stepped = 0  # sum of batch sizes over those steps (mean batch = rows_stepped / steps)
+
+    def accepts(self, prepared) -> bool:
+        switch = self.engine.longrope_switch_at
+        return switch is None or prepared.prompt_tokens + prepared.max_new_tokens <= switch
+
+    def submit(self, request: GenerationRequest, prepared) -> Iterator[int]:
+        row = Row(request, prepared, self.engine.sampler(request), prepared.inputs["input_ids"])
+        with self._wake:
+            self._pending.append(row)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="decode-batcher", daemon=True)
+                self._thread.start()
+                atexit.register(self.close)  # never kill the loop inside a forward pass at exit
+            self._wake.notify()
+        return self._tokens(row)
+
+    def close(self) -> None:
+        """Stops the loop between two steps (pending and running requests end as cancelled)."""
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    @staticmethod
+    def _tokens(row: Row) -> Iterator[int]:
+        try:
+            while (item := row.out.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            row.done.set()  # finished, closed or cancelled: the loop drops the row at its next step
+
+    # -- the decode loop (one thread) -------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                while not self._pending and not self.rows and not self._closing:
+                    self._wake.wait()
+                if self._closing:
+                    for row in self.rows + self._pending:
+                        row.out.put(None)
+                    return
+                room = self.max_batch - len(self.rows)
+                joining, self._pending = self._pending[:room], self._pending[room:]
+            try:
+                with self.engine._slot, torch.inference_mode():
+                    for row in joining:
+                        self._prefill(row)
+                    self._drop_finished()
+                    if self.rows:
+                        self._decode_step()
+                        self._drop_finished()
+            except Exception as err:  # noqa: BLE001 - one failed step must not end the loop
+                log.exception("batched decode step failed")
+                for row in self.rows + [r for r in joining if r not in self.rows]:
+                    row.out.put(err)
+                self._reset()
+
+    def _choose(self, row: Row, logits: torch.Tensor) -> None:
+        token = self.engine.choose(row.ids, logits, *row.sampler)
+        row.ids = torch.cat([row.ids, token[:, None]], dim=1)
+        row.out.put(int(token[0]))
+        generated = row.ids.shape[1] - row.prepared.inputs["input_ids"].shape[1]
+        if int(token[0]) in self.engine.end_ids or generated >= row.prepared.max_new_tokens:
+            row.done.set()  # the consumer will finish on this token: no step is wasted on the row
+
+    def _prefill(self, row: Row) -> None:
+        if row.done.is_set() or row.request.cancel.is_set():
+            row.out.put(None)
+            return
+        engine = self.engine
+        with engine.router.mixed([row.prepared.adapter]):
+            logits, cache = engine._forward(row.prepared, row.ids, DynamicCache(config=engine.model.config))
+        self._choose(row, logits)
+        self._join(row, cache)
+
+    def _decode_step(self) -> None:
+        engine = self.engine
+        last = torch.cat([row.ids[:, -1:] for row in self.rows])
+        self._mask = torch.cat([self._mask, self._mask.new_ones(len(self.rows), 1)], dim=1)
+        with engine.router.mixed([row.prepared.adapter for row in self.rows]):
+            out = engine.model(input_ids=last, attention_mask=self._mask, position_ids=self._lengths[:, None],
+                               past_key_values=self._cache, use_cache=True)
+        self._lengths += 1
+        self.steps += 1
+        self.rows_stepped += len(self.rows)
+        for i, row in enumerate(self.rows):
+            self._choose(row, out.logits[i:i + 1, -1, :])
+
+    # -- batch membership: caches left-padded to one length ----------------------------------
+
+    def _join(self, row: Row, cache: DynamicCache) -> None:
+        length = cache.get_seq_length()
+        mask = torch.ones(1, length, dtype=torch.long, device=row.ids.device)
+        if not self.rows:
+            self.rows, self._cache, self._mask = [row], cache, mask
+            self._lengths = torch.tensor([length], device=row.ids.device)
+            return
+        width = max(length, self._mask.shape[1])
+        layers = []
+        for old, new in zip(self._cache.layers, cache.layers):
+            layers.append((torch.cat([_left_pad(old.keys, width), _left_pad(new.keys, width)]),
+                           torch.cat([_left_pad(old.values, width), _left_pad(new.values, width)])))
+        self._cache = DynamicCache(ddp_cache_data=layers, config=self.engine.model.config)
+        self._mask = torch.cat([_left_pad(self._mask, width, dim=1), _left_pad(mask, width, dim=1)])
+        self._lengths = torch.cat([self._lengths, self._lengths.new_tensor([length])])
+        self.rows.append(row)
+
+    def _drop_finished(self) -> None:
+        keep = [i for i, row in enumerate(self.rows) if not (row.done.is_set() or row.request.cancel.is_set())]
+        if len(keep) == len(self.rows):
+            return
+        for i, row in enumerate(self.rows):
+            if i not in keep:
+                row.out.put(None)  # a cancelled row's consumer sees the end; a finished one is gone
+        if not keep:
+            self._reset()
+            return
+        index = torch.tensor(keep, device=self._mask.device)
+        mask = self._mask[index]
+        start = int((mask.sum(dim=0) == 0).long().cumprod(dim=0).sum())  # columns that are padding in every row
+        layers = [(layer.keys[index, :, start:], layer.values[index, :, start:]) for layer in self._cache.layers]
+        self._cache = DynamicCache(ddp_cache_data=layers, config=self.engine.model.config)
+        self._mask, self._lengths = mask[:, start:], self._lengths[index]
+        self.rows = [self.rows[i] for i in keep]
+
+    def _reset(self) -> None:
+        self.rows, self._cache, self._mask, self._lengths = [], None, None, None
+
+
+def _left_pad(tensor: torch.Tensor, width: int, dim: int = 2) -> torch.Tensor:
+    """Zeros before `tensor` along `dim` (the sequence axis) up to `width`."""
+    missing = width - tensor.shape[dim]
+    if missing == 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[dim] = missing
+    return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
