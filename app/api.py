@@ -47,8 +47,9 @@ def error(status: int, message: str, param: str | None = None, code: str | None 
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def error_for(err: Phi4mmError, headers: dict | None = None) -> JSONResponse:
-    """Our typed errors -> the HTTP status and OpenAI error body a client expects."""
+def error_for(err: Phi4mmError, headers: dict | None = None, param: str | None = None) -> JSONResponse:
+    """Our typed errors -> the HTTP status and OpenAI error body a client expects (`param`
+    overrides the error's own, e.g. "file" for any bad upload)."""
     headers = dict(headers or {})
     if isinstance(err, Overloaded):
         headers["Retry-After"] = str(err.retry_after)
@@ -57,7 +58,7 @@ def error_for(err: Phi4mmError, headers: dict | None = None) -> JSONResponse:
         headers["Retry-After"] = "5"
         return error(503, str(err), kind="server_error", code="engine_unavailable", headers=headers)
     if isinstance(err, InvalidRequest):
-        return error(400, str(err), param=err.param, headers=headers)
+        return error(400, str(err), param=param or err.param, headers=headers)
     return error(500, str(err), kind="server_error", headers=headers)
 
 
@@ -168,9 +169,7 @@ def build_router(service: ConversationService, settings: Settings, admission: Ad
             finally:
                 ticket.release()
         except Phi4mmError as err:
-            if isinstance(err, InvalidRequest):
-                err.param = "file"
-            return error_for(err, headers)
+            return error_for(err, headers, param="file")
         result = MeetingResult("single", len(samples) / SAMPLE_RATE, segments, "", "text", notes)
         text = " ".join(s.text for s in segments if s.text)
         if response_format == "text":

@@ -216,18 +216,12 @@ def _transcribe_batched(service, paths: list[str], clips: list, verbose: bool) -
     """Several files, or a recording longer than one segment: ~30 s segments cut at quiet points,
     all in flight together (the engine batches them); RTFx = audio seconds / wall seconds."""
     import threading
-    from concurrent.futures import ThreadPoolExecutor
 
     from app.meeting import MeetingOptions, MeetingSummarizer, Tracker
 
-    summarizer = MeetingSummarizer(service)
     started = time.perf_counter()
-
-    def one(clip):
-        return summarizer.transcribe(clip.samples, MeetingOptions(), Tracker(1, lambda *_: None), threading.Event())
-
-    with ThreadPoolExecutor(min(len(clips), summarizer.parallel_segments())) as pool:
-        results = list(pool.map(one, clips))
+    results = MeetingSummarizer(service).transcribe_many([clip.samples for clip in clips], MeetingOptions(),
+                                                         Tracker(1, lambda *_: None), threading.Event())
     seconds = time.perf_counter() - started
     for path, (segments, notes) in zip(paths, results):
         if len(paths) > 1:

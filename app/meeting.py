@@ -135,15 +135,22 @@ class MeetingSummarizer:
 
     def transcribe(self, samples: np.ndarray, options: MeetingOptions, tracker: Tracker,
                    cancel: threading.Event) -> tuple[list[Segment], list[str]]:
-        """Every ~30 s segment, cut at quiet points and transcribed; failures noted, not fatal.
-        Segments are asked for together, so an engine that batches decodes them side by side."""
-        spans = quiet_cuts(samples, options.segment_seconds)
+        """Every ~30 s segment, cut at quiet points and transcribed; failures noted, not fatal."""
+        return self.transcribe_many([samples], options, tracker, cancel)[0]
 
-        def one(span) -> tuple[Segment, str | None]:
+    def transcribe_many(self, recordings: list[np.ndarray], options: MeetingOptions, tracker: Tracker,
+                        cancel: threading.Event) -> list[tuple[list[Segment], list[str]]]:
+        """(segments, notes) per recording. All segments of all recordings are asked for together,
+        as many at once as the engine takes, so a batching engine decodes them side by side."""
+        jobs = [(owner, span) for owner, samples in enumerate(recordings)
+                for span in quiet_cuts(samples, options.segment_seconds)]
+
+        def one(job) -> tuple[Segment, str | None]:
+            owner, span = job
             start, end = span.seconds
             if cancel.is_set():
                 return Segment(start, end, "", done=False), None
-            audio = samples[span.start : span.end]  # a view: no copy of the recording
+            audio = recordings[owner][span.start : span.end]  # a view: no copy of the recording
             try:
                 if max(float(audio.max()), -float(audio.min())) < SILENCE_PEAK:
                     return Segment(start, end, ""), None  # a silent stretch: nothing to transcribe
@@ -154,18 +161,13 @@ class MeetingSummarizer:
                 return (Segment(start, end, "", done=False),
                         f"Segment {tasks.clock(start)}-{tasks.clock(end)} could not be transcribed: {err}")
 
-        segments, notes = [], []
-        with ThreadPoolExecutor(self.parallel_segments()) as pool:
-            for index, (span, result) in enumerate(zip(spans, pool.map(one, spans)), 1):
-                segments.append(result[0])
-                notes += [result[1]] if result[1] else []
-                tracker.advance(span.seconds[1] - span.seconds[0], f"Transcribing segment {index} of {len(spans)}")
-        return segments, notes
-
-    def parallel_segments(self) -> int:
-        """As many segments in flight as the engine decodes together (a remote one: 8)."""
-        batcher = getattr(self.service.engine, "batcher", False)
-        return batcher.max_batch if batcher else 1 if batcher is None else 8
+        results = [([], []) for _ in recordings]
+        with ThreadPoolExecutor(self.service.engine.concurrency) as pool:
+            for index, ((owner, _), (segment, note)) in enumerate(zip(jobs, pool.map(one, jobs)), 1):
+                results[owner][0].append(segment)
+                results[owner][1].extend([note] if note else [])
+                tracker.advance(segment.end - segment.start, f"Transcribing segment {index} of {len(jobs)}")
+        return results
 
     def run(self, samples: np.ndarray, options: MeetingOptions = MeetingOptions(),
             progress: Progress = lambda fraction, stage, left: None,

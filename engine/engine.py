@@ -105,6 +105,11 @@ class Engine:
         self.batcher = DecodeBatcher(self, max_batch) if max_batch > 1 else None
 
     @property
+    def concurrency(self) -> int:
+        """Requests worth having in flight at once: what the batcher decodes together."""
+        return self.batcher.max_batch if self.batcher else 1
+
+    @property
     def adapters(self) -> tuple[str, ...]:
         return self.router.adapters
 

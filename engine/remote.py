@@ -82,6 +82,7 @@ class RemoteEngine:
         self.limits = limits
         self.device = f"remote {base_url}"
         self.adapters = ADAPTERS
+        self.concurrency = 8  # requests worth having in flight at once (the remote batches them)
         self.finished: Counter[str] = Counter()  # finish reasons so far, as the local engine counts them
         self.tokens_generated = 0
 
