@@ -57,12 +57,13 @@ def run_together(engine: Engine, jobs: dict, on_chunk=None) -> dict:
                 on_chunk(name, req, tokens)
         results[name] = tokens
 
+    submitted, submit = [], engine.batcher.submit
+    engine.batcher.submit = lambda req, prepared: submitted.append(req) or submit(req, prepared)
     threads = [threading.Thread(target=run, args=item) for item in jobs.items()]
-    with engine._slot:
+    with engine._slot:  # the loop may take the first arrivals, but cannot step until all are in
         for thread in threads:
             thread.start()
-        while len(engine.batcher._pending) < len(jobs) - 1:  # the first may already be taken
-            threading.Event().wait(0.01)
+        assert wait_until(lambda: len(submitted) == len(jobs), seconds=60), "requests were not submitted"
     for thread in threads:
         thread.join(timeout=120)
     return results
