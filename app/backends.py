@@ -20,6 +20,7 @@ def open_engine(settings: Settings):
     from engine.engine import Engine
 
     engine = Engine.load(settings.load_options(), settings.context_window, settings.media_limits())
+    engine.set_decode(settings.decode, settings.static_cache_tokens)
     engine.enable_batching(settings.max_batch)
     return engine
 

@@ -22,6 +22,8 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-url", help="the remote server for --backend openai, e.g. http://gpu-box:8000/v1")
     p.add_argument("--remote-api-key", help="the key the remote server wants, if any")
     p.add_argument("--max-batch", type=int, help="requests decoded together by the local engine (default 16)")
+    p.add_argument("--decode", choices=["auto", "compiled", "static", "dynamic"],
+                   help="decode path (default auto: compiled on CUDA, dynamic on CPU)")
     p.add_argument("--verbose", action="store_true", help="log loading details; `ask` adds a metrics line on stderr")
 
 
@@ -99,7 +101,7 @@ def _settings(args):
     from app.settings import Settings
 
     names = ("model", "revision", "device", "dtype", "attention", "quantize", "host", "port", "api_key", "backend",
-             "base_url", "remote_api_key", "max_batch", "max_inflight", "queue_size", "max_crops", "video_frames")
+             "base_url", "remote_api_key", "max_batch", "decode", "max_inflight", "queue_size", "max_crops", "video_frames")
     return Settings.from_env(**{n: getattr(args, n, None) for n in names})
 
 

@@ -22,7 +22,8 @@ class Settings:
     device: str = "auto"
     # Weight dtype: auto (bf16 on GPU, fp32 on CPU), float32, bfloat16 or float16.
     dtype: str = "auto"
-    # Attention kernel: auto (flash_attention_2 when installed, else sdpa; eager as fallback).
+    # Attention kernel: auto (sdpa, which uses PyTorch's flash kernels; eager as fallback), sdpa,
+    # eager or flash_attention_2 (the flash-attn package; decoding then takes the dynamic path).
     attention: str = "auto"
     # bitsandbytes weight quantization of the decoder: none, 8bit or 4bit (a memory tool, not a speed-up).
     quantize: str = "none"
@@ -41,6 +42,13 @@ class Settings:
     # Requests the local engine decodes together (continuous batching, each row with its own LoRA
     # adapter); 1 decodes one request at a time.
     max_batch: int = 16
+    # Decode path: auto (compiled on CUDA, dynamic elsewhere), compiled (static KV cache and
+    # torch.compile with CUDA graphs; the first request per adapter and prompt-length bucket waits
+    # for compiling), static (the same cache, uncompiled) or dynamic (a growing cache, eager).
+    decode: str = "auto"
+    # Tokens (prompt + answer) the static KV cache holds; longer requests decode on the dynamic
+    # path. At most 4,096, where the model's long-RoPE factors take over.
+    static_cache_tokens: int = 4096
     # Generations run at once; None: max_batch for the local engine, 32 for a remote one (vLLM
     # batches them itself).
     max_inflight: int | None = None

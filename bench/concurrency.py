@@ -3,7 +3,10 @@
 at a time), in the same process; prints the ratio batched / one-at-a-time and each level's gain
 over a single stream.
 
-    python bench/concurrency.py [--streams 1 4 16] [--max-new-tokens 64] [--full-size [--layers N]]
+    python bench/concurrency.py [--streams 1 4 16] [--max-new-tokens 64] [--decode MODE] [--full-size [--layers N]]
+
+With a static or compiled decode path, a request running alone (every one-at-a-time request,
+and a batch of one) takes the fast path.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--full-size", action="store_true", help="the released architecture, random weights (GPU)")
     parser.add_argument("--layers", type=int)
+    parser.add_argument("--decode", default="auto", help="auto | compiled | static | dynamic")
     args = parser.parse_args()
     transformers.logging.set_verbosity_error()
     warnings.filterwarnings("ignore")
@@ -67,9 +71,11 @@ def main() -> None:
         tiny = write_tiny_checkpoint(Path(tmp) / "tiny")
         engine = (full_size_engine(tiny, device, args.layers) if args.full_size
                   else Engine.load(LoadOptions(model=str(tiny), device=device.type)))
+        mode = engine.set_decode(args.decode)
         print(f"# bench/concurrency.py  {time.strftime('%Y-%m-%d')}  device: {name}  "
-              f"{'full-size random weights' if args.full_size else 'tiny checkpoint'}, {args.max_new_tokens} new tokens")
-        aggregate_tokens_per_s(engine, 1, 4)  # warm-up
+              f"{'full-size random weights' if args.full_size else 'tiny checkpoint'}, decode {mode}, "
+              f"{args.max_new_tokens} new tokens")
+        aggregate_tokens_per_s(engine, len(MODALITIES), 4)  # warm-up (and compiling): every modality once
         print(f"{'streams':>7} {'one_at_a_time_tps':>18} {'batched_tps':>12} {'ratio':>6} {'vs_1_stream':>11}")
         single = None
         for streams in args.streams:

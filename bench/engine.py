@@ -1,12 +1,14 @@
-"""Engine benchmark: time to first token and decode tokens/s of our engine vs transformers'
-`generate`, per modality, measured in the same run on the same processor inputs and adapter.
+"""Engine benchmark: time to first token and decode tokens/s of our engine, on each decode path
+(dynamic, static, compiled), vs transformers' `generate` ("reference"), per modality, measured
+in the same run on the same processor inputs and adapter.
 
     python bench/engine.py                       # CPU, tiny checkpoint (always available)
     python bench/engine.py --full-size           # GPU: full-size architecture, random bf16 weights
     python bench/engine.py --full-size --layers 2 --device cpu   # smoke-test the full-size path
 
 Full-size mode: batch 1, a 256-token prompt, 256 new tokens, and achieved GB/s (decoder
-weights + KV cache read per token) against the GPU's memory-bandwidth roofline.
+weights + KV cache read per token) against the GPU's memory-bandwidth roofline, and on CUDA
+the peak memory of one 8k-token chat.
 """
 
 from __future__ import annotations
@@ -77,24 +79,31 @@ def run_reference(engine, request):
     return clock.first_token_at - started, (produced - 1) / (ended - clock.first_token_at), produced, ended - started
 
 
-def measure(engine, parts, max_new_tokens, repeats):
+def measure(engine, parts, max_new_tokens, repeats, modes) -> dict[str, dict]:
+    """{path: medians} for transformers' `generate` ("reference") and our engine on each decode
+    path, on the same inputs. `first_s` is the unmeasured warm-up call (compiling, if any)."""
     request = lambda: GenerationRequest([Message("user", parts)], SamplingParams(max_new_tokens=max_new_tokens))
-    engine.end_ids = set()  # both sides produce exactly max_new_tokens
-    run_ours(engine, request()), run_reference(engine, request())  # warm-up
-    ours = [run_ours(engine, request()) for _ in range(repeats)]
-    ref = [run_reference(engine, request()) for _ in range(repeats)]
+    engine.end_ids = set()  # every side produces exactly max_new_tokens
     median = lambda rows, i: statistics.median(r[i] for r in rows)
-    return {"ours_ttft": median(ours, 0), "ref_ttft": median(ref, 0),
-            "ours_tps": median(ours, 1), "ref_tps": median(ref, 1), "tokens": ours[0][2]}
+    runs = {"reference": run_reference}
+    runs.update({mode: run_ours for mode in modes})
+    rows = {}
+    for path, run in runs.items():
+        if path != "reference":
+            engine.set_decode(path)
+        first = run(engine, request())[3]
+        timed = [run(engine, request()) for _ in range(repeats)]
+        rows[path] = {"ttft": median(timed, 0), "tps": median(timed, 1), "tokens": timed[0][2], "first_s": first}
+    return rows
 
 
-def print_table(rows: dict[str, dict]) -> None:
-    print(f"{'modality':<12} {'TTFT ours ms':>13} {'TTFT ref ms':>12} {'ref/ours':>9} "
-          f"{'tok/s ours':>11} {'tok/s ref':>10} {'ours/ref':>9}")
-    for name, r in rows.items():
-        print(f"{name:<12} {r['ours_ttft'] * 1e3:>13.1f} {r['ref_ttft'] * 1e3:>12.1f} "
-              f"{r['ref_ttft'] / r['ours_ttft']:>9.2f} {r['ours_tps']:>11.1f} {r['ref_tps']:>10.1f} "
-              f"{r['ours_tps'] / r['ref_tps']:>9.2f}")
+def print_table(results: dict[str, dict[str, dict]]) -> None:
+    print(f"{'modality':<12} {'path':<10} {'first s':>8} {'TTFT ms':>9} {'ref/this':>9} {'tok/s':>8} {'this/ref':>9}")
+    for modality, rows in results.items():
+        ref = rows["reference"]
+        for path, r in rows.items():
+            print(f"{modality:<12} {path:<10} {r['first_s']:>8.2f} {r['ttft'] * 1e3:>9.1f} "
+                  f"{ref['ttft'] / r['ttft']:>9.2f} {r['tps']:>8.1f} {r['tps'] / ref['tps']:>9.2f}")
 
 
 def full_size_engine(tiny_dir: Path, device: torch.device, layers: int | None) -> Engine:
@@ -143,6 +152,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, help="full-size mode: fewer decoder layers (smoke test)")
     parser.add_argument("--max-new-tokens", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--modes", default="dynamic,static,compiled", help="our decode paths to measure")
     args = parser.parse_args()
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
@@ -155,19 +165,20 @@ def main() -> None:
         device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                               "cpu" if args.device == "auto" else args.device)
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+        modes = args.modes.split(",")
         print(f"# bench/engine.py  {time.strftime('%Y-%m-%d')}  device: {name}  torch {torch.__version__}  "
               f"transformers {transformers.__version__}")
         if not args.full_size:
             engine = Engine.load(LoadOptions(model=str(model_dir), device=device.type))
             n = args.max_new_tokens or 64
             print(f"# {model_dir.name}: batch 1, {n} new tokens, median of {args.repeats}")
-            print_table({m: measure(engine, MODALITIES[m](), n, args.repeats) for m in MODALITIES})
+            print_table({m: measure(engine, MODALITIES[m](), n, args.repeats, modes) for m in MODALITIES})
             return
         engine = full_size_engine(model_dir, device, args.layers)
         n = args.max_new_tokens or 256
         text_parts = [TextPart(prompt_of_tokens(engine, 256))]
-        rows = {"text": measure(engine, text_parts, n, args.repeats)}
-        rows.update({m: measure(engine, MODALITIES[m](), n, args.repeats) for m in MODALITIES if m != "text"})
+        rows = {"text": measure(engine, text_parts, n, args.repeats, modes)}
+        rows.update({m: measure(engine, MODALITIES[m](), n, args.repeats, modes) for m in MODALITIES if m != "text"})
         engine_bytes = sum(p.numel() * p.element_size() for n_, p in engine.model.named_parameters()
                            if "embed_tokens_extend" not in n_ and "lora_" not in n_)
         print(f"# full-size random weights, {engine.model.config.num_hidden_layers} layers, {engine.dtype}, "
@@ -177,10 +188,17 @@ def main() -> None:
         kv_per_token = 2 * engine.model.config.num_hidden_layers * 8 * 128 * engine.dtype.itemsize
         read = engine_bytes + kv_per_token * (256 + n / 2)
         peak = next((v for k, v in ROOFLINE.items() if k in name), None)
-        for side in ("ours", "ref"):
-            gbs = read * rows["text"][f"{side}_tps"] / 1e9
+        for path, r in rows["text"].items():
+            gbs = read * r["tps"] / 1e9
             share = f" = {gbs * 1e9 / peak:.0%} of {peak / 1e12:.2f} TB/s roofline" if peak else ""
-            print(f"# {side}: {gbs:.0f} GB/s achieved (decoder weights + KV read per token){share}")
+            print(f"# text, {path}: {gbs:.0f} GB/s achieved (decoder weights + KV read per token){share}")
+        if device.type == "cuda":
+            chat = GenerationRequest([Message("user", [TextPart(prompt_of_tokens(engine, 8000))])],
+                                     SamplingParams(max_new_tokens=192))
+            torch.cuda.reset_peak_memory_stats(device)
+            list(engine.stream(chat))
+            print(f"# one 8k-token chat ({engine.prepare(chat).prompt_tokens} prompt + 192 new tokens): "
+                  f"peak {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB allocated")
 
 
 if __name__ == "__main__":

@@ -6,8 +6,12 @@ running batch between two decode steps; a finished or cancelled request leaves i
 way. Rows are left-padded to a common cache length; the attention mask hides the padding and
 each row keeps its own positions, so every row computes what it would compute alone.
 
+While only one request is running and it fits the engine's static KV cache, it is decoded on
+the fast path instead (engine/static_decode.py: the static cache and compiled step): its cache
+moves into the static one when the batch shrinks to it, and back out when another request joins.
+
 Requests whose prompt plus answer would cross the long-RoPE switch (4,096 tokens) are decoded
-alone (`Engine.accepts`): that switch changes the rotary frequencies for the whole batch.
+alone (`DecodeBatcher.accepts`): that switch changes the rotary frequencies for the whole batch.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import torch
 from transformers import DynamicCache
 
 from engine.request import GenerationRequest
+from engine.static_decode import StaticRun
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +54,11 @@ class DecodeBatcher:
         self._cache: DynamicCache | None = None
         self._mask: torch.Tensor | None = None  # (B, L) 1 = a real token, 0 = left padding
         self._lengths: torch.Tensor | None = None  # (B,) real tokens cached per row
+        self._solo: StaticRun | None = None  # set while the one running row is on the static cache
         self._closing = False
         self.steps = 0  # batched decode steps so far
         self.rows_stepped = 0  # sum of batch sizes over those steps (mean batch = rows_stepped / steps)
+        self.solo_steps = 0  # steps of a lone request on the static cache
 
     def accepts(self, prepared) -> bool:
         switch = self.engine.longrope_switch_at
@@ -102,7 +109,7 @@ class DecodeBatcher:
             try:
                 with self.engine._slot, torch.inference_mode():
                     for row in joining:
-                        self._prefill(row)
+                        self._prefill(row, alone=len(joining) == 1)
                     self._drop_finished()
                     if self.rows:
                         self._decode_step()
@@ -116,16 +123,24 @@ class DecodeBatcher:
     def _choose(self, row: Row, logits: torch.Tensor) -> None:
         token = self.engine.choose(row.ids, logits, *row.sampler)
         row.ids = torch.cat([row.ids, token[:, None]], dim=1)
-        row.out.put(int(token[0]))
+        self._emit(row, int(token[0]))
+
+    def _emit(self, row: Row, token: int) -> None:
+        row.out.put(token)
         generated = row.ids.shape[1] - row.prepared.inputs["input_ids"].shape[1]
-        if int(token[0]) in self.engine.end_ids or generated >= row.prepared.max_new_tokens:
+        if token in self.engine.end_ids or generated >= row.prepared.max_new_tokens:
             row.done.set()  # the consumer will finish on this token: no step is wasted on the row
 
-    def _prefill(self, row: Row) -> None:
+    def _prefill(self, row: Row, alone: bool) -> None:
         if row.done.is_set() or row.request.cancel.is_set():
             row.out.put(None)
             return
         engine = self.engine
+        if alone and not self.rows and engine.static_fits(row.prepared):
+            self._solo, self.rows = StaticRun.start(engine.static, row.prepared, row.sampler), [row]
+            return  # its first token comes from the decode step, like every later one
+        if self._solo is not None:
+            self._leave_solo()
         with engine.router.mixed([row.prepared.adapter]):
             logits, cache = engine._forward(row.prepared, row.ids, DynamicCache(config=engine.model.config))
         self._choose(row, logits)
@@ -133,6 +148,12 @@ class DecodeBatcher:
 
     def _decode_step(self) -> None:
         engine = self.engine
+        if self._solo is not None:
+            token = self._solo.advance()
+            self.solo_steps += 1
+            self.rows[0].ids = self._solo.ids
+            self._emit(self.rows[0], token)
+            return
         last = torch.cat([row.ids[:, -1:] for row in self.rows])
         self._mask = torch.cat([self._mask, self._mask.new_ones(len(self.rows), 1)], dim=1)
         with engine.router.mixed([row.prepared.adapter for row in self.rows]):
@@ -163,6 +184,19 @@ class DecodeBatcher:
         self._lengths = torch.cat([self._lengths, self._lengths.new_tensor([length])])
         self.rows.append(row)
 
+    def _leave_solo(self) -> None:
+        """The static cache's row becomes an ordinary batch row (another request is joining)."""
+        row, layers = self.rows[0], self._solo.export()
+        self._reset()
+        self._join(row, DynamicCache(ddp_cache_data=layers, config=self.engine.model.config))
+
+    def _enter_solo(self) -> None:
+        """The batch is down to one row: move its cache (no padding left) into the static one."""
+        row = self.rows[0]
+        layers = [(layer.keys, layer.values) for layer in self._cache.layers]
+        self._reset()
+        self._solo, self.rows = StaticRun.resume(self.engine.static, row.prepared.adapter, row.ids, row.sampler, layers), [row]
+
     def _drop_finished(self) -> None:
         keep = [i for i, row in enumerate(self.rows) if not (row.done.is_set() or row.request.cancel.is_set())]
         if len(keep) == len(self.rows):
@@ -180,9 +214,11 @@ class DecodeBatcher:
         self._cache = DynamicCache(ddp_cache_data=layers, config=self.engine.model.config)
         self._mask, self._lengths = mask[:, start:], self._lengths[index]
         self.rows = [self.rows[i] for i in keep]
+        if len(keep) == 1 and self.engine.static_fits(self.rows[0].prepared):
+            self._enter_solo()
 
     def _reset(self) -> None:
-        self.rows, self._cache, self._mask, self._lengths = [], None, None, None
+        self.rows, self._cache, self._mask, self._lengths, self._solo = [], None, None, None, None
 
 
 def _left_pad(tensor: torch.Tensor, width: int, dim: int = 2) -> torch.Tensor:

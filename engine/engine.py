@@ -25,7 +25,7 @@ from engine.audio_features import install_fast_features
 from engine.limits import SAMPLE_RATE, MediaLimits
 from engine.model_config import CHAT_TEMPLATE, END_TOKENS, SPECIAL_TOKENS
 from engine.request import AudioPart, Chunk, GenerationRequest, ImagePart, Message, Metrics, TextPart, VideoPart
-from engine.router import LoraRouter, choose_adapter
+from engine.router import BASE, LoraRouter, choose_adapter
 from engine.text_stream import IncrementalDetokenizer, StopMatcher
 
 
@@ -95,6 +95,7 @@ class Engine:
         )
         self._slot = threading.Lock()  # one forward pass (solo: one whole generation) at a time
         self.batcher = None  # a DecodeBatcher once enable_batching is called
+        self.static = None  # a StaticDecoder once set_decode picks the static or compiled path
         self.finished: Counter[str] = Counter()  # finish reasons so far (stop, length, cancelled)
         self.tokens_generated = 0  # all tokens this engine has produced
 
@@ -103,6 +104,22 @@ class Engine:
         from engine.batching import DecodeBatcher
 
         self.batcher = DecodeBatcher(self, max_batch) if max_batch > 1 else None
+
+    def set_decode(self, mode: str = "auto", static_tokens: int = 4096, compile_prefill: bool | None = None) -> str:
+        """Chooses the decode path (engine/static_decode.py) -> the resolved mode. The static
+        cache holds `static_tokens`, at most up to the long-RoPE switch. `compile_prefill`
+        (default: on CUDA) compiles the prefill too in compiled mode."""
+        from engine.static_decode import StaticDecoder, resolve_mode
+
+        mode = resolve_mode(mode, self.model, self.device)
+        capacity = min(static_tokens, self.longrope_switch_at or static_tokens, self.context_window)
+        self.static = StaticDecoder(self, capacity, mode == "compiled", compile_prefill) if mode != "dynamic" else None
+        if mode == "compiled":
+            self.static.warm_up([BASE, *self.adapters] if self.adapters else [BASE])
+        return mode
+
+    def static_fits(self, prepared: PreparedPrompt) -> bool:
+        return self.static is not None and self.static.fits(prepared.prompt_tokens, prepared.max_new_tokens)
 
     @property
     def concurrency(self) -> int:
@@ -219,6 +236,16 @@ class Engine:
 
     def _solo_tokens(self, request: GenerationRequest, prepared: PreparedPrompt) -> Iterator[int]:
         """Token ids of one request decoded alone, until cancelled or the consumer stops asking."""
+        if self.static_fits(prepared):
+            from engine.static_decode import StaticRun
+
+            with torch.inference_mode():
+                run = StaticRun.start(self.static, prepared, self.sampler(request))
+            while not request.cancel.is_set():
+                with torch.inference_mode():
+                    token = run.advance()
+                yield token
+            return
         self.router.activate(prepared.adapter)
         processors, generator, greedy = self.sampler(request)
         ids = prepared.inputs["input_ids"]

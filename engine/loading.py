@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ class LoadOptions:
     revision: str | None = None  # None: refs/pr/70 for the default hub model, else the hub's default
     device: str = "auto"  # auto | cpu | cuda
     dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
-    attention: str = "auto"  # auto (flash_attention_2 if installed, else sdpa) | sdpa | eager | flash_attention_2
+    attention: str = "auto"  # auto (sdpa) | sdpa | eager | flash_attention_2
     quantize: str = "none"  # none | 8bit | 4bit
 
 
@@ -42,11 +41,9 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 def resolve_attention(attention: str, device: torch.device) -> str:
-    if attention != "auto":
-        return attention
-    if device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
-        return "flash_attention_2"
-    return "sdpa"
+    # SDPA picks PyTorch's own flash kernels where it can, and it is what the static-cache,
+    # compiled decode path needs (flash-attn's kernels would attend to the unused cache slots)
+    return "sdpa" if attention == "auto" else attention
 
 
 def resolve_revision(options: LoadOptions) -> str | None:

@@ -35,7 +35,13 @@ class LoraRouter:
         self.adapters = adapters
         self.active: str | None = None  # unknown until the first activate
         self._row_adapters: list[str] | None = None  # set only during a mixed-batch forward pass
-        self._hooked = False
+        # Installed once, up front: compiled graphs guard on a module's hooks, and adding them
+        # later would force a recompile in the middle of serving
+        from peft.tuners.lora import LoraLayer
+
+        for module in model.modules():
+            if isinstance(module, LoraLayer):
+                module.register_forward_pre_hook(self._inject_row_adapters, with_kwargs=True)
 
     def activate(self, adapter: str) -> None:
         if adapter == self.active:
@@ -59,13 +65,6 @@ class LoraRouter:
             self.activate(adapters[0] if self.adapters else BASE)
             yield
             return
-        if not self._hooked:
-            from peft.tuners.lora import LoraLayer
-
-            for module in self.model.modules():
-                if isinstance(module, LoraLayer):
-                    module.register_forward_pre_hook(self._inject_row_adapters, with_kwargs=True)
-            self._hooked = True
         self.model.enable_adapters()
         self.active = None  # the next single-request activate must set its adapter again
         self._row_adapters = ["__base__" if a == BASE else a for a in adapters]

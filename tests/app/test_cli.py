@@ -58,11 +58,14 @@ def test_ask_streams_and_reports_metrics(tiny_checkpoint, media, capsys, flags, 
     assert out.endswith("\n") and "adapter=" not in out
 
 
-def test_ask_without_verbose_prints_only_the_answer(tiny_checkpoint, engine, capsys):
+@pytest.mark.parametrize("decode", ["dynamic", "static", "compiled"])
+def test_ask_without_verbose_prints_only_the_answer(tiny_checkpoint, engine, capsys, decode):
+    """Every decode path gives the same answer as the session's (dynamic, unbatched) engine."""
     from app.service import ConversationService
     from engine.request import Message, SamplingParams, TextPart
 
-    assert main(["ask", "--model", str(tiny_checkpoint), "--max-new-tokens", "40", "Hello, how are you?"]) == 0
+    assert main(["ask", "--model", str(tiny_checkpoint), "--max-new-tokens", "40", "--decode", decode,
+                 "Hello, how are you?"]) == 0
     out, err = capsys.readouterr()
     expected, _ = ConversationService(engine).answer([Message("user", [TextPart("Hello, how are you?")])],
                                                      SamplingParams(max_new_tokens=40))

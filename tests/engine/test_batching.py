@@ -5,6 +5,7 @@ one leaves the others unchanged."""
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 
 import pytest
 
@@ -45,8 +46,18 @@ def wait_until(condition, seconds: float = 10) -> bool:
     return False
 
 
-def run_together(engine: Engine, jobs: dict, on_chunk=None) -> dict:
-    """Starts every job at once (the engine's slot is held until all are submitted)."""
+@contextmanager
+def opened(gate: threading.Event):
+    """Opens `gate` when the block ends."""
+    try:
+        yield
+    finally:
+        gate.set()
+
+
+def run_together(engine: Engine, jobs: dict, on_chunk=None, hold=None) -> dict:
+    """Starts every job at once: `hold` (default: the engine's slot) keeps the decode loop from
+    stepping until all are submitted."""
     results = {}
 
     def run(name, req):
@@ -60,7 +71,7 @@ def run_together(engine: Engine, jobs: dict, on_chunk=None) -> dict:
     submitted, submit = [], engine.batcher.submit
     engine.batcher.submit = lambda req, prepared: submitted.append(req) or submit(req, prepared)
     threads = [threading.Thread(target=run, args=item) for item in jobs.items()]
-    with engine._slot:  # the loop may take the first arrivals, but cannot step until all are in
+    with hold or engine._slot:  # the loop may take the first arrivals, but cannot step until all are in
         for thread in threads:
             thread.start()
         assert wait_until(lambda: len(submitted) == len(jobs), seconds=60), "requests were not submitted"
@@ -103,3 +114,34 @@ def test_a_closed_stream_leaves_the_batch(batched):
     stream.close()
     assert wait_until(lambda: not engine.batcher.rows and not engine.batcher._pending)
     assert engine.generate(request("audio", tokens=4))[2].finish_reason == "length"  # still serving
+
+
+def test_a_lone_request_moves_between_the_static_cache_and_the_batch(tiny_checkpoint, engine, solo):
+    """With the fast path on, a request running alone decodes on the compiled static cache; when
+    others join its cache moves into the batch, and back when they are done. None of this
+    changes anyone's tokens."""
+    from torch._dynamo.utils import counters
+
+    fast = Engine.load(LoadOptions(model=str(tiny_checkpoint), device="cpu"))
+    fast.set_decode("compiled")  # compiles every adapter's graph up front
+    graphs = counters["stats"]["unique_graphs"]
+    fast.enable_batching(8)
+    widths, mixed = [], fast.router.mixed
+    fast.router.mixed = lambda adapters: widths.append(len(adapters)) or mixed(adapters)
+    gate = threading.Event()  # the loop stops after 3 lone steps until the others are submitted
+    step = fast.batcher._decode_step
+    fast.batcher._decode_step = lambda: (fast.batcher.solo_steps < 3 or gate.wait(60)) and step()
+    long = request("image", tokens=300)
+    expected = engine.generate(request("image", tokens=300))[1]
+    stream = fast.stream(long)
+    tokens = list(next(stream).token_ids)
+    assert wait_until(lambda: fast.batcher.solo_steps == 3)  # alone: on the static cache
+    others = run_together(fast, {m: request(m) for m in ("text", "audio", "image+audio")}, hold=opened(gate))
+    assert max(widths) == 4  # then batched with the three others
+    solo_steps = fast.batcher.solo_steps
+    tokens += [t for chunk in stream for t in chunk.token_ids]
+    assert fast.batcher.solo_steps > solo_steps or len(expected) < 300  # alone again once they finished
+    assert tokens == expected
+    assert all(others[m] == solo[m] for m in others)
+    assert fast.static.uncompiled == []
+    assert counters["stats"]["unique_graphs"] == graphs  # nothing compiled while serving

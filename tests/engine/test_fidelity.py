@@ -4,37 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, DynamicCache
+from transformers import DynamicCache
 
-from engine.model_config import ADAPTER_FOLDERS
 from engine.request import GenerationRequest, Message, SamplingParams, TextPart
+from tests.engine.conftest import reference_tokens
 from tests.inputs import EXPECTED_ADAPTER, MODALITIES
-
-
-@pytest.fixture(scope="module")
-def reference_model(tiny_checkpoint):
-    """Loaded independently of the engine, with plain transformers + peft."""
-    model = AutoModelForCausalLM.from_pretrained(tiny_checkpoint, dtype=torch.float32).eval()
-    for name, folder in ADAPTER_FOLDERS.items():
-        model.load_adapter(str(tiny_checkpoint), adapter_name=name, adapter_kwargs={"subfolder": folder})
-    return model
-
-
-def reference_tokens(model, engine, request, adapter):
-    prepared = engine.prepare(request)
-    if adapter == "base":
-        model.disable_adapters()
-    else:
-        model.set_adapter(adapter)
-        model.enable_adapters()
-    with torch.no_grad():
-        out = model.generate(
-            **prepared.inputs,
-            max_new_tokens=request.params.max_new_tokens,
-            do_sample=False,
-            suppress_tokens=engine.media_token_ids,
-        )
-    return out[0, prepared.prompt_tokens:].tolist()
 
 
 @pytest.mark.parametrize("modality", list(MODALITIES))

@@ -1,0 +1,36 @@
+"""The reference path: transformers' own `generate` on a model loaded independently of the engine."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from engine.model_config import ADAPTER_FOLDERS
+
+
+@pytest.fixture(scope="session")
+def reference_model(tiny_checkpoint):
+    """Loaded with plain transformers + peft, not through engine/loading.py."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_checkpoint, dtype=torch.float32).eval()
+    for name, folder in ADAPTER_FOLDERS.items():
+        model.load_adapter(str(tiny_checkpoint), adapter_name=name, adapter_kwargs={"subfolder": folder})
+    return model
+
+
+def reference_tokens(model, engine, request, adapter) -> list[int]:
+    """Greedy `generate` on the engine's own processor inputs, under `adapter`."""
+    prepared = engine.prepare(request)
+    if adapter == "base":
+        model.disable_adapters()
+    else:
+        model.set_adapter(adapter)
+        model.enable_adapters()
+    with torch.no_grad():
+        out = model.generate(
+            **prepared.inputs,
+            max_new_tokens=request.params.max_new_tokens,
+            do_sample=False,
+            suppress_tokens=engine.media_token_ids,
+        )
+    return out[0, prepared.prompt_tokens:].tolist()

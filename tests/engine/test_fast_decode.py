@@ -1,0 +1,90 @@
+"""The fast path (static KV cache, compiled prefill and decode steps, bucketed prefill lengths,
+one-step lookahead) gives exactly the reference path's greedy tokens, on CPU where CI runs it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine.engine import Engine
+from engine.loading import LoadOptions
+from engine.request import GenerationRequest, Message, SamplingParams, TextPart
+from engine.static_decode import BUCKET, StaticRun
+from tests.engine.conftest import reference_tokens
+from tests.inputs import EXPECTED_ADAPTER, MODALITIES
+
+
+def request(parts, tokens: int = 24, **params) -> GenerationRequest:
+    return GenerationRequest([Message("user", parts)], SamplingParams(max_new_tokens=tokens, **params))
+
+
+@pytest.fixture(scope="module")
+def compiled(tiny_checkpoint):
+    engine = Engine.load(LoadOptions(model=str(tiny_checkpoint), device="cpu"))
+    assert engine.set_decode("compiled", compile_prefill=True) == "compiled"  # prefill: CUDA's default
+    return engine
+
+
+@pytest.mark.parametrize("modality", list(MODALITIES))
+def test_compiled_greedy_tokens_equal_generate(compiled, reference_model, modality):
+    req = request(MODALITIES[modality]())
+    assert compiled.static_fits(compiled.prepare(req))  # this request takes the fast path
+    text, tokens, final = compiled.generate(req)
+    assert tokens == reference_tokens(reference_model, compiled, req, EXPECTED_ADAPTER[modality])
+    assert final.metrics.adapter == EXPECTED_ADAPTER[modality]
+    assert text == compiled.tokenizer.decode(tokens, skip_special_tokens=True)
+    assert compiled.static.uncompiled == []  # it really ran compiled
+
+
+def test_prompts_of_any_length_reuse_the_compiled_prefill(compiled):
+    """Padded to 64-token buckets with a symbolic length: one graph per adapter, not per prompt."""
+    from torch._dynamo.utils import counters
+
+    compiled.generate(request([TextPart("Hi.")], tokens=2))  # compiles (or reuses) the base adapter's graphs
+    graphs = counters["stats"]["unique_graphs"]
+    lengths = set()
+    for words in (3, 40, 150):
+        req = request([TextPart("tell me about the weather in Lisbon " * (words // 6 + 1))], tokens=2)
+        lengths.add(-(-compiled.prepare(req).prompt_tokens // BUCKET))
+        compiled.generate(req)
+    assert len(lengths) == 3  # three different buckets
+    assert counters["stats"]["unique_graphs"] == graphs  # and no new graph
+
+
+def test_sampled_tokens_equal_the_dynamic_path(engine, compiled):
+    req = lambda: request(MODALITIES["audio"](), temperature=0.9, top_p=0.95, top_k=50, seed=7,
+                          repetition_penalty=1.1)
+    assert compiled.generate(req())[1] == engine.generate(req())[1]
+
+
+def test_the_next_step_is_queued_before_a_token_is_read(compiled):
+    """The host never waits for the device between tokens: by the time advance() hands back
+    token k, the decode step that computes token k+1 has already been issued."""
+    prepared = compiled.prepare(request(MODALITIES["text"]()))
+    issued = []
+    step = compiled.static.step
+    compiled.static.step = lambda token: issued.append(token) or step(token)
+    try:
+        with torch.inference_mode():
+            run = StaticRun.start(compiled.static, prepared, compiled.sampler(request([])))
+            for k in range(1, 6):
+                token = run.advance()
+                assert len(issued) == k and int(issued[-1]) == token
+    finally:
+        del compiled.static.step
+
+
+def test_requests_longer_than_the_static_cache_take_the_dynamic_path(tiny_checkpoint, reference_model):
+    engine = Engine.load(LoadOptions(model=str(tiny_checkpoint), device="cpu"))
+    assert engine.set_decode("static", static_tokens=128) == "static"
+    for modality in ("text", "image+audio"):  # a short prompt fits; an image's ~700 tokens do not
+        req = request(MODALITIES[modality]())
+        assert engine.static_fits(engine.prepare(req)) == (modality == "text")
+        assert engine.generate(req)[1] == reference_tokens(reference_model, engine, req, EXPECTED_ADAPTER[modality])
+
+
+def test_auto_is_dynamic_on_cpu_and_unknown_modes_are_refused(tiny_checkpoint):
+    engine = Engine.load(LoadOptions(model=str(tiny_checkpoint), device="cpu"))
+    assert engine.set_decode("auto") == "dynamic" and engine.static is None
+    with pytest.raises(ValueError, match="Unknown decode mode"):
+        engine.set_decode("fastest")
