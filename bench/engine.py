@@ -79,25 +79,31 @@ def run_reference(engine, request):
     return clock.first_token_at - started, (produced - 1) / (ended - clock.first_token_at), produced, ended - started
 
 
-def measure(engine, parts, max_new_tokens, repeats, modes) -> dict[str, dict]:
-    """{path: medians} for transformers' `generate` ("reference") and our engine on each decode
-    path, on the same inputs. `first_s` is the unmeasured warm-up call (compiling, if any)."""
-    request = lambda: GenerationRequest([Message("user", parts)], SamplingParams(max_new_tokens=max_new_tokens))
+def measure(engine, inputs: dict[str, list], max_new_tokens, repeats, modes) -> tuple[dict, dict]:
+    """({modality: {path: medians}}, {path: set-up seconds}) for transformers' `generate`
+    ("reference") and our engine on each decode path, on the same inputs. The path is chosen once
+    (set-up: compiling every graph, if any) and then serves every modality; `first_s` is each
+    modality's first, unmeasured call."""
+    request = lambda parts: GenerationRequest([Message("user", parts)], SamplingParams(max_new_tokens=max_new_tokens))
     engine.end_ids = set()  # every side produces exactly max_new_tokens
     median = lambda rows, i: statistics.median(r[i] for r in rows)
-    runs = {"reference": run_reference}
-    runs.update({mode: run_ours for mode in modes})
-    rows = {}
-    for path, run in runs.items():
+    results, setup = {modality: {} for modality in inputs}, {}
+    for path in ("reference", *modes):
+        run = run_reference if path == "reference" else run_ours
         if path != "reference":
+            started = time.perf_counter()
             engine.set_decode(path)
-        first = run(engine, request())[3]
-        timed = [run(engine, request()) for _ in range(repeats)]
-        rows[path] = {"ttft": median(timed, 0), "tps": median(timed, 1), "tokens": timed[0][2], "first_s": first}
-    return rows
+            setup[path] = time.perf_counter() - started
+        for modality, parts in inputs.items():
+            first = run(engine, request(parts))[3]
+            timed = [run(engine, request(parts)) for _ in range(repeats)]
+            results[modality][path] = {"ttft": median(timed, 0), "tps": median(timed, 1), "first_s": first}
+    return results, setup
 
 
-def print_table(results: dict[str, dict[str, dict]]) -> None:
+def print_table(results: dict[str, dict[str, dict]], setup: dict[str, float]) -> None:
+    print("# set-up per path (compiling every graph, if any): "
+          + ", ".join(f"{path} {seconds:.1f} s" for path, seconds in setup.items()))
     print(f"{'modality':<12} {'path':<10} {'first s':>8} {'TTFT ms':>9} {'ref/this':>9} {'tok/s':>8} {'this/ref':>9}")
     for modality, rows in results.items():
         ref = rows["reference"]
@@ -172,19 +178,19 @@ def main() -> None:
             engine = Engine.load(LoadOptions(model=str(model_dir), device=device.type))
             n = args.max_new_tokens or 64
             print(f"# {model_dir.name}: batch 1, {n} new tokens, median of {args.repeats}")
-            print_table({m: measure(engine, MODALITIES[m](), n, args.repeats, modes) for m in MODALITIES})
+            print_table(*measure(engine, {m: MODALITIES[m]() for m in MODALITIES}, n, args.repeats, modes))
             return
         engine = full_size_engine(model_dir, device, args.layers)
         n = args.max_new_tokens or 256
         text_parts = [TextPart(prompt_of_tokens(engine, 256))]
-        rows = {"text": measure(engine, text_parts, n, args.repeats, modes)}
-        rows.update({m: measure(engine, MODALITIES[m](), n, args.repeats, modes) for m in MODALITIES if m != "text"})
+        inputs = {"text": text_parts, **{m: MODALITIES[m]() for m in MODALITIES if m != "text"}}
+        rows, setup = measure(engine, inputs, n, args.repeats, modes)
         engine_bytes = sum(p.numel() * p.element_size() for n_, p in engine.model.named_parameters()
                            if "embed_tokens_extend" not in n_ and "lora_" not in n_)
         print(f"# full-size random weights, {engine.model.config.num_hidden_layers} layers, {engine.dtype}, "
               f"batch 1, {engine.prepare(GenerationRequest([Message('user', text_parts)])).prompt_tokens}-token prompt, "
               f"{n} new tokens, median of {args.repeats}")
-        print_table(rows)
+        print_table(rows, setup)
         kv_per_token = 2 * engine.model.config.num_hidden_layers * 8 * 128 * engine.dtype.itemsize
         read = engine_bytes + kv_per_token * (256 + n / 2)
         peak = next((v for k, v in ROOFLINE.items() if k in name), None)
