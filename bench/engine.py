@@ -81,35 +81,43 @@ def run_reference(engine, request):
 
 def measure(engine, inputs: dict[str, list], max_new_tokens, repeats, modes) -> tuple[dict, dict]:
     """({modality: {path: medians}}, {path: set-up seconds}) for transformers' `generate`
-    ("reference") and our engine on each decode path, on the same inputs. The path is chosen once
-    (set-up: compiling every graph, if any) and then serves every modality; `first_s` is each
-    modality's first, unmeasured call."""
+    ("reference") and our engine on each decode path, on the same inputs. Each path is chosen
+    once (set-up: compiling every graph, if any) and then serves every modality; each of its
+    timed runs is paired with a reference run just before it, so the ratios compare runs made
+    under the same machine load. `first_s` is each modality's first, unmeasured call."""
     request = lambda parts: GenerationRequest([Message("user", parts)], SamplingParams(max_new_tokens=max_new_tokens))
     engine.end_ids = set()  # every side produces exactly max_new_tokens
-    median = lambda rows, i: statistics.median(r[i] for r in rows)
-    results, setup = {modality: {} for modality in inputs}, {}
-    for path in ("reference", *modes):
-        run = run_reference if path == "reference" else run_ours
-        if path != "reference":
-            started = time.perf_counter()
-            engine.set_decode(path)
-            setup[path] = time.perf_counter() - started
+    results, setup = {modality: {"reference": {"runs": []}} for modality in inputs}, {}
+    for path in modes:
+        started = time.perf_counter()
+        engine.set_decode(path)
+        setup[path] = time.perf_counter() - started
         for modality, parts in inputs.items():
-            first = run(engine, request(parts))[3]
-            timed = [run(engine, request(parts)) for _ in range(repeats)]
-            results[modality][path] = {"ttft": median(timed, 0), "tps": median(timed, 1), "first_s": first}
+            rows = results[modality]
+            rows["reference"].setdefault("first_s", run_reference(engine, request(parts))[3])
+            first = run_ours(engine, request(parts))[3]
+            pairs = [(run_reference(engine, request(parts)), run_ours(engine, request(parts))) for _ in range(repeats)]
+            rows["reference"]["runs"] += [ref for ref, _ in pairs]
+            rows[path] = {"first_s": first, "runs": [ours for _, ours in pairs],
+                          "ttft_ratio": statistics.median(ref[0] / ours[0] for ref, ours in pairs),
+                          "tps_ratio": statistics.median(ours[1] / ref[1] for ref, ours in pairs)}
+    for rows in results.values():
+        rows["reference"].update(ttft_ratio=1.0, tps_ratio=1.0)
+        for row in rows.values():
+            runs = row.pop("runs")
+            row["ttft"], row["tps"] = (statistics.median(run[i] for run in runs) for i in (0, 1))
     return results, setup
 
 
 def print_table(results: dict[str, dict[str, dict]], setup: dict[str, float]) -> None:
     print("# set-up per path (compiling every graph, if any): "
           + ", ".join(f"{path} {seconds:.1f} s" for path, seconds in setup.items()))
+    print("# ratios: medians over runs paired with a reference run made just before")
     print(f"{'modality':<12} {'path':<10} {'first s':>8} {'TTFT ms':>9} {'ref/this':>9} {'tok/s':>8} {'this/ref':>9}")
     for modality, rows in results.items():
-        ref = rows["reference"]
         for path, r in rows.items():
             print(f"{modality:<12} {path:<10} {r['first_s']:>8.2f} {r['ttft'] * 1e3:>9.1f} "
-                  f"{ref['ttft'] / r['ttft']:>9.2f} {r['tps']:>8.1f} {r['tps'] / ref['tps']:>9.2f}")
+                  f"{r['ttft_ratio']:>9.2f} {r['tps']:>8.1f} {r['tps_ratio']:>9.2f}")
 
 
 def full_size_engine(tiny_dir: Path, device: torch.device, layers: int | None) -> Engine:

@@ -1,7 +1,8 @@
 """The fast path for one request at a time: a KV cache allocated once (transformers' StaticCache)
-and, in `compiled` mode, a `torch.compile`d decode step (replayed as a CUDA graph on a GPU) and
-a compiled prefill whose prompt is padded up to a 64-token bucket (one graph serves every
+and, in `compiled` mode, a `torch.compile`d decode step (replayed as a CUDA graph on a GPU) and,
+on a GPU, a compiled prefill whose prompt is padded up to a 64-token bucket (one graph serves every
 length; the padding keeps the shapes tensor-core friendly and off PyTorch's size-0/1 special cases).
+Otherwise the prompt is prefilled eagerly into an exact-size cache that is then copied in.
 
 Streaming never makes the host wait on the device between tokens: `StaticRun.advance` queues the
 decode step for token k+1 before it reads token k back, so the device is always one step ahead
@@ -18,7 +19,7 @@ from __future__ import annotations
 import logging
 
 import torch
-from transformers import StaticCache
+from transformers import DynamicCache, StaticCache
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,8 @@ class StaticDecoder:
         head_dim = config.hidden_size // config.num_attention_heads
         self.cache.early_initialization(1, config.num_key_value_heads, head_dim, engine.dtype, engine.device)
         self.cuda_graphs = compiled and engine.device.type == "cuda"
-        # Compiling the prefill pays on a GPU (fused kernels, fewer launches); on a CPU the
-        # compiled prefill measured slower than eager (bench/RESULTS.md), so there it is opt-in.
+        # Compiling the (bucketed) prefill pays on a GPU (fused kernels, fewer launches); on a CPU
+        # it measured slower than an eager one (bench/RESULTS.md), so there it is opt-in.
         self.compile_prefill = compiled and (engine.device.type == "cuda" if compile_prefill is None else compile_prefill)
         self._prefill_fn, self._decode_fn = self._prefill, self._decode
         if compiled:
@@ -79,11 +80,11 @@ class StaticDecoder:
         for adapter in adapters:
             self.engine.router.activate(adapter)
             with torch.inference_mode():
-                self._set_length(0)
-                embeds = torch.zeros(1, BUCKET, config.hidden_size, dtype=self.engine.dtype, device=self.engine.device)
                 if self.compile_prefill:
+                    self._set_length(0)
+                    embeds = torch.zeros(1, BUCKET, config.hidden_size, dtype=self.engine.dtype, device=self.engine.device)
                     torch._dynamo.mark_dynamic(embeds, 1)
-                self._run("prefill", embeds, torch.tensor([BUCKET - 1], device=self.engine.device))
+                    self._run("prefill", embeds, torch.tensor([BUCKET - 1], device=self.engine.device))
                 self._set_length(BUCKET)
                 token = torch.zeros(1, 1, dtype=torch.long, device=self.engine.device)
                 for _ in range(3):  # CUDA graphs record on the second or third call
@@ -125,9 +126,14 @@ class StaticDecoder:
 
     def prefill(self, prepared) -> torch.Tensor:
         """Fills the cache with the prompt (media merged into its embeddings) -> next-token logits."""
-        inputs = prepared.inputs
-        ids = inputs["input_ids"]
-        media = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
+        ids = prepared.inputs["input_ids"]
+        if not self.compile_prefill:
+            # eager attention over the prompt alone is faster than over the whole static cache
+            # (bench/RESULTS.md): prefill into an exact-size cache, then copy it in
+            logits, cache = self.engine._forward(prepared, ids, DynamicCache(config=self.model.config))
+            self.load([(layer.keys, layer.values) for layer in cache.layers])
+            return logits.float()
+        media = {k: v for k, v in prepared.inputs.items() if k not in ("input_ids", "attention_mask")}
         inner = self.model.model
         embeds = inner.embed_tokens_extend(ids, inner.embed_tokens(ids), **media)
         length = ids.shape[1]
@@ -136,8 +142,7 @@ class StaticDecoder:
         # causal mask hides keys after the query), and decoding overwrites them one by one
         embeds = torch.cat([embeds, embeds.new_zeros(1, bucket - length, embeds.shape[2])], dim=1)
         self._set_length(0)
-        if self.compile_prefill:
-            torch._dynamo.mark_dynamic(embeds, 1)  # the length is a symbol: other sizes stay static
+        torch._dynamo.mark_dynamic(embeds, 1)  # the length is a symbol: other sizes stay static
         logits = self._run("prefill", embeds, torch.tensor([length - 1], device=ids.device))
         self._set_length(length)
         return logits
