@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from engine.request import AudioPart, ImagePart, Message, VideoPart
 
 BASE = "base"  # the name reported when no adapter is active
+MIXED = "(mixed)"  # the router's state while rows choose their own adapter (never a request's)
 
 
 def choose_adapter(messages: list[Message]) -> str:
@@ -33,7 +34,7 @@ class LoraRouter:
     def __init__(self, model, adapters: tuple[str, ...]):
         self.model = model
         self.adapters = adapters
-        self.active: str | None = None  # unknown until the first activate
+        self.active: str | None = None  # an adapter, BASE or MIXED; None: unknown until the first activate
         self._row_adapters: list[str] | None = None  # set only during a mixed-batch forward pass
         # Installed once, up front: compiled graphs guard on a module's hooks, and adding them
         # later would force a recompile in the middle of serving
@@ -65,8 +66,9 @@ class LoraRouter:
             self.activate(adapters[0] if self.adapters else BASE)
             yield
             return
-        self.model.enable_adapters()
-        self.active = None  # the next single-request activate must set its adapter again
+        if self.active != MIXED:  # once per run of mixed steps: toggling PEFT's state costs ms
+            self.model.enable_adapters()
+            self.active = MIXED  # the next single-request activate sets its adapter again
         self._row_adapters = ["__base__" if a == BASE else a for a in adapters]
         try:
             yield

@@ -87,3 +87,18 @@ def test_a_missing_adapter_is_refused_not_bypassed(engine):
             engine.generate(GenerationRequest([user(*MODALITIES["audio"]())], SamplingParams(max_new_tokens=2)))
     finally:
         engine.router.adapters = saved
+
+
+def test_a_run_of_mixed_batch_steps_sets_the_adapter_state_once(engine):
+    calls = []
+    engine.model.enable_adapters = lambda enable=calls.append: enable(1)
+    try:
+        for _ in range(3):
+            with engine.router.mixed(["vision", "speech", "base"]):
+                pass
+        assert len(calls) == 1
+        engine.router.activate("speech")  # a single request after the mixed run sets its own adapter
+        assert len(calls) == 2 and engine.router.active == "speech"
+    finally:
+        del engine.model.enable_adapters
+        engine.router.active = None  # PEFT's real state was not touched: make the next activate set it
