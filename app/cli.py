@@ -101,7 +101,8 @@ def _settings(args):
     from app.settings import Settings
 
     names = ("model", "revision", "device", "dtype", "attention", "quantize", "host", "port", "api_key", "backend",
-             "base_url", "remote_api_key", "max_batch", "decode", "max_inflight", "queue_size", "max_crops", "video_frames")
+             "base_url", "remote_api_key", "max_batch", "decode", "max_inflight", "queue_size", "max_crops",
+             "video_frames")
     return Settings.from_env(**{n: getattr(args, n, None) for n in names})
 
 

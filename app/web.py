@@ -8,7 +8,7 @@ import threading
 from dataclasses import dataclass
 from typing import Iterator
 
-from app.service import ConversationService, Reply, collect
+from app.service import ConversationService, Reply
 from app.settings import Settings
 from engine.audio import load_audio
 from engine.errors import MediaError, Phi4mmError

@@ -22,16 +22,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 import transformers  # noqa: E402
 
 from app.meeting import MeetingOptions, MeetingSummarizer, Tracker  # noqa: E402
 from app.service import ConversationService  # noqa: E402
-from bench.engine import full_size_engine  # noqa: E402
+from bench.engine import open_bench_engine  # noqa: E402
 from engine.audio import to_mono_16k  # noqa: E402
 from engine.engine import Engine  # noqa: E402
 from engine.limits import SAMPLE_RATE  # noqa: E402
-from engine.loading import LoadOptions  # noqa: E402
 from tests.inputs import MEETING_SENTENCES, speak  # noqa: E402
 
 
@@ -65,19 +63,11 @@ def main() -> None:
     args = parser.parse_args()
     transformers.logging.set_verbosity_error()
     warnings.filterwarnings("ignore")
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     with tempfile.TemporaryDirectory() as tmp:
-        from engine.tiny_checkpoint import write_tiny_checkpoint
-
-        tiny = write_tiny_checkpoint(Path(tmp) / "tiny")
-        engine = (full_size_engine(tiny, device, args.layers) if args.full_size
-                  else Engine.load(LoadOptions(model=str(tiny), device=device.type)))
-        mode = engine.set_decode(args.decode)
+        engine, described, _ = open_bench_engine(Path(tmp), args.full_size, args.layers, args.decode)
         clips = speech_set(args.utterances, Path(tmp))
         audio_s = sum(len(c) for c in clips) / SAMPLE_RATE
-        print(f"# bench/asr.py  {time.strftime('%Y-%m-%d')}  device: {name}  "
-              f"{'full-size random weights' if args.full_size else 'tiny checkpoint'}, decode {mode}, "
+        print(f"# bench/asr.py  {time.strftime('%Y-%m-%d')}  device: {described}, "
               f"{len(clips)} espeak-ng utterances, {audio_s:.1f} s of audio")
         transcribe_all(engine, clips[:2])  # warm-up (and compiling, in compiled mode)
         print(f"{'path':<16} {'wall_s':>8} {'tokens':>7} {'RTFx':>8}")

@@ -21,12 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
 import transformers  # noqa: E402
 
-from bench.engine import full_size_engine  # noqa: E402
+from bench.engine import open_bench_engine  # noqa: E402
 from engine.engine import Engine  # noqa: E402
-from engine.loading import LoadOptions  # noqa: E402
 from engine.request import GenerationRequest, Message, SamplingParams  # noqa: E402
 from tests.inputs import MODALITIES  # noqa: E402
 
@@ -63,17 +61,9 @@ def main() -> None:
     args = parser.parse_args()
     transformers.logging.set_verbosity_error()
     warnings.filterwarnings("ignore")
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     with tempfile.TemporaryDirectory() as tmp:
-        from engine.tiny_checkpoint import write_tiny_checkpoint
-
-        tiny = write_tiny_checkpoint(Path(tmp) / "tiny")
-        engine = (full_size_engine(tiny, device, args.layers) if args.full_size
-                  else Engine.load(LoadOptions(model=str(tiny), device=device.type)))
-        mode = engine.set_decode(args.decode)
-        print(f"# bench/concurrency.py  {time.strftime('%Y-%m-%d')}  device: {name}  "
-              f"{'full-size random weights' if args.full_size else 'tiny checkpoint'}, decode {mode}, "
+        engine, described, _ = open_bench_engine(Path(tmp), args.full_size, args.layers, args.decode)
+        print(f"# bench/concurrency.py  {time.strftime('%Y-%m-%d')}  device: {described}, "
               f"{args.max_new_tokens} new tokens")
         aggregate_tokens_per_s(engine, len(MODALITIES), 4)  # warm-up (and compiling): every modality once
         print(f"{'streams':>7} {'one_at_a_time_tps':>18} {'batched_tps':>12} {'ratio':>6} {'vs_1_stream':>11}")

@@ -147,6 +147,20 @@ def full_size_engine(tiny_dir: Path, device: torch.device, layers: int | None) -
     return Engine(model, processor, device)
 
 
+def open_bench_engine(folder: Path, full_size: bool, layers: int | None, decode: str) -> tuple[Engine, str, str]:
+    """(engine, device description, decode mode) for the other benchmarks: the tiny checkpoint
+    written into `folder`, or the full-size architecture fed by its processor."""
+    from engine.tiny_checkpoint import write_tiny_checkpoint
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    tiny = write_tiny_checkpoint(folder / "tiny")
+    engine = (full_size_engine(tiny, device, layers) if full_size
+              else Engine.load(LoadOptions(model=str(tiny), device=device.type)))
+    mode = engine.set_decode(decode)
+    return engine, f"{name}  {'full-size random weights' if full_size else 'tiny checkpoint'}, decode {mode}", mode
+
+
 def prompt_of_tokens(engine: Engine, target: int) -> str:
     """Natural text whose rendered prompt (with the chat template's control tokens) is `target` tokens."""
     words = "the quick brown fox jumps over the lazy dog and describes the meeting " * (target // 4)

@@ -195,7 +195,8 @@ class DecodeBatcher:
         row = self.rows[0]
         layers = [(layer.keys, layer.values) for layer in self._cache.layers]
         self._reset()
-        self._solo, self.rows = StaticRun.resume(self.engine.static, row.prepared.adapter, row.ids, row.sampler, layers), [row]
+        self._solo = StaticRun.resume(self.engine.static, row.prepared.adapter, row.ids, row.sampler, layers)
+        self.rows = [row]
 
     def _drop_finished(self) -> None:
         keep = [i for i, row in enumerate(self.rows) if not (row.done.is_set() or row.request.cancel.is_set())]

@@ -55,7 +55,9 @@ class StaticDecoder:
         self.cuda_graphs = compiled and engine.device.type == "cuda"
         # Compiling the (bucketed) prefill pays on a GPU (fused kernels, fewer launches); on a CPU
         # it measured slower than an eager one (bench/RESULTS.md), so there it is opt-in.
-        self.compile_prefill = compiled and (engine.device.type == "cuda" if compile_prefill is None else compile_prefill)
+        if compile_prefill is None:
+            compile_prefill = engine.device.type == "cuda"
+        self.compile_prefill = compiled and compile_prefill
         self._prefill_fn, self._decode_fn = self._prefill, self._decode
         if compiled:
             # long-RoPE builds its long-factor frequencies on first use, which a graph with a
@@ -76,15 +78,15 @@ class StaticDecoder:
         """Compiles every graph now, one per adapter, so no request waits for it and nothing
         compiles while other threads are busy with requests (tracing is not safe to overlap
         with them: it crashed the process in bench/asr.py)."""
-        config = self.model.config
+        config, engine = self.model.config, self.engine
         for adapter in adapters:
             self.engine.router.activate(adapter)
             with torch.inference_mode():
                 if self.compile_prefill:
                     self._set_length(0)
-                    embeds = torch.zeros(1, BUCKET, config.hidden_size, dtype=self.engine.dtype, device=self.engine.device)
+                    embeds = torch.zeros(1, BUCKET, config.hidden_size, dtype=engine.dtype, device=engine.device)
                     torch._dynamo.mark_dynamic(embeds, 1)
-                    self._run("prefill", embeds, torch.tensor([BUCKET - 1], device=self.engine.device))
+                    self._run("prefill", embeds, torch.tensor([BUCKET - 1], device=engine.device))
                 self._set_length(BUCKET)
                 token = torch.zeros(1, 1, dtype=torch.long, device=self.engine.device)
                 for _ in range(3):  # CUDA graphs record on the second or third call

@@ -4,7 +4,6 @@ and a cancel from another thread stops within one decode step and frees the slot
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 
-import pytest
 import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoProcessor
