@@ -26,6 +26,7 @@ from engine.limits import SAMPLE_RATE, MediaLimits
 from engine.model_config import CHAT_TEMPLATE, END_TOKENS, SPECIAL_TOKENS
 from engine.request import AudioPart, Chunk, GenerationRequest, ImagePart, Message, Metrics, TextPart, VideoPart
 from engine.router import BASE, LoraRouter, choose_adapter
+from engine.static_decode import StaticDecoder, StaticRun, resolve_mode
 from engine.text_stream import IncrementalDetokenizer, StopMatcher
 
 
@@ -109,8 +110,6 @@ class Engine:
         """Chooses the decode path (engine/static_decode.py) -> the resolved mode. The static
         cache holds `static_tokens`, at most up to the long-RoPE switch. `compile_prefill`
         (default: on CUDA) compiles the prefill too in compiled mode."""
-        from engine.static_decode import StaticDecoder, resolve_mode
-
         mode = resolve_mode(mode, self.model, self.device)
         capacity = min(static_tokens, self.longrope_switch_at or static_tokens, self.context_window)
         self.static = StaticDecoder(self, capacity, mode == "compiled", compile_prefill) if mode != "dynamic" else None
@@ -237,8 +236,6 @@ class Engine:
     def _solo_tokens(self, request: GenerationRequest, prepared: PreparedPrompt) -> Iterator[int]:
         """Token ids of one request decoded alone, until cancelled or the consumer stops asking."""
         if self.static_fits(prepared):
-            from engine.static_decode import StaticRun
-
             with torch.inference_mode():
                 run = StaticRun.start(self.static, prepared, self.sampler(request))
             while not request.cancel.is_set():

@@ -3,7 +3,6 @@ with our typed error; 60 s of audio costs the processor's 750 tokens; fast featu
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import soundfile as sf
