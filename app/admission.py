@@ -8,7 +8,7 @@ import math
 import threading
 import time
 
-from engine.errors import Overloaded
+from engine.errors import Overloaded, ShuttingDown
 
 
 class Admission:
@@ -18,6 +18,7 @@ class Admission:
         self.admitted = 0  # requests running or waiting
         self._lock = threading.Lock()
         self._mean_seconds = 1.0  # moving average of how long an admitted request takes
+        self.closed = False  # the server is stopping: nothing new is admitted
 
     @property
     def running(self) -> int:
@@ -27,8 +28,13 @@ class Admission:
     def queued(self) -> int:
         return max(0, self.admitted - self.max_inflight)
 
+    def close(self) -> None:
+        self.closed = True
+
     def enter(self) -> "Ticket":
         with self._lock:
+            if self.closed:
+                raise ShuttingDown()
             if self.admitted >= self.capacity:
                 # the queue drains max_inflight requests per mean request time
                 wait = self._mean_seconds * (self.queued + 1) / self.max_inflight

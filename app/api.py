@@ -6,9 +6,13 @@ conversation service (so the safety mitigations and the output guard apply).
     GET  /v1/models
 
 Errors use OpenAI's body {"error": {"message", "type", "param", "code"}}: 400/422 bad input, 401
-bad key, 413 too large, 429 + Retry-After when every slot and queue place is taken, 503 when a
-remote engine cannot be reached. Media URLs are never fetched (no server-side request forgery):
-send a data: URI.
+bad key and 413 too large (both from the headers, in app/gate.py), 429 + Retry-After when every
+slot and queue place is taken, 500 when generating failed, 503 when a remote engine cannot be
+reached or the server is stopping. Media URLs are never fetched (no server-side request
+forgery): send a data: URI.
+
+A request is admitted before its media is decoded, so the slots bound that memory too, and a
+client that goes away (streaming or not) cancels its generation and frees its slot at once.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import time
 import uuid
 from typing import Any, Iterator
 
+import anyio
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
@@ -31,7 +36,7 @@ from app.metrics import ServerMetrics
 from app.service import ConversationService
 from app.settings import Settings
 from engine.audio import checked
-from engine.errors import InvalidRequest, ModelUnavailable, Overloaded, Phi4mmError
+from engine.errors import GenerationFailed, InvalidRequest, ModelUnavailable, Overloaded, Phi4mmError
 from engine.limits import SAMPLE_RATE
 from engine.media import parse_part
 from engine.media_files import read_bytes
@@ -39,6 +44,8 @@ from engine.request import Message, SamplingParams
 from engine.router import choose_adapter
 
 ADAPTER_HEADER = "X-Phi4mm-Adapter"
+# The API's routes by their label in /metrics (app/gate.py counts what it refuses under these too).
+ENDPOINTS = {"/v1/models": "models", "/v1/chat/completions": "chat", "/v1/audio/transcriptions": "transcriptions"}
 
 
 def error(status: int, message: str, param: str | None = None, code: str | None = None,
@@ -59,7 +66,8 @@ def error_for(err: Phi4mmError, headers: dict | None = None, param: str | None =
         return error(503, str(err), kind="server_error", code="engine_unavailable", headers=headers)
     if isinstance(err, InvalidRequest):
         return error(400, str(err), param=param or err.param, headers=headers)
-    return error(500, str(err), kind="server_error", headers=headers)
+    code = "generation_failed" if isinstance(err, GenerationFailed) else None
+    return error(500, str(err), kind="server_error", code=code, headers=headers)
 
 
 def _data_uri(url: str, param: str) -> bytes:
@@ -104,10 +112,15 @@ def parse_messages(raw: Any, settings: Settings) -> list[Message]:
     return messages
 
 
+def first_given(body: dict, *names: str, default: Any = None) -> Any:
+    """The first of `names` the body sets (0 counts as set: it is refused, not replaced)."""
+    return next((body[n] for n in names if body.get(n) is not None), default)
+
+
 def sampling(body: dict, settings: Settings) -> SamplingParams:
     stop = body.get("stop") or ()
     return SamplingParams(
-        max_new_tokens=body.get("max_completion_tokens") or body.get("max_tokens") or settings.max_new_tokens,
+        max_new_tokens=first_given(body, "max_completion_tokens", "max_tokens", default=settings.max_new_tokens),
         temperature=body.get("temperature", 0.0) if body.get("temperature") is not None else 0.0,
         top_p=body.get("top_p", 1.0) if body.get("top_p") is not None else 1.0,
         top_k=body.get("top_k", 0) or 0,
@@ -126,32 +139,24 @@ def build_router(service: ConversationService, settings: Settings, admission: Ad
         metrics.requests.labels(endpoint, str(response.status_code)).inc()
         return response
 
-    def unauthorised(request: Request) -> JSONResponse | None:
-        if settings.api_key and request.headers.get("authorization") != f"Bearer {settings.api_key}":
-            return error(401, "Missing or wrong API key: send `Authorization: Bearer <key>`.",
-                         kind="authentication_error", code="invalid_api_key")
-        return None
-
     def too_large(what: str) -> JSONResponse:
         return error(413, f"The {what} is over {settings.max_upload_mb} MB.", code="request_too_large")
 
     @router.get("/models")
     def models(request: Request):
-        return answered("models", unauthorised(request) or JSONResponse(
+        return answered("models", JSONResponse(
             {"object": "list", "data": [{"id": settings.model, "object": "model", "created": 0, "owned_by": "phi4mm"}]}))
 
     @router.post("/audio/transcriptions")
-    def transcriptions(request: Request, file: UploadFile = File(...), model: str = Form("phi4mm"),
-                       response_format: str = Form("json"), language: str | None = Form(None)):
+    async def transcriptions(request: Request, file: UploadFile = File(...), model: str = Form("phi4mm"),
+                             response_format: str = Form("json"), language: str | None = Form(None)):
         """Whisper-API compatible: the transcript of ~30 s segments cut at quiet points."""
-        return answered("transcriptions", _transcribe(request, file, response_format))
+        return answered("transcriptions", await _transcribe(request, file, response_format))
 
-    def _transcribe(request: Request, file: UploadFile, response_format: str):
+    async def _transcribe(request: Request, file: UploadFile, response_format: str):
         from app.meeting import MeetingOptions, MeetingResult, MeetingSummarizer, Tracker
         from engine.audio_stream import decode_to_16k
 
-        if denied := unauthorised(request):
-            return denied
         if response_format not in ("json", "text", "srt", "verbose_json"):
             return error(400, "response_format must be json, text, srt or verbose_json.", param="response_format")
         limits = settings.media_limits()
@@ -159,13 +164,18 @@ def build_router(service: ConversationService, settings: Settings, admission: Ad
         if len(data) > max_body:
             return too_large("file")
         headers = {ADAPTER_HEADER: "speech"}
-        try:
+
+        def run(cancel: threading.Event):
             samples = checked(decode_to_16k(io.BytesIO(read_bytes(data, limits, "audio")), limits.max_task_audio_seconds),
                               limits.max_task_audio_seconds)
-            ticket = admission.enter()
+            segments, notes = MeetingSummarizer(service).transcribe(
+                samples, MeetingOptions(), Tracker(1, lambda *_: None), cancel)
+            return samples, segments, notes
+
+        try:
+            ticket = admission.enter()  # before decoding: the slots bound the decoded audio's memory too
             try:
-                segments, notes = MeetingSummarizer(service).transcribe(
-                    samples, MeetingOptions(), Tracker(1, lambda *_: None), threading.Event())
+                samples, segments, notes = await until_disconnect(request, run)
             finally:
                 ticket.release()
         except Phi4mmError as err:
@@ -187,8 +197,6 @@ def build_router(service: ConversationService, settings: Settings, admission: Ad
         return answered("chat", await _chat(request))
 
     async def _chat(request: Request):
-        if denied := unauthorised(request):
-            return denied
         if int(request.headers.get("content-length") or 0) > max_body:
             return too_large("request body")
         raw = await request.body()
@@ -196,24 +204,32 @@ def build_router(service: ConversationService, settings: Settings, admission: Ad
             return too_large("request body")
         try:
             body = json.loads(raw)
-            assert isinstance(body, dict)
-        except (ValueError, AssertionError):
+        except (ValueError, RecursionError):
+            body = None
+        if not isinstance(body, dict):
             return error(422, "The body must be a JSON object.")
-        try:  # decoding media is CPU work: off the event loop
-            messages = await run_in_threadpool(parse_messages, body.get("messages"), settings)
+        try:
             params = sampling(body, settings)
             params.validate()
-            ticket = admission.enter()
+            ticket = admission.enter()  # before decoding: the slots bound the decoded media's memory too
         except Phi4mmError as err:
+            return error_for(err)
+        try:  # decoding media is CPU work: off the event loop
+            messages = await run_in_threadpool(parse_messages, body.get("messages"), settings)
+        except Phi4mmError as err:
+            ticket.release()
             return error_for(err)
         adapter = choose_adapter(messages)
         completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         headers = {ADAPTER_HEADER: adapter}
         if body.get("stream"):
-            events = _sse(service, messages, params, completion_id, created, settings.model)
-            return StreamingResponse(_until_disconnect(events, ticket), media_type="text/event-stream", headers=headers)
+            cancel = threading.Event()
+            events = _sse(service, messages, params, completion_id, created, settings.model, cancel)
+            return StreamingResponse(_until_disconnect(events, ticket, cancel), media_type="text/event-stream",
+                                     headers=headers)
         try:
-            text, final = await run_in_threadpool(service.answer, messages, params)
+            text, final = await until_disconnect(
+                request, lambda cancel: service.answer(messages, params, cancel=cancel))
         except Phi4mmError as err:
             return error_for(err, headers)
         finally:
@@ -231,20 +247,60 @@ def build_router(service: ConversationService, settings: Settings, admission: Ad
     return router
 
 
-async def _until_disconnect(events: Iterator[str], ticket):
+async def until_disconnect(request: Request, work):
+    """Runs `work(cancel)` in a worker thread; if the client goes away before it is done, `cancel`
+    is set, so a non-streaming request stops generating for nobody."""
+    cancel = threading.Event()
+
+    async def watch():
+        while not await request.is_disconnected():
+            await anyio.sleep(0.25)
+        cancel.set()
+
+    def attempt():  # errors come back as values: raised inside the task group they would arrive wrapped
+        try:
+            return work(cancel), None
+        except Exception as err:  # noqa: BLE001 - re-raised below
+            return None, err
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(watch)
+        try:
+            value, err = await run_in_threadpool(attempt)
+        finally:
+            tasks.cancel_scope.cancel()
+    if err is not None:
+        raise err
+    return value
+
+
+async def _until_disconnect(events: Iterator[str], ticket, cancel: threading.Event):
     """Runs the blocking event stream off the event loop. When the client goes away, Starlette
-    stops iterating this; closing the stream here cancels generation (freeing the engine) at
-    once, instead of whenever the abandoned generator is garbage-collected."""
-    done = object()
+    cancels this mid-await. Nothing in `finally` may await then (an await in a cancelled scope is
+    cancelled again, so the slot would never be given back): it sets `cancel`, which ends the
+    generation at its next step, gives the slot back at once, and closes the stream in a thread
+    once the step that is still running returns."""
+    done, turn = object(), threading.Lock()
+
+    def step():
+        with turn:
+            return next(events, done)
+
+    def close():
+        with turn:
+            events.close()
+
     try:
-        while (event := await run_in_threadpool(next, events, done)) is not done:
+        while (event := await anyio.to_thread.run_sync(step, abandon_on_cancel=True)) is not done:
             yield event
     finally:
-        await run_in_threadpool(events.close)
+        cancel.set()
         ticket.release()
+        threading.Thread(target=close, name="close-stream", daemon=True).start()
 
 
-def _sse(service, messages, params, completion_id: str, created: int, model: str) -> Iterator[str]:
+def _sse(service, messages, params, completion_id: str, created: int, model: str,
+         cancel: threading.Event) -> Iterator[str]:
     def event(delta: dict, finish: str | None = None, usage: dict | None = None) -> str:
         chunk = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
                  "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
@@ -254,13 +310,15 @@ def _sse(service, messages, params, completion_id: str, created: int, model: str
 
     yield event({"role": "assistant", "content": ""})
     try:
-        for reply in service.chat(messages, params):
+        for reply in service.chat(messages, params, cancel=cancel):
             usage = None
             if reply.metrics:
                 usage = {"prompt_tokens": reply.metrics.prompt_tokens, "completion_tokens": reply.metrics.completion_tokens,
                          "total_tokens": reply.metrics.prompt_tokens + reply.metrics.completion_tokens}
             # a guard refusal cannot retract streamed text: it arrives as the last delta, finish_reason content_filter
             yield event({"content": reply.text} if reply.text else {}, reply.finish_reason, usage)
-    except Phi4mmError as err:  # after streaming started: an error event, and the server keeps serving
-        yield f"data: {json.dumps({'error': {'message': str(err), 'type': 'invalid_request_error', 'param': None, 'code': None}})}\n\n"
+    except Exception as err:  # after streaming started: an error event, and the server keeps serving
+        kind = "invalid_request_error" if isinstance(err, InvalidRequest) else "server_error"
+        message = str(err) if isinstance(err, Phi4mmError) else "Generating this answer failed on the server."
+        yield f"data: {json.dumps({'error': {'message': message, 'type': kind, 'param': None, 'code': None}})}\n\n"
     yield "data: [DONE]\n\n"

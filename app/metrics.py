@@ -36,6 +36,11 @@ class ServerMetrics:
         Gauge("phi4mm_requests_in_flight", "API requests generating now",
               registry=registry).set_function(lambda: admission.running)
 
+    def refused(self, endpoint: str | None, status: int) -> None:
+        """A request the front door (app/gate.py) refused before any route saw it."""
+        if endpoint is not None:
+            self.requests.labels(endpoint, str(status)).inc()
+
     def record_reply(self, reply) -> None:
         """The service calls this once per generation with its last reply (UI, API and CLI alike)."""
         self.finished.labels(reply.finish_reason or "cancelled").inc()

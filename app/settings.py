@@ -39,6 +39,8 @@ class Settings:
     max_chat_audio_seconds: int = 180
     # Largest media file or upload, in MB.
     max_upload_mb: int = 200
+    # Image and audio tokens one request may carry (engine/limits.py says how the default is sized).
+    max_media_tokens: int = MediaLimits.max_media_tokens
     # Requests the local engine decodes together (continuous batching, each row with its own LoRA
     # adapter); 1 decodes one request at a time.
     max_batch: int = 16
@@ -63,8 +65,11 @@ class Settings:
     # Address and port `phi4mm serve` listens on; loopback unless the operator opens it up.
     host: str = "127.0.0.1"
     port: int = 7860
-    # When set, the HTTP API requires `Authorization: Bearer <key>`.
+    # When set, every route but /health requires it: `Authorization: Bearer <key>` for the API and
+    # gradio_client, a sign-in page (/login, then a cookie) for the browser app.
     api_key: str | None = None
+    # Serve /metrics without the key (for a scraper on a trusted network).
+    metrics_public: bool = False
     # Engine backend: local (this process hosts the model) or openai (a remote compatible server).
     backend: str = "local"
     # The remote server's base URL for the openai backend, e.g. http://gpu-box:8000/v1.
@@ -79,7 +84,12 @@ class Settings:
         for f in fields(cls):
             raw = os.environ.get(f"PHI4MM_{f.name.upper()}")
             if raw is not None:
-                values[f.name] = int(raw) if f.type in ("int", "int | None") else raw
+                if f.type in ("int", "int | None"):
+                    values[f.name] = int(raw)
+                elif f.type == "bool":
+                    values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
+                else:
+                    values[f.name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -92,6 +102,7 @@ class Settings:
             max_crops=self.max_crops,
             video_frames=self.video_frames,
             max_chat_audio_seconds=self.max_chat_audio_seconds,
+            max_media_tokens=self.max_media_tokens,
         )
 
     def mitigation_policy(self) -> MitigationPolicy:

@@ -4,6 +4,7 @@ history) in, the conversation service's replies out. `ui/` stays pure Gradio cod
 from __future__ import annotations
 
 import mimetypes
+import os
 import threading
 from dataclasses import dataclass
 from typing import Iterator
@@ -44,10 +45,13 @@ def metrics_footer(reply: Reply) -> str:
 
 
 class WebApp:
-    def __init__(self, service: ConversationService, settings: Settings):
+    def __init__(self, service: ConversationService, settings: Settings, upload_dirs: list[str]):
         self.service = service
         self.settings = settings
         self.limits = settings.media_limits()
+        # Every file an event hands us must lie in one of these (Gradio's upload cache): a path the
+        # client names is never read otherwise, whatever Gradio itself lets through.
+        self.upload_dirs = [os.path.realpath(d) for d in upload_dirs]
         self._meeting_cancels: dict[str, threading.Event] = {}  # browser session -> its running meeting
 
     def stop_meeting(self, session: str) -> None:
@@ -58,7 +62,15 @@ class WebApp:
 
     # -- inputs ------------------------------------------------------------------------------
 
+    def uploaded(self, path: str) -> str:
+        """`path` if a user uploaded it here; otherwise refused, before anything opens it."""
+        real = os.path.realpath(path)
+        if not any(os.path.commonpath([real, d]) == d for d in self.upload_dirs):
+            raise MediaError("That file was not uploaded to this server; attach it again.")
+        return real
+
     def file_part(self, path: str, video_frames: int | None = None):
+        path = self.uploaded(path)
         kind = (mimetypes.guess_type(path)[0] or "").split("/")[0]
         if kind == "image":
             return ImagePart(load_image(path, self.limits))
@@ -128,16 +140,16 @@ class WebApp:
 
     def photo_by_voice(self, image_path: str | None, audio_path: str | None, question: str,
                        options: ChatOptions) -> Iterator[str]:
-        parts = [ImagePart(load_image(image_path, self.limits))] if image_path else []
+        parts = [ImagePart(load_image(self.uploaded(image_path), self.limits))] if image_path else []
         if audio_path:
-            parts.append(load_audio(audio_path, self.limits))
+            parts.append(load_audio(self.uploaded(audio_path), self.limits))
         if question.strip():
             parts.append(TextPart(question.strip()))
         yield from self.stream_answer([Message("user", parts)], options)
 
     def speech(self, audio_path: str, language: str | None, cot: bool) -> Iterator[tuple[str, str]]:
         """(transcript, translation) so far. Plain translation fills only the second."""
-        audio = load_audio(audio_path, self.limits, max_seconds=self.limits.max_task_audio_seconds)
+        audio = load_audio(self.uploaded(audio_path), self.limits, max_seconds=self.limits.max_task_audio_seconds)
         answer = ""
         for reply in self.service.transcribe(audio, translate_to=language, cot=cot):
             answer = reply.text if reply.replace else answer + reply.text
@@ -154,7 +166,7 @@ class WebApp:
         from engine.audio_stream import load_long_audio
 
         progress(0.0, "Reading the recording")
-        samples = load_long_audio(audio_path, self.limits, self.limits.max_meeting_seconds)
+        samples = load_long_audio(self.uploaded(audio_path), self.limits, self.limits.max_meeting_seconds)
         options = MeetingOptions(instruction or None, fmt, length or None, unit)
 
         def report(fraction, stage, left):

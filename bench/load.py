@@ -37,8 +37,9 @@ AUDIO = {"type": "input_audio", "input_audio": {"data": base64.b64encode((EXAMPL
 CONTENTS = ["Write a short poem about the sea.", [IMAGE, {"type": "text", "text": "Describe this photo."}], [AUDIO]]
 
 
-def resident_mb(url: str) -> float:
-    text = httpx.get(url + "/metrics", timeout=10).text
+def resident_mb(url: str, api_key: str | None = None) -> float:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}  # /metrics is behind the key
+    text = httpx.get(url + "/metrics", headers=headers, timeout=10).text
     line = next(line for line in text.splitlines() if line.startswith("process_resident_memory_bytes"))
     return float(line.split()[1]) / 2**20
 
@@ -110,12 +111,12 @@ def burst(url: str, key: str, clients: int, seconds: float, max_tokens: int) -> 
 
 
 def run(url: str, key: str, clients: int, seconds: float, max_tokens: int, warmup: float) -> None:
-    idle_mb = resident_mb(url)
+    idle_mb = resident_mb(url, key)
     if warmup:  # the same load, unmeasured: first-use allocations (kernels, thread stacks, caches)
         burst(url, key, clients, warmup, max_tokens)
-    start_mb = resident_mb(url)
+    start_mb = resident_mb(url, key)
     tally, elapsed = burst(url, key, clients, seconds, max_tokens)
-    end_mb = resident_mb(url)
+    end_mb = resident_mb(url, key)
     o = tally.outcomes
     print(f"clients={clients} seconds={seconds:g} (ran {elapsed:.1f}) max_tokens={max_tokens}")
     print(f"completed={o['completed']} 429={o['429']} failed={o['failed']} "

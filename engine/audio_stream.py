@@ -82,9 +82,13 @@ def _soundfile_blocks(source, max_seconds: float):
     check_length(seconds, max_seconds)
 
     def blocks():
+        # Not `sf.blocks`: on a file shorter than its header says, it yields its whole reused
+        # np.empty buffer for the last block, so leftover memory (another request's audio, or
+        # garbage up to 1e28 and NaN) reached the model. `read` returns only the frames it read.
         try:
-            for block in sf.blocks(source, blocksize=info.samplerate * 10, dtype="float32", always_2d=True):
-                yield info.samplerate, block.mean(axis=1)
+            with sf.SoundFile(source) as f:
+                while len(block := f.read(info.samplerate * 10, dtype="float32", always_2d=True)):
+                    yield info.samplerate, block.mean(axis=1)
         except Exception as err:  # truncated or corrupt after a valid header
             raise MediaError(f"The audio file is corrupt or truncated ({type(err).__name__}).") from None
 

@@ -12,6 +12,12 @@ moves into the static one when the batch shrinks to it, and back out when anothe
 
 Requests whose prompt plus answer would cross the long-RoPE switch (4,096 tokens) are decoded
 alone (`DecodeBatcher.accepts`): that switch changes the rotary frequencies for the whole batch.
+They still go through this loop, one step each per round, interleaved with the batch: no
+request holds the model between two of its tokens, so none waits on another's reader.
+
+One request's failure fails it alone: a failing prefill ends that request; a failing batched
+step is retried row by row, and only a row that fails on its own gets the error (an
+out-of-memory also gives the allocator's cache back). The others go on token-identical.
 """
 
 from __future__ import annotations
@@ -26,20 +32,22 @@ from typing import Iterator
 import torch
 from transformers import DynamicCache
 
+from engine.errors import ShuttingDown, release_memory
 from engine.request import GenerationRequest
 from engine.static_decode import StaticRun
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(eq=False)  # rows are compared by identity (their fields hold tensors)
 class Row:
     request: GenerationRequest
     prepared: object  # engine.PreparedPrompt
     sampler: tuple  # (processors, generator, greedy)
     ids: torch.Tensor  # (1, n) prompt + generated, for the logits processors
-    out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)  # token ids; None = stopped
+    out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)  # token ids; None = stopped; or an error
     done: threading.Event = field(default_factory=threading.Event)  # no more tokens are wanted
+    cache: DynamicCache | None = None  # a long row's own cache (batch rows share the batcher's)
 
 
 class DecodeBatcher:
@@ -51,6 +59,7 @@ class DecodeBatcher:
         self._thread: threading.Thread | None = None
         # the running batch: rows, their shared cache, which cache positions are real, each row's length
         self.rows: list[Row] = []
+        self.long: list[Row] = []  # rows past the long-RoPE switch: one step each per round, alone
         self._cache: DynamicCache | None = None
         self._mask: torch.Tensor | None = None  # (B, L) 1 = a real token, 0 = left padding
         self._lengths: torch.Tensor | None = None  # (B,) real tokens cached per row
@@ -67,6 +76,8 @@ class DecodeBatcher:
     def submit(self, request: GenerationRequest, prepared) -> Iterator[int]:
         row = Row(request, prepared, self.engine.sampler(request), prepared.inputs["input_ids"])
         with self._wake:
+            if self._closing:
+                raise ShuttingDown()
             self._pending.append(row)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="decode-batcher", daemon=True)
@@ -75,13 +86,13 @@ class DecodeBatcher:
             self._wake.notify()
         return self._tokens(row)
 
-    def close(self) -> None:
-        """Stops the loop between two steps (pending and running requests end as cancelled)."""
+    def close(self, wait: bool = True) -> None:
+        """Stops the loop between two steps; pending and running requests end with ShuttingDown."""
         with self._wake:
             self._closing = True
             self._wake.notify()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        if wait and self._thread is not None:
+            self._thread.join(timeout=5)
 
     @staticmethod
     def _tokens(row: Row) -> Iterator[int]:
@@ -98,27 +109,61 @@ class DecodeBatcher:
     def _loop(self) -> None:
         while True:
             with self._wake:
-                while not self._pending and not self.rows and not self._closing:
+                while not self._pending and not self.rows and not self.long and not self._closing:
                     self._wake.wait()
                 if self._closing:
-                    for row in self.rows + self._pending:
-                        row.out.put(None)
+                    for row in self.rows + self.long + self._pending:
+                        row.out.put(ShuttingDown())
+                    self._reset()
+                    self.long, self._pending = [], []
                     return
-                room = self.max_batch - len(self.rows)
+                room = self.max_batch - len(self.rows) - len(self.long)
                 joining, self._pending = self._pending[:room], self._pending[room:]
             try:
-                with self.engine._slot, torch.inference_mode():
-                    for row in joining:
-                        self._prefill(row, alone=len(joining) == 1)
-                    self._drop_finished()
-                    if self.rows:
-                        self._decode_step()
-                        self._drop_finished()
-            except Exception as err:  # noqa: BLE001 - one failed step must not end the loop
-                log.exception("batched decode step failed")
-                for row in self.rows + [r for r in joining if r not in self.rows]:
+                with torch.inference_mode():
+                    self._round(joining)
+            except Exception as err:  # noqa: BLE001 - a fault outside any one row's forward pass
+                log.exception("decode loop step failed")
+                for row in set(self.rows + self.long + joining):
                     row.out.put(err)
                 self._reset()
+                self.long = []
+
+    def _round(self, joining: list[Row]) -> None:
+        """Joiners are prefilled, then one decode step for the batch and one for each long row."""
+        for row in joining:
+            if not self.accepts(row.prepared):
+                self.long.append(row)  # prefilled by its first step
+            else:
+                self._alone(row, self._prefill, row, len(joining) == 1)
+        self._drop_finished()
+        if self.rows:
+            self._decode_step()
+            self._drop_finished()
+        for row in list(self.long):
+            self._alone(row, self._long_step, row)
+        self._drop_finished()
+
+    def _alone(self, row: Row, step, *args) -> None:
+        """Runs a forward pass that only `row` depends on; if it fails, only `row` fails."""
+        try:
+            step(*args)
+        except Exception as err:  # noqa: BLE001
+            self._fail(row, err)
+
+    def _fail(self, row: Row, err: Exception) -> None:
+        log.error("one request failed in the decode loop", exc_info=err)
+        row.out.put(err)
+        row.done.set()
+        if row in self.long:
+            self.long.remove(row)
+        row.cache = None
+        release_memory(err)
+
+    def _forward(self, adapters: list[str], **kwargs):
+        """One forward pass of the model, holding the engine's slot only for the pass itself."""
+        with self.engine._slot, self.engine.router.mixed(adapters):
+            return self.engine.model(use_cache=True, **kwargs)
 
     def _choose(self, row: Row, logits: torch.Tensor) -> None:
         token = self.engine.choose(row.ids, logits, *row.sampler)
@@ -137,30 +182,54 @@ class DecodeBatcher:
             return
         engine = self.engine
         if alone and not self.rows and engine.static_fits(row.prepared):
-            self._solo, self.rows = StaticRun.start(engine.static, row.prepared, row.sampler), [row]
+            with engine._slot:
+                solo = StaticRun.start(engine.static, row.prepared, row.sampler)
+            self._solo, self.rows = solo, [row]
             return  # its first token comes from the decode step, like every later one
+        with engine._slot, engine.router.mixed([row.prepared.adapter]):
+            logits, cache = engine._forward(row.prepared, row.ids, DynamicCache(config=engine.model.config))
         if self._solo is not None:
             self._leave_solo()
-        with engine.router.mixed([row.prepared.adapter]):
-            logits, cache = engine._forward(row.prepared, row.ids, DynamicCache(config=engine.model.config))
         self._choose(row, logits)
         self._join(row, cache)
 
+    def _long_step(self, row: Row) -> None:
+        """One step of a long row on its own cache (the engine's forward handles the long-RoPE switch)."""
+        if row.done.is_set() or row.request.cancel.is_set():
+            return
+        with self.engine._slot:
+            self.engine.router.activate(row.prepared.adapter)
+            logits, row.cache = self.engine._forward(row.prepared, row.ids, row.cache or DynamicCache(
+                config=self.engine.model.config))
+        self._choose(row, logits)
+
     def _decode_step(self) -> None:
-        engine = self.engine
         if self._solo is not None:
-            token = self._solo.advance()
+            try:
+                with self.engine._slot:
+                    token = self._solo.advance()
+            except Exception as err:  # noqa: BLE001 - the lone row fails alone
+                self._fail(self.rows[0], err)
+                self._reset()
+                return
             self.solo_steps += 1
             self.rows[0].ids = self._solo.ids
             self._emit(self.rows[0], token)
             return
         last = torch.cat([row.ids[:, -1:] for row in self.rows])
-        self._mask = torch.cat([self._mask, self._mask.new_ones(len(self.rows), 1)], dim=1)
+        mask = torch.cat([self._mask, self._mask.new_ones(len(self.rows), 1)], dim=1)
         # one row has no padding (_drop_finished trims it): the model's own positions and causal
         # mask are then exact, and building a padded mask per step costs ~15 % of a small step
-        padded = {} if len(self.rows) == 1 else {"attention_mask": self._mask, "position_ids": self._lengths[:, None]}
-        with engine.router.mixed([row.prepared.adapter for row in self.rows]):
-            out = engine.model(input_ids=last, past_key_values=self._cache, use_cache=True, **padded)
+        padded = {} if len(self.rows) == 1 else {"attention_mask": mask, "position_ids": self._lengths[:, None]}
+        try:
+            out = self._forward([row.prepared.adapter for row in self.rows], input_ids=last,
+                                past_key_values=self._cache, **padded)
+        except Exception as err:  # noqa: BLE001 - find the row that fails, if any
+            log.warning("a batched decode step failed (%s); retrying each request alone", type(err).__name__)
+            release_memory(err)
+            self._step_rows_alone()
+            return
+        self._mask = mask
         self._lengths += 1
         self.steps += 1
         self.rows_stepped += len(self.rows)
@@ -192,15 +261,45 @@ class DecodeBatcher:
         self._reset()
         self._join(row, DynamicCache(ddp_cache_data=layers, config=self.engine.model.config))
 
+    def _step_rows_alone(self) -> None:
+        """After a failed batched step: each row takes this step on its own slice of the cache
+        (the failed pass left some layers one position longer; slicing to the old width undoes
+        that). A row that fails alone gets the error; the others rejoin the batch."""
+        rows, cache, mask, width = self.rows, self._cache, self._mask, self._mask.shape[1]
+        self._reset()
+        for i, row in enumerate(rows):
+            start = int((mask[i] == 0).sum())  # left padding
+            layers = [(layer.keys[i:i + 1, :, start:width], layer.values[i:i + 1, :, start:width])
+                      for layer in cache.layers]
+            alone = DynamicCache(ddp_cache_data=layers, config=self.engine.model.config)
+            try:
+                out = self._forward([row.prepared.adapter], input_ids=row.ids[:, -1:], past_key_values=alone)
+            except Exception as err:  # noqa: BLE001
+                self._fail(row, err)
+                continue
+            self._choose(row, out.logits[:, -1, :])
+            self._join(row, alone)
+
     def _enter_solo(self) -> None:
-        """The batch is down to one row: move its cache (no padding left) into the static one."""
+        """The batch is down to one row: move its cache (no padding left) into the static one.
+        If that fails, the row simply stays a one-row batch on the dynamic path."""
         row = self.rows[0]
         layers = [(layer.keys, layer.values) for layer in self._cache.layers]
+        try:
+            with self.engine._slot:
+                solo = StaticRun.resume(self.engine.static, row.prepared.adapter, row.ids, row.sampler, layers)
+        except Exception as err:  # noqa: BLE001
+            log.warning("moving a request onto the static cache failed (%s); it stays on the dynamic path",
+                        type(err).__name__)
+            release_memory(err)
+            return
         self._reset()
-        self._solo = StaticRun.resume(self.engine.static, row.prepared.adapter, row.ids, row.sampler, layers)
-        self.rows = [row]
+        self._solo, self.rows = solo, [row]
 
     def _drop_finished(self) -> None:
+        for row in [r for r in self.long if r.done.is_set() or r.request.cancel.is_set()]:
+            row.out.put(None)
+            self.long.remove(row)
         keep = [i for i, row in enumerate(self.rows) if not (row.done.is_set() or row.request.cancel.is_set())]
         if len(keep) == len(self.rows):
             return

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -19,7 +19,8 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from engine.errors import PromptTooLong
+from engine.counters import CountsGenerations, EngineCounters
+from engine.errors import InvalidRequest, PromptTooLong, ShuttingDown, generation_failed, release_memory
 from engine.loading import LoadOptions, load_model
 from engine.audio_features import install_fast_features
 from engine.limits import SAMPLE_RATE, MediaLimits
@@ -28,6 +29,8 @@ from engine.request import AudioPart, Chunk, GenerationRequest, ImagePart, Messa
 from engine.router import BASE, LoraRouter, choose_adapter
 from engine.static_decode import StaticDecoder, StaticRun, resolve_mode
 from engine.text_stream import IncrementalDetokenizer, StopMatcher
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -70,7 +73,7 @@ def to_chat(messages: list[Message]) -> tuple[list[dict], list, list]:
     return chat, images, audios
 
 
-class Engine:
+class Engine(CountsGenerations):
     def __init__(self, model, processor, device: torch.device, context_window: int | None = None,
                  limits: MediaLimits = MediaLimits()):
         self.model = model
@@ -94,11 +97,15 @@ class Engine:
         self.longrope_switch_at = (
             config.original_max_position_embeddings if rope.get("rope_type") == "longrope" else None
         )
-        self._slot = threading.Lock()  # one forward pass (solo: one whole generation) at a time
+        # One forward pass at a time, never held across a yield: a slow reader must not hold up
+        # anyone else's tokens.
+        self._slot = threading.Lock()
+        # The static cache serves one request at a time; a second one meanwhile decodes dynamically.
+        self._static_owner = threading.Lock()
         self.batcher = None  # a DecodeBatcher once enable_batching is called
         self.static = None  # a StaticDecoder once set_decode picks the static or compiled path
-        self.finished: Counter[str] = Counter()  # finish reasons so far (stop, length, cancelled)
-        self.tokens_generated = 0  # all tokens this engine has produced
+        self.counters = EngineCounters()  # finish reasons and tokens generated, for /health and /metrics
+        self.closing = False  # set by close(): new requests are refused, open ones end
 
     def enable_batching(self, max_batch: int) -> None:
         """Decode up to `max_batch` concurrent requests together (1: one at a time)."""
@@ -116,6 +123,13 @@ class Engine:
         if mode == "compiled":
             self.static.warm_up([BASE, *self.adapters] if self.adapters else [BASE])
         return mode
+
+    def close(self) -> None:
+        """Graceful stop: refuse new requests and end the open ones with a clear error. Never
+        blocks (it runs in a signal handler); the decode loop ends between two steps."""
+        self.closing = True
+        if self.batcher is not None:
+            self.batcher.close(wait=False)
 
     def static_fits(self, prepared: PreparedPrompt) -> bool:
         return self.static is not None and self.static.fits(prepared.prompt_tokens, prepared.max_new_tokens)
@@ -146,8 +160,19 @@ class Engine:
         kwargs = {"images": images, "dynamic_hd": request.max_crops or self.limits.max_crops} if images else {}
         if audios:
             kwargs.update(audio=audios, sampling_rate=SAMPLE_RATE)
+        # Within the model's reach, an answer is clipped to the room the prompt leaves (below); past
+        # it, the number is a mistake, and clipping it would quietly run the longest answer there is
+        if request.params.max_new_tokens > self.model.config.max_position_embeddings:
+            raise InvalidRequest(f"`max_tokens` is {request.params.max_new_tokens}; this model's whole context "
+                                 f"window is {self.model.config.max_position_embeddings} tokens.", param="max_tokens")
         inputs = self.processor(text=prompt, return_tensors="pt", **kwargs)
         prompt_tokens = int(inputs["input_ids"].shape[1])
+        media_tokens = int(torch.isin(inputs["input_ids"], torch.tensor(self.media_token_ids)).sum())
+        if media_tokens > self.limits.max_media_tokens:
+            raise PromptTooLong(
+                f"The images and audio of this conversation come to {media_tokens} tokens; this server takes "
+                f"up to {self.limits.max_media_tokens} per request. Send fewer or smaller photos, a lower crop "
+                "budget, or shorter audio.", param="messages")
         if prompt_tokens >= self.context_window:
             raise PromptTooLong(
                 f"The prompt is {prompt_tokens} tokens long (text plus image and audio tokens), but the "
@@ -168,12 +193,10 @@ class Engine:
     def stream(self, request: GenerationRequest) -> Iterator[Chunk]:
         """Yield chunks of the answer. Validation and media errors raise before the first chunk."""
         started = time.perf_counter()
+        self._check_open()
         prepared = self.prepare(request)
-        if self.batcher is not None and self.batcher.accepts(prepared):
-            yield from self._chunks(request, prepared, self.batcher.submit(request, prepared), started)
-            return
-        with self._slot:
-            yield from self._chunks(request, prepared, self._solo_tokens(request, prepared), started)
+        tokens = self.batcher.submit(request, prepared) if self.batcher else self._solo_tokens(request, prepared)
+        yield from self._chunks(request, prepared, tokens, started)
 
     def generate(self, request: GenerationRequest) -> tuple[str, list[int], Chunk]:
         """Whole answer at once: (text, token ids, final chunk with finish reason and metrics)."""
@@ -234,22 +257,38 @@ class Engine:
         return self._logits_processors(request), generator, greedy
 
     def _solo_tokens(self, request: GenerationRequest, prepared: PreparedPrompt) -> Iterator[int]:
-        """Token ids of one request decoded alone, until cancelled or the consumer stops asking."""
-        if self.static_fits(prepared):
-            with torch.inference_mode():
-                run = StaticRun.start(self.static, prepared, self.sampler(request))
+        """Token ids of one request decoded on its own (no batcher), until cancelled or the
+        consumer stops asking. The slot is taken per step: concurrent requests interleave."""
+        static = self.static_fits(prepared) and self._static_owner.acquire(blocking=False)
+        try:
+            if static:
+                with self._slot, torch.inference_mode():
+                    run = StaticRun.start(self.static, prepared, self.sampler(request))
+                while not request.cancel.is_set():
+                    self._check_open()
+                    with self._slot, torch.inference_mode():
+                        token = run.advance()
+                    yield token
+                return
+            processors, generator, greedy = self.sampler(request)
+            ids = prepared.inputs["input_ids"]
+            cache = DynamicCache(config=self.model.config)
             while not request.cancel.is_set():
-                with torch.inference_mode():
-                    token = run.advance()
-                yield token
-            return
-        self.router.activate(prepared.adapter)
-        processors, generator, greedy = self.sampler(request)
-        ids = prepared.inputs["input_ids"]
-        cache = DynamicCache(config=self.model.config)
-        while not request.cancel.is_set():
-            ids, cache = self._step(prepared, ids, cache, processors, generator, greedy)
-            yield int(ids[0, -1])
+                self._check_open()
+                with self._slot:
+                    self.router.activate(prepared.adapter)
+                    ids, cache = self._step(prepared, ids, cache, processors, generator, greedy)
+                yield int(ids[0, -1])
+        except Exception as err:
+            release_memory(err)
+            raise
+        finally:
+            if static:
+                self._static_owner.release()
+
+    def _check_open(self) -> None:
+        if self.closing:
+            raise ShuttingDown()
 
     def _chunks(self, request: GenerationRequest, prepared: PreparedPrompt, tokens: Iterator[int],
                 started: float) -> Iterator[Chunk]:
@@ -263,14 +302,20 @@ class Engine:
         first_token_at = None
         try:
             while True:
-                token = next(tokens, None)
+                try:
+                    token = next(tokens, None)
+                except Exception as err:  # this request failed; the engine and other requests go on
+                    if not isinstance(err, ShuttingDown):
+                        log.error("generation failed for one request", exc_info=err)
+                    self.counters.finish("error")
+                    raise generation_failed(err) from None
                 finish, delta = None, ""
                 if token is None:  # the producer stopped: cancelled
                     finish = "cancelled"
                 else:
                     first_token_at = first_token_at or time.perf_counter()
                     completion.append(token)
-                    self.tokens_generated += 1
+                    self.counters.add_tokens(1)
                     if token in self.end_ids:
                         finish = "stop"
                     else:
@@ -279,12 +324,14 @@ class Engine:
                             finish = "stop"
                         elif len(completion) >= prepared.max_new_tokens:
                             finish = "length"
+                    if finish and not stops.stopped:  # bytes of a character the answer ended inside
+                        delta += stops.feed(detokenizer.flush())
                 token_ids = [token] if token is not None else []
                 if finish is None:
                     try:
                         yield Chunk(delta, token_ids, adapter)
                     except GeneratorExit:  # the consumer closed the stream (Stop, a dropped client)
-                        self.finished["cancelled"] += 1
+                        self.counters.finish("cancelled")
                         raise
                     continue
                 ended = time.perf_counter()
@@ -296,7 +343,7 @@ class Engine:
                     tokens_per_s=(len(completion) - 1) / decode_time if decode_time > 0 else 0.0,
                     adapter=adapter,
                 )
-                self.finished[finish] += 1
+                self.counters.finish(finish)
                 yield Chunk(delta + stops.flush(), token_ids, adapter, finish, metrics)
                 return
         finally:

@@ -25,9 +25,46 @@ class ModelUnavailable(Phi4mmError):
     """Weights are missing locally and cannot be fetched; the message says what to do."""
 
 
+class AdapterMissing(ModelUnavailable, RuntimeError):
+    """A request needs a LoRA adapter the checkpoint did not bring: refused, never answered without it."""
+
+
 class Overloaded(Phi4mmError):
     """Every generation slot and queue place is taken; the caller should retry after `retry_after` s."""
 
     def __init__(self, message: str, retry_after: int = 1):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ShuttingDown(ModelUnavailable):
+    """The server is stopping: open generations end with this, new ones are refused."""
+
+    def __init__(self):
+        super().__init__("The server is shutting down; this answer was cut short. Please retry in a moment.")
+
+
+class GenerationFailed(Phi4mmError):
+    """The model failed on this one request (an exception or out of memory); others go on."""
+
+
+def generation_failed(err: BaseException) -> Phi4mmError:
+    """Any error raised while generating -> the one-line error its client gets. Ours pass through;
+    anything else is the server's fault and is described without its Python internals."""
+    if isinstance(err, Phi4mmError):
+        return err
+    import torch
+
+    if isinstance(err, torch.OutOfMemoryError):
+        return GenerationFailed("The server ran out of memory while answering this request; "
+                                "try a shorter conversation or less media.")
+    return GenerationFailed("Generating this answer failed on the server (it has been logged); please try again.")
+
+
+def release_memory(err: BaseException) -> None:
+    """After a failed forward pass: give the allocator's cached blocks back, so an out-of-memory
+    on one request does not leave the next one short of memory."""
+    import torch
+
+    if isinstance(err, torch.OutOfMemoryError) and torch.cuda.is_available():
+        torch.cuda.empty_cache()

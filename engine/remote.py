@@ -12,12 +12,12 @@ from __future__ import annotations
 import base64
 import io
 import time
-from collections import Counter
 from typing import Iterator
 
 import openai
 import soundfile as sf
 
+from engine.counters import CountsGenerations, EngineCounters
 from engine.errors import InvalidRequest, ModelUnavailable, Overloaded, Phi4mmError
 from engine.limits import SAMPLE_RATE, MediaLimits
 from engine.request import AudioPart, Chunk, GenerationRequest, ImagePart, Metrics, TextPart, VideoPart
@@ -72,7 +72,7 @@ def translate_error(err: openai.OpenAIError, base_url: str) -> Phi4mmError:
     return Phi4mmError(f"The remote engine failed: {message}")
 
 
-class RemoteEngine:
+class RemoteEngine(CountsGenerations):
     def __init__(self, base_url: str, api_key: str | None, model: str, limits: MediaLimits = MediaLimits(),
                  timeout_s: float = 600.0):
         # no client-side retries: a refusal (busy, bad input) goes straight back to our caller
@@ -83,8 +83,7 @@ class RemoteEngine:
         self.device = f"remote {base_url}"
         self.adapters = ADAPTERS
         self.concurrency = 8  # requests worth having in flight at once (the remote batches them)
-        self.finished: Counter[str] = Counter()  # finish reasons so far, as the local engine counts them
-        self.tokens_generated = 0
+        self.counters = EngineCounters()  # finish reasons and tokens, as the local engine counts them
 
     def stream(self, request: GenerationRequest) -> Iterator[Chunk]:
         """Yield chunks of the answer. Errors before the first token raise before the first chunk."""
@@ -124,7 +123,7 @@ class RemoteEngine:
                         yield Chunk(choice.delta.content, [], adapter)
                     finish = choice.finish_reason or finish
         except GeneratorExit:  # the consumer closed the stream (Stop, a dropped client)
-            self.finished["cancelled"] += 1
+            self.counters.finish("cancelled")
             raise
         except openai.OpenAIError as err:
             raise translate_error(err, self.base_url) from None
@@ -132,14 +131,17 @@ class RemoteEngine:
             response.close()  # hangs up on the remote server, which cancels its generation
         ended = time.perf_counter()
         completion = usage.completion_tokens if usage else pieces
-        self.tokens_generated += completion
+        self.counters.add_tokens(completion)
         finish = finish or "stop"
-        self.finished[finish] += 1
+        self.counters.finish(finish)
         decode_time = ended - (first_token_at or ended)
         yield Chunk("", [], adapter, finish, Metrics(
             prompt_tokens=usage.prompt_tokens if usage else 0, completion_tokens=completion,
             ttft_s=(first_token_at or ended) - started,
             tokens_per_s=(completion - 1) / decode_time if decode_time > 0 else 0.0, adapter=adapter))
+
+    def close(self) -> None:
+        """Nothing runs here to stop: each open stream hangs up on the remote when it closes."""
 
     def generate(self, request: GenerationRequest) -> tuple[str, list[int], Chunk]:
         """Whole answer at once: (text, token ids (empty: the remote sends text), final chunk)."""

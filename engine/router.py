@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+from engine.errors import AdapterMissing
 from engine.request import AudioPart, ImagePart, Message, VideoPart
 
 BASE = "base"  # the name reported when no adapter is active
@@ -51,7 +52,7 @@ class LoraRouter:
             self.model.disable_adapters()
         else:
             if adapter not in self.adapters:
-                raise RuntimeError(f"The {adapter!r} LoRA adapter is not loaded; refusing to answer without it.")
+                raise AdapterMissing(f"The {adapter!r} LoRA adapter is not loaded; refusing to answer without it.")
             self.model.set_adapter(adapter)
             self.model.enable_adapters()
         self.active = adapter
@@ -61,7 +62,7 @@ class LoraRouter:
         """One forward pass in which batch row i uses adapters[i] ("base": none), through PEFT's
         mixed-batch path: every LoRA layer gets `adapter_names` from a pre-forward hook."""
         if missing := set(adapters) - set(self.adapters) - {BASE}:
-            raise RuntimeError(f"The {sorted(missing)} LoRA adapter is not loaded; refusing to answer without it.")
+            raise AdapterMissing(f"The {sorted(missing)} LoRA adapter is not loaded; refusing to answer without it.")
         if not self.adapters or len(set(adapters)) == 1:  # one adapter for all rows: the ordinary, cheaper path
             self.activate(adapters[0] if self.adapters else BASE)
             yield

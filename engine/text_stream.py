@@ -26,6 +26,14 @@ class IncrementalDetokenizer:
             return new_text[len(prefix_text) :]
         return ""
 
+    def flush(self) -> str:
+        """At the end of an answer: the text still held back (an answer can end inside a
+        multi-byte character; what decoded before it must not be lost with it)."""
+        prefix_text = self._decode(self.ids[self.prefix_offset : self.read_offset])
+        new_text = self._decode(self.ids[self.prefix_offset :])
+        self.prefix_offset = self.read_offset = len(self.ids)
+        return new_text[len(prefix_text) :]
+
 
 class StopMatcher:
     """Feeds text deltas through; emits only text that can no longer be part of a stop string."""

@@ -23,6 +23,13 @@ def free_port() -> int:
 @contextlib.contextmanager
 def running_server(checkpoint: Path, log_path: Path, **env_settings: str):
     """Yields the base URL; `env_settings` become PHI4MM_* variables (e.g. MAX_UPLOAD_MB="1")."""
+    with server_process(checkpoint, log_path, **env_settings) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def server_process(checkpoint: Path, log_path: Path, **env_settings: str):
+    """Yields (base URL, the server's process), for tests that signal it."""
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", **{f"PHI4MM_{k.upper()}": v for k, v in env_settings.items()}}
     with open(log_path, "w") as log:
@@ -39,7 +46,7 @@ def running_server(checkpoint: Path, log_path: Path, **env_settings: str):
                 if proc.poll() is not None or time.time() > deadline:
                     raise RuntimeError("server did not start:\n" + log_path.read_text())
                 time.sleep(0.5)
-        yield url
+        yield url, proc
     finally:
         proc.terminate()
         try:

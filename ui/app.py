@@ -15,6 +15,9 @@ from ui.gpu import gpu
 log = logging.getLogger(__name__)
 EXAMPLES = Path(__file__).parent / "examples"
 MODEL_EVENTS = {"_submit_fn", "_stream_fn", "chat", "photo_by_voice", "transcribe", "summarize"}
+# The only events a client may call by name; the rest (the ChatInterface's undo/retry helpers
+# and the like) serve the page alone and are hidden from the API (app/gate.py refuses them too).
+PUBLIC_EVENTS = {"chat", "photo_by_voice", "transcribe", "summarize", "stop_meeting"}
 CSS = """
 .phi-header h1 { margin-bottom: 0.2em; }
 .phi-header p { color: var(--body-text-color-subdued); margin-top: 0; }
@@ -175,4 +178,6 @@ def build_app(web: WebApp, max_crops: int = 36, video_frames: int = 16, concurre
     for fn in demo.fns.values():
         if getattr(fn.fn, "__name__", "") in MODEL_EVENTS:
             fn.concurrency_id, fn.concurrency_limit = "gpu", concurrency
+        if fn.api_name not in PUBLIC_EVENTS:
+            fn.api_visibility = "private"
     return demo

@@ -11,8 +11,10 @@ from tests.api.test_openai_client import IMAGE
 from tests.conftest import API_KEY
 
 
-def scrape(url: str) -> dict[tuple, float]:
-    with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
+def scrape(url: str, key: str | None = API_KEY) -> dict[tuple, float]:
+    """/metrics is behind the server's key (a server without one ignores it)."""
+    request = urllib.request.Request(url + "/metrics", headers={"Authorization": f"Bearer {key}"} if key else {})
+    with urllib.request.urlopen(request, timeout=10) as response:
         assert response.headers["content-type"].startswith("text/plain")
         text = response.read().decode()
     return {(s.name, tuple(sorted(s.labels.items()))): s.value

@@ -42,3 +42,31 @@ def test_burst_gets_429s_and_everything_else_completes(small_server):
     assert all(retry_after and int(retry_after) >= 1 for _, retry_after, _ in refused)
     assert served and all(status == 200 and completed for status, _, completed in served)
     assert one_request(small_server, stream=True) == (200, None, True)  # still serving, places given back
+
+
+def test_media_is_decoded_only_after_admission(small_server):
+    """With every slot and queue place taken, a request with media is refused before its media is
+    decoded (so the slots bound decoding memory too): a corrupt image gets 429, not a decode error."""
+    import threading
+
+    body = {"messages": [{"role": "user", "content": "Tell me a long story."}], "max_tokens": 3000, "stream": True}
+    opened, release = threading.Barrier(3), threading.Event()
+
+    def hold_a_place():
+        with httpx.Client(timeout=60) as client, client.stream("POST", small_server + "/v1/chat/completions",
+                                                              json=body) as response:
+            opened.wait(30)
+            release.wait(30)
+            assert response.status_code == 200
+
+    holders = [threading.Thread(target=hold_a_place) for _ in range(2)]
+    for holder in holders:
+        holder.start()
+    opened.wait(30)
+    corrupt = {"messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]}
+    response = httpx.post(small_server + "/v1/chat/completions", json=corrupt, timeout=30)
+    release.set()
+    for holder in holders:
+        holder.join(30)
+    assert response.status_code == 429

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import API_KEY
 from tests.inputs import make_photo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +42,11 @@ def page(browser, web_server):
 
 
 def open_app(page, url):
+    """Signs in with the server's key (it locks the browser app too), then opens the app."""
     page.goto(url + "/", wait_until="domcontentloaded")
+    if "/login" in page.url:
+        page.fill("input[name=key]", API_KEY)
+        page.click("button[type=submit]")
     page.wait_for_selector("#chat-input textarea", timeout=30_000)
 
 

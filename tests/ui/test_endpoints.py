@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from gradio_client import Client, handle_file
 
+from tests.conftest import API_KEY
 from tests.inputs import write_video
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "ui" / "examples"
@@ -16,7 +17,8 @@ SETTINGS = ("", 24, 0, 1, 36, 4)  # system prompt, max tokens, temperature, top-
 
 @pytest.fixture
 def client(web_server):
-    return Client(web_server + "/", verbose=False)  # a fresh session: empty history
+    # a fresh session (empty history); the server has an API key, which locks the app's API too
+    return Client(web_server + "/", verbose=False, headers={"Authorization": f"Bearer {API_KEY}"})
 
 
 def test_endpoints_are_public(client):
@@ -73,7 +75,10 @@ def test_meeting_stop_keeps_what_is_done(client, tmp_path):
 
     write_meeting(tmp_path / "long.wav", 12, tmp_path)
     job = client.submit(handle_file(str(tmp_path / "long.wav")), "bullets", "", None, "words", api_name="/summarize")
-    time.sleep(3)
+    deadline = time.monotonic() + 60  # stop once it is transcribing (a fixed sleep raced a fast machine)
+    while time.monotonic() < deadline and not any("Transcribing" in (unit.desc or "")
+                                                  for unit in job.status().progress_data or []):
+        time.sleep(0.02)
     client.predict(api_name="/stop_meeting")  # same client, same browser session
     transcript, summary, files = job.result(timeout=120)
     assert "Cancelled: " in summary and "not transcribed" in summary
