@@ -225,8 +225,8 @@ def build_router(service: ConversationService, settings: Settings, admission: Ad
         if body.get("stream"):
             cancel = threading.Event()
             events = _sse(service, messages, params, completion_id, created, settings.model, cancel)
-            return StreamingResponse(_until_disconnect(events, ticket, cancel), media_type="text/event-stream",
-                                     headers=headers)
+            return ClosingStreamingResponse(_until_disconnect(events, ticket, cancel), media_type="text/event-stream",
+                                            headers=headers)
         try:
             text, final = await until_disconnect(
                 request, lambda cancel: service.answer(messages, params, cancel=cancel))
@@ -245,6 +245,20 @@ def build_router(service: ConversationService, settings: Settings, admission: Ad
         }, headers=headers)
 
     return router
+
+
+class ClosingStreamingResponse(StreamingResponse):
+    """A StreamingResponse that always closes its body iterator. When the client goes away while
+    Starlette is sending a chunk, the sending task is cancelled there and the iterator is left
+    suspended at its `yield`: its `finally` (which frees the slot) then ran only whenever the
+    garbage collector got to it, and sometimes not for minutes."""
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.body_iterator.aclose()
 
 
 async def until_disconnect(request: Request, work):
