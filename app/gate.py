@@ -65,7 +65,7 @@ class Gate:
             self.on_refused(path, 401)
             return await _error(send, 401, "Missing or wrong API key: send `Authorization: Bearer <key>`, "
                                 "or sign in at /login in a browser.", "authentication_error", "invalid_api_key")
-        if _called_by_name(path) and _called_by_name(path) not in self.public_calls:
+        if (name := _called_by_name(path)) and name not in self.public_calls:
             return await _error(send, 404, "No such endpoint.", "invalid_request_error", "not_found")
         if scope["type"] == "websocket":
             return await self.app(scope, receive, send)
