@@ -29,7 +29,13 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="phi4mm", description="Local multimodal assistant around Phi-4-multimodal.")
+    from app.doctor import package_version
+
+    parser.add_argument("--version", action="version", version=f"phi4mm {package_version('phi4mm')}")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    doctor = sub.add_parser("doctor", help="check versions, device, model files and the decode path; offline")
+    _model_flags(doctor)
 
     tiny = sub.add_parser("tiny-checkpoint", help="write a tiny random checkpoint in the real format")
     tiny.add_argument("dir")
@@ -289,6 +295,12 @@ def cmd_safety_eval(args) -> int:
     return 0
 
 
+def cmd_doctor(args) -> int:
+    from app.doctor import run_doctor
+
+    return run_doctor(_settings(args))
+
+
 def cmd_serve(args) -> int:
     from app.launch import serve
 
@@ -297,7 +309,7 @@ def cmd_serve(args) -> int:
 
 
 COMMANDS = {"tiny-checkpoint": cmd_tiny_checkpoint, "ask": cmd_ask, "transcribe": cmd_transcribe,
-            "summarize": cmd_summarize, "safety-eval": cmd_safety_eval, "serve": cmd_serve}
+            "summarize": cmd_summarize, "safety-eval": cmd_safety_eval, "serve": cmd_serve, "doctor": cmd_doctor}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -123,6 +123,8 @@ def serve(settings: Settings) -> None:
         engine = service.engine
         return {"status": "stopping" if admission.closed else "ok", "model": settings.model,
                 "backend": settings.backend, "device": str(engine.device), "adapters": list(engine.adapters),
+                "decode": getattr(engine, "decode_mode", "remote"),
+                "decode_fallback": getattr(engine, "decode_fallback", None),
                 "finished": dict(engine.finished), "tokens_generated": engine.tokens_generated,
                 "queued": admission.queued, "in_flight": admission.running}
 

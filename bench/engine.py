@@ -93,6 +93,8 @@ def measure(engine, inputs: dict[str, list], max_new_tokens, repeats, modes) -> 
         started = time.perf_counter()
         engine.set_decode(path)
         setup[path] = time.perf_counter() - started
+        if engine.self_check_s:
+            setup[f"{path} self-check"] = engine.self_check_s
         for modality, parts in inputs.items():
             rows = results[modality]
             rows["reference"].setdefault("first_s", run_reference(engine, request(parts))[2])

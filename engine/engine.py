@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -25,8 +26,11 @@ from engine.loading import LoadOptions, load_model
 from engine.audio_features import install_fast_features
 from engine.limits import SAMPLE_RATE, MediaLimits
 from engine.model_config import CHAT_TEMPLATE, END_TOKENS, SPECIAL_TOKENS
-from engine.request import AudioPart, Chunk, GenerationRequest, ImagePart, Message, Metrics, TextPart, VideoPart
+from engine.request import (
+    AudioPart, Chunk, GenerationRequest, ImagePart, Message, Metrics, SamplingParams, TextPart, VideoPart,
+)
 from engine.router import BASE, LoraRouter, choose_adapter
+from engine.self_check import check_fast_path
 from engine.static_decode import StaticDecoder, StaticRun, resolve_mode
 from engine.text_stream import IncrementalDetokenizer, StopMatcher
 
@@ -106,6 +110,9 @@ class Engine(CountsGenerations):
         self.static = None  # a StaticDecoder once set_decode picks the static or compiled path
         self.counters = EngineCounters()  # finish reasons and tokens generated, for /health and /metrics
         self.closing = False  # set by close(): new requests are refused, open ones end
+        self.decode_mode = "dynamic"  # the decode path serving requests (set_decode)
+        self.decode_fallback: str | None = None  # why a chosen fast path is not serving, if it is not
+        self.self_check_s = 0.0  # seconds the fast path's start-up self-check took (after compiling)
 
     def enable_batching(self, max_batch: int) -> None:
         """Decode up to `max_batch` concurrent requests together (1: one at a time)."""
@@ -118,11 +125,34 @@ class Engine(CountsGenerations):
         cache holds `static_tokens`, at most up to the long-RoPE switch. `compile_prefill`
         (default: on CUDA) compiles the prefill too in compiled mode."""
         mode = resolve_mode(mode, self.model, self.device)
+        self.static, self.decode_mode, self.decode_fallback, self.self_check_s = None, "dynamic", None, 0.0
+        if mode == "dynamic":
+            return mode
         capacity = min(static_tokens, self.longrope_switch_at or static_tokens, self.context_window)
-        self.static = StaticDecoder(self, capacity, mode == "compiled", compile_prefill) if mode != "dynamic" else None
-        if mode == "compiled":
-            self.static.warm_up([BASE, *self.adapters] if self.adapters else [BASE])
+        try:
+            self.static = StaticDecoder(self, capacity, mode == "compiled", compile_prefill)
+            if mode == "compiled":
+                self.static.warm_up([BASE, *self.adapters] if self.adapters else [BASE])
+            started = time.perf_counter()
+            problem = check_fast_path(self)
+            self.self_check_s = time.perf_counter() - started
+            if self.static.uncompiled:
+                problem = f"torch.compile failed for the {' and '.join(sorted(set(self.static.uncompiled)))} step"
+        except Exception as err:  # noqa: BLE001 - compile, graph capture, out of memory: serve dynamically
+            release_memory(err)
+            problem = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+        if problem:
+            log.warning("the %s decode path failed its start-up self-check (%s); decoding dynamically instead",
+                        mode, problem)
+            self.static, self.decode_fallback = None, f"{mode}: {problem}"
+            return "dynamic"
+        self.decode_mode = mode
         return mode
+
+    def canary_prompt(self, text: str, adapter: str) -> PreparedPrompt:
+        """A text prompt prepared to run under `adapter` (the start-up self-check's canary)."""
+        request = GenerationRequest([Message("user", [TextPart(text)])], SamplingParams(max_new_tokens=8))
+        return dataclasses.replace(self.prepare(request), adapter=adapter)
 
     def close(self) -> None:
         """Graceful stop: refuse new requests and end the open ones with a clear error. Never

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from engine.errors import ModelUnavailable
-from engine.model_config import ADAPTER_FOLDERS, DEFAULT_MODEL, DEFAULT_REVISION
+from engine.model_config import ADAPTER_FOLDERS, DEFAULT_MODEL, DEFAULT_REVISION, END_TOKENS
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +119,26 @@ def load_model(options: LoadOptions):
     except OSError as err:
         raise ModelUnavailable(missing_weights_message(options.model, revision, _first_line(err))) from None
     model.eval()
+    if problems := token_id_problems(processor, model.config):
+        raise ModelUnavailable(f"The checkpoint {options.model!r} does not agree with itself: " + "; ".join(problems))
     log.info("loaded %s (revision=%s) on %s as %s, attention=%s, quantize=%s",
              options.model, revision, device, dtype, attention, options.quantize)
     return model, processor, device
+
+
+def token_id_problems(processor, config) -> list[str]:
+    """What is wrong between the tokenizer's and the config's token ids, naming the file to fix:
+    a media placeholder the processor would write under one id while the model fills another
+    would silently leave every image or clip out of the answer."""
+    vocab = processor.tokenizer.get_vocab()
+    problems = []
+    for what, token, config_id in (("image", processor.image_token, config.vision_config.image_token_id),
+                                   ("audio", processor.audio_token, config.audio_config.audio_token_id)):
+        if vocab.get(token) != config_id:
+            problems.append(f"the {what} token {token!r} is id {vocab.get(token)} in tokenizer.json but "
+                            f"{config_id} in config.json")
+    problems += [f"the end token {token!r} is missing from tokenizer.json" for token in END_TOKENS if token not in vocab]
+    return problems
 
 
 def _first_line(err: BaseException) -> str:

@@ -4,6 +4,15 @@ benchmarks share: special tokens, chat template, LoRA layout, and the full-size 
 
 from __future__ import annotations
 
+import copy
+import json
+from functools import lru_cache
+from pathlib import Path
+
+# The released model's own config.json (original format; provenance in ../shared/reference/README.md),
+# shipped as data: the ground truth our configs take their values from.
+RELEASED_CONFIG_FILE = Path(__file__).parent / "reference" / "phi4mm-original-config.json"
+
 DEFAULT_MODEL = "microsoft/Phi-4-multimodal-instruct"
 # The hub's main branch holds remote-code weights; this PR holds the native-format ones that
 # transformers' own tests load.
@@ -61,44 +70,70 @@ def decoder_lora_config(rank: int):
     )
 
 
-def phi4_config(text: dict, vision: dict, audio: dict, *, vocab_size: int, end_ids: list[int],
-                image_token_id: int, audio_token_id: int, long_factor_step: float = 0.0):
-    """A Phi4MultimodalConfig with the released model's fixed choices: tied embeddings, a 128K
-    window with long-RoPE past the original 4,096 tokens, and 25 % of each head's dims without
-    rotary. `long_factor_step` > 0 makes the long factors differ from the short ones, so a test
-    can see the switch."""
+@lru_cache(maxsize=1)
+def released_config() -> dict:
+    return json.loads(RELEASED_CONFIG_FILE.read_text())
+
+
+# What transformers' converter (convert_config in convert_phi4_multimodal_weights_to_hf.py, not in
+# the wheel; described in ../shared/reference/README.md) does to the released config. Every key not
+# named here passes to Phi4MultimodalConfig unchanged, sliding_window and the long-RoPE factors included.
+CONVERTER_DROPS = ("_name_or_path", "architectures", "auto_map", "vision_lora", "speech_lora",
+                   "transformers_version", "_attn_implementation")
+CONVERTER_AUDIO_DROPS = ("activation_checkpointing", "cnn_layer_norm", "input_layer", "encoder_embedding_config")
+CONVERTER_AUDIO_RENAMES = {"attention_dim": "hidden_size", "attention_heads": "num_attention_heads",
+                           "linear_units": "intermediate_size"}
+CONVERTER_VISION_KEEPS = ("use_hd_transform", "crop_size", "hd_transform_order")
+
+
+def converted_released_config() -> dict:
+    """The released original-format config -> Phi4MultimodalConfig's keyword arguments, as the
+    native-format weights (refs/pr/70) carry them."""
+    original = copy.deepcopy(released_config())
+    for key in CONVERTER_DROPS:
+        original.pop(key, None)
+    embedding = original.pop("embd_layer")
+    audio = original.pop("audio_processor")["config"]
+    for key in CONVERTER_AUDIO_DROPS:
+        audio.pop(key, None)
+    for old, new in CONVERTER_AUDIO_RENAMES.items():
+        audio[new] = audio.pop(old)
+    audio["nemo_conv_channels"] = audio.pop("nemo_conv_settings")["conv_channels"]
+    audio["bias_max_distance"] = audio.pop("relative_attention_bias_args")["t5_bias_max_distance"]
+    audio["downsample_rate"] = embedding["audio_embd_layer"]["downsample_rate"]
+    image = embedding["image_embd_layer"]
+    vision = {key: image[key] for key in CONVERTER_VISION_KEEPS if key in image}
+    return {**original, "audio_config": audio, "vision_config": vision}
+
+
+def released_native_config(text: dict | None = None, vision: dict | None = None, audio: dict | None = None,
+                           **overrides):
+    """The converted released config as a Phi4MultimodalConfig, with `text`/`vision`/`audio` sizes
+    (and `overrides`) replacing released values; every other key keeps its released value. With
+    fewer rotary dims per head (a smaller head), the long-RoPE factors are every k-th of the
+    released 48, so the switch at 4,096 tokens still changes the rotary frequencies as released."""
     from transformers import Phi4MultimodalConfig
 
-    partial_rotary_factor = 0.75
-    n_factors = int(text["hidden_size"] // text["num_attention_heads"] * partial_rotary_factor) // 2
-    return Phi4MultimodalConfig(
-        vocab_size=vocab_size,
-        **text,
-        tie_word_embeddings=True,
-        max_position_embeddings=131072,
-        original_max_position_embeddings=4096,
-        rope_parameters={
-            "rope_type": "longrope",
-            "rope_theta": 10000.0,
-            "partial_rotary_factor": partial_rotary_factor,
-            "short_factor": [1.0] * n_factors,
-            "long_factor": [1.0 + long_factor_step * i for i in range(n_factors)],
-            "original_max_position_embeddings": 4096,
-        },
-        bos_token_id=end_ids[0],
-        pad_token_id=end_ids[0],
-        eos_token_id=end_ids,
-        vision_config={**vision, "image_token_id": image_token_id},
-        audio_config={**audio, "audio_token_id": audio_token_id},
-    )
+    kwargs = converted_released_config()
+    kwargs.update(text or {})
+    kwargs["vision_config"].update(vision or {})
+    kwargs["audio_config"].update(audio or {})
+    rope = kwargs["rope_scaling"]
+    head_dim = kwargs["hidden_size"] // kwargs["num_attention_heads"]
+    factors = int(head_dim * kwargs["partial_rotary_factor"]) // 2
+    stride = len(rope["long_factor"]) // factors
+    for key in ("long_factor", "short_factor"):
+        rope[key] = rope[key][::stride][:factors]
+    for key in ("image_token_id", "audio_token_id"):
+        if key in overrides:
+            kwargs["vision_config" if key == "image_token_id" else "audio_config"][key] = overrides.pop(key)
+    return Phi4MultimodalConfig(**{**kwargs, **overrides})
 
 
-def full_size_config(image_token_id: int = 200010, audio_token_id: int = 200011, end_ids=(199999, 200020)):
-    """The released model's architecture (report section 2.1), for meta-device checks and the
-    random-weight GPU benchmarks (which pass the tiny tokenizer's ids). transformers' bare
-    `Phi4MultimodalConfig()` differs: it has 32 query heads and untied embeddings. Vision and
-    audio encoders are transformers' defaults, which are the released ones."""
-    text = dict(hidden_size=3072, intermediate_size=8192, num_hidden_layers=32,
-                num_attention_heads=24, num_key_value_heads=8)
-    return phi4_config(text, {}, {}, vocab_size=200064, end_ids=list(end_ids),
-                       image_token_id=image_token_id, audio_token_id=audio_token_id)
+def full_size_config(image_token_id: int | None = None, audio_token_id: int | None = None, end_ids=None):
+    """The released model's configuration, converted as the native weights carry it, for
+    meta-device checks and the random-weight benchmarks (which pass the tiny tokenizer's ids)."""
+    overrides = {k: v for k, v in (("image_token_id", image_token_id), ("audio_token_id", audio_token_id)) if v}
+    if end_ids:
+        overrides.update(bos_token_id=end_ids[0], pad_token_id=end_ids[0], eos_token_id=list(end_ids))
+    return released_native_config(**overrides)

@@ -20,6 +20,7 @@ import logging
 
 import torch
 from transformers import DynamicCache, StaticCache
+from transformers.cache_utils import Cache, StaticLayer
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,18 @@ def resolve_mode(mode: str, model, device: torch.device) -> str:
     return "compiled" if device.type == "cuda" and not quantized else "dynamic"
 
 
+class FullStaticCache(StaticCache):
+    """transformers' StaticCache with plain (full-attention) layers only. The released config's
+    `sliding_window` (262,144) makes StaticCache build sliding-window layers, which also count their
+    length in a Python int: our bookkeeping (`_set_length`) and a compiled graph cannot follow that
+    counter, so decoding restarted at position 0. A window at least as long as the cache never
+    slides, so plain layers attend exactly alike (StaticDecoder keeps the capacity within it)."""
+
+    def __init__(self, config, max_cache_len: int):
+        layers = config.get_text_config(decoder=True).num_hidden_layers
+        Cache.__init__(self, layers=[StaticLayer(max_cache_len=max_cache_len) for _ in range(layers)])
+
+
 def bucket_length(length: int, capacity: int) -> int:
     return min(-(-length // BUCKET) * BUCKET, capacity)
 
@@ -48,8 +61,9 @@ class StaticDecoder:
         model, config = engine.model, engine.model.config
         self.engine = engine
         self.model = model
-        self.capacity = capacity  # tokens the cache holds: prompt + answer must fit
-        self.cache = StaticCache(config=config, max_cache_len=capacity)
+        window = getattr(config.get_text_config(decoder=True), "sliding_window", None)
+        self.capacity = min(capacity, window or capacity)  # tokens the cache holds: prompt + answer must fit
+        self.cache = FullStaticCache(config, max_cache_len=self.capacity)
         head_dim = config.hidden_size // config.num_attention_heads
         self.cache.early_initialization(1, config.num_key_value_heads, head_dim, engine.dtype, engine.device)
         self.cuda_graphs = compiled and engine.device.type == "cuda"

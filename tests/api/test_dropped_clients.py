@@ -116,3 +116,8 @@ def test_a_slow_reader_keeps_nobody_waiting(server):
     done.set()
     thread.join(30)
     assert settles(server)
+
+
+def test_health_reports_the_decode_path_that_passed_its_self_check(server):
+    state = health(server)
+    assert state["decode"] == "static" and state["decode_fallback"] is None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pytest
 import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoProcessor
@@ -88,3 +89,50 @@ def test_loads_like_the_transformers_docs(tiny_checkpoint):
     assert not torch.allclose(logits["base"], logits["vision"])
     assert not torch.allclose(logits["base"], logits["speech"])
     assert not torch.allclose(logits["vision"], logits["speech"])
+
+
+def test_the_shipped_released_config_is_the_reference_copy():
+    from pathlib import Path
+
+    from engine.model_config import RELEASED_CONFIG_FILE
+
+    reference = Path(__file__).resolve().parents[3] / "shared" / "reference" / RELEASED_CONFIG_FILE.name
+    if not reference.exists():
+        pytest.skip("no ../shared/reference beside this checkout")
+    assert RELEASED_CONFIG_FILE.read_bytes() == reference.read_bytes()
+
+
+def test_tiny_config_keeps_the_released_sliding_window(tiny_checkpoint):
+    """It makes transformers build sliding-window cache layers, which broke the static and
+    compiled paths (decoding restarted at position 0); every fidelity test now runs with it."""
+    from engine.model_config import released_config
+
+    config = json.loads((tiny_checkpoint / "config.json").read_text())
+    assert config["sliding_window"] == released_config()["sliding_window"] == 262144
+
+
+def test_tiny_config_differs_from_the_released_one_only_in_sizes_and_token_ids(tiny_checkpoint):
+    """The released config (converted as transformers' converter does) is the ground truth: the
+    tiny one shrinks sizes and, for now, carries its small tokenizer's ids; nothing else differs."""
+    from transformers import Phi4MultimodalConfig
+
+    from engine.model_config import converted_released_config
+    from engine.tiny_checkpoint import TINY_SIZE_KEYS, TINY_TOKEN_KEYS
+
+    released = Phi4MultimodalConfig(**converted_released_config()).to_dict()
+    tiny = Phi4MultimodalConfig.from_pretrained(tiny_checkpoint).to_dict()
+    # not model facts: where and how it was saved (the tiny weights are stored in fp32)
+    metadata = {"transformers_version", "architectures", "dtype", "_name_or_path"}
+    differing = set()
+    for key in (set(released) | set(tiny)) - metadata:
+        if isinstance(released.get(key), dict) and isinstance(tiny.get(key), dict):
+            differing |= {(key, k) for k in (set(released[key]) | set(tiny[key])) - metadata
+                          if released[key].get(k) != tiny[key].get(k)}
+        elif released.get(key) != tiny.get(key):
+            differing.add(("text", key))
+    allowed = {(section, key) for keys in (TINY_SIZE_KEYS, TINY_TOKEN_KEYS) for section, names in keys.items()
+               for key in names}
+    assert differing <= allowed, sorted(differing - allowed)
+    assert ("audio_config", "bias_max_distance") not in differing  # released 500; the old tiny had 1000
+    rope = tiny["rope_parameters"]
+    assert rope["long_factor"] == released["rope_parameters"]["long_factor"][::8][:6] != rope["short_factor"]
