@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=16)
     parser.add_argument("--decode", default="auto", help="auto | compiled | static | dynamic")
     parser.add_argument("--full-size", action="store_true", help="the released architecture, random weights (GPU)")
-    parser.add_argument("--layers", type=int, help="full-size mode: fewer decoder layers (smoke test)")
+    parser.add_argument("--layers", type=int, help="full-size mode: fewer layers in every stack (smoke test)")
     args = parser.parse_args()
     transformers.logging.set_verbosity_error()
     warnings.filterwarnings("ignore")

@@ -1,0 +1,199 @@
+"""The one script to run the first time a GPU is lent. The released configuration at full size,
+random weights (bf16 on a GPU, fp32 on a CPU) and random r=256 / r=320 adapters; every figure is
+measured beside its baseline in the same run. Prints one table for bench/RESULTS.md and writes the
+same figures as JSON: the device, and per figure a `value` and its `baseline`.
+
+    python bench/gpu_check.py                          # a GPU (target: under 8 minutes on one H100)
+    python bench/gpu_check.py --layers 2 --tokens 4 --clips 2 --out /tmp/gpu_check.json   # CPU smoke (CI)
+
+A figure that fails (or needs CUDA, on a CPU) is reported with its reason; the others still run.
+Never commit the JSON of a CPU run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+
+from bench.asr import speech_set, transcribe_all  # noqa: E402
+from bench.concurrency import aggregate_tokens_per_s  # noqa: E402
+from bench.engine import ROOFLINE, full_size_engine, prompt_of_tokens, run_ours, run_reference  # noqa: E402
+from engine.audio import to_mono_16k  # noqa: E402
+from engine.limits import SAMPLE_RATE  # noqa: E402
+from engine.request import AudioPart, GenerationRequest, ImagePart, Message, SamplingParams, TextPart  # noqa: E402
+from tests.inputs import MODALITIES, make_photo, speak  # noqa: E402
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "gpu_check.json"
+ADAPTER_OF = {"text": "base", "image": "vision", "audio": "speech"}
+
+
+class Report:
+    def __init__(self, device: str):
+        self.device = device
+        self.figures: dict[str, dict] = {}
+
+    def add(self, name: str, value, baseline, unit: str, note: str = "") -> None:
+        self.figures[name] = {"value": value, "baseline": baseline, "unit": unit, "note": note}
+        ratio = f"{value / baseline:.2f}x" if isinstance(value, (int, float)) and baseline else ""
+        print(f"| {name} | {_fmt(value)} {unit} | {_fmt(baseline)} | {ratio} | {note} |", flush=True)
+
+    def attempt(self, name: str, unit: str, measure) -> None:
+        """Runs `measure()` -> (value, baseline); a failure is reported, never fatal."""
+        try:
+            value, baseline = measure()
+        except Exception as err:  # noqa: BLE001 - one figure failing must not lose the others
+            self.add(name, None, None, unit, f"failed: {type(err).__name__}: {(str(err).splitlines() or [''])[0][:160]}")
+            return
+        self.add(name, value, baseline, unit)
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def request(parts, tokens: int) -> GenerationRequest:
+    return GenerationRequest([Message("user", parts)], SamplingParams(max_new_tokens=tokens))
+
+
+def generate_tokens(engine, req) -> list[int]:
+    """transformers' own `generate` on the engine's processor inputs, greedy, under the request's adapter."""
+    prepared = engine.prepare(req)
+    engine.router.activate(prepared.adapter)
+    n = req.params.max_new_tokens
+    with torch.inference_mode():
+        out = engine.model.generate(**prepared.inputs, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                                    suppress_tokens=engine.media_token_ids)
+    return out[0, prepared.prompt_tokens:].tolist()
+
+
+def agreement(a: list[int], b: list[int]) -> float:
+    """The share of tokens before the first difference."""
+    same = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    return same / max(len(a), len(b), 1)
+
+
+def thirty_seconds_of_speech(folder: Path) -> np.ndarray:
+    clip = to_mono_16k(speak("Please summarise what was decided in the meeting about the budget.",
+                             folder / "question.wav"), 22050)
+    return np.resize(clip, 30 * SAMPLE_RATE).astype(np.float32)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--layers", type=int, help="fewer layers in every stack (a CPU smoke run)")
+    parser.add_argument("--tokens", type=int, default=64, help="new tokens per measured answer")
+    parser.add_argument("--clips", type=int, default=32, help="espeak-ng clips for RTFx")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args()
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    cuda = device.type == "cuda"
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        from engine.tiny_checkpoint import write_tiny_checkpoint
+
+        folder = Path(tmp)
+        engine = full_size_engine(write_tiny_checkpoint(folder / "tiny"), device, args.layers)
+        layers = engine.model.config.num_hidden_layers
+        report = Report(name)
+        print(f"# bench/gpu_check.py  {time.strftime('%Y-%m-%d')}  {name}  torch {torch.__version__}  "
+              f"transformers {transformers.__version__}  full size, {layers} layers, {engine.dtype}, "
+              f"{args.tokens} new tokens\n")
+        print("| figure | value | baseline | ratio | note |\n| --- | --- | --- | --- | --- |")
+        n = args.tokens
+        inputs = {"text": [TextPart(prompt_of_tokens(engine, 256))], "image": MODALITIES["image"](),
+                  "audio": MODALITIES["audio"]()}
+
+        engine.set_decode("dynamic")  # first, so the fast path compiles once
+        dynamic = {m: engine.generate(request(p, n))[1] for m, p in inputs.items()}
+        reference = {m: generate_tokens(engine, request(p, n)) for m, p in inputs.items()}
+        fast = "compiled" if cuda else "static"
+        mode = engine.set_decode(fast)
+        report.add(f"self-check ({fast})", engine.self_check_s, None, "s",
+                   f"fell back: {engine.decode_fallback}" if engine.decode_fallback else "passed")
+        ours = {m: engine.generate(request(p, n))[1] for m, p in inputs.items()}
+        for m in inputs:
+            report.add(f"greedy agreement, {ADAPTER_OF[m]}: {mode} vs generate", agreement(ours[m], reference[m]),
+                       agreement(dynamic[m], reference[m]), "", "baseline: dynamic vs generate")
+        for m, parts in inputs.items():
+            def speed(m=m, parts=parts):
+                theirs, mine = run_reference(engine, request(parts, n)), run_ours(engine, request(parts, n))
+                return mine[1], theirs[1]
+            report.attempt(f"decode tok/s, {ADAPTER_OF[m]} ({mode} vs generate)", "tok/s", speed)
+        weights = sum(p.numel() * p.element_size() for k, p in engine.model.named_parameters()
+                      if "embed_tokens_extend" not in k and "lora_" not in k)
+        tps = report.figures.get(f"decode tok/s, base ({mode} vs generate)", {}).get("value")
+        peak = next((v for k, v in ROOFLINE.items() if k in name), None)
+        report.add("decoder weights read, base", weights * tps / 1e9 if tps else None, peak / 1e9 if peak else None,
+                   "GB/s", "baseline: the memory-bandwidth roofline" if peak else "no roofline known for this device")
+
+        def ttft(parts):
+            def measure():
+                theirs, mine = run_reference(engine, request(parts, 2)), run_ours(engine, request(parts, 2))
+                return mine[0] * 1e3, theirs[0] * 1e3
+            return measure
+        report.attempt("TTFT, one 448 px photo + question", "ms",
+                       ttft([ImagePart(make_photo(448, 448)), TextPart("What is in this photo?")]))
+        report.attempt("TTFT, 30 s of speech", "ms",
+                       ttft([AudioPart(thirty_seconds_of_speech(folder)), TextPart("Answer the question.")]))
+
+
+        def streams():
+            engine.enable_batching(16)
+            aggregate_tokens_per_s(engine, 2, 2)  # warm-up
+            many, one = aggregate_tokens_per_s(engine, 16, n), aggregate_tokens_per_s(engine, 1, n)
+            engine.batcher.close()
+            return many, one
+        report.attempt("16 mixed streams, aggregate tok/s (vs 1 stream)", "tok/s", streams)
+
+        def rtfx():
+            clips = speech_set(args.clips, folder)
+            seconds = sum(len(c) for c in clips) / SAMPLE_RATE
+            results = {}
+            for batch in (1, 16):
+                engine.enable_batching(batch)
+                results[batch] = seconds / transcribe_all(engine, clips)[0]
+                if engine.batcher:
+                    engine.batcher.close()
+            return results[16], results[1]
+        report.attempt(f"RTFx, {args.clips} espeak-ng clips, batched x16 (vs one at a time)", "x", rtfx)
+
+        def chat_memory():
+            chat = request([TextPart(prompt_of_tokens(engine, 8000))], 64)
+            before = torch.cuda.memory_allocated(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            list(engine.stream(chat))
+            return torch.cuda.max_memory_allocated(device) / 2**30, before / 2**30
+        memory = "peak memory, one 8k-token chat (vs weights alone)"
+        if cuda:
+            report.attempt(memory, "GiB", chat_memory)
+        else:
+            report.add(memory, None, None, "GiB", "CUDA only")
+        report.add("4-bit tok/s and peak memory", None, None, "", "not measured by this script yet: "
+                   "bench/engine.py on a checkpoint loaded with --quantize 4bit")
+        total = time.perf_counter() - started
+        print(f"\n# {total:.0f} s in all")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"device": name, "layers": layers, "dtype": str(engine.dtype), "tokens": n,
+                                    "seconds": round(total, 1), "figures": report.figures}, indent=2) + "\n")
+    print(f"# wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""bench/gpu_check.py keeps running (CPU smoke: 2 layers per stack, 4 tokens, 2 clips) and writes
+the JSON it promises; its figures are not asserted (they belong to a GPU run)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_gpu_check_smoke_prints_a_table_and_writes_json(tmp_path):
+    out = tmp_path / "gpu_check.json"
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--layers", "2", "--tokens", "4",
+                          "--clips", "2", "--out", str(out)], capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    report = json.loads(out.read_text())
+    assert report["device"].startswith("CPU") and report["layers"] == 2
+    assert len(rows) == len(report["figures"]) >= 14
+    assert all(set(f) == {"value", "baseline", "unit", "note"} for f in report["figures"].values())
+    failed = [name for name, f in report["figures"].items() if f["note"].startswith("failed")]
+    assert failed == []
+    assert report["figures"]["self-check (static)"]["note"] == "passed"
+    assert all(report["figures"][f"greedy agreement, {a}: static vs generate"]["value"] == 1.0
+               for a in ("base", "vision", "speech"))
