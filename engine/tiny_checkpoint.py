@@ -142,8 +142,8 @@ def write_tiny_checkpoint(out_dir: str | Path, seed: int = 0) -> Path:
     # each modality path actually reaches the logits. With tied embeddings a random model's
     # strongest logit tends to be a control token it was just fed: a text answer echoed
     # `<|assistant|>` (which decodes to nothing) and photo answers hit `<|end|>` within 12 tokens.
-    # Control tokens' rows are scaled down, so answers carry text and run to their token budget
-    # (tests that stop early say so), as the tests and the browser app's Stop need.
+    # Control tokens' rows are scaled down, so answers carry text and usually run to their token
+    # budget, as the streaming, Stop and cancel tests need.
     with torch.no_grad():
         for _, param in sorted(model.named_parameters()):
             param.add_(torch.randn(param.shape, generator=generator) * 0.1)
