@@ -88,3 +88,35 @@ def test_auto_is_dynamic_on_cpu_and_unknown_modes_are_refused(tiny_checkpoint):
     assert engine.set_decode("auto") == "dynamic" and engine.static is None
     with pytest.raises(ValueError, match="Unknown decode mode"):
         engine.set_decode("fastest")
+
+
+def multi_turn() -> GenerationRequest:
+    """A photo in turn 1, an answer, then a voice note: the vision adapter over the whole talk."""
+    return GenerationRequest([
+        Message("user", MODALITIES["image"]()),
+        Message("assistant", [TextPart("A small photo with a red square on it.")]),
+        Message("user", MODALITIES["audio"]() + [TextPart("And what does this clip say?")]),
+    ], SamplingParams(max_new_tokens=24))
+
+
+@pytest.mark.parametrize("path", ["dynamic", "static", "compiled", "batched"])
+def test_multi_turn_equals_generate_on_every_path(path, engine, compiled, tiny_checkpoint, reference_model):
+    from tests.engine.test_batching import run_together
+
+    expected = reference_tokens(reference_model, engine, multi_turn(), "vision")
+    if path == "dynamic":
+        tokens = engine.generate(multi_turn())[1]
+    elif path == "compiled":
+        assert compiled.static_fits(compiled.prepare(multi_turn()))
+        tokens = compiled.generate(multi_turn())[1]
+    else:
+        other = Engine.load(LoadOptions(model=str(tiny_checkpoint), device="cpu"))
+        assert other.set_decode("static") == "static"
+        if path == "static":
+            tokens = other.generate(multi_turn())[1]
+        else:  # decoded in one batch beside a text request
+            other.enable_batching(4)
+            tokens = run_together(other, {"multi": multi_turn(), "text": request(MODALITIES["text"]())})["multi"]
+            assert other.batcher.rows_stepped > other.batcher.steps  # really batched together
+            other.batcher.close()
+    assert tokens == expected
