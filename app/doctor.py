@@ -40,7 +40,8 @@ def device_line() -> str:
     kernels = [name for name, on in (("flash", torch.backends.cuda.flash_sdp_enabled()),
                                      ("memory-efficient", torch.backends.cuda.mem_efficient_sdp_enabled())) if on]
     flash_attn = "installed" if importlib.util.find_spec("flash_attn") else "not installed"
-    return (f"{props.name}, {props.total_memory / 2**30:.1f} GiB, bf16 {'yes' if torch.cuda.is_bf16_supported() else 'no'}; "
+    bf16 = "yes" if torch.cuda.is_bf16_supported() else "no"
+    return (f"{props.name}, {props.total_memory / 2**30:.1f} GiB, bf16 {bf16}; "
             f"attention: sdpa ({', '.join(kernels) or 'math only'}), flash-attn {flash_attn}")
 
 
@@ -56,7 +57,8 @@ def resolve_model(settings: Settings) -> tuple[Path | None, str]:
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(settings.model, revision=revision, local_files_only=True)), where + ", in the local cache"
+        folder = snapshot_download(settings.model, revision=revision, local_files_only=True)
+        return Path(folder), where + ", in the local cache"
     except Exception:  # noqa: BLE001 - not cached (or no such repo): said below, never fetched
         return None, where + ", not in the local cache"
 

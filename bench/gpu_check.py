@@ -53,7 +53,8 @@ class Report:
         try:
             value, baseline = measure()
         except Exception as err:  # noqa: BLE001 - one figure failing must not lose the others
-            self.add(name, None, None, unit, f"failed: {type(err).__name__}: {(str(err).splitlines() or [''])[0][:160]}")
+            reason = (str(err).splitlines() or [""])[0][:160]
+            self.add(name, None, None, unit, f"failed: {type(err).__name__}: {reason}")
             return
         self.add(name, value, baseline, unit)
 

@@ -137,7 +137,8 @@ def token_id_problems(processor, config) -> list[str]:
         if vocab.get(token) != config_id:
             problems.append(f"the {what} token {token!r} is id {vocab.get(token)} in tokenizer.json but "
                             f"{config_id} in config.json")
-    problems += [f"the end token {token!r} is missing from tokenizer.json" for token in END_TOKENS if token not in vocab]
+    problems += [f"the end token {token!r} is missing from tokenizer.json"
+                 for token in END_TOKENS if token not in vocab]
     return problems
 
 
