@@ -197,8 +197,6 @@ def build_router(service: ConversationService, settings: Settings, admission: Ad
         return answered("chat", await _chat(request))
 
     async def _chat(request: Request):
-        if int(request.headers.get("content-length") or 0) > max_body:
-            return too_large("request body")
         raw = await request.body()
         if len(raw) > max_body:
             return too_large("request body")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import sys
 import time
@@ -29,9 +30,8 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="phi4mm", description="Local multimodal assistant around Phi-4-multimodal.")
-    from app.doctor import package_version
-
-    parser.add_argument("--version", action="version", version=f"phi4mm {package_version('phi4mm')}")
+    # importlib, not app.doctor: `--help` and `--version` must not wait for torch to import
+    parser.add_argument("--version", action="version", version=f"phi4mm {importlib.metadata.version('phi4mm')}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     doctor = sub.add_parser("doctor", help="check versions, device, model files and the decode path; offline")

@@ -30,6 +30,7 @@ from bench.asr import speech_set, transcribe_all  # noqa: E402
 from bench.concurrency import aggregate_tokens_per_s  # noqa: E402
 from bench.engine import ROOFLINE, full_size_engine, prompt_of_tokens, run_ours, run_reference  # noqa: E402
 from engine.audio import to_mono_16k  # noqa: E402
+from engine.errors import first_line  # noqa: E402
 from engine.limits import SAMPLE_RATE  # noqa: E402
 from engine.request import AudioPart, GenerationRequest, ImagePart, Message, SamplingParams, TextPart  # noqa: E402
 from tests.inputs import MODALITIES, make_photo, speak  # noqa: E402
@@ -53,8 +54,7 @@ class Report:
         try:
             value, baseline = measure()
         except Exception as err:  # noqa: BLE001 - one figure failing must not lose the others
-            reason = (str(err).splitlines() or [""])[0][:160]
-            self.add(name, None, None, unit, f"failed: {type(err).__name__}: {reason}")
+            self.add(name, None, None, unit, f"failed: {type(err).__name__}: {first_line(err)[:160]}")
             return
         self.add(name, value, baseline, unit)
 

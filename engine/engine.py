@@ -21,7 +21,9 @@ from transformers import (
 )
 
 from engine.counters import CountsGenerations, EngineCounters
-from engine.errors import InvalidRequest, PromptTooLong, ShuttingDown, generation_failed, release_memory
+from engine.errors import (
+    InvalidRequest, PromptTooLong, ShuttingDown, first_line, generation_failed, release_memory,
+)
 from engine.loading import LoadOptions, load_model
 from engine.audio_features import install_fast_features
 from engine.limits import SAMPLE_RATE, MediaLimits
@@ -140,7 +142,7 @@ class Engine(CountsGenerations):
                 problem = f"torch.compile failed for the {' and '.join(sorted(set(self.static.uncompiled)))} step"
         except Exception as err:  # noqa: BLE001 - compile, graph capture, out of memory: serve dynamically
             release_memory(err)
-            problem = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+            problem = f"{type(err).__name__}: {first_line(err)}"
         if problem:
             log.warning("the %s decode path failed its start-up self-check (%s); decoding dynamically instead",
                         mode, problem)

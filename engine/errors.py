@@ -48,6 +48,12 @@ class GenerationFailed(Phi4mmError):
     """The model failed on this one request (an exception or out of memory); others go on."""
 
 
+def first_line(err: BaseException) -> str:
+    """An exception's first line of text (its type's name when it has none)."""
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0]
+
+
 def generation_failed(err: BaseException) -> Phi4mmError:
     """Any error raised while generating -> the one-line error its client gets. Ours pass through;
     anything else is the server's fault and is described without its Python internals."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from engine.errors import ModelUnavailable
+from engine.errors import ModelUnavailable, first_line
 from engine.model_config import ADAPTER_FOLDERS, DEFAULT_MODEL, DEFAULT_REVISION, END_TOKENS
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def load_model(options: LoadOptions):
     try:
         processor = AutoProcessor.from_pretrained(source, revision=revision)
     except (OSError, HFValidationError, ValueError) as err:
-        raise ModelUnavailable(missing_weights_message(options.model, revision, _first_line(err))) from None
+        raise ModelUnavailable(missing_weights_message(options.model, revision, first_line(err))) from None
 
     quantization = _quantization_config(options.quantize, dtype)
     attention = resolve_attention(options.attention, device)
@@ -110,14 +110,14 @@ def load_model(options: LoadOptions):
         except (ValueError, ImportError) as err:
             if options.attention != "auto":
                 raise
-            log.warning("attention %s unavailable (%s); falling back to eager", attention, _first_line(err))
+            log.warning("attention %s unavailable (%s); falling back to eager", attention, first_line(err))
             attention = "eager"
             model = Phi4MultimodalForCausalLM.from_pretrained(source, attn_implementation=attention, **kwargs)
         for name, folder in ADAPTER_FOLDERS.items():
             adapter_kwargs = {"subfolder": folder, **({"revision": revision} if revision else {})}
             model.load_adapter(source, adapter_name=name, adapter_kwargs=adapter_kwargs)
     except OSError as err:
-        raise ModelUnavailable(missing_weights_message(options.model, revision, _first_line(err))) from None
+        raise ModelUnavailable(missing_weights_message(options.model, revision, first_line(err))) from None
     model.eval()
     if problems := token_id_problems(processor, model.config):
         raise ModelUnavailable(f"The checkpoint {options.model!r} does not agree with itself: " + "; ".join(problems))
@@ -140,8 +140,3 @@ def token_id_problems(processor, config) -> list[str]:
     problems += [f"the end token {token!r} is missing from tokenizer.json"
                  for token in END_TOKENS if token not in vocab]
     return problems
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip() or type(err).__name__
-    return text.splitlines()[0]
