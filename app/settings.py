@@ -45,8 +45,8 @@ class Settings:
     # adapter); 1 decodes one request at a time.
     max_batch: int = 16
     # Decode path: auto (compiled on CUDA, dynamic elsewhere), compiled (static KV cache and
-    # torch.compile with CUDA graphs; the first request per adapter and prompt-length bucket waits
-    # for compiling), static (the same cache, uncompiled) or dynamic (a growing cache, eager).
+    # torch.compile with CUDA graphs; start-up compiles one graph per adapter, about a minute each
+    # at full size), static (the same cache, uncompiled) or dynamic (a growing cache, eager).
     decode: str = "auto"
     # Tokens (prompt + answer) the static KV cache holds; longer requests decode on the dynamic
     # path. At most 4,096, where the model's long-RoPE factors take over.

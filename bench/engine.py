@@ -123,24 +123,32 @@ def print_table(results: dict[str, dict[str, dict]], setup: dict[str, float]) ->
                   f"{r['ttft_ratio']:>9.2f} {r['tps']:>8.1f} {r['tps_ratio']:>9.2f}")
 
 
-def full_size_engine(tiny_dir: Path, device: torch.device, layers: int | None) -> Engine:
-    """The released architecture with random bf16 weights and random r=256/r=320 adapters,
-    fed by the tiny checkpoint's processor (its token ids are valid in the full vocabulary)."""
-    from transformers import AutoProcessor, Phi4MultimodalForCausalLM
+def full_size_model(tiny_dir: Path, device: torch.device, layers: int | None, dtype: torch.dtype | None = None):
+    """(model, processor): the released architecture with random weights (bf16 on a GPU, fp32 on
+    a CPU) and no adapters, fed by the tiny checkpoint's processor (it carries the released token
+    ids and vocabulary size)."""
+    from transformers import AutoProcessor, GenerationConfig, Phi4MultimodalForCausalLM
 
-    from engine.model_config import RELEASED_LORA_RANK, decoder_lora_config, full_size_config
+    from engine.model_config import RELEASED_GENERATION_CONFIG, full_size_config
 
     processor = AutoProcessor.from_pretrained(tiny_dir)
-    tok = processor.tokenizer
-    end_ids = [tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|end|>")]
-    config = full_size_config(tok.image_token_id, tok.audio_token_id, end_ids)
+    config = full_size_config()
     if layers:  # a smoke run: every stack shallower (on a CPU the full-size encoders alone take minutes)
         config.num_hidden_layers = config.vision_config.num_hidden_layers = config.audio_config.num_blocks = layers
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
     config._attn_implementation = "sdpa"
-    with torch.device(device):
-        model = Phi4MultimodalForCausalLM(config).to(dtype).eval()
-    model.generation_config.eos_token_id = config.eos_token_id
+    with torch.device(device):  # built in `dtype` from the start: fp32 first would not fit a 24 GiB machine
+        model = Phi4MultimodalForCausalLM._from_config(config, dtype=dtype).eval()
+    model.generation_config = GenerationConfig(**RELEASED_GENERATION_CONFIG)
+    return model, processor
+
+
+def full_size_engine(tiny_dir: Path, device: torch.device, layers: int | None,
+                     dtype: torch.dtype | None = None) -> Engine:
+    """The full-size model of `full_size_model` with random r=256/r=320 adapters."""
+    from engine.model_config import RELEASED_LORA_RANK, decoder_lora_config
+
+    model, processor = full_size_model(tiny_dir, device, layers, dtype)
     for name, rank in RELEASED_LORA_RANK.items():
         model.add_adapter(decoder_lora_config(rank), adapter_name=name)
     with torch.no_grad():
@@ -148,6 +156,21 @@ def full_size_engine(tiny_dir: Path, device: torch.device, layers: int | None) -
             if "lora_B" in n:
                 p.normal_(0, 1e-3)
     return Engine(model, processor, device)
+
+
+def write_full_size_checkpoint(tiny_dir: Path, out: Path, device: torch.device, layers: int | None) -> Path:
+    """`full_size_model` and random r=256/r=320 adapters written in the released on-disk layout,
+    so that `Engine.load` (and its --quantize) reads it the way it reads the released model."""
+    from engine.model_config import RELEASED_LORA_RANK
+    from engine.tiny_checkpoint import write_adapter
+
+    model, processor = full_size_model(tiny_dir, device, layers)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    generator = torch.Generator().manual_seed(0)
+    for name, rank in RELEASED_LORA_RANK.items():
+        model = write_adapter(model, name, rank, out, generator, scale=1e-2)
+    return out
 
 
 def open_bench_engine(folder: Path, full_size: bool, layers: int | None, decode: str) -> tuple[Engine, str, str]:

@@ -13,6 +13,7 @@ Never commit the JSON of a CPU run.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 import tempfile
@@ -28,7 +29,14 @@ import transformers  # noqa: E402
 
 from bench.asr import speech_set, transcribe_all  # noqa: E402
 from bench.concurrency import aggregate_tokens_per_s  # noqa: E402
-from bench.engine import ROOFLINE, full_size_engine, prompt_of_tokens, run_ours, run_reference  # noqa: E402
+from bench.engine import (  # noqa: E402
+    ROOFLINE,
+    full_size_engine,
+    prompt_of_tokens,
+    run_ours,
+    run_reference,
+    write_full_size_checkpoint,
+)
 from engine.audio import to_mono_16k  # noqa: E402
 from engine.errors import first_line  # noqa: E402
 from engine.limits import SAMPLE_RATE  # noqa: E402
@@ -40,14 +48,21 @@ ADAPTER_OF = {"text": "base", "image": "vision", "audio": "speech"}
 
 
 class Report:
-    def __init__(self, device: str):
-        self.device = device
+    """The table as it grows, rewritten to `out` as JSON after every figure: a run cut off by its
+    time limit still leaves what it measured."""
+
+    def __init__(self, out: Path, **about):
+        self.out, self.about = out, about
         self.figures: dict[str, dict] = {}
+        self.started = time.perf_counter()
 
     def add(self, name: str, value, baseline, unit: str, note: str = "") -> None:
         self.figures[name] = {"value": value, "baseline": baseline, "unit": unit, "note": note}
         ratio = f"{value / baseline:.2f}x" if isinstance(value, (int, float)) and baseline else ""
         print(f"| {name} | {_fmt(value)} {unit} | {_fmt(baseline)} | {ratio} | {note} |", flush=True)
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.out.write_text(json.dumps({**self.about, "seconds": round(time.perf_counter() - self.started, 1),
+                                        "figures": self.figures}, indent=2) + "\n")
 
     def attempt(self, name: str, unit: str, measure) -> None:
         """Runs `measure()` -> (value, baseline); a failure is reported, never fatal."""
@@ -105,95 +120,145 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     cuda = device.type == "cuda"
-    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         from engine.tiny_checkpoint import write_tiny_checkpoint
 
         folder = Path(tmp)
-        engine = full_size_engine(write_tiny_checkpoint(folder / "tiny"), device, args.layers)
+        tiny = write_tiny_checkpoint(folder / "tiny")
+        engine = full_size_engine(tiny, device, args.layers)
         layers = engine.model.config.num_hidden_layers
-        report = Report(name)
+        report = Report(args.out, device=name, layers=layers, dtype=str(engine.dtype), tokens=args.tokens)
         print(f"# bench/gpu_check.py  {time.strftime('%Y-%m-%d')}  {name}  torch {torch.__version__}  "
               f"transformers {transformers.__version__}  full size, {layers} layers, {engine.dtype}, "
               f"{args.tokens} new tokens\n")
         print("| figure | value | baseline | ratio | note |\n| --- | --- | --- | --- | --- |")
-        n = args.tokens
-        inputs = {"text": [TextPart(prompt_of_tokens(engine, 256))], "image": MODALITIES["image"](),
-                  "audio": MODALITIES["audio"]()}
-
-        engine.set_decode("dynamic")  # first, so the fast path compiles once
-        dynamic = {m: engine.generate(request(p, n))[1] for m, p in inputs.items()}
-        reference = {m: generate_tokens(engine, request(p, n)) for m, p in inputs.items()}
-        fast = "compiled" if cuda else "static"
-        mode = engine.set_decode(fast)
-        report.add(f"self-check ({fast})", engine.self_check_s, None, "s",
-                   f"fell back: {engine.decode_fallback}" if engine.decode_fallback else "passed")
-        ours = {m: engine.generate(request(p, n))[1] for m, p in inputs.items()}
-        for m in inputs:
-            report.add(f"greedy agreement, {ADAPTER_OF[m]}: {mode} vs generate", agreement(ours[m], reference[m]),
-                       agreement(dynamic[m], reference[m]), "", "baseline: dynamic vs generate")
-        for m, parts in inputs.items():
-            def speed(m=m, parts=parts):
-                theirs, mine = run_reference(engine, request(parts, n)), run_ours(engine, request(parts, n))
-                return mine[1], theirs[1]
-            report.attempt(f"decode tok/s, {ADAPTER_OF[m]} ({mode} vs generate)", "tok/s", speed)
-        weights = sum(p.numel() * p.element_size() for k, p in engine.model.named_parameters()
-                      if "embed_tokens_extend" not in k and "lora_" not in k)
-        tps = report.figures.get(f"decode tok/s, base ({mode} vs generate)", {}).get("value")
-        peak = next((v for k, v in ROOFLINE.items() if k in name), None)
-        report.add("decoder weights read, base", weights * tps / 1e9 if tps else None, peak / 1e9 if peak else None,
-                   "GB/s", "baseline: the memory-bandwidth roofline" if peak else "no roofline known for this device")
-
-        def ttft(parts):
-            def measure():
-                theirs, mine = run_reference(engine, request(parts, 2)), run_ours(engine, request(parts, 2))
-                return mine[0] * 1e3, theirs[0] * 1e3
-            return measure
-        report.attempt("TTFT, one 448 px photo + question", "ms",
-                       ttft([ImagePart(make_photo(448, 448)), TextPart("What is in this photo?")]))
-        report.attempt("TTFT, 30 s of speech", "ms",
-                       ttft([AudioPart(thirty_seconds_of_speech(folder)), TextPart("Answer the question.")]))
-
-
-        def streams():
-            engine.enable_batching(16)
-            aggregate_tokens_per_s(engine, 2, 2)  # warm-up
-            many, one = aggregate_tokens_per_s(engine, 16, n), aggregate_tokens_per_s(engine, 1, n)
-            engine.batcher.close()
-            return many, one
-        report.attempt("16 mixed streams, aggregate tok/s (vs 1 stream)", "tok/s", streams)
-
-        def rtfx():
-            clips = speech_set(args.clips, folder)
-            seconds = sum(len(c) for c in clips) / SAMPLE_RATE
-            results = {}
-            for batch in (1, 16):
-                engine.enable_batching(batch)
-                results[batch] = seconds / transcribe_all(engine, clips)[0]
-                if engine.batcher:
-                    engine.batcher.close()
-            return results[16], results[1]
-        report.attempt(f"RTFx, {args.clips} espeak-ng clips, batched x16 (vs one at a time)", "x", rtfx)
-
-        def chat_memory():
-            chat = request([TextPart(prompt_of_tokens(engine, 8000))], 64)
-            before = torch.cuda.memory_allocated(device)
-            torch.cuda.reset_peak_memory_stats(device)
-            list(engine.stream(chat))
-            return torch.cuda.max_memory_allocated(device) / 2**30, before / 2**30
-        memory = "peak memory, one 8k-token chat (vs weights alone)"
-        if cuda:
-            report.attempt(memory, "GiB", chat_memory)
+        measure_bf16(engine, report, args, folder)
+        if cuda:  # the bf16 baseline, then the bf16 model is freed to make room
+            text = request([TextPart(prompt_of_tokens(engine, 256))], args.tokens)
+            engine.set_decode("dynamic")
+            bf16 = run_ours(engine, text)[1], torch.cuda.memory_allocated(device) / 2**30
+            engine.close()
+            del engine
+            free_gpu()
+            measure_four_bit(tiny, report, args, folder, text, bf16)
         else:
-            report.add(memory, None, None, "GiB", "CUDA only")
-        report.add("4-bit tok/s and peak memory", None, None, "", "not measured by this script yet: "
-                   "bench/engine.py on a checkpoint loaded with --quantize 4bit")
-        total = time.perf_counter() - started
-        print(f"\n# {total:.0f} s in all")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"device": name, "layers": layers, "dtype": str(engine.dtype), "tokens": n,
-                                    "seconds": round(total, 1), "figures": report.figures}, indent=2) + "\n")
-    print(f"# wrote {args.out}")
+            for figure in FOUR_BIT:
+                report.add(figure, None, None, FOUR_BIT[figure], "CUDA only (bitsandbytes)")
+    print(f"\n# {time.perf_counter() - report.started:.0f} s in all; wrote {args.out}")
+
+
+FOUR_BIT = {"4-bit nf4: decode tok/s, base (vs bf16, both dynamic)": "tok/s",
+            "4-bit nf4: peak memory, load + one answer (vs bf16 weights)": "GiB"}
+
+
+def free_gpu() -> None:
+    torch._dynamo.reset()  # compiled graphs hold the weights they were compiled with
+    gc.collect()
+    torch.cuda.empty_cache()
+
+
+def measure_four_bit(tiny: Path, report: Report, args, folder: Path, text: GenerationRequest,
+                     bf16: tuple[float, float]) -> None:
+    """The full size written to disk and loaded the product's way with --quantize 4bit, against the
+    bf16 model's (tok/s, GiB of weights)."""
+    from engine.engine import Engine
+    from engine.loading import LoadOptions
+
+    device = torch.device("cuda")
+
+    def tokens_per_s():
+        checkpoint = write_full_size_checkpoint(tiny, folder / "full", device, args.layers)
+        free_gpu()
+        torch.cuda.reset_peak_memory_stats(device)
+        four_bit = Engine.load(LoadOptions(model=str(checkpoint), device="cuda", quantize="4bit"))
+        four_bit.set_decode("auto")  # dynamic: the fast paths do not take quantized weights
+        run_ours(four_bit, text)  # warm-up
+        return run_ours(four_bit, text)[1], bf16[0]
+
+    tps, memory = FOUR_BIT
+    report.attempt(tps, FOUR_BIT[tps], tokens_per_s)
+    if report.figures[tps]["value"] is not None:
+        report.add(memory, torch.cuda.max_memory_allocated(device) / 2**30, bf16[1], FOUR_BIT[memory])
+
+
+def measure_bf16(engine, report: Report, args, folder: Path) -> None:
+    """Every figure of the bf16 model (fp32 on a CPU)."""
+    n, device, name = args.tokens, engine.device, report.about["device"]
+    cuda = device.type == "cuda"
+    inputs = {"text": [TextPart(prompt_of_tokens(engine, 256))], "image": MODALITIES["image"](),
+              "audio": MODALITIES["audio"]()}
+
+    engine.set_decode("dynamic")  # first: these figures do not wait for the fast path to compile
+    dynamic = {m: engine.generate(request(p, n))[1] for m, p in inputs.items()}
+    reference = {m: generate_tokens(engine, request(p, n)) for m, p in inputs.items()}
+
+    def dynamic_speed():
+        theirs, mine = run_reference(engine, request(inputs["text"], n)), run_ours(engine, request(inputs["text"], n))
+        return mine[1], theirs[1]
+    report.attempt("decode tok/s, base (dynamic vs generate)", "tok/s", dynamic_speed)
+    fast = "compiled" if cuda else "static"
+    started = time.perf_counter()
+    mode = engine.set_decode(fast)
+    report.add(f"start-up of the {fast} path: compiling + self-check", time.perf_counter() - started,
+               engine.self_check_s, "s", "baseline: the self-check alone; "
+               + (f"fell back: {engine.decode_fallback}" if engine.decode_fallback else "self-check passed"))
+    ours = {m: engine.generate(request(p, n))[1] for m, p in inputs.items()}
+    for m in inputs:
+        report.add(f"greedy agreement, {ADAPTER_OF[m]}: {mode} vs generate", agreement(ours[m], reference[m]),
+                   agreement(dynamic[m], reference[m]), "", "baseline: dynamic vs generate")
+    for m, parts in inputs.items():
+        def speed(m=m, parts=parts):
+            theirs, mine = run_reference(engine, request(parts, n)), run_ours(engine, request(parts, n))
+            return mine[1], theirs[1]
+        report.attempt(f"decode tok/s, {ADAPTER_OF[m]} ({mode} vs generate)", "tok/s", speed)
+    weights = sum(p.numel() * p.element_size() for k, p in engine.model.named_parameters()
+                  if "embed_tokens_extend" not in k and "lora_" not in k)
+    tps = report.figures.get(f"decode tok/s, base ({mode} vs generate)", {}).get("value")
+    peak = next((v for k, v in ROOFLINE.items() if k in name), None)
+    report.add("decoder weights read, base", weights * tps / 1e9 if tps else None, peak / 1e9 if peak else None,
+               "GB/s", "baseline: the memory-bandwidth roofline" if peak else "no roofline known for this device")
+
+    def ttft(parts):
+        def measure():
+            theirs, mine = run_reference(engine, request(parts, 2)), run_ours(engine, request(parts, 2))
+            return mine[0] * 1e3, theirs[0] * 1e3
+        return measure
+    report.attempt("TTFT, one 448 px photo + question", "ms",
+                   ttft([ImagePart(make_photo(448, 448)), TextPart("What is in this photo?")]))
+    report.attempt("TTFT, 30 s of speech", "ms",
+                   ttft([AudioPart(thirty_seconds_of_speech(folder)), TextPart("Answer the question.")]))
+
+    def streams():
+        engine.enable_batching(16)
+        aggregate_tokens_per_s(engine, 2, 2)  # warm-up
+        many, one = aggregate_tokens_per_s(engine, 16, n), aggregate_tokens_per_s(engine, 1, n)
+        engine.batcher.close()
+        return many, one
+    report.attempt("16 mixed streams, aggregate tok/s (vs 1 stream)", "tok/s", streams)
+
+    def rtfx():
+        clips = speech_set(args.clips, folder)
+        seconds = sum(len(c) for c in clips) / SAMPLE_RATE
+        results = {}
+        for batch in (1, 16):
+            engine.enable_batching(batch)
+            results[batch] = seconds / transcribe_all(engine, clips)[0]
+            if engine.batcher:
+                engine.batcher.close()
+        return results[16], results[1]
+    report.attempt(f"RTFx, {args.clips} espeak-ng clips, batched x16 (vs one at a time)", "x", rtfx)
+
+    def chat_memory():
+        chat = request([TextPart(prompt_of_tokens(engine, 8000))], 64)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        list(engine.stream(chat))
+        return torch.cuda.max_memory_allocated(device) / 2**30, before / 2**30
+    memory = "peak memory, one 8k-token chat (vs weights alone)"
+    if cuda:
+        report.attempt(memory, "GiB", chat_memory)
+    else:
+        report.add(memory, None, None, "GiB", "CUDA only")
 
 
 if __name__ == "__main__":

@@ -122,10 +122,10 @@ class Engine(CountsGenerations):
 
         self.batcher = DecodeBatcher(self, max_batch) if max_batch > 1 else None
 
-    def set_decode(self, mode: str = "auto", static_tokens: int = 4096, compile_prefill: bool | None = None) -> str:
+    def set_decode(self, mode: str = "auto", static_tokens: int = 4096, compile_prefill: bool = False) -> str:
         """Chooses the decode path (engine/static_decode.py) -> the resolved mode. The static
         cache holds `static_tokens`, at most up to the long-RoPE switch. `compile_prefill`
-        (default: on CUDA) compiles the prefill too in compiled mode."""
+        compiles the prefill too in compiled mode (off by default: engine/static_decode.py)."""
         mode = resolve_mode(mode, self.model, self.device)
         self.static, self.decode_mode, self.decode_fallback, self.self_check_s = None, "dynamic", None, 0.0
         if mode == "dynamic":
@@ -134,7 +134,13 @@ class Engine(CountsGenerations):
         try:
             self.static = StaticDecoder(self, capacity, mode == "compiled", compile_prefill)
             if mode == "compiled":
-                self.static.warm_up([BASE, *self.adapters] if self.adapters else [BASE])
+                adapters = [BASE, *self.adapters] if self.adapters else [BASE]
+                # measured at full size on an H200: about a minute per adapter (bench/RESULTS.md)
+                log.info("compiling the decode step for %d adapter(s) before serving; --decode dynamic "
+                         "starts at once, at about a third of the speed", len(adapters))
+                started = time.perf_counter()
+                self.static.warm_up(adapters)
+                log.info("compiled in %.0f s", time.perf_counter() - started)
             started = time.perf_counter()
             problem = check_fast_path(self)
             self.self_check_s = time.perf_counter() - started

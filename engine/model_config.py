@@ -20,7 +20,8 @@ DEFAULT_REVISION = "refs/pr/70"
 
 ADAPTER_FOLDERS = {"vision": "vision-lora", "speech": "speech-lora"}
 
-# The released tokenizer's control tokens (ids differ in the tiny checkpoint; names are the contract).
+# The released tokenizer's control tokens (names are the contract; the tiny checkpoint puts them at
+# the released ids below).
 SPECIAL_TOKENS = (
     "<|endoftext|>",
     "<|system|>",
@@ -33,6 +34,14 @@ SPECIAL_TOKENS = (
     "<|/tool|>",
 )
 END_TOKENS = ("<|end|>", "<|endoftext|>")
+# Released token ids, from ../shared/reference/README.md (also the ids in config.json and
+# generation_config.json, with a 200,064-entry vocabulary).
+RELEASED_TOKEN_IDS = {"<|endoftext|>": 199999, "<|image|>": 200010, "<|audio|>": 200011, "<|end|>": 200020}
+# A guess: not in the reference. Phi-4-mini's tokenizer as remembered, and as one public token
+# handler for it hard-codes <|assistant|>, <|user|> and <|tool|>. Only the tiny checkpoint uses these.
+GUESSED_TOKEN_IDS = {"<|assistant|>": 200019, "<|user|>": 200021, "<|system|>": 200022, "<|tool|>": 200023,
+                     "<|/tool|>": 200024}
+RELEASED_GENERATION_CONFIG = {"bos_token_id": 199999, "eos_token_id": [200020, 199999], "pad_token_id": 199999}
 
 # The native processor's chat template, as transformers' own processor tests use it.
 CHAT_TEMPLATE = (
@@ -106,12 +115,11 @@ def converted_released_config() -> dict:
     return {**original, "audio_config": audio, "vision_config": vision}
 
 
-def released_native_config(text: dict | None = None, vision: dict | None = None, audio: dict | None = None,
-                           **overrides):
+def released_native_config(text: dict | None = None, vision: dict | None = None, audio: dict | None = None):
     """The converted released config as a Phi4MultimodalConfig, with `text`/`vision`/`audio` sizes
-    (and `overrides`) replacing released values; every other key keeps its released value. With
-    fewer rotary dims per head (a smaller head), the long-RoPE factors are every k-th of the
-    released 48, so the switch at 4,096 tokens still changes the rotary frequencies as released."""
+    replacing released values; every other key keeps its released value. With fewer rotary dims
+    per head (a smaller head), the long-RoPE factors are every k-th of the released 48, so the
+    switch at 4,096 tokens still changes the rotary frequencies as released."""
     from transformers import Phi4MultimodalConfig
 
     kwargs = converted_released_config()
@@ -124,16 +132,10 @@ def released_native_config(text: dict | None = None, vision: dict | None = None,
     stride = len(rope["long_factor"]) // factors
     for key in ("long_factor", "short_factor"):
         rope[key] = rope[key][::stride][:factors]
-    for key in ("image_token_id", "audio_token_id"):
-        if key in overrides:
-            kwargs["vision_config" if key == "image_token_id" else "audio_config"][key] = overrides.pop(key)
-    return Phi4MultimodalConfig(**{**kwargs, **overrides})
+    return Phi4MultimodalConfig(**kwargs)
 
 
-def full_size_config(image_token_id: int | None = None, audio_token_id: int | None = None, end_ids=None):
+def full_size_config():
     """The released model's configuration, converted as the native weights carry it, for
-    meta-device checks and the random-weight benchmarks (which pass the tiny tokenizer's ids)."""
-    overrides = {k: v for k, v in (("image_token_id", image_token_id), ("audio_token_id", audio_token_id)) if v}
-    if end_ids:
-        overrides.update(bos_token_id=end_ids[0], pad_token_id=end_ids[0], eos_token_id=list(end_ids))
-    return released_native_config(**overrides)
+    meta-device checks and the random-weight benchmarks."""
+    return released_native_config()

@@ -1,8 +1,13 @@
 """The fast path for one request at a time: a KV cache allocated once (transformers' StaticCache)
 and, in `compiled` mode, a `torch.compile`d decode step (replayed as a CUDA graph on a GPU) and,
-on a GPU, a compiled prefill whose prompt is padded up to a 64-token bucket (one graph serves every
-length; the padding keeps the shapes tensor-core friendly and off PyTorch's size-0/1 special cases).
-Otherwise the prompt is prefilled eagerly into an exact-size cache that is then copied in.
+when asked for, a compiled prefill whose prompt is padded up to a 64-token bucket (one graph serves
+every length; the padding keeps the shapes tensor-core friendly and off PyTorch's size-0/1 special
+cases). Otherwise the prompt is prefilled eagerly into an exact-size cache that is then copied in.
+
+Start-up cost, measured at full size on an H200 (bench/RESULTS.md): compiling the decode step takes
+about a minute per adapter (52.7 s base, 60.4 s vision), and gives 180 tok/s against the dynamic
+path's 51. A compiled prefill would add a graph per adapter again, for a gain nobody has measured on
+a GPU yet, so it is off unless asked for (`compile_prefill=True`).
 
 Streaming never makes the host wait on the device between tokens: `StaticRun.advance` queues the
 decode step for token k+1 before it reads token k back, so the device is always one step ahead
@@ -57,7 +62,7 @@ def bucket_length(length: int, capacity: int) -> int:
 class StaticDecoder:
     """Owns the static cache (batch 1) and the two forward passes that fill it."""
 
-    def __init__(self, engine, capacity: int, compiled: bool, compile_prefill: bool | None = None):
+    def __init__(self, engine, capacity: int, compiled: bool, compile_prefill: bool = False):
         model, config = engine.model, engine.model.config
         self.engine = engine
         self.model = model
@@ -67,10 +72,8 @@ class StaticDecoder:
         head_dim = config.hidden_size // config.num_attention_heads
         self.cache.early_initialization(1, config.num_key_value_heads, head_dim, engine.dtype, engine.device)
         self.cuda_graphs = compiled and engine.device.type == "cuda"
-        # Compiling the (bucketed) prefill pays on a GPU (fused kernels, fewer launches); on a CPU
-        # it measured slower than an eager one (bench/RESULTS.md), so there it is opt-in.
-        if compile_prefill is None:
-            compile_prefill = engine.device.type == "cuda"
+        # opt-in: on a CPU a compiled prefill measured slower than an eager one, and on a GPU it
+        # would add a minute of start-up per adapter (see the module's docstring)
         self.compile_prefill = compiled and compile_prefill
         self._prefill_fn, self._decode_fn = self._prefill, self._decode
         if compiled:

@@ -9,6 +9,7 @@ Output is deterministic for a given seed.
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import tempfile
@@ -18,9 +19,13 @@ import torch
 
 from engine.model_config import (
     CHAT_TEMPLATE,
+    GUESSED_TOKEN_IDS,
     LORA_TARGET_MODULES,
+    RELEASED_GENERATION_CONFIG,
+    RELEASED_TOKEN_IDS,
     SPECIAL_TOKENS,
     decoder_lora_config,
+    released_config,
     released_native_config,
 )
 
@@ -56,22 +61,35 @@ _TINY_AUDIO = dict(
 _TINY_LORA_RANK = {"vision": 8, "speech": 16}
 
 
-def _build_tokenizer(vocab_size: int = 512):
+def _build_tokenizer():
+    """A byte-level BPE trained on a few lines, laid out like the released vocabulary: 200,064
+    entries, the control tokens at their released ids (RELEASED_TOKEN_IDS; GUESSED_TOKEN_IDS where
+    the reference is silent), the ids between filled with word-like entries that decode to text
+    (" qbaa") but that no text encodes to, like the released vocabulary's rare tokens."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
+    trainer = trainers.BpeTrainer(vocab_size=480, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
     backend.train_from_iterator(_TOKENIZER_CORPUS.splitlines() * 4, trainer)
+    spec = json.loads(backend.to_str())
+    vocab = spec["model"]["vocab"]
+    controls = {**GUESSED_TOKEN_IDS, **RELEASED_TOKEN_IDS}
+    first_control, size = min(controls.values()), released_config()["vocab_size"]
+    letters = (_letters(i) for i in itertools.count())
+    while len(vocab) < first_control:
+        vocab.setdefault("\u0120" + next(letters), len(vocab))  # "Ġ": byte-level for a leading space
+    names = {i: name for name, i in controls.items()}
+    spec["added_tokens"] = [
+        {"id": i, "content": names.get(i, f"<|reserved_{i}|>"), "single_word": False, "lstrip": False,
+         "rstrip": False, "normalized": False, "special": True}
+        for i in range(first_control, size)
+    ]
     return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
+        tokenizer_object=Tokenizer.from_str(json.dumps(spec)),
         bos_token="<|endoftext|>",
         eos_token="<|endoftext|>",
         pad_token="<|endoftext|>",
@@ -81,36 +99,39 @@ def _build_tokenizer(vocab_size: int = 512):
     )
 
 
+def _letters(i: int) -> str:
+    """0 -> "qaaaa", 1 -> "qbaaa", ...: distinct lowercase words (26**4 of them), none English."""
+    return "q" + "".join(chr(ord("a") + i // 26**k % 26) for k in range(4))
+
+
 # Only these keys of the tiny config differ from the converted released config (a test holds it to
-# that): sizes, and, until the tiny tokenizer carries the released 200,064-entry vocabulary, its ids.
+# that): sizes.
 TINY_SIZE_KEYS = {"text": tuple(_TINY_TEXT), "vision_config": tuple(_TINY_VISION), "audio_config": tuple(_TINY_AUDIO),
                   "rope_parameters": ("long_factor", "short_factor")}
-TINY_TOKEN_KEYS = {"text": ("vocab_size", "bos_token_id", "eos_token_id", "pad_token_id"),
-                   "vision_config": ("image_token_id",), "audio_config": ("audio_token_id",)}
 
 
 def _build_config(tokenizer):
-    end_ids = [tokenizer.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|end|>")]
-    return released_native_config(
-        _TINY_TEXT, _TINY_VISION, _TINY_AUDIO,
-        vocab_size=len(tokenizer), bos_token_id=end_ids[0], pad_token_id=end_ids[0], eos_token_id=end_ids,
-        image_token_id=tokenizer.image_token_id, audio_token_id=tokenizer.audio_token_id,
-    )
+    config = released_native_config(_TINY_TEXT, _TINY_VISION, _TINY_AUDIO)
+    if len(tokenizer) != config.vocab_size:
+        raise AssertionError(f"the tiny tokenizer has {len(tokenizer)} entries; the released vocabulary {config.vocab_size}")
+    return config
 
 
-def _randomise_lora(model: torch.nn.Module, generator: torch.Generator) -> None:
+def _randomise_lora(model: torch.nn.Module, generator: torch.Generator, scale: float) -> None:
     """PEFT zero-initialises lora_B; give every LoRA matrix weights so each adapter changes output."""
     with torch.no_grad():
         for name, param in sorted(model.named_parameters()):
             if "lora_" in name:
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.2)
+                param.copy_(torch.randn(param.shape, generator=generator) * scale)
 
 
-def _write_adapter(model, name: str, out_dir: Path, generator: torch.Generator):
+def write_adapter(model, name: str, rank: int, out_dir: Path, generator: torch.Generator, scale: float = 0.2):
+    """Writes a random adapter of `rank` into `out_dir/<name>-lora` (the released layout) and returns
+    `model` without it."""
     from peft import get_peft_model
 
-    peft_model = get_peft_model(model, decoder_lora_config(_TINY_LORA_RANK[name]))
-    _randomise_lora(peft_model, generator)
+    peft_model = get_peft_model(model, decoder_lora_config(rank))
+    _randomise_lora(peft_model, generator, scale)
     with tempfile.TemporaryDirectory() as tmp:
         peft_model.save_pretrained(tmp)
         target = out_dir / f"{name}-lora"
@@ -148,11 +169,7 @@ def write_tiny_checkpoint(out_dir: str | Path, seed: int = 0) -> Path:
         for _, param in sorted(model.named_parameters()):
             param.add_(torch.randn(param.shape, generator=generator) * 0.1)
         model.model.embed_tokens.weight[[tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS]] *= 0.1
-    model.generation_config = GenerationConfig(
-        bos_token_id=config.bos_token_id,
-        eos_token_id=config.eos_token_id,
-        pad_token_id=config.pad_token_id,
-    )
+    model.generation_config = GenerationConfig(**RELEASED_GENERATION_CONFIG)
     model.save_pretrained(out)
 
     processor = Phi4MultimodalProcessor(
@@ -164,7 +181,7 @@ def write_tiny_checkpoint(out_dir: str | Path, seed: int = 0) -> Path:
     processor.save_pretrained(out)
 
     for name in ("vision", "speech"):
-        model = _write_adapter(model, name, out, generator)
+        model = write_adapter(model, name, _TINY_LORA_RANK[name], out, generator)
         tokenizer.save_pretrained(out / f"{name}-lora")  # the real adapter folders carry one too
 
     (out / "tiny_checkpoint.json").write_text(

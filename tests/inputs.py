@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
 
@@ -36,14 +38,30 @@ EXPECTED_ADAPTER = {"text": "base", "image": "vision", "audio": "speech", "image
 # -- files in every format, made here ----------------------------------------------------------
 
 def speak(text: str, path, rate: int = 22050) -> np.ndarray:
-    """espeak-ng speech as float32 mono at espeak's 22,050 Hz; also written to `path` as WAV."""
+    """espeak-ng speech as float32 mono at espeak's 22,050 Hz; also written to `path` as WAV.
+
+    With PHI4MM_SPOKEN set to a folder, each utterance is kept there as Ogg Vorbis (named by a hash of its
+    text) and read back from there: the lent GPU machines have no espeak-ng, so bench/gpu_check.py's
+    clips are spoken here and carried over."""
+    import hashlib
+    import os
     import subprocess
 
     import soundfile as sf
 
+    kept = None
+    if os.environ.get("PHI4MM_SPOKEN"):
+        kept = Path(os.environ["PHI4MM_SPOKEN"]) / f"{hashlib.sha1(text.encode()).hexdigest()[:16]}.ogg"
+    if kept is not None and kept.is_file():
+        samples, _ = sf.read(str(kept), dtype="float32")
+        sf.write(str(path), samples, rate)
+        return samples
     subprocess.run(["espeak-ng", "-w", str(path), text], check=True, capture_output=True, timeout=60)
     samples, got_rate = sf.read(str(path), dtype="float32")
     assert got_rate == rate
+    if kept is not None:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(str(kept), samples, rate)
     return samples
 
 

@@ -21,7 +21,7 @@ def request(parts, tokens: int = 24, **params) -> GenerationRequest:
 @pytest.fixture(scope="module")
 def compiled(tiny_checkpoint):
     engine = Engine.load(LoadOptions(model=str(tiny_checkpoint), device="cpu"))
-    assert engine.set_decode("compiled", compile_prefill=True) == "compiled"  # prefill: CUDA's default
+    assert engine.set_decode("compiled", compile_prefill=True) == "compiled"  # the prefill graph too
     return engine
 
 

@@ -35,16 +35,30 @@ def test_writes_the_real_file_layout(tiny_checkpoint):
     assert tokenizer_config["image_token"] == "<|image|>" and tokenizer_config["audio_token"] == "<|audio|>"
 
 
-def test_special_tokens_and_media_ids_agree(tiny_checkpoint):
+def test_token_ids_and_generation_config_are_the_released_ones(tiny_checkpoint):
+    from engine.model_config import GUESSED_TOKEN_IDS, RELEASED_GENERATION_CONFIG, RELEASED_TOKEN_IDS
+
     processor = AutoProcessor.from_pretrained(tiny_checkpoint)
     tok = processor.tokenizer
+    assert len(tok) == 200064
+    assert {t: tok.convert_tokens_to_ids(t) for t in RELEASED_TOKEN_IDS} == RELEASED_TOKEN_IDS
+    assert {t: tok.convert_tokens_to_ids(t) for t in GUESSED_TOKEN_IDS} == GUESSED_TOKEN_IDS
+    assert (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) == (199999, 199999, 199999)
     config = json.loads((tiny_checkpoint / "config.json").read_text())
-    assert config["vision_config"]["image_token_id"] == tok.convert_tokens_to_ids("<|image|>")
-    assert config["audio_config"]["audio_token_id"] == tok.convert_tokens_to_ids("<|audio|>")
+    assert config["vision_config"]["image_token_id"] == tok.convert_tokens_to_ids(processor.image_token) == 200010
+    assert config["audio_config"]["audio_token_id"] == tok.convert_tokens_to_ids(processor.audio_token) == 200011
     for special in ["<|system|>", "<|user|>", "<|assistant|>", "<|end|>", "<|endoftext|>"]:
         assert len(tok(special).input_ids) == 1, special
     gen = json.loads((tiny_checkpoint / "generation_config.json").read_text())
-    assert set(gen["eos_token_id"]) == {tok.convert_tokens_to_ids("<|end|>"), tok.convert_tokens_to_ids("<|endoftext|>")}
+    assert {k: gen[k] for k in RELEASED_GENERATION_CONFIG} == RELEASED_GENERATION_CONFIG
+
+
+def test_filler_ids_decode_to_text_but_no_text_encodes_to_them(tiny_checkpoint):
+    """The ids between the trained tokens and the control tokens stand in for the released
+    vocabulary's rare tokens: a random model mostly samples them, so they must read as text."""
+    tok = AutoProcessor.from_pretrained(tiny_checkpoint).tokenizer
+    assert tok.decode([150000, 150001]).strip() and "<|" not in tok.decode([150000, 150001])
+    assert max(tok("The quick brown fox, qbaaa and qzzzz.").input_ids) < 1000
 
 
 def test_lora_weights_are_nonzero(tiny_checkpoint):
@@ -111,13 +125,13 @@ def test_tiny_config_keeps_the_released_sliding_window(tiny_checkpoint):
     assert config["sliding_window"] == released_config()["sliding_window"] == 262144
 
 
-def test_tiny_config_differs_from_the_released_one_only_in_sizes_and_token_ids(tiny_checkpoint):
+def test_tiny_config_differs_from_the_released_one_only_in_sizes(tiny_checkpoint):
     """The released config (converted as transformers' converter does) is the ground truth: the
-    tiny one shrinks sizes and, for now, carries its small tokenizer's ids; nothing else differs."""
+    tiny one shrinks sizes; nothing else differs, token ids and vocabulary size included."""
     from transformers import Phi4MultimodalConfig
 
     from engine.model_config import converted_released_config
-    from engine.tiny_checkpoint import TINY_SIZE_KEYS, TINY_TOKEN_KEYS
+    from engine.tiny_checkpoint import TINY_SIZE_KEYS
 
     released = Phi4MultimodalConfig(**converted_released_config()).to_dict()
     tiny = Phi4MultimodalConfig.from_pretrained(tiny_checkpoint).to_dict()
@@ -130,8 +144,7 @@ def test_tiny_config_differs_from_the_released_one_only_in_sizes_and_token_ids(t
                           if released[key].get(k) != tiny[key].get(k)}
         elif released.get(key) != tiny.get(key):
             differing.add(("text", key))
-    allowed = {(section, key) for keys in (TINY_SIZE_KEYS, TINY_TOKEN_KEYS) for section, names in keys.items()
-               for key in names}
+    allowed = {(section, key) for section, names in TINY_SIZE_KEYS.items() for key in names}
     assert differing <= allowed, sorted(differing - allowed)
     assert ("audio_config", "bias_max_distance") not in differing  # released 500; the old tiny had 1000
     rope = tiny["rope_parameters"]
