@@ -244,11 +244,33 @@ def _transcribe_batched(service, paths: list[str], clips: list, verbose: bool) -
     return 0
 
 
+def _progress_reporter():
+    """(progress(fraction, stage, seconds_left), close): a bar on a terminal; elsewhere (a log file,
+    a pipe) one plain line per stage, since a bar redrawn with carriage returns fills a file."""
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=100, unit="%", file=sys.stderr, bar_format="{desc} {percentage:3.0f}%|{bar}| {postfix}")
+
+        def progress(fraction, stage, left):
+            bar.set_description_str(stage)
+            bar.set_postfix_str(f"about {left:.0f} s left" if left is not None else "")
+            bar.update(round(fraction * 100) - bar.n)
+
+        return progress, bar.close
+    shown = set()
+
+    def plain(fraction, stage, left):
+        if stage not in shown:
+            shown.add(stage)
+            print(f"phi4mm: {stage} ({fraction:.0%})", file=sys.stderr, flush=True)
+
+    return plain, lambda: None
+
+
 def cmd_summarize(args) -> int:
     import threading
     from pathlib import Path
-
-    from tqdm import tqdm
 
     from app.meeting import MeetingOptions, MeetingSummarizer
     from engine.audio_stream import load_long_audio
@@ -258,23 +280,31 @@ def cmd_summarize(args) -> int:
     samples = load_long_audio(args.audio, limits, limits.max_meeting_seconds)  # fails fast, before the model
     summarizer = MeetingSummarizer(_service(settings))
     options = MeetingOptions(args.instruction, args.format, args.length, args.unit)
-    bar = tqdm(total=100, unit="%", file=sys.stderr, bar_format="{desc} {percentage:3.0f}%|{bar}| {postfix}")
+    progress, close_progress = _progress_reporter()
 
-    def progress(fraction, stage, left):
-        bar.set_description_str(stage)
-        bar.set_postfix_str(f"about {left:.0f} s left" if left is not None else "")
-        bar.update(round(fraction * 100) - bar.n)
+    cancel, finished, outcome = threading.Event(), threading.Event(), {}
 
-    cancel, outcome = threading.Event(), {}
-    worker = threading.Thread(target=lambda: outcome.update(result=summarizer.run(samples, options, progress, cancel)))
-    worker.start()
+    def work():
+        try:
+            outcome["result"] = summarizer.run(samples, options, progress, cancel)
+        except BaseException as err:  # noqa: BLE001 - raised again below, in the main thread
+            outcome["error"] = err
+        finally:
+            finished.set()
+
+    threading.Thread(target=work, daemon=True).start()
+    # An Event, not Thread.join: a Ctrl-C that lands inside join() can leave the thread looking
+    # finished while it still runs (that read a result that was not there yet: KeyError 'result')
     try:
-        while worker.is_alive():
-            worker.join(0.2)
+        while not finished.wait(0.2):
+            pass
     except KeyboardInterrupt:  # Ctrl-C: stop, but keep and write what is finished
         cancel.set()
-        worker.join()
-    bar.close()
+        print("\n" * sys.stderr.isatty() + "phi4mm: stopping; keeping what is finished...", file=sys.stderr)
+        finished.wait()
+    close_progress()
+    if "error" in outcome:
+        raise outcome["error"]
     result = outcome["result"]
     if args.transcript_out:
         path = Path(args.transcript_out)

@@ -174,3 +174,28 @@ def test_a_failing_segment_is_noted_and_the_rest_kept(engine, tmp_path, monkeypa
     assert [s.done for s in result.segments].count(False) == 1 and not result.segments[1].done
     assert "could not be transcribed: simulated failure" in result.notes[0]
     assert "leaves out 1 segment" in result.notes[-1] and result.summary  # the summary was still made
+
+
+def test_ctrl_c_while_transcribing_keeps_and_writes_what_is_finished(tiny_checkpoint, tmp_path):
+    """It used to end in `KeyError: 'result'`, exit 1 and no file written."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    write_meeting(tmp_path / "long.wav", 3, tmp_path)
+    err = tmp_path / "err.txt"
+    with err.open("w") as stderr:
+        run = subprocess.Popen([sys.executable, "-m", "app.cli", "summarize", str(tmp_path / "long.wav"),
+                                "--model", str(tiny_checkpoint), "--out", str(tmp_path / "summary.md"),
+                                "--transcript-out", str(tmp_path / "t.txt")], stdout=subprocess.PIPE, stderr=stderr)
+        deadline = time.monotonic() + 120
+        while "Transcribing segment 2" not in err.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        run.send_signal(signal.SIGINT)
+        run.communicate(timeout=120)
+    log = err.read_text()
+    assert run.returncode == 130 and "Traceback" not in log, log[-2000:]
+    assert "\r" not in log and "phi4mm: Transcribing segment 1 of" in log  # no bars in a file: a line per stage
+    assert "Cancelled" in log and "not transcribed" in log
+    assert (tmp_path / "t.txt").read_text().startswith("[00:00:00") and (tmp_path / "summary.md").exists()
