@@ -13,49 +13,68 @@ from engine.errors import Phi4mmError
 
 
 def _model_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="hub id or local checkpoint folder (default: microsoft/Phi-4-multimodal-instruct)")
+    from app.settings import DEFAULTS as D
+
+    p.add_argument("--model", help=f"hub id or local checkpoint folder (default {D.model})")
     p.add_argument("--revision", help="hub revision (default: refs/pr/70 for the default model)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"])
-    p.add_argument("--attention", choices=["auto", "sdpa", "eager", "flash_attention_2"])
-    p.add_argument("--quantize", choices=["none", "8bit", "4bit"])
-    p.add_argument("--backend", choices=["local", "openai"], help="openai: use a remote OpenAI-compatible server")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help=f"(default {D.device}: CUDA when there is one)")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"],
+                   help=f"(default {D.dtype}: bf16 on a GPU, fp32 on a CPU)")
+    p.add_argument("--attention", choices=["auto", "sdpa", "eager", "flash_attention_2"], help=f"(default {D.attention})")
+    p.add_argument("--quantize", choices=["none", "8bit", "4bit"], help=f"(default {D.quantize})")
+    p.add_argument("--backend", choices=["local", "openai"],
+                   help=f"openai: use a remote OpenAI-compatible server (default {D.backend})")
     p.add_argument("--base-url", help="the remote server for --backend openai, e.g. http://gpu-box:8000/v1")
     p.add_argument("--remote-api-key", help="the key the remote server wants, if any")
-    p.add_argument("--max-batch", type=int, help="requests decoded together by the local engine (default 16)")
+    p.add_argument("--max-batch", type=int, help=f"requests decoded together by the local engine (default {D.max_batch})")
     p.add_argument("--decode", choices=["auto", "compiled", "static", "dynamic"],
-                   help="decode path (default auto: compiled on CUDA, dynamic on CPU)")
+                   help=f"decode path (default {D.decode}: compiled on CUDA, dynamic on CPU)")
     p.add_argument("--verbose", action="store_true", help="log loading details; `ask` adds a metrics line on stderr")
 
 
+class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" where a flag has a fixed default; a flag whose default comes from the
+    settings (None here) says so in its own help."""
+
+    def _get_help_string(self, action):
+        unset = action.default is None or action.default is False or action.default == []
+        if unset or action.default == argparse.SUPPRESS or "default" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="phi4mm", description="Local multimodal assistant around Phi-4-multimodal.")
+    from app.settings import DEFAULTS  # a dataclass of defaults: no torch import, so --help stays fast
+
+    parser = argparse.ArgumentParser(prog="phi4mm", description="Local multimodal assistant around Phi-4-multimodal.",
+                                     formatter_class=_HelpWithDefaults)
     # importlib, not app.doctor: `--help` and `--version` must not wait for torch to import
     parser.add_argument("--version", action="version", version=f"phi4mm {importlib.metadata.version('phi4mm')}")
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser = _with_formatter(sub.add_parser)
 
     doctor = sub.add_parser("doctor", help="check versions, device, model files and the decode path; offline")
     _model_flags(doctor)
 
     tiny = sub.add_parser("tiny-checkpoint", help="write a tiny random checkpoint in the real format")
     tiny.add_argument("dir")
-    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--seed", type=int, default=0, help="random seed")
 
     ask = sub.add_parser("ask", help="stream one answer to stdout")
     _model_flags(ask)
-    ask.add_argument("text", nargs="?", default="")
+    ask.add_argument("text", nargs="?", default="", help="the question (may be left out with media)")
     ask.add_argument("--image", action="append", default=[], help="an image file (repeatable)")
     ask.add_argument("--audio", help="an audio file")
     ask.add_argument("--video", help="a video file (frames sampled uniformly)")
-    ask.add_argument("--video-frames", type=int, help="frames to sample from the video (default 16)")
-    ask.add_argument("--max-crops", type=int, help="crop budget per image, 1-64 (default 36)")
+    ask.add_argument("--video-frames", type=int, help=f"frames to sample from the video (default {DEFAULTS.video_frames})")
+    ask.add_argument("--max-crops", type=int, help=f"crop budget per image, 1-64 (default {DEFAULTS.max_crops})")
     ask.add_argument("--system", help="a system prompt")
-    ask.add_argument("--max-new-tokens", type=int)
-    ask.add_argument("--temperature", type=float, default=0.0)
-    ask.add_argument("--top-p", type=float, default=1.0)
-    ask.add_argument("--top-k", type=int, default=0)
-    ask.add_argument("--repetition-penalty", type=float, default=1.0)
-    ask.add_argument("--seed", type=int)
+    ask.add_argument("--max-new-tokens", type=int, help=f"longest answer (default {DEFAULTS.max_new_tokens})")
+    ask.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
+    ask.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling")
+    ask.add_argument("--top-k", type=int, default=0, help="0: off")
+    ask.add_argument("--repetition-penalty", type=float, default=1.0, help="1: off")
+    ask.add_argument("--seed", type=int, help="for sampling that repeats (default: random)")
     ask.add_argument("--stop", action="append", default=[], help="a stop string (repeatable)")
 
     transcribe = sub.add_parser("transcribe", help="transcribe (and optionally translate) speech")
@@ -68,25 +87,33 @@ def build_parser() -> argparse.ArgumentParser:
     _model_flags(meeting)
     meeting.add_argument("audio")
     meeting.add_argument("--instruction", help="what you want from the summary, in your words")
-    meeting.add_argument("--format", choices=["bullets", "json", "email", "paragraph"], default="bullets")
-    meeting.add_argument("--length", type=int, help="at most N words (or --unit sentences)")
-    meeting.add_argument("--unit", choices=["words", "sentences"], default="words")
+    meeting.add_argument("--format", choices=["bullets", "json", "email", "paragraph"], default="bullets",
+                         help="the summary's form")
+    meeting.add_argument("--length", type=int, help="at most N words (or --unit sentences); default: no limit")
+    meeting.add_argument("--unit", choices=["words", "sentences"], default="words", help="what --length counts")
     meeting.add_argument("--transcript-out", metavar="F", help="write the transcript (.srt if F ends in .srt, else text)")
     meeting.add_argument("--out", metavar="F", help="write the summary (.md, or .json with --format json)")
 
     evaluate = sub.add_parser("safety-eval", help="probe sensitive-attribute inference and refusals")
     _model_flags(evaluate)
     evaluate.add_argument("--limit", type=int, help="a reproducible sample of at most N probes of each kind")
-    evaluate.add_argument("--max-new-tokens", type=int, default=64)
+    evaluate.add_argument("--max-new-tokens", type=int, default=64, help="longest answer per probe")
 
     serve = sub.add_parser("serve", help="serve the web app")
     _model_flags(serve)
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--api-key")
+    serve.add_argument("--host", help=f"address to listen on (default {DEFAULTS.host}: this machine only)")
+    serve.add_argument("--port", type=int, help=f"(default {DEFAULTS.port})")
+    serve.add_argument("--api-key", help="require this key on every route but /health (default: none)")
     serve.add_argument("--max-inflight", type=int, help="generations at once (default: --max-batch local, 32 remote)")
-    serve.add_argument("--queue-size", type=int, help="requests that wait for a slot; past this, 429")
+    serve.add_argument("--queue-size", type=int,
+                       help=f"requests that wait for a slot; past this, 429 (default {DEFAULTS.queue_size})")
     return parser
+
+
+def _with_formatter(add_parser):
+    def add(name, **kwargs):
+        return add_parser(name, formatter_class=_HelpWithDefaults, **kwargs)
+    return add
 
 
 def _quiet_libraries(verbose: bool) -> None:
@@ -154,6 +181,10 @@ def cmd_ask(args) -> int:
     from engine.video import load_video
     from prompts.tasks import video_frames_note
 
+    if not (args.text or args.image or args.audio or args.video):
+        print('phi4mm: ask needs a question, media (--image, --audio, --video) or both, e.g. phi4mm ask "Hello"',
+              file=sys.stderr)
+        return 2
     settings = _settings(args)
     limits = settings.media_limits()
     parts = [ImagePart(load_image(path, limits)) for path in args.image]
@@ -213,7 +244,7 @@ def cmd_transcribe(args) -> int:
     split = tasks.split_transcript_translation(answer)
     print(f"Transcript:\n{split.transcript}\n")
     if split.translation is None:
-        print(f"Translation ({language}): (the model gave no separate translation)")
+        print(f"Translation ({language}): {tasks.NO_TRANSLATION}")
     else:
         print(f"Translation ({language}):\n{split.translation}")
     if args.verbose and final.metrics is not None:

@@ -23,7 +23,7 @@ def build_web(settings: Settings, on_finish=None):
 
     service = open_service(settings, on_finish)
     web = WebApp(service, settings, upload_dirs=[get_upload_folder()])
-    demo = build_app(web, settings.max_crops, settings.video_frames, settings.inflight())
+    demo = build_app(web)
     # a bounded queue: when it is full, new requests get a clear "busy" error instead of waiting forever
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=settings.inflight())
     return service, demo

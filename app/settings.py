@@ -7,7 +7,6 @@ import os
 from dataclasses import dataclass, fields
 
 from engine.limits import MediaLimits
-from engine.loading import LoadOptions
 from engine.model_config import DEFAULT_MODEL
 from safety.mitigations import MitigationPolicy
 
@@ -109,7 +108,9 @@ class Settings:
         disabled = frozenset(n.strip() for n in self.disable_mitigations.split(",") if n.strip())
         return MitigationPolicy(disabled=disabled, extra=self.safety_instructions)
 
-    def load_options(self) -> LoadOptions:
+    def load_options(self):
+        from engine.loading import LoadOptions  # imports torch: not at `phi4mm --help`
+
         return LoadOptions(
             model=self.model,
             revision=self.revision,
@@ -118,3 +119,6 @@ class Settings:
             attention=self.attention,
             quantize=self.quantize,
         )
+
+
+DEFAULTS = Settings()  # the defaults alone, for help texts

@@ -28,12 +28,14 @@ UserFacingError = Phi4mmError
 
 @dataclass
 class ChatOptions:
-    system_prompt: str = ""
-    max_new_tokens: int = 512
-    temperature: float = 0.0
-    top_p: float = 1.0
-    max_crops: int = 36
-    video_frames: int = 16
+    """What the page's Settings hold; `WebApp.default_options` fills it from the settings object."""
+
+    system_prompt: str
+    max_new_tokens: int
+    temperature: float
+    top_p: float
+    max_crops: int
+    video_frames: int
 
 
 def metrics_footer(reply: Reply) -> str:
@@ -53,6 +55,10 @@ class WebApp:
         # client names is never read otherwise, whatever Gradio itself lets through.
         self.upload_dirs = [os.path.realpath(d) for d in upload_dirs]
         self._meeting_cancels: dict[str, threading.Event] = {}  # browser session -> its running meeting
+
+    def default_options(self) -> ChatOptions:
+        s = self.settings
+        return ChatOptions("", s.max_new_tokens, 0.0, 1.0, s.max_crops, s.video_frames)
 
     def stop_meeting(self, session: str) -> None:
         """Stop a session's meeting job; it returns what is finished, with a note of the rest."""
@@ -158,6 +164,8 @@ class WebApp:
                 yield split.transcript, split.translation or ""
             else:
                 yield ("", answer) if language else (answer, "")
+        if cot and tasks.split_transcript_translation(answer).translation is None:  # never a silent empty box
+            yield tasks.split_transcript_translation(answer).transcript, tasks.NO_TRANSLATION
 
     def summarize(self, audio_path: str, instruction: str, fmt: str, length: int | None, unit: str,
                   progress=lambda fraction, desc: None, session: str = ""):

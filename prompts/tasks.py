@@ -45,6 +45,10 @@ class TranscriptAndTranslation:
     translation: str | None  # None when the model gave no separator
 
 
+# Shown where a chain-of-thought answer carried no separate translation (CLI and Speech tab).
+NO_TRANSLATION = "(the model gave no separate translation)"
+
+
 def split_transcript_translation(answer: str) -> TranscriptAndTranslation:
     """Split a chain-of-thought answer. Missing separator: the whole answer is the transcript.
     Repeated separators: the first piece is the transcript and nothing after it is dropped."""

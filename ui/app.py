@@ -46,7 +46,20 @@ def _text_file(name: str, text: str) -> str:
     return str(path)
 
 
-def build_app(web: WebApp, max_crops: int = 36, video_frames: int = 16, concurrency: int = 1) -> gr.Blocks:
+class ChatKeepingPlaceholder(gr.ChatInterface):
+    """gr.ChatInterface blanks the message box's placeholder when a message is sent and never puts
+    it back, so from the second message on the box gave no hint. (Gradio 6.31, pinned; a browser
+    test holds it.)"""
+
+    def _clear_and_save_textbox(self, message):
+        return type(self.textbox)("", interactive=False, placeholder=self.textbox.placeholder), message
+
+
+def build_app(web: WebApp) -> gr.Blocks:
+    """Every default on the page comes from the one settings object, as the CLI's and the API's do."""
+    settings = web.settings
+    max_crops, video_frames, concurrency = settings.max_crops, settings.video_frames, settings.inflight()
+
     @gpu
     def chat(message: dict, history: list[dict], system: str, max_tokens: int, temperature: float,
              top_p: float, crops: int, frames: int):
@@ -65,7 +78,7 @@ def build_app(web: WebApp, max_crops: int = 36, video_frames: int = 16, concurre
             yield "⚠️ Record or type a question about the photo."
             return
         try:
-            yield from web.photo_by_voice(image, audio, question, ChatOptions(max_crops=max_crops))
+            yield from web.photo_by_voice(image, audio, question, web.default_options())
         except Exception as err:  # the request's boundary
             yield _warning(err)
 
@@ -107,13 +120,14 @@ def build_app(web: WebApp, max_crops: int = 36, video_frames: int = 16, concurre
             settings = [  # render=False: ChatInterface places them in its Settings accordion
                 gr.Textbox(label="System prompt", placeholder="Optional. Safety instructions always apply.", lines=2,
                            render=False),
-                gr.Slider(16, 4096, value=512, step=16, label="Max new tokens", render=False, elem_id="max-tokens"),
+                gr.Slider(16, 4096, value=settings.max_new_tokens, step=16, label="Max new tokens", render=False,
+                          elem_id="max-tokens"),
                 gr.Slider(0, 2, value=0, step=0.05, label="Temperature (0 = greedy, the model's default)", render=False),
                 gr.Slider(0.05, 1, value=1, step=0.05, label="Top-p", render=False),
                 gr.Slider(1, 64, value=max_crops, step=1, label="Crop budget per image (fewer = faster)", render=False),
                 gr.Slider(1, 64, value=video_frames, step=1, label="Video frames", render=False),
             ]
-            gr.ChatInterface(
+            ChatKeepingPlaceholder(
                 fn=chat,
                 multimodal=True,
                 chatbot=gr.Chatbot(height=520, placeholder="Ask anything, or attach a photo, a video or a voice note.",
@@ -133,9 +147,10 @@ def build_app(web: WebApp, max_crops: int = 36, video_frames: int = 16, concurre
             )
         with gr.Tab("Photo by voice"):
             with gr.Row():
-                photo = gr.Image(sources=["webcam", "upload"], type="filepath", label="Photo", height=360)
+                photo = gr.Image(sources=["upload", "webcam"], type="filepath", label="Photo", height=360, elem_id="photo-input")
                 with gr.Column():
-                    voice = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Spoken question")
+                    voice = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Spoken question",
+                                     elem_id="voice-input")
                     typed = gr.Textbox(label="…or type the question", placeholder="What am I looking at?")
                     ask = gr.Button("Ask about the photo", variant="primary")
             answer = gr.Markdown(elem_id="photo-answer")
@@ -143,13 +158,16 @@ def build_app(web: WebApp, max_crops: int = 36, video_frames: int = 16, concurre
         with gr.Tab("Speech"):
             with gr.Row():
                 with gr.Column():
-                    speech = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Speech")
+                    speech = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Speech", elem_id="speech-input")
                     task = gr.Radio(["Transcribe", "Translate"], value="Transcribe", label="Task")
-                    language = gr.Dropdown(LANGUAGES, value="English", label="Translate to")
-                    cot = gr.Checkbox(label="Also show the original transcript (chain of thought)")
+                    # only a translation has a target language and a chain of thought
+                    language = gr.Dropdown(LANGUAGES, value="English", label="Translate to", visible=False)
+                    cot = gr.Checkbox(label="Also show the original transcript (chain of thought)", visible=False)
+                    task.change(lambda chosen: [gr.update(visible=chosen == "Translate")] * 2, task, [language, cot],
+                                queue=False)
                     run = gr.Button("Run", variant="primary")
                 with gr.Column():
-                    transcript = gr.Textbox(label="Transcript", lines=8, buttons=["copy"])
+                    transcript = gr.Textbox(label="Transcript", lines=8, buttons=["copy"], elem_id="speech-transcript")
                     translation = gr.Textbox(label="Translation", lines=8, buttons=["copy"])
                     download = gr.File(label="Download .txt")
             run.click(transcribe, [speech, task, language, cot], [transcript, translation, download],
@@ -157,18 +175,19 @@ def build_app(web: WebApp, max_crops: int = 36, video_frames: int = 16, concurre
         with gr.Tab("Meeting"):
             with gr.Row():
                 with gr.Column():
-                    meeting = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Recording")
+                    meeting = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Recording", elem_id="meeting-input")
                     preset = gr.Radio(SUMMARY_PRESETS, value="bullets", label="Format")
                     instruction = gr.Textbox(label="Instruction", placeholder="e.g. List the decisions and who owns them.")
                     with gr.Row():
-                        length = gr.Number(label="Length (optional)", value=None, precision=0, minimum=1)
+                        # 0 (or empty) means no limit: a `minimum=1` made the default itself an error
+                        length = gr.Number(label="Length (0 = no limit)", value=0, precision=0, minimum=0, elem_id="meeting-length")
                         unit = gr.Radio(["words", "sentences"], value="words", label="counted in")
                     with gr.Row():
                         go = gr.Button("Summarise", variant="primary")
                         stop = gr.Button("Stop, keep what is done", variant="secondary")
                 with gr.Column():
                     summary = gr.Markdown("### Summary\n*The summary appears here.*", elem_id="meeting-summary")
-                    meeting_transcript = gr.Textbox(label="Transcript", lines=10)
+                    meeting_transcript = gr.Textbox(label="Transcript", lines=10, elem_id="meeting-transcript")
                     files = gr.File(label="Downloads", file_count="multiple")
             go.click(summarize, [meeting, preset, instruction, length, unit], [meeting_transcript, summary, files],
                      api_name="summarize")

@@ -155,3 +155,36 @@ def test_transcribe_several_files_together_reports_rtfx(tiny_checkpoint, speech_
     assert out.count("== ") == 2 and out.index(str(speech_wav)) < out.index("long.wav")
     match = re.search(r"files=2 audio_s=(\d+\.\d) wall_s=\d+\.\d+ rtfx=\d+\.\d", err)
     assert match and 38 < float(match.group(1)) < 42  # 36 s + the ~4 s spoken sentence
+
+
+def test_bare_ask_is_a_usage_error_before_any_model_loads(tmp_path, capsys):
+    """It used to generate 1,024 tokens from an empty prompt."""
+    assert main(["ask", "--model", str(tmp_path / "no-model")]) == 2
+    assert "ask needs a question, media" in capsys.readouterr().err
+
+
+def test_help_gives_every_flag_its_default():
+    from app.cli import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    # flags with nothing to default to: the inputs themselves, keys, switches
+    no_default = {"-h", "--image", "--audio", "--video", "--system", "--stop", "--base-url", "--remote-api-key",
+                  "--verbose", "--revision", "--instruction", "--transcript-out", "--out", "--translate-to", "--cot",
+                  "--length", "--limit", "--max-inflight"}
+    for name in ("ask", "serve", "transcribe", "summarize"):
+        help_text = commands[name].format_help()
+        for action in commands[name]._actions:
+            flags = set(action.option_strings)
+            if flags and not flags & no_default:
+                text = commands[name]._get_formatter()._format_action(action)
+                assert "default" in text, (name, action.option_strings)
+        assert "default" in help_text
+
+
+def test_one_default_for_max_new_tokens():
+    from app.settings import DEFAULTS, Settings
+
+    assert Settings().max_new_tokens == DEFAULTS.max_new_tokens == 1024
+    assert f"(default {DEFAULTS.max_new_tokens})" in subprocess.run(
+        [PHI4MM, "ask", "--help"], capture_output=True, text=True, timeout=60).stdout.replace("\n", " ").replace("  ", "")

@@ -53,9 +53,17 @@ def test_transcribe_and_translate(client):
         handle_file(str(EXAMPLES / "question.wav")), "Translate", "French", True, api_name="/transcribe")
     text = Path(download).read_text()
     assert download.endswith("transcript.txt") and transcript in text and translation in text
+    assert translation  # no separate translation is said, never a silently empty box
     transcript, translation, _ = client.predict(handle_file(str(EXAMPLES / "question.wav")), "Transcribe", "English",
                                                 False, api_name="/transcribe")
     assert translation == ""
+
+
+def test_summarize_at_the_pages_defaults(client):
+    """Length 0 is the page's default and means no limit (a minimum of 1 made it an error)."""
+    transcript, summary, files = client.predict(handle_file(str(EXAMPLES / "question.wav")), "bullets", "", 0, "words",
+                                                api_name="/summarize")
+    assert transcript and len(files) == 3
 
 
 def test_summarize(client):
