@@ -11,7 +11,7 @@ import numpy as np
 
 from engine.errors import MediaError
 from engine.limits import SAMPLE_RATE, MediaLimits
-from engine.media_files import read_bytes
+from engine.media_files import names_its_file, read_bytes
 from engine.request import AudioPart
 
 SUPPORTED = "WAV, FLAC, OGG, MP3, M4A/AAC, MP4 or WebM"
@@ -57,6 +57,7 @@ def to_mono_16k(samples: Any, sample_rate: int) -> np.ndarray:
     return samples
 
 
+@names_its_file
 def load_audio(source: Any, limits: MediaLimits = MediaLimits(), max_seconds: float | None = None) -> AudioPart:
     """A file path, bytes, or a (samples, rate) / (rate, samples) pair from a microphone -> 16 kHz mono.
     `max_seconds` defaults to the chat-turn cap."""

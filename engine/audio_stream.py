@@ -17,7 +17,7 @@ import numpy as np
 from engine.audio import SUPPORTED, check_length, checked
 from engine.errors import MediaError
 from engine.limits import SAMPLE_RATE
-from engine.media_files import check_file
+from engine.media_files import check_file, names_its_file
 
 BLOCK_SECONDS = 30
 
@@ -89,8 +89,8 @@ def _soundfile_blocks(source, max_seconds: float):
             with sf.SoundFile(source) as f:
                 while len(block := f.read(info.samplerate * 10, dtype="float32", always_2d=True)):
                     yield info.samplerate, block.mean(axis=1)
-        except Exception as err:  # truncated or corrupt after a valid header
-            raise MediaError(f"The audio file is corrupt or truncated ({type(err).__name__}).") from None
+        except Exception:  # truncated or corrupt after a valid header
+            raise MediaError("The audio file is corrupt or truncated.") from None
 
     return seconds, blocks()
 
@@ -126,9 +126,9 @@ def _pyav_blocks(source, max_seconds: float):
                         check_length(total / rate, max_seconds)
         except MediaError:
             raise
-        except Exception as err:  # corrupt packets, an unsupported codec
+        except Exception:  # corrupt packets, an unsupported codec
             if total == 0:
-                raise MediaError(f"The audio could not be decoded ({type(err).__name__}): use a {SUPPORTED} file.") from None
+                raise MediaError(f"The audio could not be decoded: use a {SUPPORTED} file.") from None
             # a damaged tail: keep what decoded
 
     return seconds, blocks()
@@ -151,6 +151,7 @@ def decode_to_16k(source, max_seconds: float) -> np.ndarray:
     return resampler.finish()
 
 
+@names_its_file
 def load_long_audio(path: str | Path, limits, max_seconds: float) -> np.ndarray:
     """A recording file -> 16 kHz mono float32, holding only that one full copy."""
     path = Path(path)

@@ -11,7 +11,7 @@ from PIL import Image, ImageOps
 
 from engine.errors import MediaError
 from engine.limits import MediaLimits
-from engine.media_files import read_bytes
+from engine.media_files import names_its_file, read_bytes
 
 FORMATS = "PNG, JPEG, WebP, GIF, BMP or TIFF"
 
@@ -31,6 +31,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+@names_its_file
 def load_image(source: Any, limits: MediaLimits = MediaLimits()) -> Image.Image:
     """A PIL image, a path or bytes -> an RGB image. Raises MediaError for anything unusable."""
     if isinstance(source, Image.Image):
@@ -56,11 +57,11 @@ def load_image(source: Any, limits: MediaLimits = MediaLimits()) -> Image.Image:
                 f"The image has too many pixels (over {limits.max_image_pixels / 1e6:.0f} MP); it may be a "
                 "decompression bomb."
             ) from None
-        except Exception as err:  # Pillow raises many types (OSError, SyntaxError, struct.error, …) on bad data
-            raise MediaError(f"The image could not be decoded ({type(err).__name__}): use a {FORMATS} file.") from None
+        except Exception:  # Pillow raises many types (OSError, SyntaxError, struct.error, …) on bad data
+            raise MediaError(f"The image could not be decoded: use a {FORMATS} file.") from None
     if image.width < 1 or image.height < 1:
         raise MediaError("The image has no pixels.")
     try:
         return to_rgb(image)
-    except Exception as err:  # e.g. a malformed EXIF block
-        raise MediaError(f"The image could not be converted to RGB ({type(err).__name__}).") from None
+    except Exception:  # e.g. a malformed EXIF block
+        raise MediaError("The image could not be converted to RGB.") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -9,12 +10,34 @@ from engine.errors import MediaError
 from engine.limits import MediaLimits
 
 
+def names_its_file(load):
+    """A MediaError raised while `load(source, ...)` reads a file names the file (bytes and
+    microphone samples have no name): with several attached, people need to know which failed."""
+
+    @functools.wraps(load)
+    def loader(source, *args, **kwargs):
+        try:
+            return load(source, *args, **kwargs)
+        except MediaError as err:
+            if isinstance(source, (str, Path)):
+                raise MediaError(f"{Path(source).name}: {err}", param=err.param) from None
+            raise
+
+    return loader
+
+
 def check_file(path: Path, limits: MediaLimits, what: str) -> None:
-    """Refuse a missing, empty or oversized file before anything reads it."""
+    """Refuse a missing, unreadable, empty or oversized file, or a folder, before anything reads it."""
+    if path.is_dir():
+        raise MediaError(f"This is a folder, not {'an' if what[0] in 'aeiou' else 'a'} {what} file.")
     try:
         size = path.stat().st_size
-    except OSError:
-        raise MediaError(f"The {what} file {path.name!r} could not be opened.") from None
+        with path.open("rb"):
+            pass
+    except FileNotFoundError:
+        raise MediaError("There is no such file.") from None
+    except OSError as err:
+        raise MediaError(f"The {what} file could not be opened: {(err.strerror or 'unreadable').lower()}.") from None
     check_size(size, limits, what)
 
 

@@ -13,13 +13,14 @@ from PIL import Image
 
 from engine.errors import MediaError
 from engine.limits import MediaLimits
-from engine.media_files import check_file, read_bytes
+from engine.media_files import check_file, names_its_file, read_bytes
 from engine.request import VideoPart
 
 FRAME_BOX = 448  # the vision encoder's crop size
 FORMATS = "MP4, WebM, MOV, AVI or MKV"
 
 
+@names_its_file
 def load_video(source: Any, limits: MediaLimits = MediaLimits(), frames: int | None = None) -> VideoPart:
     frames = frames or limits.video_frames
     if not 1 <= frames <= 64:
@@ -71,8 +72,8 @@ def _sample(path: str, limits: MediaLimits, frames: int) -> VideoPart:
             stamps.append(round(index / fps, 3))
     except MediaError:
         raise
-    except Exception as err:  # OpenCV raises cv2.error and others on broken streams
-        raise MediaError(f"The video could not be decoded ({type(err).__name__}).") from None
+    except Exception:  # OpenCV raises cv2.error and others on broken streams
+        raise MediaError("The video could not be decoded.") from None
     finally:
         capture.release()
     if not images:
