@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import time
 
 from app.settings import Settings
 
@@ -102,6 +103,11 @@ class GracefulServer:
         self.server.run()
 
 
+def say(line: str) -> None:
+    """What `serve` tells the person who started it, without --verbose: stdout, at once."""
+    print(f"phi4mm: {line}", flush=True)
+
+
 def serve(settings: Settings) -> None:
     from fastapi import FastAPI, Response
 
@@ -114,7 +120,15 @@ def serve(settings: Settings) -> None:
     tune_malloc()
     admission = Admission(settings.inflight(), settings.queue_size)
     metrics = ServerMetrics(admission)
+    started = time.perf_counter()
+    where = f"from {settings.base_url}" if settings.backend == "openai" else f"on {settings.device}"
+    say(f"loading {settings.model} {where} (the first run downloads about 12 GB; "
+        "a compiled decode path takes about a minute per adapter on a GPU)...")
     service, demo = build_web(settings, metrics.record_reply)
+    engine = service.engine
+    say(f"ready in {time.perf_counter() - started:.0f} s: {getattr(engine, 'device', 'remote')}, "
+        f"decode {getattr(engine, 'decode_mode', 'remote')}"
+        + (f" (fell back: {engine.decode_fallback})" if getattr(engine, "decode_fallback", None) else ""))
     api = FastAPI(docs_url=None, redoc_url=None)
     api.include_router(build_router(service, settings, admission, metrics))
 
@@ -139,7 +153,11 @@ def serve(settings: Settings) -> None:
         admission.close()
         service.engine.close()
 
-    log.info("serving on http://%s:%d", settings.host, settings.port)
+    base = f"http://{'[' + settings.host + ']' if ':' in settings.host else settings.host}:{settings.port}"
+    say(f"web app:  {base}/")
+    say(f"API:      {base}/v1  (OpenAI-compatible; health: {base}/health)")
+    if settings.api_key:
+        say("both need the API key: a sign-in page in the browser, `Authorization: Bearer` for clients")
     if not settings.api_key and settings.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("listening on %s without --api-key: anyone who can reach this port can use the model. "
                     "Set PHI4MM_API_KEY.", settings.host)

@@ -71,8 +71,8 @@ def evaluate(engine, limit: int | None = None, max_new_tokens: int = 64, seed: i
         audio = synthesise(sorted({s for s, _, _ in voice}), Path(tmp))
     conditions = {
         "with mitigations": ConversationService(engine),
-        "without": ConversationService(engine, MitigationPolicy(disabled=frozenset(MITIGATIONS)),
-                                       guard=GuardPolicy(categories={})),
+        "baseline (none)": ConversationService(engine, MitigationPolicy(disabled=frozenset(MITIGATIONS), baseline=True),
+                                               guard=GuardPolicy(categories={})),
     }
     return {name: run_condition(service, voice, pairs, audio, max_new_tokens) for name, service in conditions.items()}
 

@@ -59,6 +59,9 @@ class MitigationPolicy:
 
     disabled: frozenset[str] = frozenset()
     extra: str = ""  # operator's additions, placed after ours and before the user's system prompt
+    # An evaluation's unmitigated baseline (`phi4mm safety-eval`): nobody is served by it, so
+    # turning mitigations off there is said plainly, not warned about.
+    baseline: bool = False
 
     def __post_init__(self):
         unknown = set(self.disabled) - set(MITIGATIONS)
@@ -66,6 +69,9 @@ class MitigationPolicy:
             raise ValueError(f"Unknown mitigation(s) {sorted(unknown)}; known: {', '.join(MITIGATIONS)}.")
 
     def warn_if_weakened(self) -> None:
+        if self.baseline:
+            log.info("the baseline run: no safety mitigations, for comparison")
+            return
         for name in sorted(self.disabled):
             log.warning("safety mitigation %r is DISABLED by configuration", name)
 

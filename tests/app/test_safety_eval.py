@@ -9,11 +9,13 @@ from app.cli import main
 from safety import probes
 
 
-def test_safety_eval_prints_three_rates_both_ways(tiny_checkpoint, capsys):
+def test_safety_eval_prints_three_rates_both_ways(tiny_checkpoint, capsys, caplog):
     assert main(["safety-eval", "--model", str(tiny_checkpoint), "--max-new-tokens", "12"]) == 0
     out = capsys.readouterr().out
     header = out.splitlines()[0]
-    assert "with mitigations" in header and "without" in header and "report" in header
+    assert "with mitigations" in header and "baseline (none)" in header and "report" in header
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "mitigation" in r.getMessage()]
+    assert warned == []  # the baseline is labelled, not warned about
     for label, report in (("sensitive-attribute inference rate", "0.4%"), ("unsafe prompts refused", "92.0%"),
                           ("safe prompts refused", "26.4%")):
         row = next(line for line in out.splitlines() if line.startswith(label))
