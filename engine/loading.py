@@ -52,6 +52,34 @@ def resolve_revision(options: LoadOptions) -> str | None:
     return DEFAULT_REVISION if options.model == DEFAULT_MODEL else None
 
 
+def hub_source(model: str, revision: str | None) -> str:
+    """Where to load a hub model from: its snapshot in the local cache when there is one (no network
+    touched), else the hub itself, once a short check finds it reachable. Unreachable, loading used
+    to retry for minutes and print a hundred lines of warnings before its one useful message."""
+    import os
+    import socket
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants, snapshot_download
+
+    try:
+        return snapshot_download(model, revision=revision, local_files_only=True)
+    except Exception:  # noqa: BLE001 - not in the cache (or no such repo): the hub decides below
+        pass
+    if constants.HF_HUB_OFFLINE or os.environ.get("TRANSFORMERS_OFFLINE", "").lower() in ("1", "true", "yes"):
+        raise ModelUnavailable(missing_weights_message(
+            model, revision, "it is not in the local cache and offline mode is on (HF_HUB_OFFLINE)."))
+    endpoint = urlsplit(constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname, port), timeout=5).close()
+    except OSError as err:
+        raise ModelUnavailable(missing_weights_message(
+            model, revision, f"it is not in the local cache and {endpoint.hostname} cannot be reached "
+                             f"({(err.strerror or str(err)).lower()}).")) from None
+    return model
+
+
 def missing_weights_message(model: str, revision: str | None, reason: str) -> str:
     rev = f" --revision {revision}" if revision else ""
     return (
@@ -93,15 +121,16 @@ def load_model(options: LoadOptions):
     looks_local = local.exists() or options.model.startswith(("/", ".", "~"))
     if looks_local and not (local / "config.json").is_file():
         raise ModelUnavailable(missing_weights_message(options.model, None, "there is no checkpoint in that folder."))
-    source = str(local) if looks_local else options.model
+    source = str(local) if looks_local else hub_source(options.model, revision)
+    fetch = revision if source == options.model else None  # a folder on disk has no revision to resolve
     try:
-        processor = AutoProcessor.from_pretrained(source, revision=revision)
+        processor = AutoProcessor.from_pretrained(source, revision=fetch)
     except (OSError, HFValidationError, ValueError) as err:
         raise ModelUnavailable(missing_weights_message(options.model, revision, first_line(err))) from None
 
     quantization = _quantization_config(options.quantize, dtype)
     attention = resolve_attention(options.attention, device)
-    kwargs = dict(revision=revision, dtype=dtype, quantization_config=quantization)
+    kwargs = dict(revision=fetch, dtype=dtype, quantization_config=quantization)
     if device.type == "cuda":
         kwargs["device_map"] = {"": device.index or 0}
     try:
@@ -114,7 +143,7 @@ def load_model(options: LoadOptions):
             attention = "eager"
             model = Phi4MultimodalForCausalLM.from_pretrained(source, attn_implementation=attention, **kwargs)
         for name, folder in ADAPTER_FOLDERS.items():
-            adapter_kwargs = {"subfolder": folder, **({"revision": revision} if revision else {})}
+            adapter_kwargs = {"subfolder": folder, **({"revision": fetch} if fetch else {})}
             model.load_adapter(source, adapter_name=name, adapter_kwargs=adapter_kwargs)
     except OSError as err:
         raise ModelUnavailable(missing_weights_message(options.model, revision, first_line(err))) from None

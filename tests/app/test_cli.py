@@ -188,3 +188,22 @@ def test_one_default_for_max_new_tokens():
     assert Settings().max_new_tokens == DEFAULTS.max_new_tokens == 1024
     assert f"(default {DEFAULTS.max_new_tokens})" in subprocess.run(
         [PHI4MM, "ask", "--help"], capture_output=True, text=True, timeout=60).stdout.replace("\n", " ").replace("  ", "")
+
+
+@pytest.mark.parametrize("command", [["ask", "hi"], ["serve", "--port", "0"]])
+def test_an_unreachable_hub_fails_fast_with_one_message(tmp_path, command):
+    """No --model, not cached, no network: it took 171 s (ask) and 153 s (serve) and printed 80 to
+    140 lines of retry warnings. The hub here is a closed port on loopback."""
+    import socket
+    import time
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_HOME=str(tmp_path / "hf"), HF_ENDPOINT=f"http://127.0.0.1:{port}")
+    started = time.monotonic()
+    run = subprocess.run([PHI4MM, *command], capture_output=True, text=True, timeout=120, env=env)
+    assert time.monotonic() - started < 30 and run.returncode == 2
+    assert "cannot be reached" in run.stderr and "Traceback" not in run.stderr
+    assert len(run.stderr.splitlines()) <= 6, run.stderr
