@@ -39,6 +39,15 @@ def _warning(err: Exception) -> str:
     return "⚠️ Something went wrong on the server; it has been logged. Please try again."
 
 
+def _failed(message: str, request: gr.Request | None):
+    """The page shows the message where the answer would be (and stays usable: an exception would
+    leave the chat box disabled); an API client (gradio_client, which marks its calls) gets it as
+    an exception with the same one line, never as if it were the answer."""
+    if request is not None and request.headers.get("x-gradio-user") == "api":
+        raise gr.Error(message.removeprefix("⚠️ "), print_exception=False)
+    yield message
+
+
 def _text_file(name: str, text: str) -> str:
     """A per-request file for download (its own temporary folder, never shared between users)."""
     path = Path(tempfile.mkdtemp(prefix="phi4mm-")) / name
@@ -62,25 +71,25 @@ def build_app(web: WebApp) -> gr.Blocks:
 
     @gpu
     def chat(message: dict, history: list[dict], system: str, max_tokens: int, temperature: float,
-             top_p: float, crops: int, frames: int):
+             top_p: float, crops: int, frames: int, request: gr.Request):
         options = ChatOptions(system, max_tokens, temperature, top_p, crops, frames)
         try:
             yield from web.chat(message.get("text", ""), message.get("files", []), history, options)
         except Exception as err:  # the request's boundary: a short message, never a traceback
-            yield _warning(err)
+            yield from _failed(_warning(err), request)
 
     @gpu
-    def photo_by_voice(image: str | None, audio: str | None, question: str):
+    def photo_by_voice(image: str | None, audio: str | None, question: str, request: gr.Request):
         if not image:
-            yield "⚠️ Take or upload a photo first."
+            yield from _failed("⚠️ Take or upload a photo first.", request)
             return
         if not audio and not question.strip():
-            yield "⚠️ Record or type a question about the photo."
+            yield from _failed("⚠️ Record or type a question about the photo.", request)
             return
         try:
             yield from web.photo_by_voice(image, audio, question, web.default_options())
         except Exception as err:  # the request's boundary
-            yield _warning(err)
+            yield from _failed(_warning(err), request)
 
     @gpu
     def transcribe(audio: str | None, task: str, language: str, cot: bool):
@@ -118,7 +127,7 @@ def build_app(web: WebApp) -> gr.Blocks:
         gr.Markdown(INTRO, elem_classes="phi-header")
         with gr.Tab("Chat"):
             settings = [  # render=False: ChatInterface places them in its Settings accordion
-                gr.Textbox(label="System prompt", placeholder="Optional. Safety instructions always apply.", lines=2,
+                gr.Textbox("", label="System prompt", placeholder="Optional. Safety instructions always apply.", lines=2,
                            render=False),
                 gr.Slider(16, 4096, value=settings.max_new_tokens, step=16, label="Max new tokens", render=False,
                           elem_id="max-tokens"),
@@ -151,9 +160,9 @@ def build_app(web: WebApp) -> gr.Blocks:
                 with gr.Column():
                     voice = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Spoken question",
                                      elem_id="voice-input")
-                    typed = gr.Textbox(label="…or type the question", placeholder="What am I looking at?")
+                    typed = gr.Textbox("", label="…or type the question", placeholder="What am I looking at?")
                     ask = gr.Button("Ask about the photo", variant="primary")
-            answer = gr.Markdown(elem_id="photo-answer")
+            answer = gr.Markdown(label="Answer", elem_id="photo-answer")
             ask.click(photo_by_voice, [photo, voice, typed], answer, api_name="photo_by_voice")
         with gr.Tab("Speech"):
             with gr.Row():
@@ -177,7 +186,7 @@ def build_app(web: WebApp) -> gr.Blocks:
                 with gr.Column():
                     meeting = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Recording", elem_id="meeting-input")
                     preset = gr.Radio(SUMMARY_PRESETS, value="bullets", label="Format")
-                    instruction = gr.Textbox(label="Instruction", placeholder="e.g. List the decisions and who owns them.")
+                    instruction = gr.Textbox("", label="Instruction", placeholder="e.g. List the decisions and who owns them.")
                     with gr.Row():
                         # 0 (or empty) means no limit: a `minimum=1` made the default itself an error
                         length = gr.Number(label="Length (0 = no limit)", value=0, precision=0, minimum=0, elem_id="meeting-length")
@@ -186,7 +195,8 @@ def build_app(web: WebApp) -> gr.Blocks:
                         go = gr.Button("Summarise", variant="primary")
                         stop = gr.Button("Stop, keep what is done", variant="secondary")
                 with gr.Column():
-                    summary = gr.Markdown("### Summary\n*The summary appears here.*", elem_id="meeting-summary")
+                    summary = gr.Markdown("### Summary\n*The summary appears here.*", label="Summary",
+                                          elem_id="meeting-summary")
                     meeting_transcript = gr.Textbox(label="Transcript", lines=10, elem_id="meeting-transcript")
                     files = gr.File(label="Downloads", file_count="multiple")
             go.click(summarize, [meeting, preset, instruction, length, unit], [meeting_transcript, summary, files],

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 
 from tests.conftest import API_KEY
 from tests.inputs import write_video
@@ -45,7 +46,31 @@ def test_photo_by_voice(client):
     typed = client.predict(handle_file(str(EXAMPLES / "sunset.png")), None, "What colour is the sky?",
                            api_name="/photo_by_voice")
     assert "vision adapter" in typed
-    assert client.predict(None, None, "hi", api_name="/photo_by_voice").startswith("⚠️ Take or upload a photo")
+    with pytest.raises(AppError, match="^Take or upload a photo first.$"):  # an error, not an answer
+        client.predict(None, None, "hi", api_name="/photo_by_voice")
+
+
+def test_every_endpoint_takes_only_its_required_input(client):
+    """The rest default to the page's defaults (`/chat` required `system`, `/summarize` `instruction`)."""
+    wav = handle_file(str(EXAMPLES / "question.wav"))
+    assert "adapter · first token" in client.predict({"text": "Hi", "files": []}, api_name="/chat")
+    assert "vision adapter" in client.predict(handle_file(str(EXAMPLES / "sunset.png")), wav, api_name="/photo_by_voice")
+    assert client.predict(wav, api_name="/transcribe")[0]
+    assert client.predict(wav, api_name="/summarize")[0]
+
+
+def test_every_output_is_named(client):
+    endpoints = client.view_api(return_format="dict")["named_endpoints"]
+    labels = [r["label"] for name in ("/chat", "/photo_by_voice", "/transcribe", "/summarize")
+              for r in endpoints[name]["returns"]]
+    assert all(label and not label.startswith("value_") for label in labels), labels
+
+
+def test_a_failed_chat_reaches_the_client_as_an_error(client, tmp_path):
+    (tmp_path / "broken.png").write_bytes(b"not a picture" * 100)
+    with pytest.raises(AppError, match="broken.png: The image could not be decoded"):
+        client.predict({"text": "What is this?", "files": [handle_file(str(tmp_path / "broken.png"))]},
+                       *SETTINGS, api_name="/chat")
 
 
 def test_transcribe_and_translate(client):
