@@ -25,5 +25,6 @@ def open_engine(settings: Settings):
     return engine
 
 
-def open_service(settings: Settings, on_finish=None) -> ConversationService:
-    return ConversationService(open_engine(settings), settings.mitigation_policy(), on_finish=on_finish)
+def open_service(settings: Settings, on_finish=None, engine=None) -> ConversationService:
+    """The service over `engine`, or over the engine the settings describe."""
+    return ConversationService(engine or open_engine(settings), settings.mitigation_policy(), on_finish=on_finish)

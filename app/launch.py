@@ -14,15 +14,16 @@ log = logging.getLogger(__name__)
 M_ARENA_MAX, M_MMAP_THRESHOLD = -8, -3  # glibc's mallopt parameter numbers
 
 
-def build_web(settings: Settings, on_finish=None):
-    """Engine -> conversation service -> the browser app's Blocks (not yet launched)."""
+def build_web(settings: Settings, on_finish=None, engine=None):
+    """Engine (`engine`, or the settings') -> conversation service -> the browser app's Blocks
+    (not yet launched)."""
     from gradio.utils import get_upload_folder
 
     from app.backends import open_service
     from app.web import WebApp
     from ui.app import build_app
 
-    service = open_service(settings, on_finish)
+    service = open_service(settings, on_finish, engine)
     web = WebApp(service, settings, upload_dirs=[get_upload_folder()])
     demo = build_app(web)
     # a bounded queue: when it is full, new requests get a clear "busy" error instead of waiting forever

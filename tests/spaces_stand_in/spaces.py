@@ -1,0 +1,90 @@
+"""A stand-in for Hugging Face's `spaces` package, as strict as ZeroGPU: the GPU exists only while
+a `@spaces.GPU` function runs, so a model forward pass is refused unless it runs inside such a call,
+in its thread or in a thread that call started, while that call is still running. (A thread started
+at load, or one left over from an earlier call, has no GPU there.)"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import itertools
+import threading
+
+_ids = itertools.count(1)
+_running: set[int] = set()  # the calls in progress
+_local = threading.local()  # .call: the call this thread works for
+refused: list[str] = []  # what ran outside, for the test to read
+_start = threading.Thread.start
+
+
+def _start_with_parent(self):
+    self._spaces_call = getattr(_local, "call", None)  # a thread works for the call that started it
+    _start(self)
+
+
+def _run_with_parent(run):
+    @functools.wraps(run)
+    def inner(self):
+        _local.call = getattr(self, "_spaces_call", None)
+        run(self)
+    return inner
+
+
+threading.Thread.start = _start_with_parent
+threading.Thread.run = _run_with_parent(threading.Thread.run)
+
+
+def GPU(fn=None, **_):  # noqa: N802 - the real package's name
+    if fn is None:
+        return GPU
+
+    def within(call, step):
+        """Runs `step()` as part of `call`, in whichever thread runs it (Gradio may resume a
+        generator in another worker thread at every step)."""
+        outer, _local.call = getattr(_local, "call", None), call
+        try:
+            return step()
+        finally:
+            _local.call = outer
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def generator(*args, **kwargs):
+            call = next(_ids)
+            _running.add(call)
+            steps = fn(*args, **kwargs)
+            try:
+                while True:
+                    try:
+                        item = within(call, lambda: next(steps))
+                    except StopIteration:
+                        return
+                    yield item
+            finally:
+                within(call, steps.close)
+                _running.discard(call)
+        return generator
+
+    @functools.wraps(fn)
+    def function(*args, **kwargs):
+        call = next(_ids)
+        _running.add(call)
+        try:
+            return within(call, lambda: fn(*args, **kwargs))
+        finally:
+            _running.discard(call)
+    return function
+
+
+def guard_forward(model_class) -> None:
+    """Refuses `model_class.forward` outside a running call (and notes it for the test)."""
+    forward = model_class.forward
+
+    @functools.wraps(forward)
+    def checked(self, *args, **kwargs):
+        if getattr(_local, "call", None) not in _running:
+            refused.append(threading.current_thread().name)
+            raise RuntimeError("ZeroGPU stand-in: CUDA used outside a @spaces.GPU call")
+        return forward(self, *args, **kwargs)
+
+    model_class.forward = checked
