@@ -82,9 +82,10 @@ def to_chat(messages: list[Message]) -> tuple[list[dict], list, list]:
 def _standard_strides(module, args):
     """transformers hands the output head the prompt's last position as a view with the whole
     prompt's strides; PyTorch's matmul cannot fold such a tensor into a matrix, so it runs a batched
-    product that first copies the whole transposed head (200,064 x 3,072): 3.2 s of every prefill on
-    this CPU at full size, and 1.2 GB more memory on a GPU. The same rows with standard strides
-    take 0.04 s (bench/RESULTS.md). `generate` gets this too: it runs the same model."""
+    product, which in bf16 on a CPU first copies the whole transposed head (200,064 x 3,072): 3.2 s
+    of every prefill on this CPU at full size. The same rows with standard strides take 0.04 s
+    (bench/RESULTS.md); what the batched product costs on a GPU is not measured. `generate` gets
+    this too: it runs the same model."""
     hidden = args[0]
     return (hidden.reshape(-1, hidden.shape[-1]).view(hidden.shape), *args[1:])
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from app.web import LANGUAGES, SUMMARY_PRESETS, ChatOptions, UserFacingError, WebApp
+from app.web import FOOTER_MARK, LANGUAGES, SUMMARY_PRESETS, ChatOptions, UserFacingError, WebApp
 from ui.gpu import gpu
 
 log = logging.getLogger(__name__)
@@ -43,9 +43,14 @@ def _failed(message: str, request: gr.Request | None):
     """The page shows the message where the answer would be (and stays usable: an exception would
     leave the chat box disabled); an API client (gradio_client, which marks its calls) gets it as
     an exception with the same one line, never as if it were the answer."""
-    if request is not None and request.headers.get("x-gradio-user") == "api":
+    if _from_api(request):
         raise gr.Error(message.removeprefix("⚠️ "), print_exception=False)
     yield message
+
+
+def _from_api(request: gr.Request | None) -> bool:
+    """gradio_client marks its calls; the page's do not carry the mark."""
+    return request is not None and request.headers.get("x-gradio-user") == "api"
 
 
 def _text_file(name: str, text: str) -> str:
@@ -73,10 +78,14 @@ def build_app(web: WebApp) -> gr.Blocks:
     def chat(message: dict, history: list[dict], system: str, max_tokens: int, temperature: float,
              top_p: float, crops: int, frames: int, request: gr.Request):
         options = ChatOptions(system, max_tokens, temperature, top_p, crops, frames)
+        api = _from_api(request)
         try:
-            yield from web.chat(message.get("text", ""), message.get("files", []), history, options)
+            for shown in web.chat(message.get("text", ""), message.get("files", []), history, options):
+                # the page shows the metrics line under the answer; a client gets it apart from the answer
+                answer, _, metrics = shown.partition(FOOTER_MARK)
+                yield (answer if api else shown), metrics.removesuffix("</sub>")
         except Exception as err:  # the request's boundary: a short message, never a traceback
-            yield from _failed(_warning(err), request)
+            yield from ((shown, "") for shown in _failed(_warning(err), request))
 
     @gpu
     def photo_by_voice(image: str | None, audio: str | None, question: str, request: gr.Request):
@@ -136,6 +145,8 @@ def build_app(web: WebApp) -> gr.Blocks:
                 gr.Slider(1, 64, value=max_crops, step=1, label="Crop budget per image (fewer = faster)", render=False),
                 gr.Slider(1, 64, value=video_frames, step=1, label="Video frames", render=False),
             ]
+            # the answer's metrics line apart, for API clients (the page shows it under the answer)
+            metrics = gr.Textbox(label="Metrics", visible=False, render=False)
             ChatKeepingPlaceholder(
                 fn=chat,
                 multimodal=True,
@@ -146,6 +157,7 @@ def build_app(web: WebApp) -> gr.Blocks:
                                              elem_id="chat-input", submit_btn=True, stop_btn=True),
                 additional_inputs=settings,
                 additional_inputs_accordion=gr.Accordion("Settings", open=False, render=False),
+                additional_outputs=[metrics],
                 examples=[
                     [{"text": "What is in this picture?", "files": [str(EXAMPLES / "sunset.png")]}],
                     [{"text": "", "files": [str(EXAMPLES / "question.wav")]}],
@@ -154,6 +166,7 @@ def build_app(web: WebApp) -> gr.Blocks:
                 example_labels=["Describe a photo", "Answer a spoken question", "Just text"],
                 api_name="chat",
             )
+            metrics.render()
         with gr.Tab("Photo by voice"):
             with gr.Row():
                 photo = gr.Image(sources=["upload", "webcam"], type="filepath", label="Photo", height=360, elem_id="photo-input")

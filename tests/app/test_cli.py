@@ -131,7 +131,7 @@ def test_transcribe_refuses_bad_audio_clearly(tiny_checkpoint, tmp_path, capsys)
     (tmp_path / "broken.wav").write_bytes(b"RIFF....WAVEfmt nonsense")
     assert main(["transcribe", str(tmp_path / "broken.wav"), "--model", str(tiny_checkpoint)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("phi4mm: The audio") and "Traceback" not in err
+    assert err.startswith("phi4mm: broken.wav: The audio") and "Traceback" not in err
 
 
 def test_ask_about_a_video(tiny_checkpoint, tmp_path, capsys):

@@ -24,7 +24,7 @@ import space_app
 from gradio_client import Client, handle_file
 space_app.demo.launch(server_name="127.0.0.1", server_port={port}, prevent_thread_lock=True, quiet=True)
 client, wav = Client("http://127.0.0.1:{port}/", verbose=False), handle_file({wav!r})
-answers = [client.predict({{"text": "Hi", "files": []}}, api_name="/chat") for _ in range(2)]
+answers = [client.predict({{"text": "Hi", "files": []}}, api_name="/chat")[0] for _ in range(2)]
 answers += [client.predict(wav, api_name="/transcribe")[0], client.predict(wav, api_name="/summarize")[0]]
 answers += [client.predict(handle_file({photo!r}), wav, api_name="/photo_by_voice")]
 print(json.dumps({{"refused": spaces.refused, "answers": answers,
