@@ -187,7 +187,8 @@ def test_ctrl_c_while_transcribing_keeps_and_writes_what_is_finished(tiny_checkp
     err = tmp_path / "err.txt"
     with err.open("w") as stderr:
         run = subprocess.Popen([sys.executable, "-m", "app.cli", "summarize", str(tmp_path / "long.wav"),
-                                "--model", str(tiny_checkpoint), "--out", str(tmp_path / "summary.md"),
+                                "--model", str(tiny_checkpoint), "--max-batch", "1",  # one segment at a time
+                                "--out", str(tmp_path / "summary.md"),
                                 "--transcript-out", str(tmp_path / "t.txt")], stdout=subprocess.PIPE, stderr=stderr)
         deadline = time.monotonic() + 120
         while "Transcribing segment 2" not in err.read_text() and time.monotonic() < deadline:
