@@ -4,7 +4,7 @@ measured beside its baseline in the same run. Prints one table for bench/RESULTS
 same figures as JSON: the device, and per figure a `value` and its `baseline`.
 
     python bench/gpu_check.py                          # a GPU (target: under 8 minutes on one H100)
-    python bench/gpu_check.py --layers 2 --tokens 4 --clips 2 --out /tmp/gpu_check.json   # CPU smoke (CI)
+    python bench/gpu_check.py --layers 2 --tokens 4 --clips 1 --streams 4 --out /tmp/gpu_check.json   # CPU smoke (CI)
 
 A figure that fails (or needs CUDA, on a CPU) is reported with its reason; the others still run.
 Never commit the JSON of a CPU run.
@@ -112,6 +112,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, help="fewer layers in every stack (a CPU smoke run)")
     parser.add_argument("--tokens", type=int, default=64, help="new tokens per measured answer")
     parser.add_argument("--clips", type=int, default=32, help="espeak-ng clips for RTFx")
+    parser.add_argument("--streams", type=int, default=16, help="concurrent mixed streams")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
     transformers.logging.set_verbosity_error()
@@ -229,12 +230,12 @@ def measure_bf16(engine, report: Report, args, folder: Path) -> None:
                    ttft([AudioPart(thirty_seconds_of_speech(folder)), TextPart("Answer the question.")]))
 
     def streams():
-        engine.enable_batching(16)
+        engine.enable_batching(args.streams)
         aggregate_tokens_per_s(engine, 2, 2)  # warm-up
-        many, one = aggregate_tokens_per_s(engine, 16, n), aggregate_tokens_per_s(engine, 1, n)
+        many, one = aggregate_tokens_per_s(engine, args.streams, n), aggregate_tokens_per_s(engine, 1, n)
         engine.batcher.close()
         return many, one
-    report.attempt("16 mixed streams, aggregate tok/s (vs 1 stream)", "tok/s", streams)
+    report.attempt(f"{args.streams} mixed streams, aggregate tok/s (vs 1 stream)", "tok/s", streams)
 
     def rtfx():
         clips = speech_set(args.clips, folder)

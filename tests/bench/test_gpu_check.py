@@ -1,4 +1,4 @@
-"""bench/gpu_check.py keeps running (CPU smoke: 2 layers per stack, 4 tokens, 2 clips) and writes
+"""bench/gpu_check.py keeps running (CPU smoke: 2 layers per stack, 4 tokens, 1 clip, 4 streams) and writes
 the JSON it promises; its figures are not asserted (they belong to a GPU run)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_gpu_check_smoke_prints_a_table_and_writes_json(tmp_path):
     out = tmp_path / "gpu_check.json"
     run = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--layers", "2", "--tokens", "4",
-                          "--clips", "2", "--out", str(out)], capture_output=True, text=True, timeout=900, cwd=ROOT)
+                          "--clips", "1", "--streams", "4", "--out", str(out)], capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert run.returncode == 0, run.stderr[-3000:]
     rows = [line for line in run.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
     report = json.loads(out.read_text())
