@@ -164,8 +164,8 @@ class WebApp:
                 yield split.transcript, split.translation or ""
             else:
                 yield ("", answer) if language else (answer, "")
-        if cot and tasks.split_transcript_translation(answer).translation is None:  # never a silent empty box
-            yield tasks.split_transcript_translation(answer).transcript, tasks.NO_TRANSLATION
+        if cot and (split := tasks.split_transcript_translation(answer)).translation is None:  # never silently empty
+            yield split.transcript, tasks.NO_TRANSLATION
 
     def summarize(self, audio_path: str, instruction: str, fmt: str, length: int | None, unit: str,
                   progress=lambda fraction, desc: None, session: str = ""):

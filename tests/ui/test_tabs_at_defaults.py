@@ -5,18 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ui.test_browser import CHROMIUM, EXAMPLE_PHOTO, FLAGS, FOOTER, ROOT, last_answer, open_app, send, shot, wait_for
+from tests.ui.test_browser import EXAMPLE_PHOTO, FOOTER, ROOT, last_answer, open_app, send, shot, wait_for
 
-playwright_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 QUESTION = ROOT / "ui" / "examples" / "question.wav"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(params=[1280, 390], ids=["desktop", "phone"])
