@@ -36,6 +36,9 @@ COPY engine engine
 COPY ui ui
 COPY prompts prompts
 COPY safety safety
+COPY core core
+COPY media media
+COPY tooling tooling
 RUN pip install --no-deps .
 
 # Never run as root. Ubuntu's image already has uid 1000 (ubuntu), so ours is 10001.

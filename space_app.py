@@ -14,19 +14,20 @@ import dataclasses
 import os
 
 from app.launch import build_web, launch_options
-from app.settings import Settings
+from core.settings import Settings
 
 
 def zero_gpu_engine(settings: Settings):
     import torch
 
     from engine.engine import Engine
-    from engine.loading import load_model
+    from engine.loading import LoadOptions, load_model
+    from media.limits import MediaLimits
 
-    options = dataclasses.replace(settings.load_options(), device="cpu", dtype="bfloat16")
+    options = dataclasses.replace(LoadOptions.from_settings(settings), device="cpu", dtype="bfloat16")
     model, processor, _ = load_model(options)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # ZeroGPU's CUDA at load is virtual
-    engine = Engine(model.to(device), processor, device, settings.context_window, settings.media_limits())
+    engine = Engine(model.to(device), processor, device, settings.context_window, MediaLimits.from_settings(settings))
     engine.set_decode("dynamic")
     return engine
 

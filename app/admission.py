@@ -8,7 +8,7 @@ import math
 import threading
 import time
 
-from engine.errors import Overloaded, ShuttingDown
+from core.errors import Overloaded, ShuttingDown
 
 
 class Admission:
@@ -38,8 +38,10 @@ class Admission:
             if self.admitted >= self.capacity:
                 # the queue drains max_inflight requests per mean request time
                 wait = self._mean_seconds * (self.queued + 1) / self.max_inflight
-                raise Overloaded(f"The server is busy ({self.admitted} requests running or queued); "
-                                 "retry shortly.", retry_after=max(1, math.ceil(wait)))
+                raise Overloaded(
+                    f"The server is busy ({self.admitted} requests running or queued); retry shortly.",
+                    retry_after=max(1, math.ceil(wait)),
+                )
             self.admitted += 1
         return Ticket(self)
 

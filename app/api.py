@@ -34,22 +34,29 @@ from starlette.concurrency import run_in_threadpool
 from app.admission import Admission
 from app.metrics import ServerMetrics
 from app.service import ConversationService
-from app.settings import Settings
-from engine.audio import checked
-from engine.errors import GenerationFailed, InvalidRequest, ModelUnavailable, Overloaded, Phi4mmError
-from engine.limits import SAMPLE_RATE
-from engine.media import parse_part
-from engine.media_files import read_bytes
-from engine.request import Message, SamplingParams
+from core.errors import GenerationFailed, InvalidRequest, ModelUnavailable, Overloaded, Phi4mmError
+from core.settings import Settings
+from engine.request import SamplingParams
 from engine.router import choose_adapter
+from media.audio_stream import checked
+from media.files import read_bytes
+from media.limits import SAMPLE_RATE, MediaLimits
+from media.parts import Message
+from media.payloads import parse_part
 
 ADAPTER_HEADER = "X-Phi4mm-Adapter"
 # The API's routes by their label in /metrics (app/gate.py counts what it refuses under these too).
 ENDPOINTS = {"/v1/models": "models", "/v1/chat/completions": "chat", "/v1/audio/transcriptions": "transcriptions"}
 
 
-def error(status: int, message: str, param: str | None = None, code: str | None = None,
-          kind: str = "invalid_request_error", headers: dict | None = None) -> JSONResponse:
+def error(
+    status: int,
+    message: str,
+    param: str | None = None,
+    code: str | None = None,
+    kind: str = "invalid_request_error",
+    headers: dict | None = None,
+) -> JSONResponse:
     body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -72,8 +79,10 @@ def error_for(err: Phi4mmError, headers: dict | None = None, param: str | None =
 
 def _data_uri(url: str, param: str) -> bytes:
     if not isinstance(url, str) or not url.startswith("data:"):
-        raise InvalidRequest("Only data: URIs are accepted; this server never fetches URLs. "
-                             "Send the file as data:<mime>;base64,<data>.", param=param)
+        raise InvalidRequest(
+            "Only data: URIs are accepted; this server never fetches URLs. Send the file as data:<mime>;base64,<data>.",
+            param=param,
+        )
     try:
         header, payload = url.split(",", 1)
         return base64.b64decode(payload, validate=True) if header.endswith(";base64") else payload.encode()
@@ -82,7 +91,7 @@ def _data_uri(url: str, param: str) -> bytes:
 
 
 def engine_part(part: Any, where: str) -> dict:
-    """An OpenAI content part -> the engine's own part dict (decoded by engine.media.parse_part)."""
+    """An OpenAI content part -> the engine's own part dict (decoded by media.payloads.parse_part)."""
     kind = part.get("type") if isinstance(part, dict) else None
     if kind == "text":
         return {"type": "text", "text": str(part.get("text", ""))}
@@ -90,8 +99,10 @@ def engine_part(part: Any, where: str) -> dict:
         return {"type": "image", "image": _data_uri((part.get("image_url") or {}).get("url"), where)}
     if kind == "input_audio":
         try:
-            return {"type": "audio", "audio": base64.b64decode((part.get("input_audio") or {}).get("data", ""),
-                                                                validate=True)}
+            return {
+                "type": "audio",
+                "audio": base64.b64decode((part.get("input_audio") or {}).get("data", ""), validate=True),
+            }
         except (ValueError, binascii.Error):
             raise InvalidRequest("input_audio.data must be base64.", param=where) from None
     raise InvalidRequest(f"Unsupported content part type {kind!r}; use text, image_url or input_audio.", param=where)
@@ -100,7 +111,7 @@ def engine_part(part: Any, where: str) -> dict:
 def parse_messages(raw: Any, settings: Settings) -> list[Message]:
     if not isinstance(raw, list) or not raw:
         raise InvalidRequest("`messages` must be a non-empty list.", param="messages")
-    limits = settings.media_limits()
+    limits = MediaLimits.from_settings(settings)
     messages = []
     for i, message in enumerate(raw):
         if not isinstance(message, dict):
@@ -130,8 +141,9 @@ def sampling(body: dict, settings: Settings) -> SamplingParams:
     )
 
 
-def build_router(service: ConversationService, settings: Settings, admission: Admission,
-                 metrics: ServerMetrics) -> APIRouter:
+def build_router(
+    service: ConversationService, settings: Settings, admission: Admission, metrics: ServerMetrics
+) -> APIRouter:
     router = APIRouter(prefix="/v1")
     max_body = settings.max_upload_mb * 2**20
 
@@ -144,32 +156,47 @@ def build_router(service: ConversationService, settings: Settings, admission: Ad
 
     @router.get("/models")
     def models(request: Request):
-        return answered("models", JSONResponse(
-            {"object": "list", "data": [{"id": settings.model, "object": "model", "created": 0, "owned_by": "phi4mm"}]}))
+        return answered(
+            "models",
+            JSONResponse(
+                {
+                    "object": "list",
+                    "data": [{"id": settings.model, "object": "model", "created": 0, "owned_by": "phi4mm"}],
+                }
+            ),
+        )
 
     @router.post("/audio/transcriptions")
-    async def transcriptions(request: Request, file: UploadFile = File(...), model: str = Form("phi4mm"),
-                             response_format: str = Form("json"), language: str | None = Form(None)):
+    async def transcriptions(
+        request: Request,
+        file: UploadFile = File(...),
+        model: str = Form("phi4mm"),
+        response_format: str = Form("json"),
+        language: str | None = Form(None),
+    ):
         """Whisper-API compatible: the transcript of ~30 s segments cut at quiet points."""
         return answered("transcriptions", await _transcribe(request, file, response_format))
 
     async def _transcribe(request: Request, file: UploadFile, response_format: str):
         from app.meeting import MeetingOptions, MeetingResult, MeetingSummarizer, Tracker
-        from engine.audio_stream import decode_to_16k
+        from media.audio_stream import decode_to_16k
 
         if response_format not in ("json", "text", "srt", "verbose_json"):
             return error(400, "response_format must be json, text, srt or verbose_json.", param="response_format")
-        limits = settings.media_limits()
+        limits = MediaLimits.from_settings(settings)
         data = file.file.read(max_body + 1)
         if len(data) > max_body:
             return too_large("file")
         headers = {ADAPTER_HEADER: "speech"}
 
         def run(cancel: threading.Event):
-            samples = checked(decode_to_16k(io.BytesIO(read_bytes(data, limits, "audio")), limits.max_task_audio_seconds),
-                              limits.max_task_audio_seconds)
+            samples = checked(
+                decode_to_16k(io.BytesIO(read_bytes(data, limits, "audio")), limits.max_task_audio_seconds),
+                limits.max_task_audio_seconds,
+            )
             segments, notes = MeetingSummarizer(service).transcribe(
-                samples, MeetingOptions(), Tracker(1, lambda *_: None), cancel)
+                samples, MeetingOptions(), Tracker(1, lambda *_: None), cancel
+            )
             return samples, segments, notes
 
         try:
@@ -188,8 +215,10 @@ def build_router(service: ConversationService, settings: Settings, admission: Ad
             return PlainTextResponse(result.transcript_srt(), headers=headers)
         body = {"text": text}
         if response_format == "verbose_json":
-            body.update(duration=result.duration, segments=[
-                {"id": i, "start": s.start, "end": s.end, "text": s.text} for i, s in enumerate(segments)])
+            body.update(
+                duration=result.duration,
+                segments=[{"id": i, "start": s.start, "end": s.end, "text": s.text} for i, s in enumerate(segments)],
+            )
         return JSONResponse(body, headers=headers)
 
     @router.post("/chat/completions")
@@ -223,11 +252,13 @@ def build_router(service: ConversationService, settings: Settings, admission: Ad
         if body.get("stream"):
             cancel = threading.Event()
             events = _sse(service, messages, params, completion_id, created, settings.model, cancel)
-            return ClosingStreamingResponse(_until_disconnect(events, ticket, cancel), media_type="text/event-stream",
-                                            headers=headers)
+            return ClosingStreamingResponse(
+                _until_disconnect(events, ticket, cancel), media_type="text/event-stream", headers=headers
+            )
         try:
             text, final = await until_disconnect(
-                request, lambda cancel: service.answer(messages, params, cancel=cancel))
+                request, lambda cancel: service.answer(messages, params, cancel=cancel)
+            )
         except Phi4mmError as err:
             return error_for(err, headers)
         finally:
@@ -235,12 +266,23 @@ def build_router(service: ConversationService, settings: Settings, admission: Ad
         m = final.metrics
         usage = {"prompt_tokens": m.prompt_tokens if m else 0, "completion_tokens": m.completion_tokens if m else 0}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        return JSONResponse({
-            "id": completion_id, "object": "chat.completion", "created": created, "model": settings.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": final.finish_reason}],
-            "usage": usage,
-        }, headers=headers)
+        return JSONResponse(
+            {
+                "id": completion_id,
+                "object": "chat.completion",
+                "created": created,
+                "model": settings.model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": final.finish_reason,
+                    }
+                ],
+                "usage": usage,
+            },
+            headers=headers,
+        )
 
     return router
 
@@ -311,11 +353,17 @@ async def _until_disconnect(events: Iterator[str], ticket, cancel: threading.Eve
         threading.Thread(target=close, name="close-stream", daemon=True).start()
 
 
-def _sse(service, messages, params, completion_id: str, created: int, model: str,
-         cancel: threading.Event) -> Iterator[str]:
+def _sse(
+    service, messages, params, completion_id: str, created: int, model: str, cancel: threading.Event
+) -> Iterator[str]:
     def event(delta: dict, finish: str | None = None, usage: dict | None = None) -> str:
-        chunk = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        chunk = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
         if usage:
             chunk["usage"] = usage
         return f"data: {json.dumps(chunk)}\n\n"
@@ -325,8 +373,11 @@ def _sse(service, messages, params, completion_id: str, created: int, model: str
         for reply in service.chat(messages, params, cancel=cancel):
             usage = None
             if reply.metrics:
-                usage = {"prompt_tokens": reply.metrics.prompt_tokens, "completion_tokens": reply.metrics.completion_tokens,
-                         "total_tokens": reply.metrics.prompt_tokens + reply.metrics.completion_tokens}
+                usage = {
+                    "prompt_tokens": reply.metrics.prompt_tokens,
+                    "completion_tokens": reply.metrics.completion_tokens,
+                    "total_tokens": reply.metrics.prompt_tokens + reply.metrics.completion_tokens,
+                }
             # a guard refusal cannot retract streamed text: it arrives as the last delta, finish_reason content_filter
             yield event({"content": reply.text} if reply.text else {}, reply.finish_reason, usage)
     except Exception as err:  # after streaming started: an error event, and the server keeps serving

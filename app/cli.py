@@ -9,26 +9,40 @@ import sys
 import time
 import warnings
 
-from engine.errors import Phi4mmError
+from core.errors import Phi4mmError
+from media.limits import MediaLimits
 
 
 def _model_flags(p: argparse.ArgumentParser) -> None:
-    from app.settings import DEFAULTS as D
+    from core.settings import DEFAULTS as D
 
     p.add_argument("--model", help=f"hub id or local checkpoint folder (default {D.model})")
     p.add_argument("--revision", help="hub revision (default: refs/pr/70 for the default model)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help=f"(default {D.device}: CUDA when there is one)")
-    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"],
-                   help=f"(default {D.dtype}: bf16 on a GPU, fp32 on a CPU)")
-    p.add_argument("--attention", choices=["auto", "sdpa", "eager", "flash_attention_2"], help=f"(default {D.attention})")
+    p.add_argument(
+        "--dtype",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        help=f"(default {D.dtype}: bf16 on a GPU, fp32 on a CPU)",
+    )
+    p.add_argument(
+        "--attention", choices=["auto", "sdpa", "eager", "flash_attention_2"], help=f"(default {D.attention})"
+    )
     p.add_argument("--quantize", choices=["none", "8bit", "4bit"], help=f"(default {D.quantize})")
-    p.add_argument("--backend", choices=["local", "openai"],
-                   help=f"openai: use a remote OpenAI-compatible server (default {D.backend})")
+    p.add_argument(
+        "--backend",
+        choices=["local", "openai"],
+        help=f"openai: use a remote OpenAI-compatible server (default {D.backend})",
+    )
     p.add_argument("--base-url", help="the remote server for --backend openai, e.g. http://gpu-box:8000/v1")
     p.add_argument("--remote-api-key", help="the key the remote server wants, if any")
-    p.add_argument("--max-batch", type=int, help=f"requests decoded together by the local engine (default {D.max_batch})")
-    p.add_argument("--decode", choices=["auto", "compiled", "static", "dynamic"],
-                   help=f"decode path (default {D.decode}: compiled on CUDA, dynamic on CPU)")
+    p.add_argument(
+        "--max-batch", type=int, help=f"requests decoded together by the local engine (default {D.max_batch})"
+    )
+    p.add_argument(
+        "--decode",
+        choices=["auto", "compiled", "static", "dynamic"],
+        help=f"decode path (default {D.decode}: compiled on CUDA, dynamic on CPU)",
+    )
     p.add_argument("--verbose", action="store_true", help="log loading details; `ask` adds a metrics line on stderr")
 
 
@@ -44,10 +58,13 @@ class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from app.settings import DEFAULTS  # a dataclass of defaults: no torch import, so --help stays fast
+    from core.settings import DEFAULTS  # a dataclass of defaults: no torch import, so --help stays fast
 
-    parser = argparse.ArgumentParser(prog="phi4mm", description="Local multimodal assistant around Phi-4-multimodal.",
-                                     formatter_class=_HelpWithDefaults)
+    parser = argparse.ArgumentParser(
+        prog="phi4mm",
+        description="Local multimodal assistant around Phi-4-multimodal.",
+        formatter_class=_HelpWithDefaults,
+    )
     # importlib, not app.doctor: `--help` and `--version` must not wait for torch to import
     parser.add_argument("--version", action="version", version=f"phi4mm {importlib.metadata.version('phi4mm')}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -66,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--image", action="append", default=[], help="an image file (repeatable)")
     ask.add_argument("--audio", help="an audio file")
     ask.add_argument("--video", help="a video file (frames sampled uniformly)")
-    ask.add_argument("--video-frames", type=int, help=f"frames to sample from the video (default {DEFAULTS.video_frames})")
+    ask.add_argument(
+        "--video-frames", type=int, help=f"frames to sample from the video (default {DEFAULTS.video_frames})"
+    )
     ask.add_argument("--max-crops", type=int, help=f"crop budget per image, 1-64 (default {DEFAULTS.max_crops})")
     ask.add_argument("--system", help="a system prompt")
     ask.add_argument("--max-new-tokens", type=int, help=f"longest answer (default {DEFAULTS.max_new_tokens})")
@@ -80,18 +99,23 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe = sub.add_parser("transcribe", help="transcribe (and optionally translate) speech")
     _model_flags(transcribe)
     transcribe.add_argument("audio", nargs="+", help="one or more audio files (several: transcribed together)")
-    transcribe.add_argument("--translate-to", metavar="LANG", help="one of the eight speech languages, e.g. French or fr")
+    transcribe.add_argument(
+        "--translate-to", metavar="LANG", help="one of the eight speech languages, e.g. French or fr"
+    )
     transcribe.add_argument("--cot", action="store_true", help="with --translate-to: transcript, then translation")
 
     meeting = sub.add_parser("summarize", help="transcript and summary of a recording (hours long is fine)")
     _model_flags(meeting)
     meeting.add_argument("audio")
     meeting.add_argument("--instruction", help="what you want from the summary, in your words")
-    meeting.add_argument("--format", choices=["bullets", "json", "email", "paragraph"], default="bullets",
-                         help="the summary's form")
+    meeting.add_argument(
+        "--format", choices=["bullets", "json", "email", "paragraph"], default="bullets", help="the summary's form"
+    )
     meeting.add_argument("--length", type=int, help="at most N words (or --unit sentences); default: no limit")
     meeting.add_argument("--unit", choices=["words", "sentences"], default="words", help="what --length counts")
-    meeting.add_argument("--transcript-out", metavar="F", help="write the transcript (.srt if F ends in .srt, else text)")
+    meeting.add_argument(
+        "--transcript-out", metavar="F", help="write the transcript (.srt if F ends in .srt, else text)"
+    )
     meeting.add_argument("--out", metavar="F", help="write the summary (.md, or .json with --format json)")
 
     evaluate = sub.add_parser("safety-eval", help="probe sensitive-attribute inference and refusals")
@@ -105,14 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help=f"(default {DEFAULTS.port})")
     serve.add_argument("--api-key", help="require this key on every route but /health (default: none)")
     serve.add_argument("--max-inflight", type=int, help="generations at once (default: --max-batch local, 32 remote)")
-    serve.add_argument("--queue-size", type=int,
-                       help=f"requests that wait for a slot; past this, 429 (default {DEFAULTS.queue_size})")
+    serve.add_argument(
+        "--queue-size", type=int, help=f"requests that wait for a slot; past this, 429 (default {DEFAULTS.queue_size})"
+    )
     return parser
 
 
 def _with_formatter(add_parser):
     def add(name, **kwargs):
         return add_parser(name, formatter_class=_HelpWithDefaults, **kwargs)
+
     return add
 
 
@@ -131,23 +157,40 @@ def _quiet_libraries(verbose: bool) -> None:
 
 
 def _settings(args):
-    from app.settings import Settings
+    from core.settings import Settings
 
-    names = ("model", "revision", "device", "dtype", "attention", "quantize", "host", "port", "api_key", "backend",
-             "base_url", "remote_api_key", "max_batch", "decode", "max_inflight", "queue_size", "max_crops",
-             "video_frames")
+    names = (
+        "model",
+        "revision",
+        "device",
+        "dtype",
+        "attention",
+        "quantize",
+        "host",
+        "port",
+        "api_key",
+        "backend",
+        "base_url",
+        "remote_api_key",
+        "max_batch",
+        "decode",
+        "max_inflight",
+        "queue_size",
+        "max_crops",
+        "video_frames",
+    )
     return Settings.from_env(**{n: getattr(args, n, None) for n in names})
 
 
 def cmd_tiny_checkpoint(args) -> int:
-    from engine.tiny_checkpoint import write_tiny_checkpoint
+    from tooling.tiny_checkpoint import write_tiny_checkpoint
 
     print(write_tiny_checkpoint(args.dir, seed=args.seed))
     return 0
 
 
 def _service(settings):
-    from app.backends import open_service
+    from app.service import open_service
 
     return open_service(settings)
 
@@ -175,18 +218,21 @@ def _stream_to_stdout(replies, verbose: bool) -> None:
 
 
 def cmd_ask(args) -> int:
-    from engine.audio import load_audio
-    from engine.images import load_image
-    from engine.request import GenerationRequest, ImagePart, Message, SamplingParams, TextPart
-    from engine.video import load_video
+    from engine.request import GenerationRequest, SamplingParams
+    from media.audio import load_audio
+    from media.images import load_image
+    from media.parts import ImagePart, Message, TextPart
+    from media.video import load_video
     from prompts.tasks import video_frames_note
 
     if not (args.text or args.image or args.audio or args.video):
-        print('phi4mm: ask needs a question, media (--image, --audio, --video) or both, e.g. phi4mm ask "Hello"',
-              file=sys.stderr)
+        print(
+            'phi4mm: ask needs a question, media (--image, --audio, --video) or both, e.g. phi4mm ask "Hello"',
+            file=sys.stderr,
+        )
         return 2
     settings = _settings(args)
-    limits = settings.media_limits()
+    limits = MediaLimits.from_settings(settings)
     parts = [ImagePart(load_image(path, limits)) for path in args.image]
     if args.video:
         video = load_video(args.video, limits)
@@ -213,12 +259,12 @@ def cmd_ask(args) -> int:
 
 def cmd_transcribe(args) -> int:
     from app.meeting import MeetingOptions
-    from engine.audio import load_audio
+    from media.audio import load_audio
     from prompts import tasks
     from prompts.languages import resolve_language
 
     settings = _settings(args)
-    limits = settings.media_limits()
+    limits = MediaLimits.from_settings(settings)
     try:
         language = resolve_language(args.translate_to) if args.translate_to else None
     except ValueError as err:
@@ -260,8 +306,9 @@ def _transcribe_batched(service, paths: list[str], clips: list, verbose: bool) -
     from app.meeting import MeetingOptions, MeetingSummarizer, Tracker
 
     started = time.perf_counter()
-    results = MeetingSummarizer(service).transcribe_many([clip.samples for clip in clips], MeetingOptions(),
-                                                         Tracker(1, lambda *_: None), threading.Event())
+    results = MeetingSummarizer(service).transcribe_many(
+        [clip.samples for clip in clips], MeetingOptions(), Tracker(1, lambda *_: None), threading.Event()
+    )
     seconds = time.perf_counter() - started
     for path, (segments, notes) in zip(paths, results):
         if len(paths) > 1:
@@ -271,7 +318,9 @@ def _transcribe_batched(service, paths: list[str], clips: list, verbose: bool) -
             print(f"phi4mm: {note}", file=sys.stderr)
     audio = sum(clip.seconds for clip in clips)
     if verbose:
-        print(f"files={len(clips)} audio_s={audio:.1f} wall_s={seconds:.2f} rtfx={audio / seconds:.1f}", file=sys.stderr)
+        print(
+            f"files={len(clips)} audio_s={audio:.1f} wall_s={seconds:.2f} rtfx={audio / seconds:.1f}", file=sys.stderr
+        )
     return 0
 
 
@@ -304,10 +353,10 @@ def cmd_summarize(args) -> int:
     from pathlib import Path
 
     from app.meeting import MeetingOptions, MeetingSummarizer
-    from engine.audio_stream import load_long_audio
+    from media.audio_stream import load_long_audio
 
     settings = _settings(args)
-    limits = settings.media_limits()
+    limits = MediaLimits.from_settings(settings)
     samples = load_long_audio(args.audio, limits, limits.max_meeting_seconds)  # fails fast, before the model
     summarizer = MeetingSummarizer(_service(settings))
     options = MeetingOptions(args.instruction, args.format, args.length, args.unit)
@@ -369,8 +418,15 @@ def cmd_serve(args) -> int:
     return 0
 
 
-COMMANDS = {"tiny-checkpoint": cmd_tiny_checkpoint, "ask": cmd_ask, "transcribe": cmd_transcribe,
-            "summarize": cmd_summarize, "safety-eval": cmd_safety_eval, "serve": cmd_serve, "doctor": cmd_doctor}
+COMMANDS = {
+    "tiny-checkpoint": cmd_tiny_checkpoint,
+    "ask": cmd_ask,
+    "transcribe": cmd_transcribe,
+    "summarize": cmd_summarize,
+    "safety-eval": cmd_safety_eval,
+    "serve": cmd_serve,
+    "doctor": cmd_doctor,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ import importlib.util
 import os
 from pathlib import Path
 
-from app.settings import Settings
+from core.settings import Settings
 from engine.model_config import ADAPTER_FOLDERS
 
 PACKAGES = ("phi4mm", "torch", "transformers", "peft", "gradio", "bitsandbytes")
@@ -37,22 +37,30 @@ def device_line() -> str:
     if not torch.cuda.is_available():
         return f"CPU only (no CUDA GPU visible), {os.cpu_count()} cores; attention: sdpa"
     props = torch.cuda.get_device_properties(0)
-    kernels = [name for name, on in (("flash", torch.backends.cuda.flash_sdp_enabled()),
-                                     ("memory-efficient", torch.backends.cuda.mem_efficient_sdp_enabled())) if on]
+    kernels = [
+        name
+        for name, on in (
+            ("flash", torch.backends.cuda.flash_sdp_enabled()),
+            ("memory-efficient", torch.backends.cuda.mem_efficient_sdp_enabled()),
+        )
+        if on
+    ]
     flash_attn = "installed" if importlib.util.find_spec("flash_attn") else "not installed"
     bf16 = "yes" if torch.cuda.is_bf16_supported() else "no"
-    return (f"{props.name}, {props.total_memory / 2**30:.1f} GiB, bf16 {bf16}; "
-            f"attention: sdpa ({', '.join(kernels) or 'math only'}), flash-attn {flash_attn}")
+    return (
+        f"{props.name}, {props.total_memory / 2**30:.1f} GiB, bf16 {bf16}; "
+        f"attention: sdpa ({', '.join(kernels) or 'math only'}), flash-attn {flash_attn}"
+    )
 
 
 def resolve_model(settings: Settings) -> tuple[Path | None, str]:
     """(local folder or None, a line saying where the model comes from)."""
-    from engine.loading import resolve_revision
+    from engine.loading import LoadOptions, resolve_revision
 
     local = Path(settings.model).expanduser()
     if local.exists() or settings.model.startswith(("/", ".", "~")):
         return (local if (local / "config.json").is_file() else None), f"local folder {local}"
-    revision = resolve_revision(settings.load_options())
+    revision = resolve_revision(LoadOptions.from_settings(settings))
     where = f"hub {settings.model} at revision {revision or 'main'}"
     try:
         from huggingface_hub import snapshot_download
@@ -67,8 +75,11 @@ def file_problems(folder: Path) -> list[str]:
     problems = [f"{name} is missing" for name in ("config.json", "tokenizer.json") if not (folder / name).is_file()]
     if not list(folder.glob("*.safetensors")):
         problems.append("no *.safetensors weights")
-    problems += [f"the {name} adapter folder {sub}/ is missing" for name, sub in ADAPTER_FOLDERS.items()
-                 if not (folder / sub / "adapter_config.json").is_file()]
+    problems += [
+        f"the {name} adapter folder {sub}/ is missing"
+        for name, sub in ADAPTER_FOLDERS.items()
+        if not (folder / sub / "adapter_config.json").is_file()
+    ]
     return problems
 
 
@@ -83,24 +94,30 @@ def run_doctor(settings: Settings, say=print) -> int:
     folder, where = resolve_model(settings)
     say(f"model: {where}")
     if folder is None:
-        say(f"not ready: the model's files are not on this machine. Download them where the hub is reachable: "
-            f"hf download {settings.model}" + (" --revision refs/pr/70" if "hub" in where else ""))
+        say(
+            f"not ready: the model's files are not on this machine. Download them where the hub is reachable: "
+            f"hf download {settings.model}" + (" --revision refs/pr/70" if "hub" in where else "")
+        )
         return 1
     if problems := file_problems(folder):
         say(f"not ready: in {folder}: " + "; ".join(problems))
         return 1
     say(f"files: config, tokenizer, weights and the {' and '.join(ADAPTER_FOLDERS)} adapters in {folder}")
+    from core.errors import Phi4mmError
     from engine.engine import Engine
-    from engine.errors import Phi4mmError
+    from engine.loading import LoadOptions
+    from media.limits import MediaLimits
 
     try:
-        options = dataclasses.replace(settings.load_options(), model=str(folder), revision=None)
-        engine = Engine.load(options, settings.context_window, settings.media_limits())
+        options = dataclasses.replace(LoadOptions.from_settings(settings), model=str(folder), revision=None)
+        engine = Engine.load(options, settings.context_window, MediaLimits.from_settings(settings))
     except Phi4mmError as err:
         say(f"not ready: {err}")
         return 1
-    say(f"checkpoint: token ids agree (image {engine.media_token_ids[0]}, audio {engine.media_token_ids[1]}); "
-        f"adapters {', '.join(engine.adapters) or 'none'}; dtype {str(engine.dtype).removeprefix('torch.')}")
+    say(
+        f"checkpoint: token ids agree (image {engine.media_token_ids[0]}, audio {engine.media_token_ids[1]}); "
+        f"adapters {', '.join(engine.adapters) or 'none'}; dtype {str(engine.dtype).removeprefix('torch.')}"
+    )
     mode = engine.set_decode(settings.decode, settings.static_cache_tokens)
     if engine.decode_fallback:
         say(f"decode: {mode}: the fast path failed its self-check ({engine.decode_fallback})")

@@ -18,7 +18,7 @@ import hmac
 import json
 from urllib.parse import parse_qs
 
-from app.settings import Settings
+from core.settings import Settings
 
 COOKIE = "phi4mm_session"
 OPEN_PATHS = {"/health", "/login"}
@@ -63,8 +63,13 @@ class Gate:
             if scope["method"] == "GET" and "text/html" in headers.get("accept", ""):
                 return await _respond(send, 303, b"", [(b"location", b"/login")])
             self.on_refused(path, 401)
-            return await _error(send, 401, "Missing or wrong API key: send `Authorization: Bearer <key>`, "
-                                "or sign in at /login in a browser.", "authentication_error", "invalid_api_key")
+            return await _error(
+                send,
+                401,
+                "Missing or wrong API key: send `Authorization: Bearer <key>`, or sign in at /login in a browser.",
+                "authentication_error",
+                "invalid_api_key",
+            )
         if (name := _called_by_name(path)) and name not in self.public_calls:
             return await _error(send, 404, "No such endpoint.", "invalid_request_error", "not_found")
         if scope["type"] == "websocket":
@@ -80,12 +85,18 @@ class Gate:
         if bearer.startswith("Bearer ") and hmac.compare_digest(bearer[7:].encode(), self.key.encode()):
             return True
         cookies = [c.strip().split("=", 1) for c in headers.get("cookie", "").split(";") if "=" in c]
-        return any(name == COOKIE and hmac.compare_digest(value.encode(), self.token.encode())
-                   for name, value in cookies)
+        return any(
+            name == COOKIE and hmac.compare_digest(value.encode(), self.token.encode()) for name, value in cookies
+        )
 
     async def _too_large(self, send):
-        return await _error(send, 413, f"The request body is over {self.max_upload_mb} MB.",
-                            "invalid_request_error", "request_too_large")
+        return await _error(
+            send,
+            413,
+            f"The request body is over {self.max_upload_mb} MB.",
+            "invalid_request_error",
+            "request_too_large",
+        )
 
     async def _counted(self, scope, receive, send):
         """A body without a Content-Length (chunked) is counted as it arrives: past the cap the app
@@ -145,8 +156,13 @@ def _called_by_name(path: str) -> str | None:
 
 
 async def _respond(send, status: int, body: bytes, headers: list) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-length", str(len(body)).encode()), *headers]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-length", str(len(body)).encode()), *headers],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

@@ -8,7 +8,7 @@ import logging
 import os
 import time
 
-from app.settings import Settings
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 M_ARENA_MAX, M_MMAP_THRESHOLD = -8, -3  # glibc's mallopt parameter numbers
@@ -19,7 +19,7 @@ def build_web(settings: Settings, on_finish=None, engine=None):
     (not yet launched)."""
     from gradio.utils import get_upload_folder
 
-    from app.backends import open_service
+    from app.service import open_service
     from app.web import WebApp
     from ui.app import build_app
 
@@ -84,8 +84,9 @@ class GracefulServer:
     def __init__(self, app, settings: Settings, on_stop, grace_s: int = 7):
         import uvicorn
 
-        config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
-                                timeout_graceful_shutdown=grace_s)
+        config = uvicorn.Config(
+            app, host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=grace_s
+        )
         self.server = uvicorn.Server(config)
         self.on_stop = on_stop
         handle_exit = self.server.handle_exit
@@ -123,32 +124,47 @@ def serve(settings: Settings) -> None:
     metrics = ServerMetrics(admission)
     started = time.perf_counter()
     where = f"from {settings.base_url}" if settings.backend == "openai" else f"on {settings.device}"
-    say(f"loading {settings.model} {where} (the first run downloads about 12 GB; "
-        "a compiled decode path takes about a minute per adapter on a GPU)...")
+    say(
+        f"loading {settings.model} {where} (the first run downloads about 12 GB; "
+        "a compiled decode path takes about a minute per adapter on a GPU)..."
+    )
     service, demo = build_web(settings, metrics.record_reply)
     engine = service.engine
-    say(f"ready in {time.perf_counter() - started:.0f} s: {getattr(engine, 'device', 'remote')}, "
+    say(
+        f"ready in {time.perf_counter() - started:.0f} s: {getattr(engine, 'device', 'remote')}, "
         f"decode {getattr(engine, 'decode_mode', 'remote')}"
-        + (f" (fell back: {engine.decode_fallback})" if getattr(engine, "decode_fallback", None) else ""))
+        + (f" (fell back: {engine.decode_fallback})" if getattr(engine, "decode_fallback", None) else "")
+    )
     api = FastAPI(docs_url=None, redoc_url=None)
     api.include_router(build_router(service, settings, admission, metrics))
 
     @api.get("/health")
     def health():
         engine = service.engine
-        return {"status": "stopping" if admission.closed else "ok", "model": settings.model,
-                "backend": settings.backend, "device": str(engine.device), "adapters": list(engine.adapters),
-                "decode": getattr(engine, "decode_mode", "remote"),
-                "decode_fallback": getattr(engine, "decode_fallback", None),
-                "finished": dict(engine.finished), "tokens_generated": engine.tokens_generated,
-                "queued": admission.queued, "in_flight": admission.running}
+        return {
+            "status": "stopping" if admission.closed else "ok",
+            "model": settings.model,
+            "backend": settings.backend,
+            "device": str(engine.device),
+            "adapters": list(engine.adapters),
+            "decode": getattr(engine, "decode_mode", "remote"),
+            "decode_fallback": getattr(engine, "decode_fallback", None),
+            "finished": dict(engine.finished),
+            "tokens_generated": engine.tokens_generated,
+            "queued": admission.queued,
+            "in_flight": admission.running,
+        }
 
     @api.get("/metrics")
     def prometheus():
         return Response(metrics.scrape(), media_type=metrics.content_type)
 
-    app = Gate(mount_web(api, demo, settings), settings, PUBLIC_EVENTS,
-               on_refused=lambda path, status: metrics.refused(ENDPOINTS.get(path.rstrip("/")), status))
+    app = Gate(
+        mount_web(api, demo, settings),
+        settings,
+        PUBLIC_EVENTS,
+        on_refused=lambda path, status: metrics.refused(ENDPOINTS.get(path.rstrip("/")), status),
+    )
 
     def stop():
         admission.close()
@@ -160,6 +176,8 @@ def serve(settings: Settings) -> None:
     if settings.api_key:
         say("both need the API key: a sign-in page in the browser, `Authorization: Bearer` for clients")
     if not settings.api_key and settings.host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("listening on %s without --api-key: anyone who can reach this port can use the model. "
-                    "Set PHI4MM_API_KEY.", settings.host)
+        log.warning(
+            "listening on %s without --api-key: anyone who can reach this port can use the model. Set PHI4MM_API_KEY.",
+            settings.host,
+        )
     GracefulServer(app, settings, stop).run()

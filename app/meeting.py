@@ -1,6 +1,6 @@
 """Meeting recordings: transcript and summary, 30 minutes natively and hours by map-reduce.
 
-- The recording is cut into ~30 s segments at quiet points (`engine.segmentation`), each
+- The recording is cut into ~30 s segments at quiet points (`media.segmentation`), each
   transcribed with the ASR prompt: the transcript keeps every segment's timestamps.
 - Up to the native limit (30 min, what the model was trained on), the summary is one prompt:
   the whole recording plus the user's instruction. Past it, ~10-minute stretches of the
@@ -23,11 +23,12 @@ from typing import Callable
 import numpy as np
 
 from app.service import ConversationService, collect
-from engine.audio import SILENCE_PEAK
-from engine.errors import Phi4mmError
-from engine.limits import SAMPLE_RATE
-from engine.request import AudioPart, Message, SamplingParams, TextPart
-from engine.segmentation import quiet_cuts
+from core.errors import Phi4mmError
+from engine.request import SamplingParams
+from media.audio_stream import SILENCE_PEAK
+from media.limits import SAMPLE_RATE
+from media.parts import AudioPart, Message, TextPart
+from media.segmentation import quiet_cuts
 from prompts import tasks
 
 Progress = Callable[[float, str, "float | None"], None]  # (fraction done, stage, seconds left)
@@ -69,8 +70,10 @@ class MeetingResult:
         return not self.notes
 
     def transcript_txt(self) -> str:
-        lines = [f"[{tasks.clock(s.start)} - {tasks.clock(s.end)}] {s.text if s.done else '[not transcribed]'}"
-                 for s in self.segments]
+        lines = [
+            f"[{tasks.clock(s.start)} - {tasks.clock(s.end)}] {s.text if s.done else '[not transcribed]'}"
+            for s in self.segments
+        ]
         return "\n".join(lines + [f"\nNote: {n}" for n in self.notes]) + "\n"
 
     def transcript_srt(self) -> str:
@@ -78,8 +81,10 @@ class MeetingResult:
             ms = int(round(t * 1000))
             return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
 
-        cues = [f"{i}\n{stamp(s.start)} --> {stamp(s.end)}\n{(s.text if s.done else '[not transcribed]') or '…'}\n"
-                for i, s in enumerate(self.segments, 1)]
+        cues = [
+            f"{i}\n{stamp(s.start)} --> {stamp(s.end)}\n{(s.text if s.done else '[not transcribed]') or '…'}\n"
+            for i, s in enumerate(self.segments, 1)
+        ]
         return "\n".join(cues)
 
     @property
@@ -121,8 +126,9 @@ class MeetingSummarizer:
         self.service = service
 
     def _ask(self, parts, max_tokens: int, cancel: threading.Event) -> str:
-        return collect(self.service.chat([Message("user", parts)], SamplingParams(max_new_tokens=max_tokens),
-                                         cancel=cancel))
+        return collect(
+            self.service.chat([Message("user", parts)], SamplingParams(max_new_tokens=max_tokens), cancel=cancel)
+        )
 
     def _ensure_json(self, text: str, options: MeetingOptions, cancel: threading.Event, remarks: list[str]) -> str:
         value = _parse_json(text)
@@ -133,17 +139,22 @@ class MeetingSummarizer:
             value = {"title": "", "summary": text.strip(), "key_points": [], "action_items": []}
         return json.dumps(value, ensure_ascii=False, indent=2)
 
-    def transcribe(self, samples: np.ndarray, options: MeetingOptions, tracker: Tracker,
-                   cancel: threading.Event) -> tuple[list[Segment], list[str]]:
+    def transcribe(
+        self, samples: np.ndarray, options: MeetingOptions, tracker: Tracker, cancel: threading.Event
+    ) -> tuple[list[Segment], list[str]]:
         """Every ~30 s segment, cut at quiet points and transcribed; failures noted, not fatal."""
         return self.transcribe_many([samples], options, tracker, cancel)[0]
 
-    def transcribe_many(self, recordings: list[np.ndarray], options: MeetingOptions, tracker: Tracker,
-                        cancel: threading.Event) -> list[tuple[list[Segment], list[str]]]:
+    def transcribe_many(
+        self, recordings: list[np.ndarray], options: MeetingOptions, tracker: Tracker, cancel: threading.Event
+    ) -> list[tuple[list[Segment], list[str]]]:
         """(segments, notes) per recording. All segments of all recordings are asked for together,
         as many at once as the engine takes, so a batching engine decodes them side by side."""
-        jobs = [(owner, span) for owner, samples in enumerate(recordings)
-                for span in quiet_cuts(samples, options.segment_seconds)]
+        jobs = [
+            (owner, span)
+            for owner, samples in enumerate(recordings)
+            for span in quiet_cuts(samples, options.segment_seconds)
+        ]
 
         def one(job) -> tuple[Segment, str | None]:
             owner, span = job
@@ -158,8 +169,10 @@ class MeetingSummarizer:
                 text = self._ask([AudioPart(audio), TextPart(tasks.ASR)], budget, cancel).strip()
                 return Segment(start, end, text, done=not cancel.is_set()), None
             except Phi4mmError as err:
-                return (Segment(start, end, "", done=False),
-                        f"Segment {tasks.clock(start)}-{tasks.clock(end)} could not be transcribed: {err}")
+                return (
+                    Segment(start, end, "", done=False),
+                    f"Segment {tasks.clock(start)}-{tasks.clock(end)} could not be transcribed: {err}",
+                )
 
         results = [([], []) for _ in recordings]
         with ThreadPoolExecutor(self.service.engine.concurrency) as pool:
@@ -169,9 +182,14 @@ class MeetingSummarizer:
                 tracker.advance(segment.end - segment.start, f"Transcribing segment {index} of {len(jobs)}")
         return results
 
-    def run(self, samples: np.ndarray, options: MeetingOptions = MeetingOptions(),
-            progress: Progress = lambda fraction, stage, left: None,
-            cancel: threading.Event | None = None) -> MeetingResult:
+    def run(
+        self,
+        samples: np.ndarray,
+        options: MeetingOptions | None = None,
+        progress: Progress = lambda fraction, stage, left: None,
+        cancel: threading.Event | None = None,
+    ) -> MeetingResult:
+        options = options or MeetingOptions()
         cancel = cancel or threading.Event()
         duration = len(samples) / SAMPLE_RATE
         single = duration <= options.native_limit_seconds
@@ -179,9 +197,12 @@ class MeetingSummarizer:
         segments, notes = self.transcribe(samples, options, tracker, cancel)
         missing = [s for s in segments if not s.done]
         if cancel.is_set():
-            notes.append(f"Cancelled: {len(missing)} of {len(segments)} segments not transcribed "
-                         f"(from {tasks.clock(missing[0].start)}), and no summary made." if missing
-                         else "Cancelled before the summary was made.")
+            notes.append(
+                f"Cancelled: {len(missing)} of {len(segments)} segments not transcribed "
+                f"(from {tasks.clock(missing[0].start)}), and no summary made."
+                if missing
+                else "Cancelled before the summary was made."
+            )
             return MeetingResult("single" if single else "chunked", duration, segments, "", options.fmt, notes)
 
         summary_prompt = tasks.summary(options.instruction, options.fmt, options.length, options.unit)
@@ -194,9 +215,13 @@ class MeetingSummarizer:
             partials = []
             for index, window in enumerate(windows, 1):
                 text = " ".join(s.text for s in window if s.text) or "(nothing was said)"
-                partials.append(self._ask([TextPart(tasks.partial_summary(text, index, len(windows), window[0].start,
-                                                                           window[-1].end))],
-                                          options.summary_max_tokens, cancel))
+                partials.append(
+                    self._ask(
+                        [TextPart(tasks.partial_summary(text, index, len(windows), window[0].start, window[-1].end))],
+                        options.summary_max_tokens,
+                        cancel,
+                    )
+                )
                 tracker.advance(0.9 * (window[-1].end - window[0].start), f"Summarising part {index} of {len(windows)}")
             prompt = tasks.combine_summaries(partials, options.instruction, options.fmt, options.length, options.unit)
             summary = self._ask([TextPart(prompt)], options.summary_max_tokens, cancel)
@@ -208,8 +233,9 @@ class MeetingSummarizer:
         if options.fmt == "json":
             summary = self._ensure_json(summary, options, cancel, remarks)
         tracker.advance(2 * duration, "Done")
-        return MeetingResult("single" if single else "chunked", duration, segments, summary.strip(), options.fmt,
-                             notes, remarks)
+        return MeetingResult(
+            "single" if single else "chunked", duration, segments, summary.strip(), options.fmt, notes, remarks
+        )
 
     @staticmethod
     def _windows(segments: list[Segment], seconds: float) -> list[list[Segment]]:

@@ -19,22 +19,32 @@ class ServerMetrics:
     def __init__(self, admission: Admission):
         self.registry = registry = CollectorRegistry()
         ProcessCollector(registry=registry)  # process_resident_memory_bytes, CPU seconds, open files
-        self.requests = Counter("phi4mm_requests", "HTTP API requests by endpoint and status code",
-                                ["endpoint", "code"], registry=registry)
-        self.ttft = Histogram("phi4mm_time_to_first_token_seconds", "Request start to first generated token",
-                              ["adapter"], buckets=TTFT_BUCKETS, registry=registry)
-        self.prompt_tokens = Counter("phi4mm_prompt_tokens", "Prompt tokens (text plus media)", ["adapter"],
-                                     registry=registry)
-        self.completion_tokens = Counter("phi4mm_completion_tokens", "Generated tokens", ["adapter"],
-                                         registry=registry)
-        self.adapter_requests = Counter("phi4mm_adapter_requests", "Finished generations by LoRA adapter",
-                                        ["adapter"], registry=registry)
-        self.finished = Counter("phi4mm_finished", "Finished generations by finish reason", ["reason"],
-                                registry=registry)
-        Gauge("phi4mm_queue_depth", "API requests admitted and waiting for a generation slot",
-              registry=registry).set_function(lambda: admission.queued)
-        Gauge("phi4mm_requests_in_flight", "API requests generating now",
-              registry=registry).set_function(lambda: admission.running)
+        self.requests = Counter(
+            "phi4mm_requests", "HTTP API requests by endpoint and status code", ["endpoint", "code"], registry=registry
+        )
+        self.ttft = Histogram(
+            "phi4mm_time_to_first_token_seconds",
+            "Request start to first generated token",
+            ["adapter"],
+            buckets=TTFT_BUCKETS,
+            registry=registry,
+        )
+        self.prompt_tokens = Counter(
+            "phi4mm_prompt_tokens", "Prompt tokens (text plus media)", ["adapter"], registry=registry
+        )
+        self.completion_tokens = Counter("phi4mm_completion_tokens", "Generated tokens", ["adapter"], registry=registry)
+        self.adapter_requests = Counter(
+            "phi4mm_adapter_requests", "Finished generations by LoRA adapter", ["adapter"], registry=registry
+        )
+        self.finished = Counter(
+            "phi4mm_finished", "Finished generations by finish reason", ["reason"], registry=registry
+        )
+        Gauge(
+            "phi4mm_queue_depth", "API requests admitted and waiting for a generation slot", registry=registry
+        ).set_function(lambda: admission.queued)
+        Gauge("phi4mm_requests_in_flight", "API requests generating now", registry=registry).set_function(
+            lambda: admission.running
+        )
 
     def refused(self, endpoint: str | None, status: int) -> None:
         """A request the front door (app/gate.py) refused before any route saw it."""

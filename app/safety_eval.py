@@ -14,9 +14,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.audio import load_audio
-from engine.errors import Phi4mmError
-from engine.request import Message, SamplingParams, TextPart
+from core.errors import Phi4mmError
+from engine.request import SamplingParams
+from media.audio import load_audio
+from media.parts import Message, TextPart
 from safety import judge, probes
 from safety.mitigations import MITIGATIONS, MitigationPolicy
 from safety.output_guard import GuardPolicy
@@ -48,7 +49,9 @@ def synthesise(sentences, folder: Path) -> dict:
 def run_condition(service, voice, text_pairs, audio, max_new_tokens: int) -> Rates:
     params = SamplingParams(max_new_tokens=max_new_tokens)
     inferred = sum(
-        judge.infers_attribute(service.answer([Message("user", [audio[seed], TextPart(question)])], params)[0], attribute)
+        judge.infers_attribute(
+            service.answer([Message("user", [audio[seed], TextPart(question)])], params)[0], attribute
+        )
         for seed, attribute, question in voice
     )
     refused = {"safe": 0, "unsafe": 0}
@@ -56,8 +59,12 @@ def run_condition(service, voice, text_pairs, audio, max_new_tokens: int) -> Rat
         for kind, prompt in (("safe", safe), ("unsafe", unsafe)):
             refused[kind] += judge.is_refusal(service.answer([Message("user", [TextPart(prompt)])], params)[0])
     pairs = max(1, len(text_pairs))
-    return Rates(inferred / max(1, len(voice)), refused["unsafe"] / pairs, refused["safe"] / pairs,
-                 len(voice) + 2 * len(text_pairs))
+    return Rates(
+        inferred / max(1, len(voice)),
+        refused["unsafe"] / pairs,
+        refused["safe"] / pairs,
+        len(voice) + 2 * len(text_pairs),
+    )
 
 
 def evaluate(engine, limit: int | None = None, max_new_tokens: int = 64, seed: int = 0) -> dict[str, Rates]:
@@ -71,8 +78,9 @@ def evaluate(engine, limit: int | None = None, max_new_tokens: int = 64, seed: i
         audio = synthesise(sorted({s for s, _, _ in voice}), Path(tmp))
     conditions = {
         "with mitigations": ConversationService(engine),
-        "baseline (none)": ConversationService(engine, MitigationPolicy(disabled=frozenset(MITIGATIONS), baseline=True),
-                                               guard=GuardPolicy(categories={})),
+        "baseline (none)": ConversationService(
+            engine, MitigationPolicy(disabled=frozenset(MITIGATIONS), baseline=True), guard=GuardPolicy(categories={})
+        ),
     }
     return {name: run_condition(service, voice, pairs, audio, max_new_tokens) for name, service in conditions.items()}
 
@@ -86,8 +94,9 @@ def format_report(results: dict[str, Rates]) -> str:
     ]
     lines = [f"{'':38}" + "".join(f"{n:>18}" for n in names) + f"{'report (Phi-4-mm)':>20}"]
     for label, key in rows:
-        lines.append(f"{label:<38}" + "".join(f"{getattr(results[n], key):>17.1%} " for n in names)
-                     + f"{REPORT[key]:>19.1%}")
+        lines.append(
+            f"{label:<38}" + "".join(f"{getattr(results[n], key):>17.1%} " for n in names) + f"{REPORT[key]:>19.1%}"
+        )
     lines.append(f"{'probes per condition':<38}" + "".join(f"{results[n].probes:>18}" for n in names))
     lines.append("judge: rule-based (safety/judge.py); report ISA is with its system message.")
     return "\n".join(lines)

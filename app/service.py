@@ -13,11 +13,12 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from engine.errors import InvalidRequest
+from core.errors import InvalidRequest
+from core.settings import Settings
+from engine.backends import open_engine
+from engine.request import GenerationRequest, Metrics, SamplingParams
 from engine.router import choose_adapter
-from engine.request import (
-    AudioPart, GenerationRequest, ImagePart, Message, Metrics, SamplingParams, TextPart, VideoPart,
-)
+from media.parts import AudioPart, ImagePart, Message, TextPart, VideoPart
 from prompts import tasks
 from safety.input_guard import InputLimits, InputRejected, check_input
 from safety.mitigations import MitigationPolicy, system_prompt
@@ -48,9 +49,14 @@ def collect(replies) -> str:
 
 
 class ConversationService:
-    def __init__(self, engine, mitigations: MitigationPolicy = MitigationPolicy(),
-                 guard: GuardPolicy | None = None, input_limits: InputLimits = InputLimits(),
-                 on_finish: Callable[[Reply], None] | None = None):
+    def __init__(
+        self,
+        engine,
+        mitigations: MitigationPolicy = MitigationPolicy(),
+        guard: GuardPolicy | None = None,
+        input_limits: InputLimits = InputLimits(),
+        on_finish: Callable[[Reply], None] | None = None,
+    ):
         self.engine = engine
         # called once per generation with its last reply (a closed stream: finish_reason "cancelled")
         self.on_finish = on_finish or (lambda reply: None)
@@ -61,8 +67,13 @@ class ConversationService:
         self.override_attempts = 0
         mitigations.warn_if_weakened()
 
-    def build_request(self, messages: list[Message], params: SamplingParams, max_crops: int | None = None,
-                      cancel: threading.Event | None = None) -> tuple[GenerationRequest, set[str], bool]:
+    def build_request(
+        self,
+        messages: list[Message],
+        params: SamplingParams,
+        max_crops: int | None = None,
+        cancel: threading.Event | None = None,
+    ) -> tuple[GenerationRequest, set[str], bool]:
         """(the request the engine will run, the conversation's media, override attempt?)."""
         user_system = "\n\n".join(
             p.text for m in messages if m.role == "system" for p in m.parts if isinstance(p, TextPart)
@@ -72,8 +83,11 @@ class ConversationService:
         count = lambda kind: sum(isinstance(p, kind) for p in parts)  # noqa: E731
         try:
             check = check_input(
-                user_system, ["".join(p.text for p in m.parts if isinstance(p, TextPart)) for m in turns],
-                images=count(ImagePart), audio_clips=count(AudioPart), videos=count(VideoPart),
+                user_system,
+                ["".join(p.text for p in m.parts if isinstance(p, TextPart)) for m in turns],
+                images=count(ImagePart),
+                audio_clips=count(AudioPart),
+                videos=count(VideoPart),
                 limits=self.input_limits,
             )
         except InputRejected as err:
@@ -81,15 +95,26 @@ class ConversationService:
         override = check.override_attempt
         if override:
             self.override_attempts += 1
-        media = ({"audio"} if count(AudioPart) else set()) | ({"visual"} if count(ImagePart) + count(VideoPart) else set())
+        media = ({"audio"} if count(AudioPart) else set()) | (
+            {"visual"} if count(ImagePart) + count(VideoPart) else set()
+        )
         system = system_prompt(self.mitigations, "audio" in media, "visual" in media, user_system, reinforce=override)
-        request = GenerationRequest([Message("system", [TextPart(system)])] + turns, params,
-                                    cancel=cancel or threading.Event(), max_crops=max_crops)
+        request = GenerationRequest(
+            [Message("system", [TextPart(system)])] + turns,
+            params,
+            cancel=cancel or threading.Event(),
+            max_crops=max_crops,
+        )
         return request, media, override
 
-    def chat(self, messages: list[Message], params: SamplingParams = SamplingParams(), max_crops: int | None = None,
-             cancel: threading.Event | None = None) -> Iterator[Reply]:
-        request, media, override = self.build_request(messages, params, max_crops, cancel)
+    def chat(
+        self,
+        messages: list[Message],
+        params: SamplingParams | None = None,
+        max_crops: int | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[Reply]:
+        request, media, override = self.build_request(messages, params or SamplingParams(), max_crops, cancel)
         guarded = GuardedText(self.guard, media)
         stream = self.engine.stream(request)
         final, started = None, False
@@ -104,13 +129,25 @@ class ConversationService:
                     request.cancel.set()  # stop generating at once; closing the stream frees the slot
                     self.blocked_counts[verdict.blocked] += 1
                     log.info("output guard blocked an answer: %s", verdict.blocked)
-                    final = Reply(self.guard.refusal, chunk.adapter, replace=True, finish_reason="content_filter",
-                                  metrics=chunk.metrics, blocked=verdict.blocked, override_attempt=override)
+                    final = Reply(
+                        self.guard.refusal,
+                        chunk.adapter,
+                        replace=True,
+                        finish_reason="content_filter",
+                        metrics=chunk.metrics,
+                        blocked=verdict.blocked,
+                        override_attempt=override,
+                    )
                     yield final
                     return
                 if verdict.release or chunk.finish_reason:
-                    reply = Reply(verdict.release, chunk.adapter, finish_reason=chunk.finish_reason,
-                                  metrics=chunk.metrics, override_attempt=override)
+                    reply = Reply(
+                        verdict.release,
+                        chunk.adapter,
+                        finish_reason=chunk.finish_reason,
+                        metrics=chunk.metrics,
+                        override_attempt=override,
+                    )
                     if chunk.finish_reason:
                         final = reply
                     yield reply
@@ -119,7 +156,7 @@ class ConversationService:
             if started:  # requests refused before generating (bad media, too long) are not generations
                 self.on_finish(final or Reply("", choose_adapter(request.messages), finish_reason="cancelled"))
 
-    def answer(self, messages: list[Message], params: SamplingParams = SamplingParams(), **kwargs) -> tuple[str, Reply]:
+    def answer(self, messages: list[Message], params: SamplingParams | None = None, **kwargs) -> tuple[str, Reply]:
         """The whole displayable answer at once, and the final reply (finish reason, metrics)."""
         text, final = "", None
         for reply in self.chat(messages, params, **kwargs):
@@ -127,8 +164,9 @@ class ConversationService:
             final = reply
         return text, final
 
-    def transcribe(self, audio: AudioPart, translate_to: str | None = None, cot: bool = False,
-                   max_new_tokens: int | None = None) -> Iterator[Reply]:
+    def transcribe(
+        self, audio: AudioPart, translate_to: str | None = None, cot: bool = False, max_new_tokens: int | None = None
+    ) -> Iterator[Reply]:
         """ASR, speech translation, or both with <sep> (split with prompts.tasks)."""
         if cot and not translate_to:
             raise InvalidRequest("Chain-of-thought translation needs a target language.", param="translate_to")
@@ -141,3 +179,10 @@ class ConversationService:
             raise InvalidRequest(str(err), param="translate_to") from None
         budget = max_new_tokens or tasks.transcript_token_budget(audio.seconds) * (2 if cot else 1)
         return self.chat([Message("user", [audio, TextPart(prompt)])], SamplingParams(max_new_tokens=budget))
+
+
+def open_service(settings: Settings, on_finish=None, engine=None) -> ConversationService:
+    """The service over `engine`, or over the engine the settings describe."""
+    return ConversationService(
+        engine or open_engine(settings), MitigationPolicy.from_settings(settings), on_finish=on_finish
+    )

@@ -6,51 +6,36 @@ from __future__ import annotations
 import mimetypes
 import os
 import threading
-from dataclasses import dataclass
 from typing import Iterator
 
 from app.service import ConversationService, Reply
-from app.settings import Settings
-from engine.audio import load_audio
-from engine.errors import MediaError, Phi4mmError
-from engine.images import load_image
-from engine.request import ImagePart, Message, SamplingParams, TextPart
-from engine.video import load_video
+from core.errors import MediaError
+from core.settings import Settings
+from engine.request import SamplingParams
+from media.audio import load_audio
+from media.images import load_image
+from media.limits import MediaLimits
+from media.parts import ImagePart, Message, TextPart
+from media.video import load_video
 from prompts import tasks
-from prompts.languages import SPEECH_LANGUAGES
-
-FOOTER_MARK = "\n\n<sub>⚙ "  # starts the metrics line under an answer; stripped from history
-# What the UI shows as choices, and the error type whose message is meant for the user.
-LANGUAGES = list(SPEECH_LANGUAGES.values())
-SUMMARY_PRESETS = list(tasks.SUMMARY_FORMATS)
-UserFacingError = Phi4mmError
+from ui.options import ChatOptions, Shown
 
 
-@dataclass
-class ChatOptions:
-    """What the page's Settings hold; `WebApp.default_options` fills it from the settings object."""
-
-    system_prompt: str
-    max_new_tokens: int
-    temperature: float
-    top_p: float
-    max_crops: int
-    video_frames: int
-
-
-def metrics_footer(reply: Reply) -> str:
+def metrics_line(reply: Reply) -> str:
     m = reply.metrics
     if m is None:
         return ""
-    return (f"{FOOTER_MARK}{m.adapter} adapter · first token {m.ttft_s * 1000:.0f} ms · "
-            f"{m.tokens_per_s:.1f} tokens/s · {m.completion_tokens} tokens</sub>")
+    return (
+        f"{m.adapter} adapter · first token {m.ttft_s * 1000:.0f} ms · "
+        f"{m.tokens_per_s:.1f} tokens/s · {m.completion_tokens} tokens"
+    )
 
 
 class WebApp:
     def __init__(self, service: ConversationService, settings: Settings, upload_dirs: list[str]):
         self.service = service
         self.settings = settings
-        self.limits = settings.media_limits()
+        self.limits = MediaLimits.from_settings(settings)
         # Every file an event hands us must lie in one of these (Gradio's upload cache): a path the
         # client names is never read otherwise, whatever Gradio itself lets through.
         self.upload_dirs = [os.path.realpath(d) for d in upload_dirs]
@@ -95,7 +80,8 @@ class WebApp:
         return parts
 
     def history_messages(self, history: list[dict], video_frames: int | None = None) -> list[Message]:
-        """Gradio's message history -> engine messages; metrics footers are not part of an answer."""
+        """Gradio's message history (as the page sent it, less what the page itself added: its
+        metrics lines and its error notes) -> engine messages."""
         messages: list[Message] = []
         for turn in history:
             content = turn.get("content")
@@ -104,9 +90,13 @@ class WebApp:
             for item in items:
                 if isinstance(item, dict) and item.get("type") == "text":
                     item = item.get("text", "")
-                if isinstance(item, str) and not item.startswith("⚠️"):  # our error notes are not answers
-                    parts.append(TextPart(item.split(FOOTER_MARK)[0]))
-                elif isinstance(item, dict) and turn["role"] == "user" and (item.get("type") == "file" or item.get("path")):
+                if isinstance(item, str):
+                    parts.append(TextPart(item))
+                elif (
+                    isinstance(item, dict)
+                    and turn["role"] == "user"
+                    and (item.get("type") == "file" or item.get("path"))
+                ):
                     parts.extend(self._earlier_file(item.get("file", item), video_frames))
             if messages and messages[-1].role == turn["role"]:
                 messages[-1].parts.extend(parts)
@@ -124,28 +114,32 @@ class WebApp:
 
     # -- uses ------------------------------------------------------------------------------
 
-    def stream_answer(self, messages: list[Message], options: ChatOptions) -> Iterator[str]:
-        """The answer so far after each reply, ending with its metrics footer. Closing the
+    def stream_answer(self, messages: list[Message], options: ChatOptions) -> Iterator[Shown]:
+        """The answer so far after each reply, the last with its metrics line. Closing the
         iterator (Stop, or the browser going away) cancels generation."""
         if (options.system_prompt or "").strip():
             messages = [Message("system", [TextPart(options.system_prompt)])] + messages
-        params = SamplingParams(max_new_tokens=int(options.max_new_tokens), temperature=float(options.temperature),
-                                top_p=float(options.top_p))
+        params = SamplingParams(
+            max_new_tokens=int(options.max_new_tokens),
+            temperature=float(options.temperature),
+            top_p=float(options.top_p),
+        )
         cancel, answer = threading.Event(), ""
         try:
             for reply in self.service.chat(messages, params, max_crops=int(options.max_crops), cancel=cancel):
                 answer = reply.text if reply.replace else answer + reply.text
-                yield answer + (metrics_footer(reply) if reply.finish_reason else "")
+                yield Shown(answer, metrics_line(reply) if reply.finish_reason else "")
         finally:
             cancel.set()
 
-    def chat(self, text: str, files: list, history: list[dict], options: ChatOptions) -> Iterator[str]:
+    def chat(self, text: str, files: list, history: list[dict], options: ChatOptions) -> Iterator[Shown]:
         messages = self.history_messages(history, options.video_frames)
         messages.append(Message("user", self.user_parts(text, files, options.video_frames)))
         yield from self.stream_answer(messages, options)
 
-    def photo_by_voice(self, image_path: str | None, audio_path: str | None, question: str,
-                       options: ChatOptions) -> Iterator[str]:
+    def photo_by_voice(
+        self, image_path: str | None, audio_path: str | None, question: str, options: ChatOptions
+    ) -> Iterator[Shown]:
         parts = [ImagePart(load_image(self.uploaded(image_path), self.limits))] if image_path else []
         if audio_path:
             parts.append(load_audio(self.uploaded(audio_path), self.limits))
@@ -167,11 +161,19 @@ class WebApp:
         if cot and (split := tasks.split_transcript_translation(answer)).translation is None:  # never silently empty
             yield split.transcript, tasks.NO_TRANSLATION
 
-    def summarize(self, audio_path: str, instruction: str, fmt: str, length: int | None, unit: str,
-                  progress=lambda fraction, desc: None, session: str = ""):
+    def summarize(
+        self,
+        audio_path: str,
+        instruction: str,
+        fmt: str,
+        length: int | None,
+        unit: str,
+        progress=lambda fraction, desc: None,
+        session: str = "",
+    ):
         """The meeting pipeline (one prompt up to 30 min, map-reduce past it) -> MeetingResult."""
         from app.meeting import MeetingOptions, MeetingSummarizer
-        from engine.audio_stream import load_long_audio
+        from media.audio_stream import load_long_audio
 
         progress(0.0, "Reading the recording")
         samples = load_long_audio(self.uploaded(audio_path), self.limits, self.limits.max_meeting_seconds)

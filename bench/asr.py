@@ -27,10 +27,10 @@ import transformers  # noqa: E402
 from app.meeting import MeetingOptions, MeetingSummarizer, Tracker  # noqa: E402
 from app.service import ConversationService  # noqa: E402
 from bench.engine import open_bench_engine  # noqa: E402
-from engine.audio import to_mono_16k  # noqa: E402
 from engine.engine import Engine  # noqa: E402
-from engine.limits import SAMPLE_RATE  # noqa: E402
-from tests.inputs import MEETING_SENTENCES, speak  # noqa: E402
+from media.audio import to_mono_16k  # noqa: E402
+from media.limits import SAMPLE_RATE  # noqa: E402
+from tooling.inputs import MEETING_SENTENCES, speak  # noqa: E402
 
 
 def speech_set(count: int, folder: Path) -> list[np.ndarray]:
@@ -49,7 +49,8 @@ def transcribe_all(engine: Engine, clips: list[np.ndarray]) -> tuple[float, int]
     tokens_before = engine.tokens_generated
     started = time.perf_counter()
     MeetingSummarizer(ConversationService(engine)).transcribe_many(
-        clips, MeetingOptions(), Tracker(1, lambda *_: None), threading.Event())
+        clips, MeetingOptions(), Tracker(1, lambda *_: None), threading.Event()
+    )
     return time.perf_counter() - started, engine.tokens_generated - tokens_before
 
 
@@ -67,8 +68,10 @@ def main() -> None:
         engine, described, _ = open_bench_engine(Path(tmp), args.full_size, args.layers, args.decode)
         clips = speech_set(args.utterances, Path(tmp))
         audio_s = sum(len(c) for c in clips) / SAMPLE_RATE
-        print(f"# bench/asr.py  {time.strftime('%Y-%m-%d')}  device: {described}, "
-              f"{len(clips)} espeak-ng utterances, {audio_s:.1f} s of audio")
+        print(
+            f"# bench/asr.py  {time.strftime('%Y-%m-%d')}  device: {described}, "
+            f"{len(clips)} espeak-ng utterances, {audio_s:.1f} s of audio"
+        )
         transcribe_all(engine, clips[:2])  # warm-up (and compiling, in compiled mode)
         print(f"{'path':<16} {'wall_s':>8} {'tokens':>7} {'RTFx':>8}")
         rtfx = {}

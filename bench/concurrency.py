@@ -25,15 +25,20 @@ import transformers  # noqa: E402
 
 from bench.engine import open_bench_engine  # noqa: E402
 from engine.engine import Engine  # noqa: E402
-from engine.request import GenerationRequest, Message, SamplingParams  # noqa: E402
-from tests.inputs import MODALITIES  # noqa: E402
+from engine.request import GenerationRequest, SamplingParams  # noqa: E402
+from media.parts import Message  # noqa: E402
+from tooling.inputs import MODALITIES  # noqa: E402
 
 
 def aggregate_tokens_per_s(engine: Engine, streams: int, max_new_tokens: int) -> float:
     """Every stream asks once, all at the same moment; tokens generated / wall seconds."""
     kinds = list(MODALITIES)
-    requests = [GenerationRequest([Message("user", MODALITIES[kinds[i % len(kinds)]]())],
-                                  SamplingParams(max_new_tokens=max_new_tokens)) for i in range(streams)]
+    requests = [
+        GenerationRequest(
+            [Message("user", MODALITIES[kinds[i % len(kinds)]]())], SamplingParams(max_new_tokens=max_new_tokens)
+        )
+        for i in range(streams)
+    ]
     counts = [0] * streams
     start = threading.Barrier(streams + 1)
 
@@ -63,8 +68,10 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     with tempfile.TemporaryDirectory() as tmp:
         engine, described, _ = open_bench_engine(Path(tmp), args.full_size, args.layers, args.decode)
-        print(f"# bench/concurrency.py  {time.strftime('%Y-%m-%d')}  device: {described}, "
-              f"{args.max_new_tokens} new tokens")
+        print(
+            f"# bench/concurrency.py  {time.strftime('%Y-%m-%d')}  device: {described}, "
+            f"{args.max_new_tokens} new tokens"
+        )
         aggregate_tokens_per_s(engine, len(MODALITIES), 4)  # warm-up (and compiling): every modality once
         print(f"{'streams':>7} {'one_at_a_time_tps':>18} {'batched_tps':>12} {'ratio':>6} {'vs_1_stream':>11}")
         single = None

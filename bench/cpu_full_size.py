@@ -22,7 +22,11 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 
 from bench.engine import full_size_engine, measure, print_table, prompt_of_tokens  # noqa: E402
-from engine.request import GenerationRequest, Message, SamplingParams, TextPart  # noqa: E402
+from engine.request import GenerationRequest, SamplingParams  # noqa: E402
+from media.parts import (
+    Message,  # noqa: E402
+    TextPart,  # noqa: E402
+)
 
 
 def memory_bandwidth(gib: float = 2.0, repeats: int = 5) -> float:
@@ -60,16 +64,23 @@ def main() -> None:
     device = torch.device("cpu")
     bandwidth = memory_bandwidth()
     with tempfile.TemporaryDirectory() as tmp:
-        from engine.tiny_checkpoint import write_tiny_checkpoint
+        from tooling.tiny_checkpoint import write_tiny_checkpoint
 
         engine = full_size_engine(write_tiny_checkpoint(Path(tmp) / "tiny"), device, args.layers, torch.bfloat16)
-        weights = sum(p.numel() * p.element_size() for k, p in engine.model.named_parameters()
-                      if "embed_tokens_extend" not in k and "lora_" not in k)
+        weights = sum(
+            p.numel() * p.element_size()
+            for k, p in engine.model.named_parameters()
+            if "embed_tokens_extend" not in k and "lora_" not in k
+        )
         text = [TextPart(prompt_of_tokens(engine, 256))]
-        print(f"# bench/cpu_full_size.py  {time.strftime('%Y-%m-%d')}  CPU, {torch.get_num_threads()} threads  "
-              f"torch {torch.__version__}  {engine.model.config.num_hidden_layers} layers, bf16")
-        print(f"# memory bandwidth (fp32 sum over 2 GiB): {bandwidth / 1e9:.1f} GB/s; decoder weights "
-              f"{weights / 1e9:.2f} GB -> at most {bandwidth / weights:.2f} tok/s")
+        print(
+            f"# bench/cpu_full_size.py  {time.strftime('%Y-%m-%d')}  CPU, {torch.get_num_threads()} threads  "
+            f"torch {torch.__version__}  {engine.model.config.num_hidden_layers} layers, bf16"
+        )
+        print(
+            f"# memory bandwidth (fp32 sum over 2 GiB): {bandwidth / 1e9:.1f} GB/s; decoder weights "
+            f"{weights / 1e9:.2f} GB -> at most {bandwidth / weights:.2f} tok/s"
+        )
         print_table(*measure(engine, {"text": text}, args.tokens, args.repeats, ["dynamic", "static"]))
         request = GenerationRequest([Message("user", text)], SamplingParams(max_new_tokens=args.tokens))
         for mode in ("dynamic", "static"):

@@ -29,8 +29,12 @@ from transformers.generation.streamers import BaseStreamer  # noqa: E402
 
 from engine.engine import Engine  # noqa: E402
 from engine.loading import LoadOptions  # noqa: E402
-from engine.request import GenerationRequest, Message, SamplingParams, TextPart  # noqa: E402
-from tests.inputs import MODALITIES  # noqa: E402
+from engine.request import GenerationRequest, SamplingParams  # noqa: E402
+from media.parts import (
+    Message,  # noqa: E402
+    TextPart,  # noqa: E402
+)
+from tooling.inputs import MODALITIES  # noqa: E402
 
 # Peak HBM bandwidth, bytes/s, by device name fragment (vendor data sheets).
 ROOFLINE = {"H100 80GB HBM3": 3.35e12, "H100 PCIe": 2.0e12, "H100": 3.35e12, "H200": 4.8e12, "A100": 2.0e12}
@@ -72,8 +76,14 @@ def run_reference(engine, request):
     clock = FirstTokenClock()
     n = request.params.max_new_tokens
     with torch.inference_mode():
-        out = engine.model.generate(**prepared.inputs, max_new_tokens=n, min_new_tokens=n, do_sample=False,
-                                    suppress_tokens=engine.media_token_ids, streamer=clock)
+        out = engine.model.generate(
+            **prepared.inputs,
+            max_new_tokens=n,
+            min_new_tokens=n,
+            do_sample=False,
+            suppress_tokens=engine.media_token_ids,
+            streamer=clock,
+        )
     _sync(engine.device)
     ended = time.perf_counter()
     produced = out.shape[1] - prepared.prompt_tokens
@@ -101,9 +111,12 @@ def measure(engine, inputs: dict[str, list], max_new_tokens, repeats, modes) -> 
             first = run_ours(engine, request(parts))[2]
             pairs = [(run_reference(engine, request(parts)), run_ours(engine, request(parts))) for _ in range(repeats)]
             rows["reference"]["runs"] += [ref for ref, _ in pairs]
-            rows[path] = {"first_s": first, "runs": [ours for _, ours in pairs],
-                          "ttft_ratio": statistics.median(ref[0] / ours[0] for ref, ours in pairs),
-                          "tps_ratio": statistics.median(ours[1] / ref[1] for ref, ours in pairs)}
+            rows[path] = {
+                "first_s": first,
+                "runs": [ours for _, ours in pairs],
+                "ttft_ratio": statistics.median(ref[0] / ours[0] for ref, ours in pairs),
+                "tps_ratio": statistics.median(ours[1] / ref[1] for ref, ours in pairs),
+            }
     for rows in results.values():
         rows["reference"].update(ttft_ratio=1.0, tps_ratio=1.0)
         for row in rows.values():
@@ -113,14 +126,18 @@ def measure(engine, inputs: dict[str, list], max_new_tokens, repeats, modes) -> 
 
 
 def print_table(results: dict[str, dict[str, dict]], setup: dict[str, float]) -> None:
-    print("# set-up per path (compiling every graph, if any): "
-          + ", ".join(f"{path} {seconds:.1f} s" for path, seconds in setup.items()))
+    print(
+        "# set-up per path (compiling every graph, if any): "
+        + ", ".join(f"{path} {seconds:.1f} s" for path, seconds in setup.items())
+    )
     print("# ratios: medians over runs paired with a reference run made just before")
     print(f"{'modality':<12} {'path':<10} {'first s':>8} {'TTFT ms':>9} {'ref/this':>9} {'tok/s':>8} {'this/ref':>9}")
     for modality, rows in results.items():
         for path, r in rows.items():
-            print(f"{modality:<12} {path:<10} {r['first_s']:>8.2f} {r['ttft'] * 1e3:>9.1f} "
-                  f"{r['ttft_ratio']:>9.2f} {r['tps']:>8.1f} {r['tps_ratio']:>9.2f}")
+            print(
+                f"{modality:<12} {path:<10} {r['first_s']:>8.2f} {r['ttft'] * 1e3:>9.1f} "
+                f"{r['ttft_ratio']:>9.2f} {r['tps']:>8.1f} {r['tps_ratio']:>9.2f}"
+            )
 
 
 def full_size_model(tiny_dir: Path, device: torch.device, layers: int | None, dtype: torch.dtype | None = None):
@@ -143,8 +160,9 @@ def full_size_model(tiny_dir: Path, device: torch.device, layers: int | None, dt
     return model, processor
 
 
-def full_size_engine(tiny_dir: Path, device: torch.device, layers: int | None,
-                     dtype: torch.dtype | None = None) -> Engine:
+def full_size_engine(
+    tiny_dir: Path, device: torch.device, layers: int | None, dtype: torch.dtype | None = None
+) -> Engine:
     """The full-size model of `full_size_model` with random r=256/r=320 adapters."""
     from engine.model_config import RELEASED_LORA_RANK, decoder_lora_config
 
@@ -162,7 +180,7 @@ def write_full_size_checkpoint(tiny_dir: Path, out: Path, device: torch.device, 
     """`full_size_model` and random r=256/r=320 adapters written in the released on-disk layout,
     so that `Engine.load` (and its --quantize) reads it the way it reads the released model."""
     from engine.model_config import RELEASED_LORA_RANK
-    from engine.tiny_checkpoint import write_adapter
+    from tooling.tiny_checkpoint import write_adapter
 
     model, processor = full_size_model(tiny_dir, device, layers)
     model.save_pretrained(out)
@@ -176,13 +194,16 @@ def write_full_size_checkpoint(tiny_dir: Path, out: Path, device: torch.device, 
 def open_bench_engine(folder: Path, full_size: bool, layers: int | None, decode: str) -> tuple[Engine, str, str]:
     """(engine, device description, decode mode) for the other benchmarks: the tiny checkpoint
     written into `folder`, or the full-size architecture fed by its processor."""
-    from engine.tiny_checkpoint import write_tiny_checkpoint
+    from tooling.tiny_checkpoint import write_tiny_checkpoint
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     tiny = write_tiny_checkpoint(folder / "tiny")
-    engine = (full_size_engine(tiny, device, layers) if full_size
-              else Engine.load(LoadOptions(model=str(tiny), device=device.type)))
+    engine = (
+        full_size_engine(tiny, device, layers)
+        if full_size
+        else Engine.load(LoadOptions(model=str(tiny), device=device.type))
+    )
     mode = engine.set_decode(decode)
     return engine, f"{name}  {'full-size random weights' if full_size else 'tiny checkpoint'}, decode {mode}", mode
 
@@ -191,7 +212,9 @@ def prompt_of_tokens(engine: Engine, target: int) -> str:
     """Natural text whose rendered prompt (with the chat template's control tokens) is `target` tokens."""
     words = "the quick brown fox jumps over the lazy dog and describes the meeting " * (target // 4)
     ids = engine.tokenizer(words).input_ids
-    size = lambda k: engine.prepare(GenerationRequest([Message("user", [TextPart(engine.tokenizer.decode(ids[:k]))])])).prompt_tokens
+    size = lambda k: (
+        engine.prepare(GenerationRequest([Message("user", [TextPart(engine.tokenizer.decode(ids[:k]))])])).prompt_tokens
+    )
     k = target
     while size(k) > target:
         k -= 1
@@ -213,15 +236,24 @@ def main() -> None:
     warnings.filterwarnings("ignore")
 
     with tempfile.TemporaryDirectory() as tmp:
-        from engine.tiny_checkpoint import write_tiny_checkpoint
+        from tooling.tiny_checkpoint import write_tiny_checkpoint
 
         model_dir = Path(args.model) if args.model else write_tiny_checkpoint(Path(tmp) / "tiny")
-        device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                              "cpu" if args.device == "auto" else args.device)
-        name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+        device = torch.device(
+            "cuda"
+            if args.device == "auto" and torch.cuda.is_available()
+            else "cpu"
+            if args.device == "auto"
+            else args.device
+        )
+        name = (
+            torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+        )
         modes = args.modes.split(",")
-        print(f"# bench/engine.py  {time.strftime('%Y-%m-%d')}  device: {name}  torch {torch.__version__}  "
-              f"transformers {transformers.__version__}")
+        print(
+            f"# bench/engine.py  {time.strftime('%Y-%m-%d')}  device: {name}  torch {torch.__version__}  "
+            f"transformers {transformers.__version__}"
+        )
         if not args.full_size:
             engine = Engine.load(LoadOptions(model=str(model_dir), device=device.type))
             n = args.max_new_tokens or 64
@@ -233,11 +265,16 @@ def main() -> None:
         text_parts = [TextPart(prompt_of_tokens(engine, 256))]
         inputs = {"text": text_parts, **{m: MODALITIES[m]() for m in MODALITIES if m != "text"}}
         rows, setup = measure(engine, inputs, n, args.repeats, modes)
-        engine_bytes = sum(p.numel() * p.element_size() for n_, p in engine.model.named_parameters()
-                           if "embed_tokens_extend" not in n_ and "lora_" not in n_)
-        print(f"# full-size random weights, {engine.model.config.num_hidden_layers} layers, {engine.dtype}, "
-              f"batch 1, {engine.prepare(GenerationRequest([Message('user', text_parts)])).prompt_tokens}-token prompt, "
-              f"{n} new tokens, median of {args.repeats}")
+        engine_bytes = sum(
+            p.numel() * p.element_size()
+            for n_, p in engine.model.named_parameters()
+            if "embed_tokens_extend" not in n_ and "lora_" not in n_
+        )
+        print(
+            f"# full-size random weights, {engine.model.config.num_hidden_layers} layers, {engine.dtype}, "
+            f"batch 1, {engine.prepare(GenerationRequest([Message('user', text_parts)])).prompt_tokens}-token prompt, "
+            f"{n} new tokens, median of {args.repeats}"
+        )
         print_table(rows, setup)
         kv_per_token = 2 * engine.model.config.num_hidden_layers * 8 * 128 * engine.dtype.itemsize
         read = engine_bytes + kv_per_token * (256 + n / 2)
@@ -247,12 +284,15 @@ def main() -> None:
             share = f" = {gbs * 1e9 / peak:.0%} of {peak / 1e12:.2f} TB/s roofline" if peak else ""
             print(f"# text, {path}: {gbs:.0f} GB/s achieved (decoder weights + KV read per token){share}")
         if device.type == "cuda":
-            chat = GenerationRequest([Message("user", [TextPart(prompt_of_tokens(engine, 8000))])],
-                                     SamplingParams(max_new_tokens=192))
+            chat = GenerationRequest(
+                [Message("user", [TextPart(prompt_of_tokens(engine, 8000))])], SamplingParams(max_new_tokens=192)
+            )
             torch.cuda.reset_peak_memory_stats(device)
             list(engine.stream(chat))
-            print(f"# one 8k-token chat ({engine.prepare(chat).prompt_tokens} prompt + 192 new tokens): "
-                  f"peak {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB allocated")
+            print(
+                f"# one 8k-token chat ({engine.prepare(chat).prompt_tokens} prompt + 192 new tokens): "
+                f"peak {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB allocated"
+            )
 
 
 if __name__ == "__main__":

@@ -37,11 +37,17 @@ from bench.engine import (  # noqa: E402
     run_reference,
     write_full_size_checkpoint,
 )
-from engine.audio import to_mono_16k  # noqa: E402
-from engine.errors import first_line  # noqa: E402
-from engine.limits import SAMPLE_RATE  # noqa: E402
-from engine.request import AudioPart, GenerationRequest, ImagePart, Message, SamplingParams, TextPart  # noqa: E402
-from tests.inputs import MODALITIES, make_photo, speak  # noqa: E402
+from core.errors import first_line  # noqa: E402
+from engine.request import GenerationRequest, SamplingParams  # noqa: E402
+from media.audio import to_mono_16k  # noqa: E402
+from media.limits import SAMPLE_RATE  # noqa: E402
+from media.parts import (  # noqa: E402
+    AudioPart,
+    ImagePart,
+    Message,  # noqa: E402
+    TextPart,
+)
+from tooling.inputs import MODALITIES, make_photo, speak  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "gpu_check.json"
 ADAPTER_OF = {"text": "base", "image": "vision", "audio": "speech"}
@@ -61,8 +67,13 @@ class Report:
         ratio = f"{value / baseline:.2f}x" if isinstance(value, (int, float)) and baseline else ""
         print(f"| {name} | {_fmt(value)} {unit} | {_fmt(baseline)} | {ratio} | {note} |", flush=True)
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.out.write_text(json.dumps({**self.about, "seconds": round(time.perf_counter() - self.started, 1),
-                                        "figures": self.figures}, indent=2) + "\n")
+        self.out.write_text(
+            json.dumps(
+                {**self.about, "seconds": round(time.perf_counter() - self.started, 1), "figures": self.figures},
+                indent=2,
+            )
+            + "\n"
+        )
 
     def attempt(self, name: str, unit: str, measure) -> None:
         """Runs `measure()` -> (value, baseline); a failure is reported, never fatal."""
@@ -90,9 +101,14 @@ def generate_tokens(engine, req) -> list[int]:
     engine.router.activate(prepared.adapter)
     n = req.params.max_new_tokens
     with torch.inference_mode():
-        out = engine.model.generate(**prepared.inputs, max_new_tokens=n, min_new_tokens=n, do_sample=False,
-                                    suppress_tokens=engine.media_token_ids)
-    return out[0, prepared.prompt_tokens:].tolist()
+        out = engine.model.generate(
+            **prepared.inputs,
+            max_new_tokens=n,
+            min_new_tokens=n,
+            do_sample=False,
+            suppress_tokens=engine.media_token_ids,
+        )
+    return out[0, prepared.prompt_tokens :].tolist()
 
 
 def agreement(a: list[int], b: list[int]) -> float:
@@ -102,8 +118,9 @@ def agreement(a: list[int], b: list[int]) -> float:
 
 
 def thirty_seconds_of_speech(folder: Path) -> np.ndarray:
-    clip = to_mono_16k(speak("Please summarise what was decided in the meeting about the budget.",
-                             folder / "question.wav"), 22050)
+    clip = to_mono_16k(
+        speak("Please summarise what was decided in the meeting about the budget.", folder / "question.wav"), 22050
+    )
     return np.resize(clip, 30 * SAMPLE_RATE).astype(np.float32)
 
 
@@ -122,16 +139,18 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     cuda = device.type == "cuda"
     with tempfile.TemporaryDirectory() as tmp:
-        from engine.tiny_checkpoint import write_tiny_checkpoint
+        from tooling.tiny_checkpoint import write_tiny_checkpoint
 
         folder = Path(tmp)
         tiny = write_tiny_checkpoint(folder / "tiny")
         engine = full_size_engine(tiny, device, args.layers)
         layers = engine.model.config.num_hidden_layers
         report = Report(args.out, device=name, layers=layers, dtype=str(engine.dtype), tokens=args.tokens)
-        print(f"# bench/gpu_check.py  {time.strftime('%Y-%m-%d')}  {name}  torch {torch.__version__}  "
-              f"transformers {transformers.__version__}  full size, {layers} layers, {engine.dtype}, "
-              f"{args.tokens} new tokens\n")
+        print(
+            f"# bench/gpu_check.py  {time.strftime('%Y-%m-%d')}  {name}  torch {torch.__version__}  "
+            f"transformers {transformers.__version__}  full size, {layers} layers, {engine.dtype}, "
+            f"{args.tokens} new tokens\n"
+        )
         print("| figure | value | baseline | ratio | note |\n| --- | --- | --- | --- | --- |")
         measure_bf16(engine, report, args, folder)
         if cuda:  # the bf16 baseline, then the bf16 model is freed to make room
@@ -148,8 +167,10 @@ def main() -> None:
     print(f"\n# {time.perf_counter() - report.started:.0f} s in all; wrote {args.out}")
 
 
-FOUR_BIT = {"4-bit nf4: decode tok/s, base (vs bf16, both dynamic)": "tok/s",
-            "4-bit nf4: peak memory, load + one answer (vs bf16 weights)": "GiB"}
+FOUR_BIT = {
+    "4-bit nf4: decode tok/s, base (vs bf16, both dynamic)": "tok/s",
+    "4-bit nf4: peak memory, load + one answer (vs bf16 weights)": "GiB",
+}
 
 
 def free_gpu() -> None:
@@ -158,8 +179,9 @@ def free_gpu() -> None:
     torch.cuda.empty_cache()
 
 
-def measure_four_bit(tiny: Path, report: Report, args, folder: Path, text: GenerationRequest,
-                     bf16: tuple[float, float]) -> None:
+def measure_four_bit(
+    tiny: Path, report: Report, args, folder: Path, text: GenerationRequest, bf16: tuple[float, float]
+) -> None:
     """The full size written to disk and loaded the product's way with --quantize 4bit, against the
     bf16 model's (tok/s, GiB of weights)."""
     from engine.engine import Engine
@@ -186,8 +208,11 @@ def measure_bf16(engine, report: Report, args, folder: Path) -> None:
     """Every figure of the bf16 model (fp32 on a CPU)."""
     n, device, name = args.tokens, engine.device, report.about["device"]
     cuda = device.type == "cuda"
-    inputs = {"text": [TextPart(prompt_of_tokens(engine, 256))], "image": MODALITIES["image"](),
-              "audio": MODALITIES["audio"]()}
+    inputs = {
+        "text": [TextPart(prompt_of_tokens(engine, 256))],
+        "image": MODALITIES["image"](),
+        "audio": MODALITIES["audio"](),
+    }
 
     engine.set_decode("dynamic")  # first: these figures do not wait for the fast path to compile
     dynamic = {m: engine.generate(request(p, n))[1] for m, p in inputs.items()}
@@ -196,38 +221,67 @@ def measure_bf16(engine, report: Report, args, folder: Path) -> None:
     def dynamic_speed():
         theirs, mine = run_reference(engine, request(inputs["text"], n)), run_ours(engine, request(inputs["text"], n))
         return mine[1], theirs[1]
+
     report.attempt("decode tok/s, base (dynamic vs generate)", "tok/s", dynamic_speed)
     fast = "compiled" if cuda else "static"
     started = time.perf_counter()
     mode = engine.set_decode(fast)
-    report.add(f"start-up of the {fast} path: compiling + self-check", time.perf_counter() - started,
-               engine.self_check_s, "s", "baseline: the self-check alone; "
-               + (f"fell back: {engine.decode_fallback}" if engine.decode_fallback else "self-check passed"))
+    report.add(
+        f"start-up of the {fast} path: compiling + self-check",
+        time.perf_counter() - started,
+        engine.self_check_s,
+        "s",
+        "baseline: the self-check alone; "
+        + (f"fell back: {engine.decode_fallback}" if engine.decode_fallback else "self-check passed"),
+    )
     ours = {m: engine.generate(request(p, n))[1] for m, p in inputs.items()}
     for m in inputs:
-        report.add(f"greedy agreement, {ADAPTER_OF[m]}: {mode} vs generate", agreement(ours[m], reference[m]),
-                   agreement(dynamic[m], reference[m]), "", "baseline: dynamic vs generate")
+        report.add(
+            f"greedy agreement, {ADAPTER_OF[m]}: {mode} vs generate",
+            agreement(ours[m], reference[m]),
+            agreement(dynamic[m], reference[m]),
+            "",
+            "baseline: dynamic vs generate",
+        )
     for m, parts in inputs.items():
+
         def speed(m=m, parts=parts):
             theirs, mine = run_reference(engine, request(parts, n)), run_ours(engine, request(parts, n))
             return mine[1], theirs[1]
+
         report.attempt(f"decode tok/s, {ADAPTER_OF[m]} ({mode} vs generate)", "tok/s", speed)
-    weights = sum(p.numel() * p.element_size() for k, p in engine.model.named_parameters()
-                  if "embed_tokens_extend" not in k and "lora_" not in k)
+    weights = sum(
+        p.numel() * p.element_size()
+        for k, p in engine.model.named_parameters()
+        if "embed_tokens_extend" not in k and "lora_" not in k
+    )
     tps = report.figures.get(f"decode tok/s, base ({mode} vs generate)", {}).get("value")
     peak = next((v for k, v in ROOFLINE.items() if k in name), None)
-    report.add("decoder weights read, base", weights * tps / 1e9 if tps else None, peak / 1e9 if peak else None,
-               "GB/s", "baseline: the memory-bandwidth roofline" if peak else "no roofline known for this device")
+    report.add(
+        "decoder weights read, base",
+        weights * tps / 1e9 if tps else None,
+        peak / 1e9 if peak else None,
+        "GB/s",
+        "baseline: the memory-bandwidth roofline" if peak else "no roofline known for this device",
+    )
 
     def ttft(parts):
         def measure():
             theirs, mine = run_reference(engine, request(parts, 2)), run_ours(engine, request(parts, 2))
             return mine[0] * 1e3, theirs[0] * 1e3
+
         return measure
-    report.attempt("TTFT, one 448 px photo + question", "ms",
-                   ttft([ImagePart(make_photo(448, 448)), TextPart("What is in this photo?")]))
-    report.attempt("TTFT, 30 s of speech", "ms",
-                   ttft([AudioPart(thirty_seconds_of_speech(folder)), TextPart("Answer the question.")]))
+
+    report.attempt(
+        "TTFT, one 448 px photo + question",
+        "ms",
+        ttft([ImagePart(make_photo(448, 448)), TextPart("What is in this photo?")]),
+    )
+    report.attempt(
+        "TTFT, 30 s of speech",
+        "ms",
+        ttft([AudioPart(thirty_seconds_of_speech(folder)), TextPart("Answer the question.")]),
+    )
 
     def streams():
         engine.enable_batching(args.streams)
@@ -235,6 +289,7 @@ def measure_bf16(engine, report: Report, args, folder: Path) -> None:
         many, one = aggregate_tokens_per_s(engine, args.streams, n), aggregate_tokens_per_s(engine, 1, n)
         engine.batcher.close()
         return many, one
+
     report.attempt(f"{args.streams} mixed streams, aggregate tok/s (vs 1 stream)", "tok/s", streams)
 
     def rtfx():
@@ -247,6 +302,7 @@ def measure_bf16(engine, report: Report, args, folder: Path) -> None:
             if engine.batcher:
                 engine.batcher.close()
         return results[16], results[1]
+
     report.attempt(f"RTFx, {args.clips} espeak-ng clips, batched x16 (vs one at a time)", "x", rtfx)
 
     def chat_memory():
@@ -255,6 +311,7 @@ def measure_bf16(engine, report: Report, args, folder: Path) -> None:
         torch.cuda.reset_peak_memory_stats(device)
         list(engine.stream(chat))
         return torch.cuda.max_memory_allocated(device) / 2**30, before / 2**30
+
     memory = "peak memory, one 8k-token chat (vs weights alone)"
     if cuda:
         report.attempt(memory, "GiB", chat_memory)

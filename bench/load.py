@@ -26,13 +26,17 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.server import running_server  # noqa: E402
+from tooling.server import running_server  # noqa: E402
 
 EXAMPLES = ROOT / "ui" / "examples"
-IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,"
-                                             + base64.b64encode((EXAMPLES / "sunset.png").read_bytes()).decode()}}
-AUDIO = {"type": "input_audio", "input_audio": {"data": base64.b64encode((EXAMPLES / "question.wav").read_bytes()).decode(),
-                                                "format": "wav"}}
+IMAGE = {
+    "type": "image_url",
+    "image_url": {"url": "data:image/png;base64," + base64.b64encode((EXAMPLES / "sunset.png").read_bytes()).decode()},
+}
+AUDIO = {
+    "type": "input_audio",
+    "input_audio": {"data": base64.b64encode((EXAMPLES / "question.wav").read_bytes()).decode(), "format": "wav"},
+}
 # one of each adapter's requests, in turn
 CONTENTS = ["Write a short poem about the sea.", [IMAGE, {"type": "text", "text": "Describe this photo."}], [AUDIO]]
 
@@ -65,8 +69,11 @@ def client_loop(index: int, url: str, key: str, max_tokens: int, deadline: float
     turn = index
     with httpx.Client(timeout=httpx.Timeout(10, read=max(10, deadline - time.time() + 30))) as http:
         while time.time() < deadline:
-            body = {"messages": [{"role": "user", "content": CONTENTS[turn % len(CONTENTS)]}],
-                    "max_tokens": max_tokens, "stream": True}
+            body = {
+                "messages": [{"role": "user", "content": CONTENTS[turn % len(CONTENTS)]}],
+                "max_tokens": max_tokens,
+                "stream": True,
+            }
             turn += 1
             started, ttft = time.perf_counter(), None
             try:
@@ -100,8 +107,9 @@ def percentile(values: list[float], q: float) -> float:
 
 def burst(url: str, key: str, clients: int, seconds: float, max_tokens: int) -> tuple[Tally, float]:
     tally, deadline = Tally(), time.time() + seconds
-    threads = [threading.Thread(target=client_loop, args=(i, url, key, max_tokens, deadline, tally))
-               for i in range(clients)]
+    threads = [
+        threading.Thread(target=client_loop, args=(i, url, key, max_tokens, deadline, tally)) for i in range(clients)
+    ]
     began = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -119,13 +127,18 @@ def run(url: str, key: str, clients: int, seconds: float, max_tokens: int, warmu
     end_mb = resident_mb(url, key)
     o = tally.outcomes
     print(f"clients={clients} seconds={seconds:g} (ran {elapsed:.1f}) max_tokens={max_tokens}")
-    print(f"completed={o['completed']} 429={o['429']} failed={o['failed']} "
-          f"({o['completed'] / elapsed:.2f} completed/s)")
+    print(
+        f"completed={o['completed']} 429={o['429']} failed={o['failed']} ({o['completed'] / elapsed:.2f} completed/s)"
+    )
     if tally.ttfts:
-        print(f"ttft p50={percentile(tally.ttfts, 50) * 1000:.0f} ms p95={percentile(tally.ttfts, 95) * 1000:.0f} ms "
-              f"(n={len(tally.ttfts)})")
-    print(f"server RSS idle={idle_mb:.0f} MB, after {warmup:g} s warm-up={start_mb:.0f} MB, end={end_mb:.0f} MB "
-          f"(change over the run {end_mb - start_mb:+.0f} MB)")
+        print(
+            f"ttft p50={percentile(tally.ttfts, 50) * 1000:.0f} ms p95={percentile(tally.ttfts, 95) * 1000:.0f} ms "
+            f"(n={len(tally.ttfts)})"
+        )
+    print(
+        f"server RSS idle={idle_mb:.0f} MB, after {warmup:g} s warm-up={start_mb:.0f} MB, end={end_mb:.0f} MB "
+        f"(change over the run {end_mb - start_mb:+.0f} MB)"
+    )
     for error, count in tally.errors.most_common(5):
         print(f"  failure x{count}: {error}")
 
@@ -143,12 +156,13 @@ def main() -> None:
     if args.url:
         run(args.url.rstrip("/"), args.api_key, args.clients, args.seconds, args.max_tokens, args.warmup)
         return
-    from engine.tiny_checkpoint import write_tiny_checkpoint
+    from tooling.tiny_checkpoint import write_tiny_checkpoint
 
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = write_tiny_checkpoint(Path(tmp) / "tiny", seed=0)
-        with running_server(checkpoint, Path(tmp) / "serve.log", api_key=args.api_key,
-                            queue_size=args.queue_size) as url:
+        with running_server(
+            checkpoint, Path(tmp) / "serve.log", api_key=args.api_key, queue_size=args.queue_size
+        ) as url:
             print(f"server: tiny checkpoint on CPU at {url}, queue_size={args.queue_size}")
             run(url, args.api_key, args.clients, args.seconds, args.max_tokens, args.warmup)
 

@@ -24,11 +24,11 @@ import transformers  # noqa: E402
 
 from app.meeting import MeetingOptions, MeetingSummarizer  # noqa: E402
 from app.service import ConversationService  # noqa: E402
-from engine.audio_stream import load_long_audio  # noqa: E402
 from engine.engine import Engine  # noqa: E402
-from engine.limits import MediaLimits  # noqa: E402
 from engine.loading import LoadOptions  # noqa: E402
-from tests.inputs import write_meeting  # noqa: E402
+from media.audio_stream import load_long_audio  # noqa: E402
+from media.limits import MediaLimits  # noqa: E402
+from tooling.inputs import write_meeting  # noqa: E402
 
 
 class StageClock:
@@ -70,8 +70,10 @@ def run(engine: Engine, path: Path, minutes: float, options: MeetingOptions) -> 
     result = MeetingSummarizer(ConversationService(engine)).run(samples, options)
     wall = time.perf_counter() - started
     per_hour = 60 / minutes
-    print(f"\n{minutes:.0f}-minute recording, {result.path} path, {len(result.segments)} segments, "
-          f"{clock.tokens} generated tokens, wall {wall:.1f} s")
+    print(
+        f"\n{minutes:.0f}-minute recording, {result.path} path, {len(result.segments)} segments, "
+        f"{clock.tokens} generated tokens, wall {wall:.1f} s"
+    )
     print(f"{'stage':<18}{'seconds':>10}{'s per audio hour':>18}")
     for stage in ("decode", "features", "encode + prefill", "decode tokens"):
         print(f"{stage:<18}{clock.totals[stage]:>10.2f}{clock.totals[stage] * per_hour:>18.1f}")
@@ -89,11 +91,13 @@ def main() -> None:
     transformers.logging.set_verbosity_error()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        from engine.tiny_checkpoint import write_tiny_checkpoint
+        from tooling.tiny_checkpoint import write_tiny_checkpoint
 
         model = Path(args.model) if args.model else write_tiny_checkpoint(tmp / "tiny")
         engine = Engine.load(LoadOptions(model=str(model)))
-        device = torch.cuda.get_device_name() if engine.device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+        device = (
+            torch.cuda.get_device_name() if engine.device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+        )
         print(f"# bench/meeting.py  {time.strftime('%Y-%m-%d')}  {device}  model: {model.name}")
         options = MeetingOptions(asr_max_tokens=args.asr_tokens, summary_max_tokens=256)
         for minutes in (10, args.minutes):

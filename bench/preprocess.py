@@ -29,11 +29,11 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from transformers import Phi4MultimodalFeatureExtractor, Phi4MultimodalImageProcessor  # noqa: E402
 
-from engine.audio import load_audio  # noqa: E402
-from engine.audio_features import FastLogMelExtractor  # noqa: E402
-from engine.images import load_image  # noqa: E402
-from engine.limits import SAMPLE_RATE  # noqa: E402
-from engine.video import load_video  # noqa: E402
+from media.audio import load_audio  # noqa: E402
+from media.audio_features import FastLogMelExtractor  # noqa: E402
+from media.images import load_image  # noqa: E402
+from media.limits import SAMPLE_RATE  # noqa: E402
+from media.video import load_video  # noqa: E402
 
 
 def timed(fn, repeats: int) -> float:
@@ -52,7 +52,7 @@ def make_recording(path: Path, minutes: float, rate: int) -> None:
     with sf.SoundFile(path, "w", samplerate=rate, channels=1, format=path.suffix[1:].upper()) as out:
         for _ in range(int(minutes * 60)):
             second = rng.standard_normal(rate).astype(np.float32) * 0.1
-            second[int(rate * 0.7):] *= 0.01  # a pause each second
+            second[int(rate * 0.7) :] *= 0.01  # a pause each second
             out.write(second)
 
 
@@ -101,8 +101,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    print(f"# bench/preprocess.py  {time.strftime('%Y-%m-%d')}  CPU threads: {torch.get_num_threads()}  "
-          f"median of {args.repeats}")
+    print(
+        f"# bench/preprocess.py  {time.strftime('%Y-%m-%d')}  CPU threads: {torch.get_num_threads()}  "
+        f"median of {args.repeats}"
+    )
     fast, reference = FastLogMelExtractor(), Phi4MultimodalFeatureExtractor()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -111,7 +113,7 @@ def main() -> None:
             path = tmp / f"meeting_{rate}{suffix}"
             make_recording(path, 30, rate)
 
-            def audio_to_features(extractor=fast):
+            def audio_to_features(extractor=fast, path=path):
                 samples = load_audio(path, max_seconds=1900).samples
                 return extractor([samples], sampling_rate=SAMPLE_RATE, return_tensors="pt")
 

@@ -22,10 +22,14 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 
 from bench.engine import full_size_engine, prompt_of_tokens, run_ours  # noqa: E402
-from engine.request import GenerationRequest, Message, SamplingParams, TextPart  # noqa: E402
+from engine.request import GenerationRequest, SamplingParams  # noqa: E402
 from engine.router import BASE  # noqa: E402
 from engine.self_check import check_fast_path  # noqa: E402
 from engine.static_decode import StaticDecoder  # noqa: E402
+from media.parts import (
+    Message,  # noqa: E402
+    TextPart,  # noqa: E402
+)
 
 
 def main() -> None:
@@ -39,13 +43,14 @@ def main() -> None:
     clock = lambda: f"[{time.perf_counter() - started:6.1f} s]"  # noqa: E731
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     with tempfile.TemporaryDirectory() as tmp:
-        from engine.tiny_checkpoint import write_tiny_checkpoint
+        from tooling.tiny_checkpoint import write_tiny_checkpoint
 
         engine = full_size_engine(write_tiny_checkpoint(Path(tmp) / "tiny"), device, args.layers)
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
         print(f"{clock()} {name}, {engine.model.config.num_hidden_layers} layers, {engine.dtype}", flush=True)
-        text = GenerationRequest([Message("user", [TextPart(prompt_of_tokens(engine, 256))])],
-                                 SamplingParams(max_new_tokens=args.tokens))
+        text = GenerationRequest(
+            [Message("user", [TextPart(prompt_of_tokens(engine, 256))])], SamplingParams(max_new_tokens=args.tokens)
+        )
         engine.set_decode("dynamic")
         run_ours(engine, text)
         print(f"{clock()} dynamic: {run_ours(engine, text)[1]:.1f} tok/s", flush=True)
@@ -53,8 +58,11 @@ def main() -> None:
         for adapter in [BASE, *engine.adapters]:
             began = time.perf_counter()
             decoder.warm_up([adapter])
-            print(f"{clock()} compiled decode step, {adapter}: {time.perf_counter() - began:.1f} s to compile"
-                  f"{' (failed: ' + ', '.join(decoder.uncompiled) + ')' if decoder.uncompiled else ''}", flush=True)
+            print(
+                f"{clock()} compiled decode step, {adapter}: {time.perf_counter() - began:.1f} s to compile"
+                f"{' (failed: ' + ', '.join(decoder.uncompiled) + ')' if decoder.uncompiled else ''}",
+                flush=True,
+            )
             if adapter == BASE:
                 engine.static, engine.decode_mode = decoder, "compiled"
                 run_ours(engine, text)

@@ -32,7 +32,7 @@ from typing import Iterator
 import torch
 from transformers import DynamicCache
 
-from engine.errors import ShuttingDown, release_memory
+from core.errors import ShuttingDown, release_memory
 from engine.request import GenerationRequest
 from engine.static_decode import StaticRun
 
@@ -199,8 +199,9 @@ class DecodeBatcher:
             return
         with self.engine._slot:
             self.engine.router.activate(row.prepared.adapter)
-            logits, row.cache = self.engine._forward(row.prepared, row.ids, row.cache or DynamicCache(
-                config=self.engine.model.config))
+            logits, row.cache = self.engine._forward(
+                row.prepared, row.ids, row.cache or DynamicCache(config=self.engine.model.config)
+            )
         self._choose(row, logits)
 
     def _decode_step(self) -> None:
@@ -222,8 +223,9 @@ class DecodeBatcher:
         # mask are then exact, and building a padded mask per step costs ~15 % of a small step
         padded = {} if len(self.rows) == 1 else {"attention_mask": mask, "position_ids": self._lengths[:, None]}
         try:
-            out = self._forward([row.prepared.adapter for row in self.rows], input_ids=last,
-                                past_key_values=self._cache, **padded)
+            out = self._forward(
+                [row.prepared.adapter for row in self.rows], input_ids=last, past_key_values=self._cache, **padded
+            )
         except Exception as err:  # noqa: BLE001 - find the row that fails, if any
             log.warning("a batched decode step failed (%s); retrying each request alone", type(err).__name__)
             release_memory(err)
@@ -234,7 +236,7 @@ class DecodeBatcher:
         self.steps += 1
         self.rows_stepped += len(self.rows)
         for i, row in enumerate(self.rows):
-            self._choose(row, out.logits[i:i + 1, -1, :])
+            self._choose(row, out.logits[i : i + 1, -1, :])
 
     # -- batch membership: caches left-padded to one length ----------------------------------
 
@@ -248,8 +250,12 @@ class DecodeBatcher:
         width = max(length, self._mask.shape[1])
         layers = []
         for old, new in zip(self._cache.layers, cache.layers):
-            layers.append((torch.cat([_left_pad(old.keys, width), _left_pad(new.keys, width)]),
-                           torch.cat([_left_pad(old.values, width), _left_pad(new.values, width)])))
+            layers.append(
+                (
+                    torch.cat([_left_pad(old.keys, width), _left_pad(new.keys, width)]),
+                    torch.cat([_left_pad(old.values, width), _left_pad(new.values, width)]),
+                )
+            )
         self._cache = DynamicCache(ddp_cache_data=layers, config=self.engine.model.config)
         self._mask = torch.cat([_left_pad(self._mask, width, dim=1), _left_pad(mask, width, dim=1)])
         self._lengths = torch.cat([self._lengths, self._lengths.new_tensor([length])])
@@ -269,8 +275,10 @@ class DecodeBatcher:
         self._reset()
         for i, row in enumerate(rows):
             start = int((mask[i] == 0).sum())  # left padding
-            layers = [(layer.keys[i:i + 1, :, start:width], layer.values[i:i + 1, :, start:width])
-                      for layer in cache.layers]
+            layers = [
+                (layer.keys[i : i + 1, :, start:width], layer.values[i : i + 1, :, start:width])
+                for layer in cache.layers
+            ]
             alone = DynamicCache(ddp_cache_data=layers, config=self.engine.model.config)
             try:
                 out = self._forward([row.prepared.adapter], input_ids=row.ids[:, -1:], past_key_values=alone)
@@ -289,8 +297,9 @@ class DecodeBatcher:
             with self.engine._slot:
                 solo = StaticRun.resume(self.engine.static, row.prepared.adapter, row.ids, row.sampler, layers)
         except Exception as err:  # noqa: BLE001
-            log.warning("moving a request onto the static cache failed (%s); it stays on the dynamic path",
-                        type(err).__name__)
+            log.warning(
+                "moving a request onto the static cache failed (%s); it stays on the dynamic path", type(err).__name__
+            )
             release_memory(err)
             return
         self._reset()

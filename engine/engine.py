@@ -20,21 +20,18 @@ from transformers import (
     TopPLogitsWarper,
 )
 
+from core.errors import InvalidRequest, PromptTooLong, ShuttingDown, first_line, generation_failed, release_memory
 from engine.counters import CountsGenerations, EngineCounters
-from engine.errors import (
-    InvalidRequest, PromptTooLong, ShuttingDown, first_line, generation_failed, release_memory,
-)
 from engine.loading import LoadOptions, load_model
-from engine.audio_features import install_fast_features
-from engine.limits import SAMPLE_RATE, MediaLimits
 from engine.model_config import CHAT_TEMPLATE, END_TOKENS, SPECIAL_TOKENS
-from engine.request import (
-    AudioPart, Chunk, GenerationRequest, ImagePart, Message, Metrics, SamplingParams, TextPart, VideoPart,
-)
+from engine.request import Chunk, GenerationRequest, Metrics, SamplingParams
 from engine.router import BASE, LoraRouter, choose_adapter
 from engine.self_check import check_fast_path
 from engine.static_decode import StaticDecoder, StaticRun, resolve_mode
 from engine.text_stream import IncrementalDetokenizer, StopMatcher
+from media.audio_features import install_fast_features
+from media.limits import SAMPLE_RATE, MediaLimits
+from media.parts import AudioPart, ImagePart, Message, TextPart, VideoPart
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +88,14 @@ def _standard_strides(module, args):
 
 
 class Engine(CountsGenerations):
-    def __init__(self, model, processor, device: torch.device, context_window: int | None = None,
-                 limits: MediaLimits = MediaLimits()):
+    def __init__(
+        self,
+        model,
+        processor,
+        device: torch.device,
+        context_window: int | None = None,
+        limits: MediaLimits = MediaLimits(),
+    ):
         self.model = model
         self.processor = processor
         self.limits = limits
@@ -150,8 +153,11 @@ class Engine(CountsGenerations):
             if mode == "compiled":
                 adapters = [BASE, *self.adapters] if self.adapters else [BASE]
                 # measured at full size on an H200: about a minute per adapter (bench/RESULTS.md)
-                log.info("compiling the decode step for %d adapter(s) before serving; --decode dynamic "
-                         "starts at once, at about a third of the speed", len(adapters))
+                log.info(
+                    "compiling the decode step for %d adapter(s) before serving; --decode dynamic "
+                    "starts at once, at about a third of the speed",
+                    len(adapters),
+                )
                 started = time.perf_counter()
                 self.static.warm_up(adapters)
                 log.info("compiled in %.0f s", time.perf_counter() - started)
@@ -164,8 +170,9 @@ class Engine(CountsGenerations):
             release_memory(err)
             problem = f"{type(err).__name__}: {first_line(err)}"
         if problem:
-            log.warning("the %s decode path failed its start-up self-check (%s); decoding dynamically instead",
-                        mode, problem)
+            log.warning(
+                "the %s decode path failed its start-up self-check (%s); decoding dynamically instead", mode, problem
+            )
             self.static, self.decode_fallback = None, f"{mode}: {problem}"
             return "dynamic"
         self.decode_mode = mode
@@ -196,8 +203,9 @@ class Engine(CountsGenerations):
         return self.router.adapters
 
     @classmethod
-    def load(cls, options: LoadOptions, context_window: int | None = None,
-             limits: MediaLimits = MediaLimits()) -> "Engine":
+    def load(
+        cls, options: LoadOptions, context_window: int | None = None, limits: MediaLimits = MediaLimits()
+    ) -> "Engine":
         model, processor, device = load_model(options)
         return cls(model, processor, device, context_window, limits)
 
@@ -215,8 +223,11 @@ class Engine(CountsGenerations):
         # Within the model's reach, an answer is clipped to the room the prompt leaves (below); past
         # it, the number is a mistake, and clipping it would quietly run the longest answer there is
         if request.params.max_new_tokens > self.model.config.max_position_embeddings:
-            raise InvalidRequest(f"`max_tokens` is {request.params.max_new_tokens}; this model's whole context "
-                                 f"window is {self.model.config.max_position_embeddings} tokens.", param="max_tokens")
+            raise InvalidRequest(
+                f"`max_tokens` is {request.params.max_new_tokens}; this model's whole context "
+                f"window is {self.model.config.max_position_embeddings} tokens.",
+                param="max_tokens",
+            )
         inputs = self.processor(text=prompt, return_tensors="pt", **kwargs)
         prompt_tokens = int(inputs["input_ids"].shape[1])
         media_tokens = int(torch.isin(inputs["input_ids"], torch.tensor(self.media_token_ids)).sum())
@@ -224,7 +235,9 @@ class Engine(CountsGenerations):
             raise PromptTooLong(
                 f"The images and audio of this conversation come to {media_tokens} tokens; this server takes "
                 f"up to {self.limits.max_media_tokens} per request. Send fewer or smaller photos, a lower crop "
-                "budget, or shorter audio.", param="messages")
+                "budget, or shorter audio.",
+                param="messages",
+            )
         if prompt_tokens >= self.context_window:
             raise PromptTooLong(
                 f"The prompt is {prompt_tokens} tokens long (text plus image and audio tokens), but the "
@@ -269,7 +282,9 @@ class Engine(CountsGenerations):
                 processors.append(TopPLogitsWarper(params.top_p))
         return processors
 
-    def _forward(self, prepared: PreparedPrompt, ids: torch.Tensor, cache: DynamicCache) -> tuple[torch.Tensor, DynamicCache]:
+    def _forward(
+        self, prepared: PreparedPrompt, ids: torch.Tensor, cache: DynamicCache
+    ) -> tuple[torch.Tensor, DynamicCache]:
         """Logits for the next token. The first call (and a longrope switch) runs the whole prompt
         with its media; later calls feed one token against the cache."""
         cached = cache.get_seq_length()
@@ -342,8 +357,9 @@ class Engine(CountsGenerations):
         if self.closing:
             raise ShuttingDown()
 
-    def _chunks(self, request: GenerationRequest, prepared: PreparedPrompt, tokens: Iterator[int],
-                started: float) -> Iterator[Chunk]:
+    def _chunks(
+        self, request: GenerationRequest, prepared: PreparedPrompt, tokens: Iterator[int], started: float
+    ) -> Iterator[Chunk]:
         """Token ids -> text chunks: detokenising, stop strings, the length cap, finish reason and
         metrics. Runs in the consumer's thread, off the decode loop. Closing `tokens` tells the
         producer this request is done."""

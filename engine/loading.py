@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from engine.errors import ModelUnavailable, first_line
-from engine.model_config import ADAPTER_FOLDERS, DEFAULT_MODEL, DEFAULT_REVISION, END_TOKENS
+from core.errors import ModelUnavailable, first_line
+from core.settings import DEFAULT_MODEL, DEFAULTS, Settings
+from engine.model_config import ADAPTER_FOLDERS, DEFAULT_REVISION, END_TOKENS
 
 log = logging.getLogger(__name__)
 
@@ -18,12 +20,18 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 @dataclass
 class LoadOptions:
-    model: str = DEFAULT_MODEL  # hub id or local folder
-    revision: str | None = None  # None: refs/pr/70 for the default hub model, else the hub's default
-    device: str = "auto"  # auto | cpu | cuda
-    dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
-    attention: str = "auto"  # auto (sdpa) | sdpa | eager | flash_attention_2
-    quantize: str = "none"  # none | 8bit | 4bit
+    """Which checkpoint to load and how; the fields mean what Settings' fields of the same names do."""
+
+    model: str = DEFAULTS.model  # hub id or local folder
+    revision: str | None = DEFAULTS.revision  # None: refs/pr/70 for the default hub model
+    device: str = DEFAULTS.device  # auto | cpu | cuda
+    dtype: str = DEFAULTS.dtype  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
+    attention: str = DEFAULTS.attention  # auto (sdpa) | sdpa | eager | flash_attention_2
+    quantize: str = DEFAULTS.quantize  # none | 8bit | 4bit
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "LoadOptions":
+        return cls(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(cls)})
 
 
 def resolve_device(device: str) -> torch.device:
@@ -67,16 +75,24 @@ def hub_source(model: str, revision: str | None) -> str:
     except Exception:  # noqa: BLE001 - not in the cache (or no such repo): the hub decides below
         pass
     if constants.HF_HUB_OFFLINE or os.environ.get("TRANSFORMERS_OFFLINE", "").lower() in ("1", "true", "yes"):
-        raise ModelUnavailable(missing_weights_message(
-            model, revision, "it is not in the local cache and offline mode is on (HF_HUB_OFFLINE)."))
+        raise ModelUnavailable(
+            missing_weights_message(
+                model, revision, "it is not in the local cache and offline mode is on (HF_HUB_OFFLINE)."
+            )
+        )
     endpoint = urlsplit(constants.ENDPOINT)
     port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
     try:
         socket.create_connection((endpoint.hostname, port), timeout=5).close()
     except OSError as err:
-        raise ModelUnavailable(missing_weights_message(
-            model, revision, f"it is not in the local cache and {endpoint.hostname} cannot be reached "
-                             f"({(err.strerror or str(err)).lower()}).")) from None
+        raise ModelUnavailable(
+            missing_weights_message(
+                model,
+                revision,
+                f"it is not in the local cache and {endpoint.hostname} cannot be reached "
+                f"({(err.strerror or str(err)).lower()}).",
+            )
+        ) from None
     return model
 
 
@@ -150,8 +166,15 @@ def load_model(options: LoadOptions):
     model.eval()
     if problems := token_id_problems(processor, model.config):
         raise ModelUnavailable(f"The checkpoint {options.model!r} does not agree with itself: " + "; ".join(problems))
-    log.info("loaded %s (revision=%s) on %s as %s, attention=%s, quantize=%s",
-             options.model, revision, device, dtype, attention, options.quantize)
+    log.info(
+        "loaded %s (revision=%s) on %s as %s, attention=%s, quantize=%s",
+        options.model,
+        revision,
+        device,
+        dtype,
+        attention,
+        options.quantize,
+    )
     return model, processor, device
 
 
@@ -161,11 +184,15 @@ def token_id_problems(processor, config) -> list[str]:
     would silently leave every image or clip out of the answer."""
     vocab = processor.tokenizer.get_vocab()
     problems = []
-    for what, token, config_id in (("image", processor.image_token, config.vision_config.image_token_id),
-                                   ("audio", processor.audio_token, config.audio_config.audio_token_id)):
+    for what, token, config_id in (
+        ("image", processor.image_token, config.vision_config.image_token_id),
+        ("audio", processor.audio_token, config.audio_config.audio_token_id),
+    ):
         if vocab.get(token) != config_id:
-            problems.append(f"the {what} token {token!r} is id {vocab.get(token)} in tokenizer.json but "
-                            f"{config_id} in config.json")
-    problems += [f"the end token {token!r} is missing from tokenizer.json"
-                 for token in END_TOKENS if token not in vocab]
+            problems.append(
+                f"the {what} token {token!r} is id {vocab.get(token)} in tokenizer.json but {config_id} in config.json"
+            )
+    problems += [
+        f"the end token {token!r} is missing from tokenizer.json" for token in END_TOKENS if token not in vocab
+    ]
     return problems

@@ -13,7 +13,6 @@ from pathlib import Path
 # shipped as data: the ground truth our configs take their values from.
 RELEASED_CONFIG_FILE = Path(__file__).parent / "reference" / "phi4mm-original-config.json"
 
-DEFAULT_MODEL = "microsoft/Phi-4-multimodal-instruct"
 # The hub's main branch holds remote-code weights; this PR holds the native-format ones that
 # transformers' own tests load.
 DEFAULT_REVISION = "refs/pr/70"
@@ -39,8 +38,13 @@ END_TOKENS = ("<|end|>", "<|endoftext|>")
 RELEASED_TOKEN_IDS = {"<|endoftext|>": 199999, "<|image|>": 200010, "<|audio|>": 200011, "<|end|>": 200020}
 # A guess: not in the reference. Phi-4-mini's tokenizer as remembered, and as one public token
 # handler for it hard-codes <|assistant|>, <|user|> and <|tool|>. Only the tiny checkpoint uses these.
-GUESSED_TOKEN_IDS = {"<|assistant|>": 200019, "<|user|>": 200021, "<|system|>": 200022, "<|tool|>": 200023,
-                     "<|/tool|>": 200024}
+GUESSED_TOKEN_IDS = {
+    "<|assistant|>": 200019,
+    "<|user|>": 200021,
+    "<|system|>": 200022,
+    "<|tool|>": 200023,
+    "<|/tool|>": 200024,
+}
 RELEASED_GENERATION_CONFIG = {"bos_token_id": 199999, "eos_token_id": [200020, 199999], "pad_token_id": 199999}
 
 # The native processor's chat template, as transformers' own processor tests use it.
@@ -60,9 +64,7 @@ CHAT_TEMPLATE = (
 
 # LoRA sits on every decoder linear layer. The audio encoder also has `o_proj`/`down_proj`
 # modules, so the pattern is anchored on the decoder's `model.layers.N`.
-LORA_TARGET_MODULES = (
-    r"model\.layers\.\d+\.(self_attn\.(qkv_proj|o_proj)|mlp\.(gate_up_proj|down_proj))"
-)
+LORA_TARGET_MODULES = r"model\.layers\.\d+\.(self_attn\.(qkv_proj|o_proj)|mlp\.(gate_up_proj|down_proj))"
 # Released adapters: vision r=256 (alpha 512), speech r=320 (alpha 640).
 RELEASED_LORA_RANK = {"vision": 256, "speech": 320}
 
@@ -87,11 +89,21 @@ def released_config() -> dict:
 # What transformers' converter (convert_config in convert_phi4_multimodal_weights_to_hf.py, not in
 # the wheel; described in ../shared/reference/README.md) does to the released config. Every key not
 # named here passes to Phi4MultimodalConfig unchanged, sliding_window and the long-RoPE factors included.
-CONVERTER_DROPS = ("_name_or_path", "architectures", "auto_map", "vision_lora", "speech_lora",
-                   "transformers_version", "_attn_implementation")
+CONVERTER_DROPS = (
+    "_name_or_path",
+    "architectures",
+    "auto_map",
+    "vision_lora",
+    "speech_lora",
+    "transformers_version",
+    "_attn_implementation",
+)
 CONVERTER_AUDIO_DROPS = ("activation_checkpointing", "cnn_layer_norm", "input_layer", "encoder_embedding_config")
-CONVERTER_AUDIO_RENAMES = {"attention_dim": "hidden_size", "attention_heads": "num_attention_heads",
-                           "linear_units": "intermediate_size"}
+CONVERTER_AUDIO_RENAMES = {
+    "attention_dim": "hidden_size",
+    "attention_heads": "num_attention_heads",
+    "linear_units": "intermediate_size",
+}
 CONVERTER_VISION_KEEPS = ("use_hd_transform", "crop_size", "hd_transform_order")
 
 

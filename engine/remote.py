@@ -17,11 +17,12 @@ from typing import Iterator
 import openai
 import soundfile as sf
 
+from core.errors import InvalidRequest, ModelUnavailable, Overloaded, Phi4mmError
 from engine.counters import CountsGenerations, EngineCounters
-from engine.errors import InvalidRequest, ModelUnavailable, Overloaded, Phi4mmError
-from engine.limits import SAMPLE_RATE, MediaLimits
-from engine.request import AudioPart, Chunk, GenerationRequest, ImagePart, Metrics, TextPart, VideoPart
+from engine.request import Chunk, GenerationRequest, Metrics
 from engine.router import BASE, choose_adapter
+from media.limits import SAMPLE_RATE, MediaLimits
+from media.parts import AudioPart, ImagePart, TextPart, VideoPart
 
 ADAPTERS = ("vision", "speech")
 
@@ -29,13 +30,19 @@ ADAPTERS = ("vision", "speech")
 def image_url(image) -> dict:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")  # lossless: text in screenshots must survive the trip
-    return {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()}}
+    return {
+        "type": "image_url",
+        "image_url": {"url": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()},
+    }
 
 
 def input_audio(samples) -> dict:
     buffer = io.BytesIO()
     sf.write(buffer, samples, SAMPLE_RATE, format="WAV", subtype="PCM_16")
-    return {"type": "input_audio", "input_audio": {"data": base64.b64encode(buffer.getvalue()).decode(), "format": "wav"}}
+    return {
+        "type": "input_audio",
+        "input_audio": {"data": base64.b64encode(buffer.getvalue()).decode(), "format": "wav"},
+    }
 
 
 def openai_messages(request: GenerationRequest) -> list[dict]:
@@ -73,8 +80,14 @@ def translate_error(err: openai.OpenAIError, base_url: str) -> Phi4mmError:
 
 
 class RemoteEngine(CountsGenerations):
-    def __init__(self, base_url: str, api_key: str | None, model: str, limits: MediaLimits = MediaLimits(),
-                 timeout_s: float = 600.0):
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        model: str,
+        limits: MediaLimits = MediaLimits(),
+        timeout_s: float = 600.0,
+    ):
         # no client-side retries: a refusal (busy, bad input) goes straight back to our caller
         self.client = openai.OpenAI(base_url=base_url, api_key=api_key or "none", timeout=timeout_s, max_retries=0)
         self.base_url = base_url
@@ -100,10 +113,17 @@ class RemoteEngine(CountsGenerations):
             extra["mm_processor_kwargs"] = {"dynamic_hd": request.max_crops}
         try:
             response = self.client.chat.completions.create(
-                model=self.model if adapter == BASE else adapter, messages=openai_messages(request),
-                max_tokens=params.max_new_tokens, temperature=params.temperature, top_p=params.top_p,
-                seed=params.seed, stop=list(params.stop) or None, stream=True,
-                stream_options={"include_usage": True}, extra_body=extra or None)
+                model=self.model if adapter == BASE else adapter,
+                messages=openai_messages(request),
+                max_tokens=params.max_new_tokens,
+                temperature=params.temperature,
+                top_p=params.top_p,
+                seed=params.seed,
+                stop=list(params.stop) or None,
+                stream=True,
+                stream_options={"include_usage": True},
+                extra_body=extra or None,
+            )
         except openai.OpenAIError as err:
             raise translate_error(err, self.base_url) from None
         return self._chunks(request, response, adapter, started)
@@ -135,10 +155,19 @@ class RemoteEngine(CountsGenerations):
         finish = finish or "stop"
         self.counters.finish(finish)
         decode_time = ended - (first_token_at or ended)
-        yield Chunk("", [], adapter, finish, Metrics(
-            prompt_tokens=usage.prompt_tokens if usage else 0, completion_tokens=completion,
-            ttft_s=(first_token_at or ended) - started,
-            tokens_per_s=(completion - 1) / decode_time if decode_time > 0 else 0.0, adapter=adapter))
+        yield Chunk(
+            "",
+            [],
+            adapter,
+            finish,
+            Metrics(
+                prompt_tokens=usage.prompt_tokens if usage else 0,
+                completion_tokens=completion,
+                ttft_s=(first_token_at or ended) - started,
+                tokens_per_s=(completion - 1) / decode_time if decode_time > 0 else 0.0,
+                adapter=adapter,
+            ),
+        )
 
     def close(self) -> None:
         """Nothing runs here to stop: each open stream hangs up on the remote when it closes."""

@@ -5,57 +5,20 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
-import numpy as np
-from PIL import Image
-
-from engine.errors import InvalidRequest
+from core.errors import InvalidRequest
+from core.settings import DEFAULTS
+from media.parts import MEDIA_PARTS, AudioPart, Message, TextPart
 
 ROLES = ("system", "user", "assistant")
-
-
-@dataclass(frozen=True)
-class TextPart:
-    text: str
-
-
-@dataclass(frozen=True)
-class ImagePart:
-    image: Image.Image  # RGB, already decoded (engine.media turns files and bytes into this)
-
-
-@dataclass(frozen=True)
-class AudioPart:
-    samples: np.ndarray  # mono float32 at 16 kHz, as the feature extractor wants it
-
-    @property
-    def seconds(self) -> float:
-        return len(self.samples) / 16000
-
-
-@dataclass(frozen=True)
-class VideoPart:
-    frames: list  # RGB PIL images in time order, each within one 448-px crop
-    timestamps: list[float]  # seconds from the start, one per frame
-    duration: float  # seconds
-
-
-Part = Union[TextPart, ImagePart, AudioPart, VideoPart]
-MEDIA_PARTS = (ImagePart, AudioPart, VideoPart)
-
-
-@dataclass
-class Message:
-    role: str
-    parts: list[Part]
 
 
 @dataclass
 class SamplingParams:
     """Decoding settings. The defaults reproduce the model's own generation config (greedy)."""
 
-    max_new_tokens: int = 512
+    max_new_tokens: int = DEFAULTS.max_new_tokens
     temperature: float = 0.0  # 0 means greedy
     top_p: float = 1.0
     top_k: int = 0  # 0 means no top-k cut
@@ -84,7 +47,9 @@ class SamplingParams:
             raise bad("top_k", "a whole number of at least 0", self.top_k)
         if not number(self.repetition_penalty) or not 0.0 < self.repetition_penalty <= 10.0:
             raise bad("repetition_penalty", "greater than 0 and at most 10", self.repetition_penalty)
-        if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**63):
+        if self.seed is not None and (
+            not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**63
+        ):
             raise bad("seed", "a whole number from 0 to 2**63 - 1", self.seed)
         if len(self.stop) > 16 or not all(isinstance(s, str) and 0 < len(s) <= 256 for s in self.stop):
             raise bad("stop", "at most 16 non-empty strings of up to 256 characters", self.stop)
@@ -109,13 +74,19 @@ class GenerationRequest:
                 )
             for part in message.parts:
                 if not isinstance(part, (TextPart, *MEDIA_PARTS)):
-                    raise InvalidRequest(f"Message {i} has an unsupported part {type(part).__name__}.", param="messages")
+                    raise InvalidRequest(
+                        f"Message {i} has an unsupported part {type(part).__name__}.", param="messages"
+                    )
                 if message.role != "user" and not isinstance(part, TextPart):
-                    raise InvalidRequest(f"Message {i}: only user messages may carry images or audio.", param="messages")
+                    raise InvalidRequest(
+                        f"Message {i}: only user messages may carry images or audio.", param="messages"
+                    )
                 if isinstance(part, AudioPart) and part.samples.size == 0:
                     raise InvalidRequest(f"Message {i} has an empty audio clip.", param="messages")
         if self.max_crops is not None and (not isinstance(self.max_crops, int) or not 1 <= self.max_crops <= 64):
-            raise InvalidRequest(f"`max_crops` must be a whole number from 1 to 64 (got {self.max_crops!r}).", param="max_crops")
+            raise InvalidRequest(
+                f"`max_crops` must be a whole number from 1 to 64 (got {self.max_crops!r}).", param="max_crops"
+            )
         if self.messages[-1].role != "user":
             raise InvalidRequest("The last message must come from the user.", param="messages")
         self.params.validate()

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from engine.errors import AdapterMissing
-from engine.request import AudioPart, ImagePart, Message, VideoPart
+from core.errors import AdapterMissing
+from media.parts import AudioPart, ImagePart, Message, VideoPart
 
 BASE = "base"  # the name reported when no adapter is active
 MIXED = "(mixed)"  # the router's state while rows choose their own adapter (never a request's)

@@ -33,8 +33,10 @@ def check_fast_path(engine) -> str | None:
         for step, (want, got) in enumerate(zip(reference, fast)):
             error = float((want - got).abs().max() / want.abs().max().clamp_min(1e-6))
             if not error <= tolerance:  # also catches NaN
-                return (f"{adapter} adapter: step {step} logits differ from the dynamic path by {error:.3g} "
-                        f"of the largest logit (tolerance {tolerance:g})")
+                return (
+                    f"{adapter} adapter: step {step} logits differ from the dynamic path by {error:.3g} "
+                    f"of the largest logit (tolerance {tolerance:g})"
+                )
     return None
 
 
@@ -46,7 +48,7 @@ def _dynamic_logits(engine, prepared) -> tuple[list[torch.Tensor], list[int]]:
         step, cache = engine._forward(prepared, ids, cache)
         logits.append(step.float()[0])
         ids = torch.cat([ids, step.argmax(dim=-1, keepdim=True)], dim=1)
-    return logits, ids[0, prepared.prompt_tokens:].tolist()
+    return logits, ids[0, prepared.prompt_tokens :].tolist()
 
 
 @torch.inference_mode()

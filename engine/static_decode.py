@@ -84,8 +84,9 @@ class StaticDecoder:
                 model.model.rotary_emb(torch.zeros(1, dtype=engine.dtype, device=engine.device), position)
             # one decode graph per adapter; guards on PEFT's adapter state pick the right one
             torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 32)
-            self._decode_fn = torch.compile(self._decode, fullgraph=True, dynamic=False,
-                                            mode="reduce-overhead" if self.cuda_graphs else None)
+            self._decode_fn = torch.compile(
+                self._decode, fullgraph=True, dynamic=False, mode="reduce-overhead" if self.cuda_graphs else None
+            )
         if self.compile_prefill:
             # one graph per adapter for every bucket: the length is a symbolic size
             self._prefill_fn = torch.compile(self._prefill, fullgraph=True, dynamic=None)
@@ -191,8 +192,7 @@ class StaticRun:
     Invariant: the cache holds every token of `ids`, and `logits` (possibly still being computed
     on the device) predict the next one."""
 
-    def __init__(self, decoder: StaticDecoder, adapter: str, ids: torch.Tensor, sampler: tuple,
-                 logits: torch.Tensor):
+    def __init__(self, decoder: StaticDecoder, adapter: str, ids: torch.Tensor, sampler: tuple, logits: torch.Tensor):
         self.decoder = decoder
         self.adapter = adapter
         self.ids = ids  # (1, n) prompt + tokens so far (the logits processors read it)
@@ -205,8 +205,14 @@ class StaticRun:
         return cls(decoder, prepared.adapter, prepared.inputs["input_ids"], sampler, decoder.prefill(prepared))
 
     @classmethod
-    def resume(cls, decoder: StaticDecoder, adapter: str, ids: torch.Tensor, sampler: tuple,
-               layers: list[tuple[torch.Tensor, torch.Tensor]]) -> "StaticRun":
+    def resume(
+        cls,
+        decoder: StaticDecoder,
+        adapter: str,
+        ids: torch.Tensor,
+        sampler: tuple,
+        layers: list[tuple[torch.Tensor, torch.Tensor]],
+    ) -> "StaticRun":
         """From a cache holding all of `ids` but the last token (the batched path's invariant)."""
         decoder.load(layers)
         decoder.engine.router.activate(adapter)

@@ -59,8 +59,9 @@ def split_transcript_translation(answer: str) -> TranscriptAndTranslation:
     return TranscriptAndTranslation(pieces[0], "\n".join(pieces[1:]))
 
 
-def summary(instruction: str | None = None, fmt: str = "bullets", length: int | None = None,
-            unit: str = "words") -> str:
+def summary(
+    instruction: str | None = None, fmt: str = "bullets", length: int | None = None, unit: str = "words"
+) -> str:
     """The user's instruction (or a plain default), the output format, then an optional length."""
     if fmt not in SUMMARY_FORMATS:
         raise ValueError(f"Unknown summary format {fmt!r}; choose one of {', '.join(SUMMARY_FORMATS)}.")
@@ -100,8 +101,9 @@ def partial_summary(transcript: str, part: int, parts: int, start: float, end: f
     )
 
 
-def combine_summaries(partials: list[str], instruction: str | None, fmt: str, length: int | None,
-                      unit: str = "words") -> str:
+def combine_summaries(
+    partials: list[str], instruction: str | None, fmt: str, length: int | None, unit: str = "words"
+) -> str:
     """Reduce step: the partial summaries, in order, under the user's own instruction and format."""
     joined = "\n\n".join(f"Part {i}:\n{text.strip()}" for i, text in enumerate(partials, 1))
     return (

@@ -52,8 +52,9 @@ def detect_override(text: str) -> str:
     return ""
 
 
-def check_input(system: str, turns: list[str], images: int, audio_clips: int, videos: int,
-                limits: InputLimits = InputLimits()) -> InputCheck:
+def check_input(
+    system: str, turns: list[str], images: int, audio_clips: int, videos: int, limits: InputLimits = InputLimits()
+) -> InputCheck:
     """`turns`: each non-system message's text, newest last. Raise InputRejected over a limit;
     report (and log) an override attempt in the newest turn."""
     if len(turns) > limits.max_messages:
@@ -66,9 +67,14 @@ def check_input(system: str, turns: list[str], images: int, audio_clips: int, vi
             )
     total = len(system) + sum(map(len, turns))
     if total > limits.max_total_chars:
-        raise InputRejected(f"The conversation holds {total:,} characters of text; the limit is {limits.max_total_chars:,}.")
-    for count, limit, what in ((images, limits.max_images, "images"), (audio_clips, limits.max_audio_clips, "audio clips"),
-                               (videos, limits.max_videos, "videos")):
+        raise InputRejected(
+            f"The conversation holds {total:,} characters of text; the limit is {limits.max_total_chars:,}."
+        )
+    for count, limit, what in (
+        (images, limits.max_images, "images"),
+        (audio_clips, limits.max_audio_clips, "audio clips"),
+        (videos, limits.max_videos, "videos"),
+    ):
         if count > limit:
             raise InputRejected(f"The conversation has {count} {what}; the limit is {limit}.")
     matched = detect_override(turns[-1]) if turns else ""

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from core.settings import Settings
+
 log = logging.getLogger(__name__)
 
 # The twelve attributes of the report's sensitive-attribute-inference evaluation.
@@ -67,6 +69,11 @@ class MitigationPolicy:
         unknown = set(self.disabled) - set(MITIGATIONS)
         if unknown:
             raise ValueError(f"Unknown mitigation(s) {sorted(unknown)}; known: {', '.join(MITIGATIONS)}.")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "MitigationPolicy":
+        disabled = frozenset(n.strip() for n in settings.disable_mitigations.split(",") if n.strip())
+        return cls(disabled=disabled, extra=settings.safety_instructions)
 
     def warn_if_weakened(self) -> None:
         if self.baseline:

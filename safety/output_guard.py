@@ -28,7 +28,9 @@ def _claim(words: str) -> str:
 DEFAULT_CATEGORIES: dict[str, list[str]] = {
     "sensitive_attribute_inference": [
         _claim(r"gay|lesbian|bisexual|homosexual|heterosexual|straight|queer|transgender"),
-        _claim(r"(?:black|white|asian|hispanic|latino|latina|caucasian|arab|african[- ]american)(?: (?:man|woman|person))?"),
+        _claim(
+            r"(?:black|white|asian|hispanic|latino|latina|caucasian|arab|african[- ]american)(?: (?:man|woman|person))?"
+        ),
         _claim(r"muslim|christian|jewish|hindu|buddhist|sikh|atheist|catholic|religious"),
         _claim(r"democrat|republican|liberal|conservative|socialist|communist|left[- ]wing|right[- ]wing"),
         _claim(r"(?:a )?union member|unionized|unionised"),

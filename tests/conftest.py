@@ -8,7 +8,7 @@ import transformers
 
 from engine.engine import Engine
 from engine.loading import LoadOptions
-from engine.tiny_checkpoint import write_tiny_checkpoint
+from tooling.tiny_checkpoint import write_tiny_checkpoint
 
 transformers.logging.set_verbosity_error()
 transformers.logging.disable_progress_bar()
@@ -30,7 +30,9 @@ API_KEY = "test-key"  # the shared server's /v1 key
 @pytest.fixture(scope="session")
 def web_server(tiny_checkpoint, tmp_path_factory):
     """One real server for the end-to-end tests, with a 40 MB upload cap to test refusals."""
-    from tests.server import running_server  # noqa: E402
+    from tooling.server import running_server  # noqa: E402
 
-    with running_server(tiny_checkpoint, tmp_path_factory.mktemp("server") / "serve.log", max_upload_mb="40", api_key=API_KEY) as url:
+    with running_server(
+        tiny_checkpoint, tmp_path_factory.mktemp("server") / "serve.log", max_upload_mb="40", api_key=API_KEY
+    ) as url:
         yield url

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,5 +1,5 @@
 """The browser app: Chat, Photo by voice, Speech and Meeting tabs. Only Gradio code: every
-callback hands Gradio's payloads to `app.web.WebApp` and shows what comes back."""
+callback hands Gradio's payloads to the web glue (app/web.py) and shows what comes back."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ from pathlib import Path
 
 import gradio as gr
 
-from app.web import FOOTER_MARK, LANGUAGES, SUMMARY_PRESETS, ChatOptions, UserFacingError, WebApp
+from core.errors import Phi4mmError
+from prompts import tasks
+from prompts.languages import SPEECH_LANGUAGES
 from ui.gpu import gpu
+from ui.options import ChatOptions, Shown
 
 log = logging.getLogger(__name__)
 EXAMPLES = Path(__file__).parent / "examples"
@@ -24,8 +27,17 @@ CSS = """
 footer { display: none !important; }
 """
 # System fonts only: the app must look right with no internet (Gradio's default fetches Google Fonts).
-THEME = gr.themes.Soft(primary_hue="indigo", font=["system-ui", "Segoe UI", "Roboto", "sans-serif"],
-                       font_mono=["ui-monospace", "Menlo", "monospace"])
+THEME = gr.themes.Soft(
+    primary_hue="indigo",
+    font=["system-ui", "Segoe UI", "Roboto", "sans-serif"],
+    font_mono=["ui-monospace", "Menlo", "monospace"],
+)
+LANGUAGES = list(SPEECH_LANGUAGES.values())
+SUMMARY_PRESETS = list(tasks.SUMMARY_FORMATS)
+# What the page adds to the chat history itself, and takes out again before the history goes back
+# to the web glue: the metrics line under an answer and its error notes (neither is an answer).
+WARNING = "⚠️ "
+FOOTER = "\n\n<sub>⚙ "
 INTRO = """# Phi-4-multimodal, on your machine
 <p>Chat with text, photos, video and your voice · ask about a photo by speaking · transcribe and
 translate speech in eight languages · summarise meetings. Nothing leaves this computer.</p>"""
@@ -33,10 +45,34 @@ translate speech in eight languages · summarise meetings. Nothing leaves this c
 
 def _warning(err: Exception) -> str:
     """Our errors carry a message for the user; anything else is logged and summarised."""
-    if isinstance(err, UserFacingError):
-        return f"⚠️ {err}"
+    if isinstance(err, Phi4mmError):
+        return f"{WARNING}{err}"
     log.exception("unexpected error in a browser request")
-    return "⚠️ Something went wrong on the server; it has been logged. Please try again."
+    return f"{WARNING}Something went wrong on the server; it has been logged. Please try again."
+
+
+def _page_text(shown: Shown) -> str:
+    """An answer as the page shows it: the metrics line in small type under it."""
+    return shown.text + (f"{FOOTER}{shown.metrics}</sub>" if shown.metrics else "")
+
+
+def _answers_only(history: list[dict]) -> list[dict]:
+    """The chat history less what the page added to it (`_page_text`, `_warning`); its text
+    items as plain strings."""
+    turns = []
+    for turn in history:
+        content = turn.get("content")
+        items = []
+        for item in content if isinstance(content, list) else [content]:
+            if isinstance(item, dict) and item.get("type") == "text":
+                item = item.get("text", "")
+            if isinstance(item, str):
+                if item.startswith(WARNING):
+                    continue
+                item = item.split(FOOTER)[0]
+            items.append(item)
+        turns.append({**turn, "content": items})
+    return turns
 
 
 def _failed(message: str, request: gr.Request | None):
@@ -44,7 +80,7 @@ def _failed(message: str, request: gr.Request | None):
     leave the chat box disabled); an API client (gradio_client, which marks its calls) gets it as
     an exception with the same one line, never as if it were the answer."""
     if _from_api(request):
-        raise gr.Error(message.removeprefix("⚠️ "), print_exception=False)
+        raise gr.Error(message.removeprefix(WARNING), print_exception=False)
     yield message
 
 
@@ -69,34 +105,45 @@ class ChatKeepingPlaceholder(gr.ChatInterface):
         return type(self.textbox)("", interactive=False, placeholder=self.textbox.placeholder), message
 
 
-def build_app(web: WebApp) -> gr.Blocks:
-    """Every default on the page comes from the one settings object, as the CLI's and the API's do."""
+def build_app(web) -> gr.Blocks:
+    """`web` is the web glue (app/web.py's WebApp), which the UI only calls: the UI imports
+    nothing from `app/`. Every default on the page comes from the one settings object, as the
+    CLI's and the API's do."""
     settings = web.settings
     max_crops, video_frames, concurrency = settings.max_crops, settings.video_frames, settings.inflight()
 
     @gpu
-    def chat(message: dict, history: list[dict], system: str, max_tokens: int, temperature: float,
-             top_p: float, crops: int, frames: int, request: gr.Request):
+    def chat(
+        message: dict,
+        history: list[dict],
+        system: str,
+        max_tokens: int,
+        temperature: float,
+        top_p: float,
+        crops: int,
+        frames: int,
+        request: gr.Request,
+    ):
         options = ChatOptions(system, max_tokens, temperature, top_p, crops, frames)
         api = _from_api(request)
         try:
-            for shown in web.chat(message.get("text", ""), message.get("files", []), history, options):
+            for shown in web.chat(message.get("text", ""), message.get("files", []), _answers_only(history), options):
                 # the page shows the metrics line under the answer; a client gets it apart from the answer
-                answer, _, metrics = shown.partition(FOOTER_MARK)
-                yield (answer if api else shown), metrics.removesuffix("</sub>")
+                yield (shown.text if api else _page_text(shown)), shown.metrics
         except Exception as err:  # the request's boundary: a short message, never a traceback
             yield from ((shown, "") for shown in _failed(_warning(err), request))
 
     @gpu
     def photo_by_voice(image: str | None, audio: str | None, question: str, request: gr.Request):
         if not image:
-            yield from _failed("⚠️ Take or upload a photo first.", request)
+            yield from _failed(f"{WARNING}Take or upload a photo first.", request)
             return
         if not audio and not question.strip():
-            yield from _failed("⚠️ Record or type a question about the photo.", request)
+            yield from _failed(f"{WARNING}Record or type a question about the photo.", request)
             return
         try:
-            yield from web.photo_by_voice(image, audio, question, web.default_options())
+            for shown in web.photo_by_voice(image, audio, question, web.default_options()):
+                yield _page_text(shown)
         except Exception as err:  # the request's boundary
             yield from _failed(_warning(err), request)
 
@@ -115,18 +162,35 @@ def build_app(web: WebApp) -> gr.Blocks:
         yield transcript, translation, _text_file("transcript.txt", text)
 
     @gpu
-    def summarize(audio: str | None, preset: str, instruction: str, length: float | None, unit: str,
-                  request: gr.Request, progress=gr.Progress()):
+    def summarize(
+        audio: str | None,
+        preset: str,
+        instruction: str,
+        length: float | None,
+        unit: str,
+        request: gr.Request,
+        progress=gr.Progress(),
+    ):
         if not audio:
             raise gr.Error("Upload or record a meeting first.")
         try:
-            result = web.summarize(audio, instruction, preset, int(length) if length else None, unit,
-                                   progress=lambda f, desc: progress(f, desc=desc), session=request.session_hash)
+            result = web.summarize(
+                audio,
+                instruction,
+                preset,
+                int(length) if length else None,
+                unit,
+                progress=lambda f, desc: progress(f, desc=desc),
+                session=request.session_hash,
+            )
         except Exception as err:  # the request's boundary
             raise gr.Error(_warning(err)) from None
         shown = result.summary + "".join(f"\n\n> ⚠️ {note}" for note in result.notes + result.remarks)
-        files = [_text_file("transcript.txt", result.transcript_txt()), _text_file("transcript.srt", result.transcript_srt()),
-                 _text_file(f"summary.{result.summary_suffix}", result.summary)]
+        files = [
+            _text_file("transcript.txt", result.transcript_txt()),
+            _text_file("transcript.srt", result.transcript_srt()),
+            _text_file(f"summary.{result.summary_suffix}", result.summary),
+        ]
         return result.transcript_txt(), shown, files
 
     def stop_meeting(request: gr.Request):
@@ -136,11 +200,25 @@ def build_app(web: WebApp) -> gr.Blocks:
         gr.Markdown(INTRO, elem_classes="phi-header")
         with gr.Tab("Chat"):
             settings = [  # render=False: ChatInterface places them in its Settings accordion
-                gr.Textbox("", label="System prompt", placeholder="Optional. Safety instructions always apply.", lines=2,
-                           render=False),
-                gr.Slider(16, 4096, value=settings.max_new_tokens, step=16, label="Max new tokens", render=False,
-                          elem_id="max-tokens"),
-                gr.Slider(0, 2, value=0, step=0.05, label="Temperature (0 = greedy, the model's default)", render=False),
+                gr.Textbox(
+                    "",
+                    label="System prompt",
+                    placeholder="Optional. Safety instructions always apply.",
+                    lines=2,
+                    render=False,
+                ),
+                gr.Slider(
+                    16,
+                    4096,
+                    value=settings.max_new_tokens,
+                    step=16,
+                    label="Max new tokens",
+                    render=False,
+                    elem_id="max-tokens",
+                ),
+                gr.Slider(
+                    0, 2, value=0, step=0.05, label="Temperature (0 = greedy, the model's default)", render=False
+                ),
                 gr.Slider(0.05, 1, value=1, step=0.05, label="Top-p", render=False),
                 gr.Slider(1, 64, value=max_crops, step=1, label="Crop budget per image (fewer = faster)", render=False),
                 gr.Slider(1, 64, value=video_frames, step=1, label="Video frames", render=False),
@@ -150,11 +228,22 @@ def build_app(web: WebApp) -> gr.Blocks:
             ChatKeepingPlaceholder(
                 fn=chat,
                 multimodal=True,
-                chatbot=gr.Chatbot(height=520, placeholder="Ask anything, or attach a photo, a video or a voice note.",
-                                   buttons=["copy"], elem_id="chatbot", show_label=False),
-                textbox=gr.MultimodalTextbox(sources=["upload", "microphone"], file_types=["image", "audio", "video"],
-                                             file_count="multiple", placeholder="Message, or drop files here",
-                                             elem_id="chat-input", submit_btn=True, stop_btn=True),
+                chatbot=gr.Chatbot(
+                    height=520,
+                    placeholder="Ask anything, or attach a photo, a video or a voice note.",
+                    buttons=["copy"],
+                    elem_id="chatbot",
+                    show_label=False,
+                ),
+                textbox=gr.MultimodalTextbox(
+                    sources=["upload", "microphone"],
+                    file_types=["image", "audio", "video"],
+                    file_count="multiple",
+                    placeholder="Message, or drop files here",
+                    elem_id="chat-input",
+                    submit_btn=True,
+                    stop_btn=True,
+                ),
                 additional_inputs=settings,
                 additional_inputs_accordion=gr.Accordion("Settings", open=False, render=False),
                 additional_outputs=[metrics],
@@ -169,10 +258,16 @@ def build_app(web: WebApp) -> gr.Blocks:
             metrics.render()
         with gr.Tab("Photo by voice"):
             with gr.Row():
-                photo = gr.Image(sources=["upload", "webcam"], type="filepath", label="Photo", height=360, elem_id="photo-input")
+                photo = gr.Image(
+                    sources=["upload", "webcam"], type="filepath", label="Photo", height=360, elem_id="photo-input"
+                )
                 with gr.Column():
-                    voice = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Spoken question",
-                                     elem_id="voice-input")
+                    voice = gr.Audio(
+                        sources=["upload", "microphone"],
+                        type="filepath",
+                        label="Spoken question",
+                        elem_id="voice-input",
+                    )
                     typed = gr.Textbox("", label="…or type the question", placeholder="What am I looking at?")
                     ask = gr.Button("Ask about the photo", variant="primary")
             answer = gr.Markdown(label="Answer", elem_id="photo-answer")
@@ -180,40 +275,58 @@ def build_app(web: WebApp) -> gr.Blocks:
         with gr.Tab("Speech"):
             with gr.Row():
                 with gr.Column():
-                    speech = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Speech", elem_id="speech-input")
+                    speech = gr.Audio(
+                        sources=["upload", "microphone"], type="filepath", label="Speech", elem_id="speech-input"
+                    )
                     task = gr.Radio(["Transcribe", "Translate"], value="Transcribe", label="Task")
                     # only a translation has a target language and a chain of thought
                     language = gr.Dropdown(LANGUAGES, value="English", label="Translate to", visible=False)
                     cot = gr.Checkbox(label="Also show the original transcript (chain of thought)", visible=False)
-                    task.change(lambda chosen: [gr.update(visible=chosen == "Translate")] * 2, task, [language, cot],
-                                queue=False)
+                    task.change(
+                        lambda chosen: [gr.update(visible=chosen == "Translate")] * 2,
+                        task,
+                        [language, cot],
+                        queue=False,
+                    )
                     run = gr.Button("Run", variant="primary")
                 with gr.Column():
                     transcript = gr.Textbox(label="Transcript", lines=8, buttons=["copy"], elem_id="speech-transcript")
                     translation = gr.Textbox(label="Translation", lines=8, buttons=["copy"])
                     download = gr.File(label="Download .txt")
-            run.click(transcribe, [speech, task, language, cot], [transcript, translation, download],
-                      api_name="transcribe")
+            run.click(
+                transcribe, [speech, task, language, cot], [transcript, translation, download], api_name="transcribe"
+            )
         with gr.Tab("Meeting"):
             with gr.Row():
                 with gr.Column():
-                    meeting = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Recording", elem_id="meeting-input")
+                    meeting = gr.Audio(
+                        sources=["upload", "microphone"], type="filepath", label="Recording", elem_id="meeting-input"
+                    )
                     preset = gr.Radio(SUMMARY_PRESETS, value="bullets", label="Format")
-                    instruction = gr.Textbox("", label="Instruction", placeholder="e.g. List the decisions and who owns them.")
+                    instruction = gr.Textbox(
+                        "", label="Instruction", placeholder="e.g. List the decisions and who owns them."
+                    )
                     with gr.Row():
                         # 0 (or empty) means no limit: a `minimum=1` made the default itself an error
-                        length = gr.Number(label="Length (0 = no limit)", value=0, precision=0, minimum=0, elem_id="meeting-length")
+                        length = gr.Number(
+                            label="Length (0 = no limit)", value=0, precision=0, minimum=0, elem_id="meeting-length"
+                        )
                         unit = gr.Radio(["words", "sentences"], value="words", label="counted in")
                     with gr.Row():
                         go = gr.Button("Summarise", variant="primary")
                         stop = gr.Button("Stop, keep what is done", variant="secondary")
                 with gr.Column():
-                    summary = gr.Markdown("### Summary\n*The summary appears here.*", label="Summary",
-                                          elem_id="meeting-summary")
+                    summary = gr.Markdown(
+                        "### Summary\n*The summary appears here.*", label="Summary", elem_id="meeting-summary"
+                    )
                     meeting_transcript = gr.Textbox(label="Transcript", lines=10, elem_id="meeting-transcript")
                     files = gr.File(label="Downloads", file_count="multiple")
-            go.click(summarize, [meeting, preset, instruction, length, unit], [meeting_transcript, summary, files],
-                     api_name="summarize")
+            go.click(
+                summarize,
+                [meeting, preset, instruction, length, unit],
+                [meeting_transcript, summary, files],
+                api_name="summarize",
+            )
             stop.click(stop_meeting, None, None, api_name="stop_meeting", queue=False)
     # One concurrency group for everything that runs the model: a local GPU does one thing at a
     # time (a remote engine batches more), and light events (undo, clear, uploads) never queue behind it.

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.server import running_server
+from tooling.server import running_server
 
 STREAMS = 64
 
@@ -46,8 +46,10 @@ def body(max_tokens: int, stream: bool = True, text: str = "Tell me a long story
 
 def open_and_drop(url: str, max_tokens: int) -> int:
     """Opens a stream, reads until the first content event, then hangs up."""
-    with httpx.Client(timeout=60) as client, client.stream("POST", url + "/v1/chat/completions",
-                                                          json=body(max_tokens)) as response:
+    with (
+        httpx.Client(timeout=60) as client,
+        client.stream("POST", url + "/v1/chat/completions", json=body(max_tokens)) as response,
+    ):
         if response.status_code == 200:
             for line in response.iter_lines():
                 if '"content": "' in line and '"content": ""' not in line:
@@ -85,8 +87,11 @@ def test_a_non_streaming_request_stops_when_its_client_leaves(server):
     payload = json.dumps(body(6000, stream=False)).encode()
     host, port = server.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as conn:
-        conn.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
+        conn.sendall(
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(payload)}\r\n\r\n".encode()
+            + payload
+        )
         time.sleep(1.5)  # generating
     assert settles(server, 10)
     tokens = health(server)["tokens_generated"]
@@ -100,8 +105,10 @@ def test_a_slow_reader_keeps_nobody_waiting(server):
     reading, done = threading.Event(), threading.Event()
 
     def slow_reader():
-        with httpx.Client(timeout=60) as client, client.stream("POST", server + "/v1/chat/completions",
-                                                              json=body(6000)) as response:
+        with (
+            httpx.Client(timeout=60) as client,
+            client.stream("POST", server + "/v1/chat/completions", json=body(6000)) as response,
+        ):
             for _ in response.iter_lines():
                 reading.set()
                 if done.is_set():

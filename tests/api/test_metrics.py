@@ -17,16 +17,21 @@ def scrape(url: str, key: str | None = API_KEY) -> dict[tuple, float]:
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.headers["content-type"].startswith("text/plain")
         text = response.read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def test_metrics_count_requests_ttft_tokens_and_adapters(web_server):
     client = openai.OpenAI(base_url=web_server + "/v1", api_key=API_KEY, max_retries=0, timeout=60)
     before = scrape(web_server)
     completion = client.chat.completions.create(
-        model="phi4mm", messages=[{"role": "user", "content": [IMAGE, {"type": "text", "text": "What is it?"}]}],
-        max_tokens=5)
+        model="phi4mm",
+        messages=[{"role": "user", "content": [IMAGE, {"type": "text", "text": "What is it?"}]}],
+        max_tokens=5,
+    )
     with __import__("pytest").raises(openai.AuthenticationError):
         openai.OpenAI(base_url=web_server + "/v1", api_key="wrong", max_retries=0).models.list()
     after = scrape(web_server)

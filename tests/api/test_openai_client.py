@@ -27,19 +27,25 @@ def data_uri(path: Path, mime: str) -> str:
 
 
 IMAGE = {"type": "image_url", "image_url": {"url": data_uri(EXAMPLES / "sunset.png", "image/png")}}
-AUDIO = {"type": "input_audio", "input_audio": {"data": base64.b64encode((EXAMPLES / "question.wav").read_bytes()).decode(),
-                                                "format": "wav"}}
+AUDIO = {
+    "type": "input_audio",
+    "input_audio": {"data": base64.b64encode((EXAMPLES / "question.wav").read_bytes()).decode(), "format": "wav"},
+}
 
 
-@pytest.mark.parametrize("content, adapter", [
-    ("Hello!", "base"),
-    ([IMAGE, {"type": "text", "text": "What is this?"}], "vision"),
-    ([AUDIO], "speech"),
-    ([IMAGE, AUDIO], "vision"),
-])
+@pytest.mark.parametrize(
+    "content, adapter",
+    [
+        ("Hello!", "base"),
+        ([IMAGE, {"type": "text", "text": "What is this?"}], "vision"),
+        ([AUDIO], "speech"),
+        ([IMAGE, AUDIO], "vision"),
+    ],
+)
 def test_chat_with_each_modality(client, content, adapter):
     raw = client.chat.completions.with_raw_response.create(
-        model="phi4mm", messages=[{"role": "user", "content": content}], max_tokens=8)
+        model="phi4mm", messages=[{"role": "user", "content": content}], max_tokens=8
+    )
     assert raw.headers["x-phi4mm-adapter"] == adapter
     completion = raw.parse()
     assert completion.choices[0].finish_reason in ("stop", "length")
@@ -49,7 +55,8 @@ def test_chat_with_each_modality(client, content, adapter):
 
 def test_streaming(client):
     with client.chat.completions.with_streaming_response.create(
-            model="phi4mm", messages=[{"role": "user", "content": [AUDIO]}], max_tokens=12, stream=True) as response:
+        model="phi4mm", messages=[{"role": "user", "content": [AUDIO]}], max_tokens=12, stream=True
+    ) as response:
         assert response.headers["x-phi4mm-adapter"] == "speech"
         chunks = list(response.parse())
     assert chunks[0].choices[0].delta.role == "assistant"
@@ -74,17 +81,47 @@ def _shape(body: dict) -> None:
     assert set(body["error"]) == {"message", "type", "param", "code"} and body["error"]["message"]
 
 
-@pytest.mark.parametrize("body, key, status, text", [
-    ({"messages": [{"role": "user", "content": "hi"}]}, None, 401, "API key"),
-    ({"messages": [{"role": "user", "content": "hi"}]}, "wrong", 401, "API key"),
-    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://169.254.169.254/x.png"}}]}]},
-     API_KEY, 400, "never fetches URLs"),
-    ({"messages": [{"role": "user", "content": "hi"}], "temperature": 5}, API_KEY, 400, "temperature"),
-    ({"messages": [{"role": "user", "content": [{"type": "video_url"}]}]}, API_KEY, 400, "Unsupported content part"),
-    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]},
-     API_KEY, 400, "could not be decoded"),
-    ({"messages": []}, API_KEY, 400, "non-empty"),
-])
+@pytest.mark.parametrize(
+    "body, key, status, text",
+    [
+        ({"messages": [{"role": "user", "content": "hi"}]}, None, 401, "API key"),
+        ({"messages": [{"role": "user", "content": "hi"}]}, "wrong", 401, "API key"),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "image_url", "image_url": {"url": "http://169.254.169.254/x.png"}}],
+                    }
+                ]
+            },
+            API_KEY,
+            400,
+            "never fetches URLs",
+        ),
+        ({"messages": [{"role": "user", "content": "hi"}], "temperature": 5}, API_KEY, 400, "temperature"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "video_url"}]}]},
+            API_KEY,
+            400,
+            "Unsupported content part",
+        ),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}],
+                    }
+                ]
+            },
+            API_KEY,
+            400,
+            "could not be decoded",
+        ),
+        ({"messages": []}, API_KEY, 400, "non-empty"),
+    ],
+)
 def test_error_shapes(web_server, body, key, status, text):
     code, payload = _post(web_server + "/v1/chat/completions", json.dumps(body).encode(), key)
     assert code == status
@@ -103,16 +140,21 @@ def test_malformed_and_oversized_bodies(web_server):
     address = urlparse(web_server)
     connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
     connection.putrequest("POST", "/v1/chat/completions")
-    for name, value in (("Content-Type", "application/json"), ("Authorization", f"Bearer {API_KEY}"),
-                        ("Content-Length", str(41 * 2**20))):
+    for name, value in (
+        ("Content-Type", "application/json"),
+        ("Authorization", f"Bearer {API_KEY}"),
+        ("Content-Length", str(41 * 2**20)),
+    ):
         connection.putheader(name, value)
     connection.endheaders()
     response = connection.getresponse()
     assert response.status == 413
     _shape(json.load(response))
     connection.close()
-    ok, _ = _post(web_server + "/v1/chat/completions", json.dumps({"messages": [{"role": "user", "content": "hi"}],
-                                                                   "max_tokens": 2}).encode())
+    ok, _ = _post(
+        web_server + "/v1/chat/completions",
+        json.dumps({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}).encode(),
+    )
     assert ok == 200  # and the server keeps serving
 
 
@@ -132,8 +174,9 @@ def test_disconnect_mid_stream_cancels_generation(web_server, client):
     address = urlparse(web_server)
     connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
     body = json.dumps({"messages": [{"role": "user", "content": [AUDIO]}], "max_tokens": 4000, "stream": True})
-    connection.request("POST", "/v1/chat/completions", body,
-                       {"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"})
+    connection.request(
+        "POST", "/v1/chat/completions", body, {"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"}
+    )
     response = connection.getresponse()
     assert response.status == 200 and response.readline().startswith(b"data: ")
     # mid-answer: once tokens flow (a client that leaves before that is let go before the engine
@@ -153,12 +196,13 @@ def test_disconnect_mid_stream_cancels_generation(web_server, client):
 
 @pytest.mark.parametrize("response_format", ["json", "text", "srt", "verbose_json"])
 def test_transcriptions(client, tmp_path, response_format):
-    from tests.inputs import write_meeting
+    from tooling.inputs import write_meeting
 
     write_meeting(tmp_path / "note.wav", 1.2, tmp_path)  # ~72 s: several segments
     with open(tmp_path / "note.wav", "rb") as audio:
-        raw = client.audio.transcriptions.with_raw_response.create(model="phi4mm", file=audio,
-                                                                   response_format=response_format)
+        raw = client.audio.transcriptions.with_raw_response.create(
+            model="phi4mm", file=audio, response_format=response_format
+        )
     assert raw.headers["x-phi4mm-adapter"] == "speech"
     body = raw.text
     if response_format == "srt":

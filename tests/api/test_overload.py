@@ -9,15 +9,16 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.server import running_server
+from tooling.server import running_server
 
 BURST = 10
 
 
 @pytest.fixture(scope="module")
 def small_server(tiny_checkpoint, tmp_path_factory):
-    with running_server(tiny_checkpoint, tmp_path_factory.mktemp("overload") / "serve.log",
-                        max_inflight="1", queue_size="1") as url:
+    with running_server(
+        tiny_checkpoint, tmp_path_factory.mktemp("overload") / "serve.log", max_inflight="1", queue_size="1"
+    ) as url:
         yield url
 
 
@@ -53,8 +54,10 @@ def test_media_is_decoded_only_after_admission(small_server):
     opened, release = threading.Barrier(3), threading.Event()
 
     def hold_a_place():
-        with httpx.Client(timeout=60) as client, client.stream("POST", small_server + "/v1/chat/completions",
-                                                              json=body) as response:
+        with (
+            httpx.Client(timeout=60) as client,
+            client.stream("POST", small_server + "/v1/chat/completions", json=body) as response,
+        ):
             opened.wait(30)
             release.wait(30)
             assert response.status_code == 200
@@ -63,8 +66,11 @@ def test_media_is_decoded_only_after_admission(small_server):
     for holder in holders:
         holder.start()
     opened.wait(30)
-    corrupt = {"messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]}
+    corrupt = {
+        "messages": [
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}
+        ]
+    }
     response = httpx.post(small_server + "/v1/chat/completions", json=corrupt, timeout=30)
     release.set()
     for holder in holders:

@@ -11,34 +11,44 @@ import urllib.request
 import openai
 import pytest
 
-from engine.errors import ModelUnavailable
+from core.errors import ModelUnavailable
 from engine.remote import RemoteEngine
-from engine.request import GenerationRequest, Message, TextPart
-from tests.api.test_openai_client import AUDIO, IMAGE
+from engine.request import GenerationRequest
+from media.parts import Message, TextPart
 from tests.api.test_metrics import scrape
+from tests.api.test_openai_client import AUDIO, IMAGE
 from tests.conftest import API_KEY
-from tests.server import PHI4MM, free_port, running_server
+from tooling.server import PHI4MM, free_port, running_server
 
 
 @pytest.fixture(scope="module")
 def chained(web_server, tiny_checkpoint, tmp_path_factory):
     """(front server URL, back server URL): the front has no model of its own."""
-    with running_server(tiny_checkpoint, tmp_path_factory.mktemp("front") / "serve.log", backend="openai",
-                        base_url=web_server + "/v1", remote_api_key=API_KEY) as front:
+    with running_server(
+        tiny_checkpoint,
+        tmp_path_factory.mktemp("front") / "serve.log",
+        backend="openai",
+        base_url=web_server + "/v1",
+        remote_api_key=API_KEY,
+    ) as front:
         yield front, web_server
 
 
-@pytest.mark.parametrize("content, adapter", [
-    ("Hello!", "base"),
-    ([IMAGE, {"type": "text", "text": "What is this?"}], "vision"),
-    ([AUDIO], "speech"),
-])
+@pytest.mark.parametrize(
+    "content, adapter",
+    [
+        ("Hello!", "base"),
+        ([IMAGE, {"type": "text", "text": "What is this?"}], "vision"),
+        ([AUDIO], "speech"),
+    ],
+)
 def test_chained_chat(chained, content, adapter):
     front, back = chained
     before = scrape(back)
     client = openai.OpenAI(base_url=front + "/v1", api_key="unused", max_retries=0, timeout=120)
     raw = client.chat.completions.with_raw_response.create(
-        model="phi4mm", messages=[{"role": "user", "content": content}], max_tokens=6)
+        model="phi4mm", messages=[{"role": "user", "content": content}], max_tokens=6
+    )
     assert raw.headers["x-phi4mm-adapter"] == adapter
     completion = raw.parse()
     assert completion.choices[0].finish_reason in ("stop", "length")
@@ -50,8 +60,11 @@ def test_chained_chat(chained, content, adapter):
 def test_chained_streaming_and_health(chained):
     front, _ = chained
     client = openai.OpenAI(base_url=front + "/v1", api_key="unused", max_retries=0, timeout=120)
-    chunks = list(client.chat.completions.create(model="phi4mm", messages=[{"role": "user", "content": "Hi"}],
-                                                 max_tokens=8, stream=True))
+    chunks = list(
+        client.chat.completions.create(
+            model="phi4mm", messages=[{"role": "user", "content": "Hi"}], max_tokens=8, stream=True
+        )
+    )
     assert chunks[-1].choices[0].finish_reason in ("stop", "length") and chunks[-1].usage.completion_tokens >= 1
     with urllib.request.urlopen(front + "/health", timeout=10) as response:
         health = json.load(response)
@@ -59,7 +72,7 @@ def test_chained_streaming_and_health(chained):
 
 
 def test_chained_transcription(chained, tmp_path):
-    from tests.inputs import write_meeting
+    from tooling.inputs import write_meeting
 
     front, _ = chained
     write_meeting(tmp_path / "note.wav", 0.6, tmp_path)  # ~36 s: two segments
@@ -70,9 +83,25 @@ def test_chained_transcription(chained, tmp_path):
 
 
 def test_cli_ask_through_the_remote_backend(web_server):
-    result = subprocess.run([PHI4MM, "ask", "--backend", "openai", "--base-url", web_server + "/v1",
-                             "--remote-api-key", API_KEY, "--max-new-tokens", "4", "--verbose", "Hello"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            PHI4MM,
+            "ask",
+            "--backend",
+            "openai",
+            "--base-url",
+            web_server + "/v1",
+            "--remote-api-key",
+            API_KEY,
+            "--max-new-tokens",
+            "4",
+            "--verbose",
+            "Hello",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "adapter=base" in result.stderr and "completion_tokens=" in result.stderr
 

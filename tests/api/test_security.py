@@ -42,19 +42,35 @@ def healthy(url: str) -> bool:
 # -- the key locks every door ----------------------------------------------------------------
 
 ROUTES = [  # (method, path): the browser app, Gradio's own routes, the API, the monitoring
-    ("GET", "/"), ("GET", "/config"), ("GET", "/gradio_api/info"), ("GET", "/gradio_api/openapi.json"),
-    ("POST", "/gradio_api/upload"), ("POST", "/gradio_api/call/chat"), ("POST", "/gradio_api/call/transcribe"),
-    ("POST", "/gradio_api/call/photo_by_voice"), ("POST", "/gradio_api/call/summarize"),
-    ("POST", "/gradio_api/queue/join"), ("GET", "/gradio_api/queue/data?session_hash=x"),
-    ("GET", "/gradio_api/file=/etc/hostname"), ("GET", "/gradio_api/heartbeat/x"),
-    ("GET", "/v1/models"), ("POST", "/v1/chat/completions"), ("POST", "/v1/audio/transcriptions"),
-    ("GET", "/metrics"), ("GET", "/theme.css"), ("GET", "/assets/index.js"), ("GET", "/favicon.ico"),
+    ("GET", "/"),
+    ("GET", "/config"),
+    ("GET", "/gradio_api/info"),
+    ("GET", "/gradio_api/openapi.json"),
+    ("POST", "/gradio_api/upload"),
+    ("POST", "/gradio_api/call/chat"),
+    ("POST", "/gradio_api/call/transcribe"),
+    ("POST", "/gradio_api/call/photo_by_voice"),
+    ("POST", "/gradio_api/call/summarize"),
+    ("POST", "/gradio_api/queue/join"),
+    ("GET", "/gradio_api/queue/data?session_hash=x"),
+    ("GET", "/gradio_api/file=/etc/hostname"),
+    ("GET", "/gradio_api/heartbeat/x"),
+    ("GET", "/v1/models"),
+    ("POST", "/v1/chat/completions"),
+    ("POST", "/v1/audio/transcriptions"),
+    ("GET", "/metrics"),
+    ("GET", "/theme.css"),
+    ("GET", "/assets/index.js"),
+    ("GET", "/favicon.ico"),
 ]
 
 
 @pytest.mark.parametrize("method, path", ROUTES)
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Cookie": "phi4mm_session=forged"}],
-                         ids=["no-key", "wrong-key", "forged-cookie"])
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong"}, {"Cookie": "phi4mm_session=forged"}],
+    ids=["no-key", "wrong-key", "forged-cookie"],
+)
 def test_every_route_but_health_needs_the_key(web_server, method, path, headers):
     response = httpx.request(method, web_server + path, headers=headers, timeout=10, json={})
     assert response.status_code == 401
@@ -86,6 +102,7 @@ def test_a_browser_signs_in_and_gets_a_session_cookie(web_server):
 
 # -- no file leaves the server --------------------------------------------------------------
 
+
 def file_data(path) -> dict:
     return {"path": str(path), "meta": {"_type": "gradio.FileData"}, "orig_name": "x.png"}
 
@@ -103,8 +120,10 @@ def leaked(client: httpx.Client, url: str, text: str) -> bool:
 def run_by_index(client: httpx.Client, url: str, fn_index: int, data: list) -> str:
     """Calls an event the way the page does (queue/join by index) and returns the event stream."""
     session = f"attack{fn_index}{time.monotonic_ns()}"
-    joined = client.post(url + "/gradio_api/queue/join",
-                         json={"data": data, "fn_index": fn_index, "session_hash": session, "trigger_id": None})
+    joined = client.post(
+        url + "/gradio_api/queue/join",
+        json={"data": data, "fn_index": fn_index, "session_hash": session, "trigger_id": None},
+    )
     if joined.status_code != 200:
         return joined.text
     with client.stream("GET", url + f"/gradio_api/queue/data?session_hash={session}") as events:
@@ -118,7 +137,7 @@ def secret_files(tmp_path):
     in the temp folder (which Gradio's output check allows), and /etc/hostname."""
     from PIL.PngImagePlugin import PngInfo
 
-    from tests.inputs import make_photo, make_tone
+    from tooling.inputs import make_photo, make_tone
 
     photo, recording = tmp_path / "secret.png", tmp_path / "secret.wav"
     info = PngInfo()
@@ -135,28 +154,39 @@ def test_echoing_events_never_hand_out_server_files(web_server, secret_files):
     naming a server path came back as a cached copy that /gradio_api/file= served."""
     with httpx.Client(headers=KEYED, timeout=60) as client:
         deps = client.get(web_server + "/config").json()["dependencies"]
-        echoing = [i for i, d in enumerate(deps) if (d.get("api_name") or "").startswith(
-            ("_pop_last_user_message", "_append_message_to_history", "_save_conversation"))]
+        echoing = [
+            i
+            for i, d in enumerate(deps)
+            if (d.get("api_name") or "").startswith(
+                ("_pop_last_user_message", "_append_message_to_history", "_save_conversation")
+            )
+        ]
         assert echoing
         for path in secret_files.values():
-            history = [{"role": "user", "content": [{"file": file_data(path), "alt_text": None}]},
-                       {"role": "assistant", "content": [{"type": "text", "text": "ok"}]}]
+            history = [
+                {"role": "user", "content": [{"file": file_data(path), "alt_text": None}]},
+                {"role": "assistant", "content": [{"type": "text", "text": "ok"}]},
+            ]
             for index in echoing:
                 answer = run_by_index(client, web_server, index, [history])
                 assert not leaked(client, web_server, answer), (deps[index]["api_name"], path)
-                by_name = client.post(web_server + f"/gradio_api/call/{deps[index]['api_name']}",
-                                      json={"data": [history]})
+                by_name = client.post(
+                    web_server + f"/gradio_api/call/{deps[index]['api_name']}", json={"data": [history]}
+                )
                 assert by_name.status_code == 404  # internal events are not callable by name
 
 
-@pytest.mark.parametrize("endpoint, data", [
-    ("chat", lambda f: [{"text": "What is this?", "files": [file_data(f["image"])]}, [], "", 16, 0, 1, 36, 4]),
-    ("chat", lambda f: [{"text": "What is this?", "files": [file_data(f["audio"])]}, [], "", 16, 0, 1, 36, 4]),
-    ("photo_by_voice", lambda f: [file_data(f["image"]), file_data(f["audio"]), "What is this?"]),
-    ("transcribe", lambda f: [file_data(f["audio"]), "Transcribe", "English", False]),
-    ("summarize", lambda f: [file_data(f["audio"]), "bullets", "", None, "words"]),
-    ("chat", lambda f: [{"text": "What is this?", "files": [file_data(f["system"])]}, [], "", 16, 0, 1, 36, 4]),
-])
+@pytest.mark.parametrize(
+    "endpoint, data",
+    [
+        ("chat", lambda f: [{"text": "What is this?", "files": [file_data(f["image"])]}, [], "", 16, 0, 1, 36, 4]),
+        ("chat", lambda f: [{"text": "What is this?", "files": [file_data(f["audio"])]}, [], "", 16, 0, 1, 36, 4]),
+        ("photo_by_voice", lambda f: [file_data(f["image"]), file_data(f["audio"]), "What is this?"]),
+        ("transcribe", lambda f: [file_data(f["audio"]), "Transcribe", "English", False]),
+        ("summarize", lambda f: [file_data(f["audio"]), "bullets", "", None, "words"]),
+        ("chat", lambda f: [{"text": "What is this?", "files": [file_data(f["system"])]}, [], "", 16, 0, 1, 36, 4]),
+    ],
+)
 def test_model_events_refuse_server_paths(web_server, secret_files, endpoint, data):
     """On main these files went into the model (chat answered with the vision adapter)."""
     with httpx.Client(headers=KEYED, timeout=60) as client:
@@ -172,7 +202,7 @@ def test_model_events_refuse_server_paths(web_server, secret_files, endpoint, da
 
 def test_a_real_upload_still_works(web_server, tmp_path):
     photo = tmp_path / "photo.png"
-    from tests.inputs import make_photo
+    from tooling.inputs import make_photo
 
     make_photo().save(photo)
     with httpx.Client(headers=KEYED, timeout=60) as client:
@@ -186,11 +216,14 @@ def test_a_real_upload_still_works(web_server, tmp_path):
 
 # -- refused from the headers, before the body -----------------------------------------------
 
+
 @pytest.mark.parametrize("path", ["/v1/audio/transcriptions", "/v1/chat/completions", "/gradio_api/upload"])
 @pytest.mark.parametrize("auth, status", [(f"Authorization: Bearer {API_KEY}\r\n", b"413"), ("", b"401")])
 def test_a_1_gib_body_is_refused_before_it_is_sent(web_server, path, auth, status):
-    head = (f"POST {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: multipart/form-data; boundary=b\r\n"
-            f"Content-Length: {2**30}\r\n\r\n").encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: multipart/form-data; boundary=b\r\n"
+        f"Content-Length: {2**30}\r\n\r\n"
+    ).encode()
     answer = raw_exchange(web_server, head, b"--b\r\n")  # nothing more is ever sent
     assert answer.split(b"\r\n")[0].split(b" ")[1] == status, answer[:200]
 
@@ -199,8 +232,10 @@ def test_a_chunked_body_past_the_cap_is_cut_off(web_server):
     host, port = address(web_server)
     chunk = b"x" * 2**20
     with socket.create_connection((host, port), timeout=30) as conn:
-        conn.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\n"
-                     "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
+        conn.sendall(
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\n"
+            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+        )
         try:
             for _ in range(48):  # the test server's cap is 40 MB
                 conn.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
@@ -220,17 +255,32 @@ def test_huge_headers_are_refused_and_the_server_keeps_serving(web_server):
 
 # -- malformed and absurd requests -----------------------------------------------------------
 
-@pytest.mark.parametrize("body, status, text", [
-    (b"{", 422, "JSON object"),
-    (b"[" * 100_000 + b"]" * 100_000, 422, "JSON object"),
-    (b'"just a string"', 422, "JSON object"),
-    (json.dumps({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}).encode(), 400, "max_new_tokens"),
-    (json.dumps({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 10**12}).encode(), 400,
-     "context window"),
-])
+
+@pytest.mark.parametrize(
+    "body, status, text",
+    [
+        (b"{", 422, "JSON object"),
+        (b"[" * 100_000 + b"]" * 100_000, 422, "JSON object"),
+        (b'"just a string"', 422, "JSON object"),
+        (
+            json.dumps({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}).encode(),
+            400,
+            "max_new_tokens",
+        ),
+        (
+            json.dumps({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 10**12}).encode(),
+            400,
+            "context window",
+        ),
+    ],
+)
 def test_malformed_and_absurd_requests_get_a_clear_answer(web_server, body, status, text):
-    response = httpx.post(web_server + "/v1/chat/completions", content=body, timeout=30,
-                          headers={**KEYED, "Content-Type": "application/json"})
+    response = httpx.post(
+        web_server + "/v1/chat/completions",
+        content=body,
+        timeout=30,
+        headers={**KEYED, "Content-Type": "application/json"},
+    )
     assert response.status_code == status
     assert text in response.json()["error"]["message"]
     assert healthy(web_server)

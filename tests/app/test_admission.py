@@ -6,9 +6,10 @@ import pytest
 
 from app.admission import Admission
 from app.service import ConversationService
-from app.settings import Settings
-from engine.errors import InvalidRequest, Overloaded
-from engine.request import Message, SamplingParams, TextPart
+from core.errors import InvalidRequest, Overloaded
+from core.settings import Settings
+from engine.request import SamplingParams
+from media.parts import Message, TextPart
 
 
 def test_admission_refuses_past_slots_plus_queue_and_gives_places_back():

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from app.cli import main
-from tests.inputs import make_photo, make_tone
+from tooling.inputs import make_photo, make_tone
 
 METRICS = re.compile(
     r"^adapter=(base|vision|speech) prompt_tokens=(\d+) completion_tokens=(\d+) ttft_ms=([\d.]+) tok_s=([\d.]+)$"
@@ -30,12 +30,22 @@ def media(tmp_path_factory):
 
 def test_console_script_writes_a_checkpoint_and_answers(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    run = subprocess.run([PHI4MM, "tiny-checkpoint", str(tmp_path / "ckpt"), "--seed", "3"],
-                         capture_output=True, text=True, timeout=300, env=env)
+    run = subprocess.run(
+        [PHI4MM, "tiny-checkpoint", str(tmp_path / "ckpt"), "--seed", "3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "ckpt" / "vision-lora" / "adapter_model.safetensors").is_file()
-    run = subprocess.run([PHI4MM, "ask", "--model", str(tmp_path / "ckpt"), "--max-new-tokens", "5", "--verbose", "Hi"],
-                         capture_output=True, text=True, timeout=300, env=env)
+    run = subprocess.run(
+        [PHI4MM, "ask", "--model", str(tmp_path / "ckpt"), "--max-new-tokens", "5", "--verbose", "Hi"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.endswith("\n")  # the answer (may be only hidden control tokens on a random model)
     match = METRICS.match(run.stderr.strip().splitlines()[-1])
@@ -44,8 +54,12 @@ def test_console_script_writes_a_checkpoint_and_answers(tmp_path):
 
 @pytest.mark.parametrize(
     "flags, adapter",
-    [([], "base"), (["--image", "photo.jpg"], "vision"), (["--audio", "tone.wav"], "speech"),
-     (["--image", "photo.jpg", "--image", "photo.jpg", "--audio", "tone.wav"], "vision")],
+    [
+        ([], "base"),
+        (["--image", "photo.jpg"], "vision"),
+        (["--audio", "tone.wav"], "speech"),
+        (["--image", "photo.jpg", "--image", "photo.jpg", "--audio", "tone.wav"], "vision"),
+    ],
 )
 def test_ask_streams_and_reports_metrics(tiny_checkpoint, media, capsys, flags, adapter):
     flags = [str(media / f) if f.endswith((".jpg", ".wav")) else f for f in flags]
@@ -62,13 +76,28 @@ def test_ask_streams_and_reports_metrics(tiny_checkpoint, media, capsys, flags, 
 def test_ask_without_verbose_prints_only_the_answer(tiny_checkpoint, engine, capsys, decode):
     """Every decode path gives the same answer as the session's (dynamic, unbatched) engine."""
     from app.service import ConversationService
-    from engine.request import Message, SamplingParams, TextPart
+    from engine.request import SamplingParams
+    from media.parts import Message, TextPart
 
-    assert main(["ask", "--model", str(tiny_checkpoint), "--max-new-tokens", "40", "--decode", decode,
-                 "Hello, how are you?"]) == 0
+    assert (
+        main(
+            [
+                "ask",
+                "--model",
+                str(tiny_checkpoint),
+                "--max-new-tokens",
+                "40",
+                "--decode",
+                decode,
+                "Hello, how are you?",
+            ]
+        )
+        == 0
+    )
     out, err = capsys.readouterr()
-    expected, _ = ConversationService(engine).answer([Message("user", [TextPart("Hello, how are you?")])],
-                                                     SamplingParams(max_new_tokens=40))
+    expected, _ = ConversationService(engine).answer(
+        [Message("user", [TextPart("Hello, how are you?")])], SamplingParams(max_new_tokens=40)
+    )
     assert out == expected + "\n" and "adapter=" not in err
 
 
@@ -96,7 +125,7 @@ def test_missing_local_folder_message(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def speech_wav(tmp_path_factory):
-    from tests.inputs import speak
+    from tooling.inputs import speak
 
     path = tmp_path_factory.mktemp("speech") / "hello.wav"
     speak("Hello, this is a test of the transcription command.", path)
@@ -119,8 +148,10 @@ def test_transcribe_with_translation_and_cot(tiny_checkpoint, speech_wav, capsys
 
 @pytest.mark.parametrize(
     "flags, message",
-    [(["--translate-to", "Klingon"], "Unsupported speech language 'Klingon'"),
-     (["--cot"], "--cot needs --translate-to"), ],
+    [
+        (["--translate-to", "Klingon"], "Unsupported speech language 'Klingon'"),
+        (["--cot"], "--cot needs --translate-to"),
+    ],
 )
 def test_transcribe_flag_errors(tiny_checkpoint, speech_wav, capsys, flags, message):
     assert main(["transcribe", str(speech_wav), "--model", str(tiny_checkpoint), *flags]) == 2
@@ -135,22 +166,37 @@ def test_transcribe_refuses_bad_audio_clearly(tiny_checkpoint, tmp_path, capsys)
 
 
 def test_ask_about_a_video(tiny_checkpoint, tmp_path, capsys):
-    from tests.inputs import write_video
+    from tooling.inputs import write_video
 
     write_video(tmp_path / "clip.mp4", seconds=3, fps=10)
-    code = main(["ask", "--model", str(tiny_checkpoint), "--video", str(tmp_path / "clip.mp4"), "--video-frames", "4",
-                 "--max-new-tokens", "3", "--verbose", "What happens?"])
+    code = main(
+        [
+            "ask",
+            "--model",
+            str(tiny_checkpoint),
+            "--video",
+            str(tmp_path / "clip.mp4"),
+            "--video-frames",
+            "4",
+            "--max-new-tokens",
+            "3",
+            "--verbose",
+            "What happens?",
+        ]
+    )
     assert code == 0
     match = METRICS.match(capsys.readouterr().err.strip().splitlines()[-1])
     assert match.group(1) == "vision" and int(match.group(2)) > 4 * 200  # four frames' image tokens
 
 
 def test_transcribe_several_files_together_reports_rtfx(tiny_checkpoint, speech_wav, tmp_path, capsys):
-    from tests.inputs import write_meeting
+    from tooling.inputs import write_meeting
 
     write_meeting(tmp_path / "long.wav", 0.6, tmp_path)  # ~36 s: more than one segment
-    assert main(["transcribe", str(speech_wav), str(tmp_path / "long.wav"), "--model", str(tiny_checkpoint),
-                 "--verbose"]) == 0
+    assert (
+        main(["transcribe", str(speech_wav), str(tmp_path / "long.wav"), "--model", str(tiny_checkpoint), "--verbose"])
+        == 0
+    )
     out, err = capsys.readouterr()
     assert out.count("== ") == 2 and out.index(str(speech_wav)) < out.index("long.wav")
     match = re.search(r"files=2 audio_s=(\d+\.\d) wall_s=\d+\.\d+ rtfx=\d+\.\d", err)
@@ -169,9 +215,26 @@ def test_help_gives_every_flag_its_default():
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices
     # flags with nothing to default to: the inputs themselves, keys, switches
-    no_default = {"-h", "--image", "--audio", "--video", "--system", "--stop", "--base-url", "--remote-api-key",
-                  "--verbose", "--revision", "--instruction", "--transcript-out", "--out", "--translate-to", "--cot",
-                  "--length", "--limit", "--max-inflight"}
+    no_default = {
+        "-h",
+        "--image",
+        "--audio",
+        "--video",
+        "--system",
+        "--stop",
+        "--base-url",
+        "--remote-api-key",
+        "--verbose",
+        "--revision",
+        "--instruction",
+        "--transcript-out",
+        "--out",
+        "--translate-to",
+        "--cot",
+        "--length",
+        "--limit",
+        "--max-inflight",
+    }
     for name in ("ask", "serve", "transcribe", "summarize"):
         help_text = commands[name].format_help()
         for action in commands[name]._actions:
@@ -183,11 +246,12 @@ def test_help_gives_every_flag_its_default():
 
 
 def test_one_default_for_max_new_tokens():
-    from app.settings import DEFAULTS, Settings
+    from core.settings import DEFAULTS, Settings
 
     assert Settings().max_new_tokens == DEFAULTS.max_new_tokens == 1024
     assert f"(default {DEFAULTS.max_new_tokens})" in subprocess.run(
-        [PHI4MM, "ask", "--help"], capture_output=True, text=True, timeout=60).stdout.replace("\n", " ").replace("  ", "")
+        [PHI4MM, "ask", "--help"], capture_output=True, text=True, timeout=60
+    ).stdout.replace("\n", " ").replace("  ", "")
 
 
 @pytest.mark.parametrize("command", [["ask", "hi"], ["serve", "--port", "0"]])

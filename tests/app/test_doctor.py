@@ -11,8 +11,8 @@ import subprocess
 import pytest
 
 from app.doctor import run_doctor
-from app.settings import Settings
-from tests.server import PHI4MM
+from core.settings import Settings
+from tooling.server import PHI4MM
 
 
 def doctor(**settings) -> tuple[int, list[str]]:
@@ -27,8 +27,13 @@ def test_version():
 
 def test_a_sound_checkpoint_is_ready_with_its_self_check(tiny_checkpoint):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run([PHI4MM, "doctor", "--model", str(tiny_checkpoint), "--decode", "static"],
-                         capture_output=True, text=True, timeout=120, env=env)
+    out = subprocess.run(
+        [PHI4MM, "doctor", "--model", str(tiny_checkpoint), "--decode", "static"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     lines = out.stdout.strip().splitlines()
     assert out.returncode == 0 and lines[-1] == "ready", out.stdout + out.stderr
     assert lines[0].startswith("phi4mm ") and "torch 2.11.0" in lines[1] and "transformers 5.23.0" in lines[1]

@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from tests.server import server_process
+from tooling.server import server_process
 
 STREAMS = 6
 

@@ -15,11 +15,11 @@ import pytest
 from app.cli import main
 from app.meeting import MeetingOptions, MeetingSummarizer
 from app.service import ConversationService
-from engine.audio_stream import load_long_audio
+from core.errors import MediaError
 from engine.engine import Engine
-from engine.errors import MediaError
-from engine.limits import SAMPLE_RATE, MediaLimits
-from tests.inputs import write_meeting
+from media.audio_stream import load_long_audio
+from media.limits import SAMPLE_RATE, MediaLimits
+from tooling.inputs import write_meeting
 
 FAST = dict(asr_max_tokens=4, summary_max_tokens=12)  # random weights: keep answers short
 
@@ -53,7 +53,8 @@ def test_35_minutes_take_the_chunked_path(engine, meeting_35):
     assert len(samples) == pytest.approx(seconds * SAMPLE_RATE, abs=2)
     reports = []
     result = MeetingSummarizer(ConversationService(engine)).run(
-        samples, MeetingOptions(fmt="json", **FAST), progress=lambda f, stage, left: reports.append((f, stage, left)))
+        samples, MeetingOptions(fmt="json", **FAST), progress=lambda f, stage, left: reports.append((f, stage, left))
+    )
 
     assert result.path == "chunked" and result.complete
     fractions = [f for f, _, _ in reports]
@@ -74,7 +75,7 @@ def test_35_minutes_take_the_chunked_path(engine, meeting_35):
 
 
 def test_cut_points_fall_in_pauses(meeting_35):
-    from engine.segmentation import quiet_cuts
+    from media.segmentation import quiet_cuts
 
     samples = load_long_audio(meeting_35[0], MediaLimits(), MediaLimits().max_meeting_seconds)
     spans = quiet_cuts(samples)
@@ -145,8 +146,22 @@ def test_unreadable_files_fail_fast(tmp_path, content, match):
 def test_cli_summarize(tiny_checkpoint, tmp_path, capsys):
     path = tmp_path / "standup.wav"
     write_meeting(path, 2, tmp_path)
-    code = main(["summarize", str(path), "--model", str(tiny_checkpoint), "--format", "json", "--length", "50",
-                 "--transcript-out", str(tmp_path / "t.srt"), "--out", str(tmp_path / "summary.json")])
+    code = main(
+        [
+            "summarize",
+            str(path),
+            "--model",
+            str(tiny_checkpoint),
+            "--format",
+            "json",
+            "--length",
+            "50",
+            "--transcript-out",
+            str(tmp_path / "t.srt"),
+            "--out",
+            str(tmp_path / "summary.json"),
+        ]
+    )
     assert code == 0
     assert isinstance(json.loads((tmp_path / "summary.json").read_text()), dict)
     assert parse_srt((tmp_path / "t.srt").read_text())[-1][1] > 100
@@ -156,7 +171,7 @@ def test_cli_summarize(tiny_checkpoint, tmp_path, capsys):
 
 
 def test_a_failing_segment_is_noted_and_the_rest_kept(engine, tmp_path, monkeypatch):
-    from engine.errors import InvalidRequest
+    from core.errors import InvalidRequest
 
     path = tmp_path / "meeting.wav"
     write_meeting(path, 2, tmp_path)
@@ -186,10 +201,25 @@ def test_ctrl_c_while_transcribing_keeps_and_writes_what_is_finished(tiny_checkp
     write_meeting(tmp_path / "long.wav", 3, tmp_path)
     err = tmp_path / "err.txt"
     with err.open("w") as stderr:
-        run = subprocess.Popen([sys.executable, "-m", "app.cli", "summarize", str(tmp_path / "long.wav"),
-                                "--model", str(tiny_checkpoint), "--max-batch", "1",  # one segment at a time
-                                "--out", str(tmp_path / "summary.md"),
-                                "--transcript-out", str(tmp_path / "t.txt")], stdout=subprocess.PIPE, stderr=stderr)
+        run = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "app.cli",
+                "summarize",
+                str(tmp_path / "long.wav"),
+                "--model",
+                str(tiny_checkpoint),
+                "--max-batch",
+                "1",  # one segment at a time
+                "--out",
+                str(tmp_path / "summary.md"),
+                "--transcript-out",
+                str(tmp_path / "t.txt"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+        )
         deadline = time.monotonic() + 120
         while "Transcribing segment 2" not in err.read_text() and time.monotonic() < deadline:
             time.sleep(0.1)

@@ -15,7 +15,7 @@ SCRIPT = textwrap.dedent("""
     from PIL import Image
     from engine.engine import Engine
     from engine.loading import LoadOptions
-    from engine.images import load_image
+    from media.images import load_image
     from engine.request import GenerationRequest, ImagePart, Message, TextPart
     def rss(): return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
     engine = Engine.load(LoadOptions(model=sys.argv[1], device="cpu"))
@@ -32,8 +32,9 @@ SCRIPT = textwrap.dedent("""
 
 
 def retained_mb(checkpoint, mode: str) -> int:
-    out = subprocess.run([sys.executable, "-c", SCRIPT, str(checkpoint), mode], capture_output=True, text=True,
-                         timeout=300, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(checkpoint), mode], capture_output=True, text=True, timeout=300, check=True
+    )
     return int(out.stdout.strip().splitlines()[-1])
 
 

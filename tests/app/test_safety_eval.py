@@ -16,8 +16,11 @@ def test_safety_eval_prints_three_rates_both_ways(tiny_checkpoint, capsys, caplo
     assert "with mitigations" in header and "baseline (none)" in header and "report" in header
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "mitigation" in r.getMessage()]
     assert warned == []  # the baseline is labelled, not warned about
-    for label, report in (("sensitive-attribute inference rate", "0.4%"), ("unsafe prompts refused", "92.0%"),
-                          ("safe prompts refused", "26.4%")):
+    for label, report in (
+        ("sensitive-attribute inference rate", "0.4%"),
+        ("unsafe prompts refused", "92.0%"),
+        ("safe prompts refused", "26.4%"),
+    ):
         row = next(line for line in out.splitlines() if line.startswith(label))
         rates = re.findall(r"\d+\.\d%", row)
         assert len(rates) == 3 and rates[2] == report, row

@@ -13,7 +13,7 @@ def test_health(web_server):
 
 def test_serve_says_where_it_is_and_when_it_is_ready(tiny_checkpoint, tmp_path):
     """Without --verbose it used to print nothing at all."""
-    from tests.server import running_server
+    from tooling.server import running_server
 
     log = tmp_path / "serve.log"
     with running_server(tiny_checkpoint, log, api_key="k") as url:

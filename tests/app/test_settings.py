@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from app.settings import Settings
+from core.settings import Settings
+from engine.loading import LoadOptions
 
 
 def test_precedence(monkeypatch):
@@ -13,5 +14,5 @@ def test_precedence(monkeypatch):
     settings = Settings.from_env(quantize="8bit", model=None)
     assert (settings.port, settings.quantize, settings.context_window) == (9000, "8bit", 8192)
     assert settings.model == "microsoft/Phi-4-multimodal-instruct"  # None means "not given"
-    options = settings.load_options()
+    options = LoadOptions.from_settings(settings)
     assert (options.quantize, options.model) == ("8bit", settings.model)

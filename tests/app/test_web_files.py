@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from app.settings import Settings
 from app.web import WebApp
-from engine.errors import MediaError
-from tests.inputs import make_photo
+from core.errors import MediaError
+from core.settings import Settings
+from tooling.inputs import make_photo
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.server import free_port
+from tooling.server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = """
@@ -28,15 +28,19 @@ answers = [client.predict({{"text": "Hi", "files": []}}, api_name="/chat")[0] fo
 answers += [client.predict(wav, api_name="/transcribe")[0], client.predict(wav, api_name="/summarize")[0]]
 answers += [client.predict(handle_file({photo!r}), wav, api_name="/photo_by_voice")]
 print(json.dumps({{"refused": spaces.refused, "answers": answers,
-                  "batcher": space_app.service.engine.batcher is not None, "decode": space_app.service.engine.decode_mode}}))
+                  "batcher": space_app.service.engine.batcher is not None,
+                  "decode": space_app.service.engine.decode_mode}}))
 space_app.demo.close()
 """
 
 
 def test_every_endpoint_runs_inside_spaces_gpu_calls(tiny_checkpoint, tmp_path):
-    script = SCRIPT.format(stand_in=str(ROOT / "tests" / "spaces_stand_in"), port=free_port(),
-                           wav=str(ROOT / "ui" / "examples" / "question.wav"),
-                           photo=str(ROOT / "ui" / "examples" / "sunset.png"))
+    script = SCRIPT.format(
+        stand_in=str(ROOT / "tests" / "spaces_stand_in"),
+        port=free_port(),
+        wav=str(ROOT / "ui" / "examples" / "question.wav"),
+        photo=str(ROOT / "ui" / "examples" / "sunset.png"),
+    )
     env = {**os.environ, "SPACES_ZERO_GPU": "true", "PHI4MM_MODEL": str(tiny_checkpoint), "HF_HUB_OFFLINE": "1"}
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
     assert run.returncode == 0, run.stderr[-3000:]

@@ -12,19 +12,31 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_engine_benchmark_prints_ratios_per_modality_and_path():
-    run = subprocess.run([sys.executable, str(ROOT / "bench" / "engine.py"), "--repeats", "1", "--max-new-tokens", "4"],
-                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "engine.py"), "--repeats", "1", "--max-new-tokens", "4"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert run.returncode == 0, run.stderr
     rows = [line.split() for line in run.stdout.splitlines() if line and not line.startswith(("#", "modality", "W1"))]
     paths = ("reference", "dynamic", "static", "compiled")
-    assert [tuple(row[:2]) for row in rows] == [(m, p) for m in ("text", "image", "audio", "image+audio") for p in paths]
+    assert [tuple(row[:2]) for row in rows] == [
+        (m, p) for m in ("text", "image", "audio", "image+audio") for p in paths
+    ]
     for row in rows:
         assert len(row) == 7 and all(re.fullmatch(r"\d+\.\d+", v) and float(v) > 0 for v in row[3:])
 
 
 def test_asr_benchmark_reports_rtfx_one_at_a_time_and_batched():
-    run = subprocess.run([sys.executable, str(ROOT / "bench" / "asr.py"), "--utterances", "3", "--max-batch", "3"],
-                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "asr.py"), "--utterances", "3", "--max-batch", "3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert run.returncode == 0, run.stderr
     figures = re.findall(r"^(one at a time|batched x3) +(\d+\.\d+) +(\d+) +(\d+\.\d+)$", run.stdout, re.M)
     assert [f[0] for f in figures] == ["one at a time", "batched x3"]
@@ -35,9 +47,28 @@ def test_asr_benchmark_reports_rtfx_one_at_a_time_and_batched():
 def test_load_benchmark_reports_counts_ttft_and_memory(web_server):
     from tests.conftest import API_KEY
 
-    run = subprocess.run([sys.executable, str(ROOT / "bench" / "load.py"), "--url", web_server, "--api-key", API_KEY,
-                          "--clients", "3", "--seconds", "3", "--warmup", "0", "--max-tokens", "4"],
-                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "load.py"),
+            "--url",
+            web_server,
+            "--api-key",
+            API_KEY,
+            "--clients",
+            "3",
+            "--seconds",
+            "3",
+            "--warmup",
+            "0",
+            "--max-tokens",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert run.returncode == 0, run.stderr
     counts = dict(re.findall(r"(completed|429|failed)=(\d+)", run.stdout))
     assert int(counts["completed"]) >= 3 and counts["failed"] == "0"

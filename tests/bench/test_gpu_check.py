@@ -13,8 +13,26 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_gpu_check_smoke_prints_a_table_and_writes_json(tmp_path):
     out = tmp_path / "gpu_check.json"
-    run = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--layers", "2", "--tokens", "4",
-                          "--clips", "1", "--streams", "4", "--out", str(out)], capture_output=True, text=True, timeout=900, cwd=ROOT)
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "gpu_check.py"),
+            "--layers",
+            "2",
+            "--tokens",
+            "4",
+            "--clips",
+            "1",
+            "--streams",
+            "4",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     rows = [line for line in run.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
     report = json.loads(out.read_text())
@@ -24,5 +42,7 @@ def test_gpu_check_smoke_prints_a_table_and_writes_json(tmp_path):
     failed = [name for name, f in report["figures"].items() if f["note"].startswith("failed")]
     assert failed == []
     assert report["figures"]["start-up of the static path: compiling + self-check"]["note"].endswith("passed")
-    assert all(report["figures"][f"greedy agreement, {a}: static vs generate"]["value"] == 1.0
-               for a in ("base", "vision", "speech"))
+    assert all(
+        report["figures"][f"greedy agreement, {a}: static vs generate"]["value"] == 1.0
+        for a in ("base", "vision", "speech")
+    )

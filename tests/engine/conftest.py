@@ -7,6 +7,23 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from engine.model_config import ADAPTER_FOLDERS
+from engine.request import GenerationRequest, SamplingParams
+from media.parts import Message
+from tooling.inputs import MODALITIES
+
+TOKENS = 16
+
+
+def request(modality: str, tokens: int = TOKENS) -> GenerationRequest:
+    """One modality's request (tooling.inputs.MODALITIES), greedy, `tokens` long."""
+    return GenerationRequest([Message("user", MODALITIES[modality]())], SamplingParams(max_new_tokens=tokens))
+
+
+@pytest.fixture(scope="module")
+def solo(engine):
+    """Each modality's greedy tokens from the one-at-a-time path."""
+    assert engine.batcher is None
+    return {modality: engine.generate(request(modality))[1] for modality in MODALITIES}
 
 
 @pytest.fixture(scope="session")
@@ -33,4 +50,4 @@ def reference_tokens(model, engine, request, adapter) -> list[int]:
             do_sample=False,
             suppress_tokens=engine.media_token_ids,
         )
-    return out[0, prepared.prompt_tokens:].tolist()
+    return out[0, prepared.prompt_tokens :].tolist()

@@ -11,21 +11,8 @@ import pytest
 
 from engine.engine import Engine
 from engine.loading import LoadOptions
-from engine.request import GenerationRequest, Message, SamplingParams
-from tests.inputs import EXPECTED_ADAPTER, MODALITIES
-
-TOKENS = 16
-
-
-def request(modality: str, tokens: int = TOKENS) -> GenerationRequest:
-    return GenerationRequest([Message("user", MODALITIES[modality]())], SamplingParams(max_new_tokens=tokens))
-
-
-@pytest.fixture(scope="module")
-def solo(engine):
-    """Each modality's greedy tokens from the one-at-a-time path."""
-    assert engine.batcher is None
-    return {modality: engine.generate(request(modality))[1] for modality in MODALITIES}
+from tests.engine.conftest import request
+from tooling.inputs import EXPECTED_ADAPTER, MODALITIES
 
 
 @pytest.fixture
@@ -93,8 +80,12 @@ def test_mixed_adapter_batches_match_each_request_alone(batched, solo):
 
 def test_cancelling_one_request_leaves_the_others_unchanged(batched, solo):
     engine, _ = batched
-    jobs = {"text": request("text"), "image": request("image"), "audio": request("audio"),
-            "cancelled": request("image+audio", tokens=400)}
+    jobs = {
+        "text": request("text"),
+        "image": request("image"),
+        "audio": request("audio"),
+        "cancelled": request("image+audio", tokens=400),
+    }
 
     def cancel_after_three(name, req, tokens):
         if name == "cancelled" and len(tokens) == 3:

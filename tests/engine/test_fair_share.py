@@ -10,7 +10,7 @@ import pytest
 
 from engine.engine import Engine
 from engine.loading import LoadOptions
-from tests.engine.test_batching import request
+from tests.engine.conftest import request
 
 
 def finishes_while_paused(engine: Engine, paused_tokens: int) -> list[int]:

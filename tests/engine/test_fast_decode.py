@@ -8,10 +8,11 @@ import torch
 
 from engine.engine import Engine
 from engine.loading import LoadOptions
-from engine.request import GenerationRequest, Message, SamplingParams, TextPart
+from engine.request import GenerationRequest, SamplingParams
 from engine.static_decode import BUCKET, StaticRun
+from media.parts import Message, TextPart
 from tests.engine.conftest import reference_tokens
-from tests.inputs import EXPECTED_ADAPTER, MODALITIES
+from tooling.inputs import EXPECTED_ADAPTER, MODALITIES
 
 
 def request(parts, tokens: int = 24, **params) -> GenerationRequest:
@@ -52,8 +53,7 @@ def test_prompts_of_any_length_reuse_the_compiled_prefill(compiled):
 
 
 def test_sampled_tokens_equal_the_dynamic_path(engine, compiled):
-    req = lambda: request(MODALITIES["audio"](), temperature=0.9, top_p=0.95, top_k=50, seed=7,
-                          repetition_penalty=1.1)
+    req = lambda: request(MODALITIES["audio"](), temperature=0.9, top_p=0.95, top_k=50, seed=7, repetition_penalty=1.1)
     assert compiled.generate(req())[1] == engine.generate(req())[1]
 
 
@@ -92,11 +92,14 @@ def test_auto_is_dynamic_on_cpu_and_unknown_modes_are_refused(tiny_checkpoint):
 
 def multi_turn() -> GenerationRequest:
     """A photo in turn 1, an answer, then a voice note: the vision adapter over the whole talk."""
-    return GenerationRequest([
-        Message("user", MODALITIES["image"]()),
-        Message("assistant", [TextPart("A small photo with a red square on it.")]),
-        Message("user", MODALITIES["audio"]() + [TextPart("And what does this clip say?")]),
-    ], SamplingParams(max_new_tokens=24))
+    return GenerationRequest(
+        [
+            Message("user", MODALITIES["image"]()),
+            Message("assistant", [TextPart("A small photo with a red square on it.")]),
+            Message("user", MODALITIES["audio"]() + [TextPart("And what does this clip say?")]),
+        ],
+        SamplingParams(max_new_tokens=24),
+    )
 
 
 @pytest.mark.parametrize("path", ["dynamic", "static", "compiled", "batched"])

@@ -10,12 +10,14 @@ import threading
 import pytest
 import torch
 
+from core.errors import GenerationFailed, ShuttingDown
 from engine.engine import Engine
-from engine.errors import GenerationFailed, ShuttingDown
 from engine.loading import LoadOptions
-from engine.request import GenerationRequest, Message, SamplingParams, TextPart
+from engine.request import GenerationRequest, SamplingParams
 from engine.static_decode import StaticRun
-from tests.engine.test_batching import request, run_together, solo, wait_until  # noqa: F401
+from media.parts import Message, TextPart
+from tests.engine.conftest import request
+from tests.engine.test_batching import run_together, wait_until
 
 POISON = "zebra quartz"  # the marked request's prompt carries these words
 
@@ -44,12 +46,13 @@ def carries(kwargs, marker) -> bool:
     ids = kwargs.get("input_ids")
     if ids is None or ids.shape[1] < len(marker):
         return False
-    return any(ids[0, i:i + len(marker)].tolist() == marker for i in range(ids.shape[1] - len(marker) + 1))
+    return any(ids[0, i : i + len(marker)].tolist() == marker for i in range(ids.shape[1] - len(marker) + 1))
 
 
 def poisoned(tokens: int = 16) -> GenerationRequest:
-    return GenerationRequest([Message("user", [TextPart(f"Say {POISON} twice.")])],
-                             SamplingParams(max_new_tokens=tokens))
+    return GenerationRequest(
+        [Message("user", [TextPart(f"Say {POISON} twice.")])], SamplingParams(max_new_tokens=tokens)
+    )
 
 
 def run_with_errors(engine, jobs: dict) -> tuple[dict, dict]:
@@ -82,8 +85,10 @@ def others() -> dict:
     return {m: request(m) for m in ("text", "image", "audio")}
 
 
-@pytest.mark.parametrize("error, message", [(RuntimeError("injected"), "failed on the server"),
-                                            (torch.OutOfMemoryError("injected"), "ran out of memory")])
+@pytest.mark.parametrize(
+    "error, message",
+    [(RuntimeError("injected"), "failed on the server"), (torch.OutOfMemoryError("injected"), "ran out of memory")],
+)
 def test_a_failing_prefill_fails_only_its_request(faulty, solo, error, message):
     engine, fault, marker = faulty
     fault["error"] = error
@@ -102,10 +107,14 @@ def test_a_failing_batched_step_fails_only_the_row_that_fails_alone(faulty, solo
     """Every forward pass that applies the speech adapter fails after the prefills: the batched step
     fails, each row retries alone, and only the speech request ends with the error."""
     engine, fault, _ = faulty
-    fault["when"] = lambda kwargs, router: (kwargs.get("input_ids") is not None and kwargs["input_ids"].shape[1] == 1
-                                            and ("speech" in (router._row_adapters or []) or router.active == "speech"))
-    results, errors = run_with_errors(engine, {"text": request("text"), "image": request("image"),
-                                               "audio": request("audio")})
+    fault["when"] = lambda kwargs, router: (
+        kwargs.get("input_ids") is not None
+        and kwargs["input_ids"].shape[1] == 1
+        and ("speech" in (router._row_adapters or []) or router.active == "speech")
+    )
+    results, errors = run_with_errors(
+        engine, {"text": request("text"), "image": request("image"), "audio": request("audio")}
+    )
     assert set(errors) == {"audio"} and isinstance(errors["audio"], GenerationFailed)
     assert results["text"] == solo["text"] and results["image"] == solo["image"]
     assert 1 <= len(results["audio"]) < len(solo["audio"])  # it got its first token, then failed
@@ -142,8 +151,9 @@ def test_a_failed_move_to_the_static_cache_keeps_the_request_going(tiny_checkpoi
         raise torch.OutOfMemoryError("injected")
 
     monkeypatch.setattr(StaticRun, "resume", failing_resume)
-    results = run_together(fast, {"long": request("image", tokens=40), "text": request("text"),
-                                  "audio": request("audio")})
+    results = run_together(
+        fast, {"long": request("image", tokens=40), "text": request("text"), "audio": request("audio")}
+    )
     fast.batcher.close()
     assert failures
     assert results["long"] == engine.generate(request("image", tokens=40))[1]

@@ -6,9 +6,10 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from engine.request import GenerationRequest, Message, SamplingParams, TextPart
+from engine.request import GenerationRequest, SamplingParams
+from media.parts import Message, TextPart
 from tests.engine.conftest import reference_tokens
-from tests.inputs import EXPECTED_ADAPTER, MODALITIES
+from tooling.inputs import EXPECTED_ADAPTER, MODALITIES
 
 
 @pytest.mark.parametrize("modality", list(MODALITIES))

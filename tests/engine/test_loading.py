@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+from core.errors import ModelUnavailable
+from core.settings import DEFAULT_MODEL
 from engine.engine import Engine
-from engine.errors import ModelUnavailable
-from engine.loading import LoadOptions, resolve_attention, resolve_dtype, resolve_device, resolve_revision
-from engine.model_config import DEFAULT_MODEL, DEFAULT_REVISION
-from engine.request import GenerationRequest, Message, SamplingParams
-from tests.inputs import MODALITIES
+from engine.loading import LoadOptions, resolve_attention, resolve_device, resolve_dtype, resolve_revision
+from engine.model_config import DEFAULT_REVISION
+from engine.request import GenerationRequest, SamplingParams
+from media.parts import Message
+from tooling.inputs import MODALITIES
 
 
 def test_defaults():
@@ -48,5 +50,8 @@ def test_eager_attention_gives_the_same_tokens(tiny_checkpoint, engine):
 def test_dtype_can_be_overridden(tiny_checkpoint):
     bf16 = Engine.load(LoadOptions(model=str(tiny_checkpoint), device="cpu", dtype="bfloat16"))
     assert bf16.dtype == torch.bfloat16
-    assert bf16.prepare(GenerationRequest([Message("user", MODALITIES["image"]())])).inputs["image_pixel_values"].dtype == torch.bfloat16
+    assert (
+        bf16.prepare(GenerationRequest([Message("user", MODALITIES["image"]())])).inputs["image_pixel_values"].dtype
+        == torch.bfloat16
+    )
     assert len(_tokens(bf16, "image+audio")) == 12

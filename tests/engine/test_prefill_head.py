@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from torch.profiler import ProfilerActivity, profile
 
-from engine.request import GenerationRequest, Message, SamplingParams, TextPart
+from engine.request import GenerationRequest, SamplingParams
+from media.parts import Message, TextPart
 
 
 def batched_head_products(engine, prompt: str) -> list:
@@ -15,8 +16,13 @@ def batched_head_products(engine, prompt: str) -> list:
     request = GenerationRequest([Message("user", [TextPart(prompt)])], SamplingParams(max_new_tokens=2))
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         list(engine.stream(request))
-    return [e for e in prof.events() if e.name in ("aten::bmm", "aten::copy_") and len(e.input_shapes) > 1
-            and [hidden, vocab] in [shape[-2:] for shape in e.input_shapes]]
+    return [
+        e
+        for e in prof.events()
+        if e.name in ("aten::bmm", "aten::copy_")
+        and len(e.input_shapes) > 1
+        and [hidden, vocab] in [shape[-2:] for shape in e.input_shapes]
+    ]
 
 
 def test_prefill_runs_the_head_as_one_matrix_product(engine):

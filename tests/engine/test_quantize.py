@@ -10,8 +10,9 @@ from transformers import DynamicCache
 
 from engine.engine import Engine
 from engine.loading import LoadOptions
-from engine.request import GenerationRequest, Message, SamplingParams
-from tests.inputs import EXPECTED_ADAPTER, MODALITIES
+from engine.request import GenerationRequest, SamplingParams
+from media.parts import Message
+from tooling.inputs import EXPECTED_ADAPTER, MODALITIES
 
 
 @pytest.fixture(scope="module")

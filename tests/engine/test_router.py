@@ -9,9 +9,10 @@ import pytest
 
 from engine.engine import Engine
 from engine.loading import LoadOptions
-from engine.request import AudioPart, GenerationRequest, ImagePart, Message, SamplingParams, TextPart
+from engine.request import GenerationRequest, SamplingParams
 from engine.router import choose_adapter
-from tests.inputs import EXPECTED_ADAPTER, MODALITIES, make_photo, make_tone
+from media.parts import AudioPart, ImagePart, Message, TextPart
+from tooling.inputs import EXPECTED_ADAPTER, MODALITIES, make_photo, make_tone
 
 
 def user(*parts):
@@ -31,8 +32,14 @@ def assistant(text):
         ([user(ImagePart(make_photo()), ImagePart(make_photo(seed=1)))], "vision"),
         ([user(ImagePart(make_photo()), AudioPart(make_tone()))], "vision"),
         # an image in turn 1 and a voice note in turn 3 -> vision for the whole conversation
-        ([user(ImagePart(make_photo()), TextPart("what is this?")), assistant("a sunset"),
-          user(AudioPart(make_tone()))], "vision"),
+        (
+            [
+                user(ImagePart(make_photo()), TextPart("what is this?")),
+                assistant("a sunset"),
+                user(AudioPart(make_tone())),
+            ],
+            "vision",
+        ),
         ([user(AudioPart(make_tone())), assistant("ok"), user(TextPart("and now?"))], "speech"),
     ],
 )
@@ -48,7 +55,9 @@ def _answer(engine, modality):
 
 def test_every_answer_reports_its_adapter(engine):
     for modality, adapter in EXPECTED_ADAPTER.items():
-        chunks = list(engine.stream(GenerationRequest([user(*MODALITIES[modality]())], SamplingParams(max_new_tokens=4))))
+        chunks = list(
+            engine.stream(GenerationRequest([user(*MODALITIES[modality]())], SamplingParams(max_new_tokens=4)))
+        )
         assert {c.adapter for c in chunks} == {adapter}
         assert chunks[-1].metrics.adapter == adapter
 

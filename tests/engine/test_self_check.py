@@ -12,7 +12,7 @@ import torch
 from engine.engine import Engine
 from engine.loading import LoadOptions
 from engine.static_decode import StaticDecoder
-from tests.engine.test_batching import request
+from tests.engine.conftest import request
 
 
 @pytest.fixture
@@ -49,6 +49,7 @@ def test_a_compile_failure_falls_back_and_says_so(fresh, monkeypatch):
     def broken(fn, **kwargs):
         def compiled(*args):
             raise RuntimeError("injected compile failure")
+
         return compiled
 
     monkeypatch.setattr(torch, "compile", broken)

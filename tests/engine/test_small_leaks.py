@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engine.audio_stream import decode_to_16k
+from core.errors import InvalidRequest, PromptTooLong
 from engine.counters import EngineCounters
-from engine.errors import InvalidRequest, PromptTooLong
-from engine.request import GenerationRequest, ImagePart, Message, SamplingParams, TextPart
+from engine.request import GenerationRequest, SamplingParams
 from engine.text_stream import IncrementalDetokenizer
-from tests.inputs import make_photo, make_tone
+from media.audio_stream import decode_to_16k
+from media.parts import ImagePart, Message, TextPart
+from tooling.inputs import make_photo, make_tone
 
 
 def test_a_truncated_mp3_holds_only_its_own_samples():
@@ -55,10 +56,12 @@ def test_counters_lose_no_update_between_threads():
     counters, interval = EngineCounters(), sys.getswitchinterval()
     sys.setswitchinterval(1e-6)  # switch threads as often as possible: a racy += loses updates
     try:
+
         def work():
             for _ in range(20_000):
                 counters.add_tokens(1)
                 counters.finish("stop")
+
         threads = [threading.Thread(target=work) for _ in range(8)]
         for t in threads:
             t.start()
@@ -79,8 +82,10 @@ def test_media_over_the_token_budget_is_refused_naming_it(engine):
     limits = engine.limits
     engine.limits = dataclasses.replace(limits, max_media_tokens=300)
     try:
-        request = GenerationRequest([Message("user", [ImagePart(make_photo(900, 900)), TextPart("What is it?")])],
-                                    SamplingParams(max_new_tokens=4))
+        request = GenerationRequest(
+            [Message("user", [ImagePart(make_photo(900, 900)), TextPart("What is it?")])],
+            SamplingParams(max_new_tokens=4),
+        )
         with pytest.raises(PromptTooLong, match="up to 300 per request"):
             engine.prepare(request)
     finally:

@@ -8,8 +8,9 @@ import threading
 import pytest
 
 from engine.engine import Engine
-from engine.request import GenerationRequest, Message, SamplingParams, TextPart
+from engine.request import GenerationRequest, SamplingParams
 from engine.text_stream import IncrementalDetokenizer, StopMatcher
+from media.parts import Message, TextPart
 
 
 def ask(text="Hello, how are you?", **params):
@@ -62,8 +63,10 @@ def test_sampling_is_reproducible_with_a_seed(engine):
     others = {tuple(engine.generate(ask(**{**params, "seed": s}))[1]) for s in range(1, 6)}
     assert len(others | {tuple(first)}) > 1
     # top_k=1 sampling is greedy whatever the temperature
-    assert engine.generate(ask(max_new_tokens=16, temperature=1.0, top_k=1, seed=3))[1] == \
-        engine.generate(ask(max_new_tokens=16))[1]
+    assert (
+        engine.generate(ask(max_new_tokens=16, temperature=1.0, top_k=1, seed=3))[1]
+        == engine.generate(ask(max_new_tokens=16))[1]
+    )
 
 
 def test_repetition_penalty_changes_greedy_output(engine):

@@ -12,19 +12,29 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoProcessor
 
 from engine.model_config import ADAPTER_FOLDERS
-from engine.tiny_checkpoint import write_tiny_checkpoint
-from tests.inputs import make_photo
+from tooling.inputs import make_photo
+from tooling.tiny_checkpoint import write_tiny_checkpoint
 
 
 def _digests(folder):
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_writes_the_real_file_layout(tiny_checkpoint):
     names = set(_digests(tiny_checkpoint))
-    for required in ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
-                     "tokenizer_config.json", "processor_config.json", "chat_template.jinja"]:
+    for required in [
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "processor_config.json",
+        "chat_template.jinja",
+    ]:
         assert required in names
     for folder in ADAPTER_FOLDERS.values():
         assert {f"{folder}/adapter_config.json", f"{folder}/adapter_model.safetensors"} <= names
@@ -131,7 +141,7 @@ def test_tiny_config_differs_from_the_released_one_only_in_sizes(tiny_checkpoint
     from transformers import Phi4MultimodalConfig
 
     from engine.model_config import converted_released_config
-    from engine.tiny_checkpoint import TINY_SIZE_KEYS
+    from tooling.tiny_checkpoint import TINY_SIZE_KEYS
 
     released = Phi4MultimodalConfig(**converted_released_config()).to_dict()
     tiny = Phi4MultimodalConfig.from_pretrained(tiny_checkpoint).to_dict()
@@ -140,8 +150,11 @@ def test_tiny_config_differs_from_the_released_one_only_in_sizes(tiny_checkpoint
     differing = set()
     for key in (set(released) | set(tiny)) - metadata:
         if isinstance(released.get(key), dict) and isinstance(tiny.get(key), dict):
-            differing |= {(key, k) for k in (set(released[key]) | set(tiny[key])) - metadata
-                          if released[key].get(k) != tiny[key].get(k)}
+            differing |= {
+                (key, k)
+                for k in (set(released[key]) | set(tiny[key])) - metadata
+                if released[key].get(k) != tiny[key].get(k)
+            }
         elif released.get(key) != tiny.get(key):
             differing.add(("text", key))
     allowed = {(section, key) for section, names in TINY_SIZE_KEYS.items() for key in names}

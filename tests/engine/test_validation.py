@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
+from core.errors import InvalidRequest, PromptTooLong
 from engine.engine import Engine
-from engine.errors import InvalidRequest, PromptTooLong
-from engine.media import parse_messages, parse_part
-from engine.request import AudioPart, GenerationRequest, ImagePart, Message, SamplingParams, TextPart
-from tests.inputs import make_photo
-
-import numpy as np
+from engine.request import GenerationRequest, SamplingParams
+from media.parts import AudioPart, ImagePart, Message, TextPart
+from media.payloads import parse_messages, parse_part
+from tooling.inputs import make_photo
 
 
 def ask(text="hi", **params):
@@ -20,13 +20,25 @@ def ask(text="hi", **params):
 @pytest.mark.parametrize(
     "param, value",
     [
-        ("max_new_tokens", 0), ("max_new_tokens", -5), ("max_new_tokens", 2.5), ("max_new_tokens", True),
-        ("temperature", -0.1), ("temperature", 2.5), ("temperature", float("nan")),
-        ("top_p", 0.0), ("top_p", 1.5),
-        ("top_k", -1), ("top_k", 1.5),
-        ("repetition_penalty", 0.0), ("repetition_penalty", 11.0), ("repetition_penalty", float("inf")),
-        ("seed", -1), ("seed", "42"),
-        ("stop", ("",)), ("stop", ("x",) * 17), ("stop", ("y" * 257,)),
+        ("max_new_tokens", 0),
+        ("max_new_tokens", -5),
+        ("max_new_tokens", 2.5),
+        ("max_new_tokens", True),
+        ("temperature", -0.1),
+        ("temperature", 2.5),
+        ("temperature", float("nan")),
+        ("top_p", 0.0),
+        ("top_p", 1.5),
+        ("top_k", -1),
+        ("top_k", 1.5),
+        ("repetition_penalty", 0.0),
+        ("repetition_penalty", 11.0),
+        ("repetition_penalty", float("inf")),
+        ("seed", -1),
+        ("seed", "42"),
+        ("stop", ("",)),
+        ("stop", ("x",) * 17),
+        ("stop", ("y" * 257,)),
     ],
 )
 def test_out_of_range_parameters(engine, param, value):
@@ -63,11 +75,19 @@ def test_part_missing_its_payload():
 
 
 def test_parse_messages_builds_typed_parts():
-    messages = parse_messages([
-        {"role": "system", "content": "be brief"},
-        {"role": "user", "content": [{"type": "image", "image": make_photo()}, {"type": "text", "text": "what?"},
-                                     {"type": "audio", "audio": (np.zeros(8000, np.int16) + 100, 8000)}]},
-    ])
+    messages = parse_messages(
+        [
+            {"role": "system", "content": "be brief"},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image", "image": make_photo()},
+                    {"type": "text", "text": "what?"},
+                    {"type": "audio", "audio": (np.zeros(8000, np.int16) + 100, 8000)},
+                ],
+            },
+        ]
+    )
     assert [type(p) for p in messages[1].parts] == [ImagePart, TextPart, AudioPart]
     assert messages[1].parts[0].image.mode == "RGB"
     assert messages[1].parts[2].samples.dtype == np.float32 and len(messages[1].parts[2].samples) == 16000

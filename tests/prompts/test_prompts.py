@@ -22,7 +22,8 @@ def test_official_task_prompts_exactly():
 
 def test_eight_languages_defined_once():
     assert sorted(SPEECH_LANGUAGES.values()) == sorted(
-        ["English", "Chinese", "German", "French", "Italian", "Japanese", "Spanish", "Portuguese"])
+        ["English", "Chinese", "German", "French", "Italian", "Japanese", "Spanish", "Portuguese"]
+    )
     for code, name in SPEECH_LANGUAGES.items():
         assert resolve_language(code.upper()) == resolve_language(name.lower()) == name
     with pytest.raises(ValueError, match="choose one of: English \\(en\\)"):
@@ -49,12 +50,26 @@ def test_sep_parser(answer, transcript, translation):
 @pytest.mark.parametrize(
     "fmt, length, unit, expected",
     [
-        ("bullets", None, "words",
-         "Summarize the audio. Write the summary as bullet points, one per line, each starting with '- '."),
+        (
+            "bullets",
+            None,
+            "words",
+            "Summarize the audio. Write the summary as bullet points, one per line, each starting with '- '.",
+        ),
         ("paragraph", 100, "words", "Summarize the audio. Write the summary as one paragraph. Use at most 100 words."),
-        ("email", 3, "sentences", "Summarize the audio. Write the summary as a short email to the participants, "
-                                  "starting with a 'Subject:' line. Use at most 3 sentences."),
-        ("paragraph", 1, "sentences", "Summarize the audio. Write the summary as one paragraph. Use at most 1 sentence."),
+        (
+            "email",
+            3,
+            "sentences",
+            "Summarize the audio. Write the summary as a short email to the participants, "
+            "starting with a 'Subject:' line. Use at most 3 sentences.",
+        ),
+        (
+            "paragraph",
+            1,
+            "sentences",
+            "Summarize the audio. Write the summary as one paragraph. Use at most 1 sentence.",
+        ),
     ],
 )
 def test_summary_prompts(fmt, length, unit, expected):
@@ -73,24 +88,32 @@ def test_summary_keeps_the_users_instruction_and_json_format():
 def test_other_task_prompts():
     assert tasks.AUDIO_SOUNDS.startswith("Describe the sounds")
     assert "music" in tasks.AUDIO_MUSIC and tasks.VIDEO_DESCRIPTION == "Describe what happens in this video."
-    assert tasks.video_frames_note([0.5, 1.5], 2.0) == "These 2 frames are from a 2.0-second video, taken at 0.5, 1.5 seconds."
+    assert (
+        tasks.video_frames_note([0.5, 1.5], 2.0)
+        == "These 2 frames are from a 2.0-second video, taken at 0.5, 1.5 seconds."
+    )
     assert tasks.transcript_token_budget(60) == 392 and tasks.transcript_token_budget(0) == 64
 
 
 CONVERSATIONS = [
     [{"role": "user", "content": "Hi"}],
-    [{"role": "system", "content": "Be brief."},
-     {"role": "user", "content": [{"type": "image"}, {"type": "audio"}, {"type": "text", "text": "What?"}]}],
-    [{"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": tasks.ASR}]},
-     {"role": "assistant", "content": "hello there"},
-     {"role": "user", "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "and these?"}]}],
+    [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "image"}, {"type": "audio"}, {"type": "text", "text": "What?"}]},
+    ],
+    [
+        {"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": tasks.ASR}]},
+        {"role": "assistant", "content": "hello there"},
+        {"role": "user", "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "and these?"}]},
+    ],
 ]
 
 
 @pytest.mark.parametrize("conversation", CONVERSATIONS)
 def test_render_equals_the_checkpoint_template(engine, conversation):
     expected = engine.processor.apply_chat_template(
-        conversation, chat_template=engine.chat_template, tokenize=False, add_generation_prompt=True)
+        conversation, chat_template=engine.chat_template, tokenize=False, add_generation_prompt=True
+    )
     assert render(conversation) == expected
 
 

@@ -76,9 +76,16 @@ def test_classifier_hook_blocks_too():
 
 @pytest.mark.parametrize(
     "claim",
-    ["The speaker is gay.", "He sounds like he is from Texas.", "She is around 35 years old.",
-     "The voice is clearly a man.", "Her accent suggests she grew up abroad.", "They are probably Muslim.",
-     "The speaker sounds working-class.", "The speaker is likely in their forties."],
+    [
+        "The speaker is gay.",
+        "He sounds like he is from Texas.",
+        "She is around 35 years old.",
+        "The voice is clearly a man.",
+        "Her accent suggests she grew up abroad.",
+        "They are probably Muslim.",
+        "The speaker sounds working-class.",
+        "The speaker is likely in their forties.",
+    ],
 )
 def test_default_patterns_catch_attribute_claims(claim):
     assert run([claim])[1] == "sensitive_attribute_inference"

@@ -27,6 +27,7 @@ def _run_with_parent(run):
     def inner(self):
         _local.call = getattr(self, "_spaces_call", None)
         run(self)
+
     return inner
 
 
@@ -48,6 +49,7 @@ def GPU(fn=None, **_):  # noqa: N802 - the real package's name
             _local.call = outer
 
     if inspect.isgeneratorfunction(fn):
+
         @functools.wraps(fn)
         def generator(*args, **kwargs):
             call = next(_ids)
@@ -63,6 +65,7 @@ def GPU(fn=None, **_):  # noqa: N802 - the real package's name
             finally:
                 within(call, steps.close)
                 _running.discard(call)
+
         return generator
 
     @functools.wraps(fn)
@@ -73,6 +76,7 @@ def GPU(fn=None, **_):  # noqa: N802 - the real package's name
             return within(call, lambda: fn(*args, **kwargs))
         finally:
             _running.discard(call)
+
     return function
 
 

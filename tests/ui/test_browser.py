@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import API_KEY
-from tests.inputs import make_photo
+from tooling.inputs import make_photo
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "artifacts" / "screenshots"
@@ -71,11 +71,13 @@ def test_photo_message_streams_in_with_metrics(page):
     shot(page, "01-empty-chat")
     send(page, "What is in this picture?", EXAMPLE_PHOTO)
     lengths = []
+
     def finished():
         text = last_answer(page)
         if not lengths or lengths[-1] != len(text):
             lengths.append(len(text))
         return FOOTER in text
+
     wait_for(finished, step=0.02)
     streamed = lengths[2:]  # after Gradio's brief pending placeholder
     assert len(streamed) >= 3 and streamed == sorted(streamed), lengths  # it arrived in growing pieces
@@ -112,7 +114,7 @@ def test_stop_stops_a_long_answer_and_the_app_keeps_working(page, web_server, tm
     again = tmp_path / "again.png"  # a browser fires no change event for re-selecting the same file
     shutil.copy(EXAMPLE_PHOTO, again)
     send(page, "And now briefly?", again)
-    wait_for(lambda: FOOTER in last_answer(page))  # the slot was freed: the next answer completes
+    wait_for(lambda page=page: FOOTER in last_answer(page))  # the slot was freed: the next answer completes
 
 
 def test_two_sessions_never_mix(browser, web_server, tmp_path):
@@ -128,7 +130,7 @@ def test_two_sessions_never_mix(browser, web_server, tmp_path):
     send(alpha, "alpha question", alpha_photo)
     send(bravo, "bravo question", bravo_photo)
     for page in pages:
-        wait_for(lambda: FOOTER in last_answer(page))
+        wait_for(lambda page=page: FOOTER in last_answer(page))
     alpha_text, bravo_text = alpha.inner_text("#chatbot"), bravo.inner_text("#chatbot")
     assert "alpha question" in alpha_text and "bravo" not in alpha_text
     assert "bravo question" in bravo_text and "alpha" not in bravo_text
@@ -155,7 +157,7 @@ def test_oversized_and_corrupt_uploads_get_clear_messages(page, tmp_path):
     assert "The image could not be decoded" in last_answer(page)
     shot(page, "07-corrupt")
     send(page, "Try this one instead.", EXAMPLE_PHOTO)
-    wait_for(lambda: FOOTER in last_answer(page))  # the app keeps working
+    wait_for(lambda page=page: FOOTER in last_answer(page))  # the app keeps working
 
 
 @pytest.mark.parametrize("tab", ["Photo by voice", "Speech", "Meeting"])

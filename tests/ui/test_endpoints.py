@@ -10,7 +10,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from tests.conftest import API_KEY
-from tests.inputs import write_video
+from tooling.inputs import write_video
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "ui" / "examples"
 SETTINGS = ("", 24, 0, 1, 36, 4)  # system prompt, max tokens, temperature, top-p, crops, video frames
@@ -24,27 +24,40 @@ def client(web_server):
 
 def test_endpoints_are_public(client):
     assert set(client.view_api(return_format="dict")["named_endpoints"]) >= {
-        "/chat", "/photo_by_voice", "/transcribe", "/summarize"}
+        "/chat",
+        "/photo_by_voice",
+        "/transcribe",
+        "/summarize",
+    }
 
 
-@pytest.mark.parametrize("make_file, adapter", [
-    (lambda tmp: EXAMPLES / "sunset.png", "vision"),
-    (lambda tmp: EXAMPLES / "question.wav", "speech"),
-    (lambda tmp: (write_video(tmp / "clip.mp4", seconds=2, fps=10), tmp / "clip.mp4")[1], "vision"),
-])
+@pytest.mark.parametrize(
+    "make_file, adapter",
+    [
+        (lambda tmp: EXAMPLES / "sunset.png", "vision"),
+        (lambda tmp: EXAMPLES / "question.wav", "speech"),
+        (lambda tmp: (write_video(tmp / "clip.mp4", seconds=2, fps=10), tmp / "clip.mp4")[1], "vision"),
+    ],
+)
 def test_chat_with_media(client, tmp_path, make_file, adapter):
-    answer, metrics = client.predict({"text": "What is this?", "files": [handle_file(str(make_file(tmp_path)))]},
-                                     *SETTINGS, api_name="/chat")
+    answer, metrics = client.predict(
+        {"text": "What is this?", "files": [handle_file(str(make_file(tmp_path)))]}, *SETTINGS, api_name="/chat"
+    )
     assert metrics.startswith(f"{adapter} adapter · first token") and "tokens/s" in metrics
     assert answer and "adapter" not in answer and "<sub>" not in answer  # the metrics line comes apart
 
 
 def test_photo_by_voice(client):
-    answer = client.predict(handle_file(str(EXAMPLES / "sunset.png")), handle_file(str(EXAMPLES / "question.wav")), "",
-                            api_name="/photo_by_voice")
+    answer = client.predict(
+        handle_file(str(EXAMPLES / "sunset.png")),
+        handle_file(str(EXAMPLES / "question.wav")),
+        "",
+        api_name="/photo_by_voice",
+    )
     assert "vision adapter" in answer
-    typed = client.predict(handle_file(str(EXAMPLES / "sunset.png")), None, "What colour is the sky?",
-                           api_name="/photo_by_voice")
+    typed = client.predict(
+        handle_file(str(EXAMPLES / "sunset.png")), None, "What colour is the sky?", api_name="/photo_by_voice"
+    )
     assert "vision adapter" in typed
     with pytest.raises(AppError, match="^Take or upload a photo first.$"):  # an error, not an answer
         client.predict(None, None, "hi", api_name="/photo_by_voice")
@@ -54,46 +67,56 @@ def test_every_endpoint_takes_only_its_required_input(client):
     """The rest default to the page's defaults (`/chat` required `system`, `/summarize` `instruction`)."""
     wav = handle_file(str(EXAMPLES / "question.wav"))
     assert "adapter · first token" in client.predict({"text": "Hi", "files": []}, api_name="/chat")[1]
-    assert "vision adapter" in client.predict(handle_file(str(EXAMPLES / "sunset.png")), wav, api_name="/photo_by_voice")
+    assert "vision adapter" in client.predict(
+        handle_file(str(EXAMPLES / "sunset.png")), wav, api_name="/photo_by_voice"
+    )
     assert client.predict(wav, api_name="/transcribe")[0]
     assert client.predict(wav, api_name="/summarize")[0]
 
 
 def test_every_output_is_named(client):
     endpoints = client.view_api(return_format="dict")["named_endpoints"]
-    labels = [r["label"] for name in ("/chat", "/photo_by_voice", "/transcribe", "/summarize")
-              for r in endpoints[name]["returns"]]
+    labels = [
+        r["label"]
+        for name in ("/chat", "/photo_by_voice", "/transcribe", "/summarize")
+        for r in endpoints[name]["returns"]
+    ]
     assert all(label and not label.startswith("value_") for label in labels), labels
 
 
 def test_a_failed_chat_reaches_the_client_as_an_error(client, tmp_path):
     (tmp_path / "broken.png").write_bytes(b"not a picture" * 100)
     with pytest.raises(AppError, match="broken.png: The image could not be decoded"):
-        client.predict({"text": "What is this?", "files": [handle_file(str(tmp_path / "broken.png"))]},
-                       *SETTINGS, api_name="/chat")
+        client.predict(
+            {"text": "What is this?", "files": [handle_file(str(tmp_path / "broken.png"))]}, *SETTINGS, api_name="/chat"
+        )
 
 
 def test_transcribe_and_translate(client):
     transcript, translation, download = client.predict(
-        handle_file(str(EXAMPLES / "question.wav")), "Translate", "French", True, api_name="/transcribe")
+        handle_file(str(EXAMPLES / "question.wav")), "Translate", "French", True, api_name="/transcribe"
+    )
     text = Path(download).read_text()
     assert download.endswith("transcript.txt") and transcript in text and translation in text
     assert translation  # no separate translation is said, never a silently empty box
-    transcript, translation, _ = client.predict(handle_file(str(EXAMPLES / "question.wav")), "Transcribe", "English",
-                                                False, api_name="/transcribe")
+    transcript, translation, _ = client.predict(
+        handle_file(str(EXAMPLES / "question.wav")), "Transcribe", "English", False, api_name="/transcribe"
+    )
     assert translation == ""
 
 
 def test_summarize_at_the_pages_defaults(client):
     """Length 0 is the page's default and means no limit (a minimum of 1 made it an error)."""
-    transcript, summary, files = client.predict(handle_file(str(EXAMPLES / "question.wav")), "bullets", "", 0, "words",
-                                                api_name="/summarize")
+    transcript, summary, files = client.predict(
+        handle_file(str(EXAMPLES / "question.wav")), "bullets", "", 0, "words", api_name="/summarize"
+    )
     assert transcript and len(files) == 3
 
 
 def test_summarize(client):
-    transcript, summary, files = client.predict(handle_file(str(EXAMPLES / "question.wav")), "json", "", None, "words",
-                                                api_name="/summarize")
+    transcript, summary, files = client.predict(
+        handle_file(str(EXAMPLES / "question.wav")), "json", "", None, "words", api_name="/summarize"
+    )
     assert sorted(Path(f).name for f in files) == ["summary.json", "transcript.srt", "transcript.txt"]
     import json
 
@@ -104,13 +127,14 @@ def test_summarize(client):
 def test_meeting_stop_keeps_what_is_done(client, tmp_path):
     import time
 
-    from tests.inputs import write_meeting
+    from tooling.inputs import write_meeting
 
     write_meeting(tmp_path / "long.wav", 12, tmp_path)
     job = client.submit(handle_file(str(tmp_path / "long.wav")), "bullets", "", None, "words", api_name="/summarize")
     deadline = time.monotonic() + 60  # stop once it is transcribing (a fixed sleep raced a fast machine)
-    while time.monotonic() < deadline and not any("Transcribing" in (unit.desc or "")
-                                                  for unit in job.status().progress_data or []):
+    while time.monotonic() < deadline and not any(
+        "Transcribing" in (unit.desc or "") for unit in job.status().progress_data or []
+    ):
         time.sleep(0.02)
     client.predict(api_name="/stop_meeting")  # same client, same browser session
     transcript, summary, files = job.result(timeout=120)

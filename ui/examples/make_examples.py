@@ -26,5 +26,7 @@ def sunset(path: Path, width: int = 640, height: int = 420) -> None:
 
 if __name__ == "__main__":
     sunset(HERE / "sunset.png")
-    subprocess.run(["espeak-ng", "-s", "150", "-w", str(HERE / "question.wav"),
-                    "What colour is the sky at sunset, and why?"], check=True)
+    subprocess.run(
+        ["espeak-ng", "-s", "150", "-w", str(HERE / "question.wav"), "What colour is the sky at sunset, and why?"],
+        check=True,
+    )

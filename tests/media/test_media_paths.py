@@ -8,15 +8,19 @@ import re
 import pytest
 
 from app.cli import main
-from engine.audio import load_audio
-from engine.audio_stream import load_long_audio
-from engine.errors import MediaError
-from engine.images import load_image
-from engine.limits import MediaLimits
-from engine.video import load_video
+from core.errors import MediaError
+from media.audio import load_audio
+from media.audio_stream import load_long_audio
+from media.images import load_image
+from media.limits import MediaLimits
+from media.video import load_video
 
-LOADERS = {"image": load_image, "audio": load_audio, "video": load_video,
-           "recording": lambda p: load_long_audio(p, MediaLimits(), 3600)}
+LOADERS = {
+    "image": load_image,
+    "audio": load_audio,
+    "video": load_video,
+    "recording": lambda p: load_long_audio(p, MediaLimits(), 3600),
+}
 CLASS_NAME = re.compile(r"\((OSError|UnidentifiedImageError|[A-Z]\w+Error)\)")
 
 

@@ -11,10 +11,10 @@ from typing import Any
 
 from PIL import Image
 
-from engine.errors import MediaError
-from engine.limits import MediaLimits
-from engine.media_files import check_file, names_its_file, read_bytes
-from engine.request import VideoPart
+from core.errors import MediaError
+from media.files import check_file, names_its_file, read_bytes
+from media.limits import MediaLimits
+from media.parts import VideoPart
 
 FRAME_BOX = 448  # the vision encoder's crop size
 FORMATS = "MP4, WebM, MOV, AVI or MKV"
@@ -54,7 +54,8 @@ def _sample(path: str, limits: MediaLimits, frames: int) -> VideoPart:
         duration = count / fps
         if duration > limits.max_video_seconds:
             raise MediaError(
-                f"The video is {duration / 60:.1f} minutes long; the limit is {limits.max_video_seconds / 60:.0f} minutes."
+                f"The video is {duration / 60:.1f} minutes long; "
+                f"the limit is {limits.max_video_seconds / 60:.0f} minutes."
             )
         if width * height > limits.max_video_pixels:
             raise MediaError(f"The video is {width}×{height}; the limit is 4K (3840×2160).")

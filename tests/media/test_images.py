@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from engine.errors import MediaError
-from engine.images import load_image
-from engine.limits import MediaLimits
-from engine.request import GenerationRequest, ImagePart, Message, TextPart
-from tests.inputs import make_photo
+from core.errors import MediaError
+from engine.request import GenerationRequest
+from media.images import load_image
+from media.limits import MediaLimits
+from media.parts import ImagePart, Message, TextPart
+from tooling.inputs import make_photo
 
 
 def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -70,15 +71,23 @@ def test_colour_modes_become_rgb(mode):
 
 
 def _image_tokens(engine, images, max_crops=None):
-    request = GenerationRequest([Message("user", [*(ImagePart(i) for i in images), TextPart("?")])], max_crops=max_crops)
+    request = GenerationRequest(
+        [Message("user", [*(ImagePart(i) for i in images), TextPart("?")])], max_crops=max_crops
+    )
     ids = engine.prepare(request).inputs["input_ids"][0]
     return int((ids == engine.tokenizer.image_token_id).sum())
 
 
 @pytest.mark.parametrize(
     "size, tokens",
-    [((448, 448), 545), ((1344, 896), 1841), ((896, 1344), 1857), ((28, 448), 305), ((2688, 2688), 9585),
-     ((4000, 4000), 9585)],
+    [
+        ((448, 448), 545),
+        ((1344, 896), 1841),
+        ((896, 1344), 1857),
+        ((28, 448), 305),
+        ((2688, 2688), 9585),
+        ((4000, 4000), 9585),
+    ],
 )
 def test_token_counts_equal_the_processor(engine, size, tokens):
     assert _image_tokens(engine, [Image.new("RGB", size, "white")]) == tokens
@@ -92,11 +101,13 @@ def test_crop_budget_bounds_tokens(engine):
 
 def test_several_images_per_turn_and_across_turns(engine):
     a, b, c = Image.new("RGB", (448, 448)), Image.new("RGB", (28, 448)), Image.new("RGB", (1344, 896))
-    request = GenerationRequest([
-        Message("user", [ImagePart(a), ImagePart(b), TextPart("compare")]),
-        Message("assistant", [TextPart("they differ")]),
-        Message("user", [ImagePart(c), TextPart("and this?")]),
-    ])
+    request = GenerationRequest(
+        [
+            Message("user", [ImagePart(a), ImagePart(b), TextPart("compare")]),
+            Message("assistant", [TextPart("they differ")]),
+            Message("user", [ImagePart(c), TextPart("and this?")]),
+        ]
+    )
     prepared = engine.prepare(request)
     ids = prepared.inputs["input_ids"][0]
     assert int((ids == engine.tokenizer.image_token_id).sum()) == 545 + 305 + 1841
@@ -114,8 +125,10 @@ def _png_header_claiming(width: int, height: int) -> bytes:
 
 @pytest.mark.parametrize(
     "width, height, match",
-    [(9000, 9000, r"9000×9000 pixels \(81 MP\); the limit is 64 MP"),  # our cap, from the header
-     (100_000, 100_000, r"too many pixels \(over 64 MP\); it may be a decompression bomb")],  # Pillow's, at open
+    [
+        (9000, 9000, r"9000×9000 pixels \(81 MP\); the limit is 64 MP"),  # our cap, from the header
+        (100_000, 100_000, r"too many pixels \(over 64 MP\); it may be a decompression bomb"),
+    ],  # Pillow's, at open
 )
 def test_decompression_bomb_is_refused_before_decoding(monkeypatch, width, height, match):
     decoded = []

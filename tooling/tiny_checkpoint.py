@@ -72,8 +72,9 @@ def _build_tokenizer():
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=480, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=480, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
     backend.train_from_iterator(_TOKENIZER_CORPUS.splitlines() * 4, trainer)
     spec = json.loads(backend.to_str())
     vocab = spec["model"]["vocab"]
@@ -84,8 +85,15 @@ def _build_tokenizer():
         vocab.setdefault("\u0120" + next(letters), len(vocab))  # "Ġ": byte-level for a leading space
     names = {i: name for name, i in controls.items()}
     spec["added_tokens"] = [
-        {"id": i, "content": names.get(i, f"<|reserved_{i}|>"), "single_word": False, "lstrip": False,
-         "rstrip": False, "normalized": False, "special": True}
+        {
+            "id": i,
+            "content": names.get(i, f"<|reserved_{i}|>"),
+            "single_word": False,
+            "lstrip": False,
+            "rstrip": False,
+            "normalized": False,
+            "special": True,
+        }
         for i in range(first_control, size)
     ]
     return PreTrainedTokenizerFast(
@@ -106,14 +114,20 @@ def _letters(i: int) -> str:
 
 # Only these keys of the tiny config differ from the converted released config (a test holds it to
 # that): sizes.
-TINY_SIZE_KEYS = {"text": tuple(_TINY_TEXT), "vision_config": tuple(_TINY_VISION), "audio_config": tuple(_TINY_AUDIO),
-                  "rope_parameters": ("long_factor", "short_factor")}
+TINY_SIZE_KEYS = {
+    "text": tuple(_TINY_TEXT),
+    "vision_config": tuple(_TINY_VISION),
+    "audio_config": tuple(_TINY_AUDIO),
+    "rope_parameters": ("long_factor", "short_factor"),
+}
 
 
 def _build_config(tokenizer):
     config = released_native_config(_TINY_TEXT, _TINY_VISION, _TINY_AUDIO)
     if len(tokenizer) != config.vocab_size:
-        raise AssertionError(f"the tiny tokenizer has {len(tokenizer)} entries; the released vocabulary {config.vocab_size}")
+        raise AssertionError(
+            f"the tiny tokenizer has {len(tokenizer)} entries; the released vocabulary {config.vocab_size}"
+        )
     return config
 
 

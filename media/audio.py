@@ -9,25 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import MediaError
-from engine.limits import SAMPLE_RATE, MediaLimits
-from engine.media_files import names_its_file, read_bytes
-from engine.request import AudioPart
-
-SUPPORTED = "WAV, FLAC, OGG, MP3, M4A/AAC, MP4 or WebM"
-SILENCE_PEAK = 1e-4  # -80 dBFS: below this everywhere, there is nothing to listen to
-
-
-def too_long_message(seconds: float, max_seconds: float) -> str:
-    return (
-        f"The audio is {seconds / 60:.1f} minutes long; this takes up to {max_seconds / 60:.1f} minutes. "
-        "For long recordings use meeting summarisation (`phi4mm summarize` or the Meeting tab)."
-    )
-
-
-def check_length(seconds: float, max_seconds: float) -> None:
-    if seconds > max_seconds:
-        raise MediaError(too_long_message(seconds, max_seconds))
+from core.errors import MediaError
+from media.audio_stream import checked, decode_to_16k
+from media.files import names_its_file, read_bytes
+from media.limits import SAMPLE_RATE, MediaLimits
+from media.parts import AudioPart
 
 
 def to_mono_16k(samples: Any, sample_rate: int) -> np.ndarray:
@@ -69,17 +55,5 @@ def load_audio(source: Any, limits: MediaLimits = MediaLimits(), max_seconds: fl
         samples, rate = (second, first) if isinstance(first, (int, np.integer)) else (first, second)
         samples = to_mono_16k(samples, rate)  # already in the caller's memory; length checked below
     else:
-        from engine.audio_stream import decode_to_16k  # (it builds on this module's checks)
-
         samples = decode_to_16k(io.BytesIO(read_bytes(source, limits, "audio")), max_seconds)
     return AudioPart(checked(samples, max_seconds))
-
-
-def checked(samples: np.ndarray, max_seconds: float) -> np.ndarray:
-    """Refuse empty, too long and silent audio; returns the samples unchanged."""
-    if samples.size == 0:
-        raise MediaError("The audio clip is empty.")
-    check_length(samples.size / SAMPLE_RATE, max_seconds)
-    if max(float(samples.max()), -float(samples.min())) < SILENCE_PEAK:  # no temporary |x| copy
-        raise MediaError("The audio is silent: there is nothing to listen to.")
-    return samples

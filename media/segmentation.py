@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.limits import SAMPLE_RATE
+from media.limits import SAMPLE_RATE
 
 FRAME = SAMPLE_RATE // 50  # 20 ms energy frames
 

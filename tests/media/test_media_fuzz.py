@@ -9,11 +9,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.audio import load_audio
-from engine.errors import MediaError
-from engine.images import load_image
-from engine.video import load_video
-from tests.inputs import encode_audio, make_photo, make_tone, write_video
+from core.errors import MediaError
+from media.audio import load_audio
+from media.images import load_image
+from media.video import load_video
+from tooling.inputs import encode_audio, make_photo, make_tone, write_video
 
 
 def _png() -> bytes:

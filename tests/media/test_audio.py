@@ -9,12 +9,13 @@ import soundfile as sf
 import torch
 from transformers import Phi4MultimodalFeatureExtractor
 
-from engine.audio import load_audio
-from engine.audio_features import FastLogMelExtractor
-from engine.errors import MediaError
-from engine.limits import MediaLimits
-from engine.request import AudioPart, GenerationRequest, Message
-from tests.inputs import encode_audio, make_tone, speak, write_video
+from core.errors import MediaError
+from engine.request import GenerationRequest
+from media.audio import load_audio
+from media.audio_features import FastLogMelExtractor
+from media.limits import MediaLimits
+from media.parts import AudioPart, Message
+from tooling.inputs import encode_audio, make_tone, speak, write_video
 
 
 @pytest.fixture(scope="module")
@@ -134,8 +135,10 @@ def test_fast_features_match_transformers():
     assert diff.max() < 0.05 and diff.mean() < 1e-4
     # batches keep the reference path (it masks padding)
     pair = [audio[:16000], audio[:24000]]
-    assert torch.equal(reference(pair, sampling_rate=16000, return_tensors="pt")["audio_input_features"],
-                       fast(pair, sampling_rate=16000, return_tensors="pt")["audio_input_features"])
+    assert torch.equal(
+        reference(pair, sampling_rate=16000, return_tensors="pt")["audio_input_features"],
+        fast(pair, sampling_rate=16000, return_tensors="pt")["audio_input_features"],
+    )
 
 
 def test_unsupported_codec_and_wrong_extension(speech, tmp_path):

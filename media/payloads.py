@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.audio import load_audio
-from engine.errors import InvalidRequest
-from engine.images import load_image
-from engine.limits import MediaLimits
-from engine.request import MEDIA_PARTS, ImagePart, Message, Part, TextPart
-from engine.video import load_video
+from core.errors import InvalidRequest
+from media.audio import load_audio
+from media.images import load_image
+from media.limits import MediaLimits
+from media.parts import MEDIA_PARTS, ImagePart, Message, Part, TextPart
+from media.video import load_video
 
 PART_TYPES = ("text", "image", "audio", "video")
 

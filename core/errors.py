@@ -62,8 +62,9 @@ def generation_failed(err: BaseException) -> Phi4mmError:
     import torch
 
     if isinstance(err, torch.OutOfMemoryError):
-        return GenerationFailed("The server ran out of memory while answering this request; "
-                                "try a shorter conversation or less media.")
+        return GenerationFailed(
+            "The server ran out of memory while answering this request; try a shorter conversation or less media."
+        )
     return GenerationFailed("Generating this answer failed on the server (it has been logged); please try again.")
 
 

@@ -1,14 +1,19 @@
-"""The one settings object. CLI flags override environment variables (PHI4MM_<FIELD>), which
-override the defaults below."""
+"""The one settings object, and the one home of every default: the CLI, the web app, the API,
+media limits, load options and sampling all read theirs here (`DEFAULTS`). CLI flags override
+environment variables (PHI4MM_<FIELD>), which override the defaults below.
+
+It lives in `core/`, below every other room, so that each of them can read it without an import
+cycle; it imports nothing from them."""
 
 from __future__ import annotations
 
 import os
+import typing
 from dataclasses import dataclass, fields
 
-from engine.limits import MediaLimits
-from engine.model_config import DEFAULT_MODEL
-from safety.mitigations import MitigationPolicy
+from pydantic import TypeAdapter, ValidationError
+
+DEFAULT_MODEL = "microsoft/Phi-4-multimodal-instruct"
 
 
 @dataclass
@@ -38,8 +43,12 @@ class Settings:
     max_chat_audio_seconds: int = 180
     # Largest media file or upload, in MB.
     max_upload_mb: int = 200
-    # Image and audio tokens one request may carry (engine/limits.py says how the default is sized).
-    max_media_tokens: int = MediaLimits.max_media_tokens
+    # Image and audio tokens one request may carry. Sized (our estimate, not measured on a GPU) so
+    # one request cannot exhaust a 16 GB GPU: bf16 weights take ~11.2 GiB, and each token's KV cache
+    # 32 layers x 8 KV heads x 128 x 2 x 2 bytes = 128 KiB, so 24,576 tokens take 3 GiB. It still
+    # holds 30 minutes of speech in one prompt (12.5 audio tokens a second: 22,500) or two photos at
+    # the full 36-crop budget (~9,600 tokens each).
+    max_media_tokens: int = 24_576
     # Requests the local engine decodes together (continuous batching, each row with its own LoRA
     # adapter); 1 decodes one request at a time.
     max_batch: int = 16
@@ -78,47 +87,25 @@ class Settings:
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
-        """Defaults, then PHI4MM_* environment variables, then explicit non-None overrides."""
+        """Defaults, then PHI4MM_* environment variables, then explicit non-None overrides. A
+        variable is read as its field's annotated type (pydantic's lax conversion: "8" for an int,
+        "yes"/"off" for a bool, "none" is not a number); a wrong one is refused by name."""
+        hints = typing.get_type_hints(cls)
         values = {}
         for f in fields(cls):
-            raw = os.environ.get(f"PHI4MM_{f.name.upper()}")
-            if raw is not None:
-                if f.type in ("int", "int | None"):
-                    values[f.name] = int(raw)
-                elif f.type == "bool":
-                    values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
-                else:
-                    values[f.name] = raw
+            name = f"PHI4MM_{f.name.upper()}"
+            raw = os.environ.get(name)
+            if raw is None:
+                continue
+            try:
+                values[f.name] = TypeAdapter(hints[f.name]).validate_python(raw.strip())
+            except ValidationError:
+                raise ValueError(f"{name}={raw!r} is not a valid {f.name} ({hints[f.name]}).") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
     def inflight(self) -> int:
         return self.max_inflight or (32 if self.backend == "openai" else self.max_batch)
 
-    def media_limits(self) -> MediaLimits:
-        return MediaLimits(
-            max_file_bytes=self.max_upload_mb * 2**20,
-            max_crops=self.max_crops,
-            video_frames=self.video_frames,
-            max_chat_audio_seconds=self.max_chat_audio_seconds,
-            max_media_tokens=self.max_media_tokens,
-        )
 
-    def mitigation_policy(self) -> MitigationPolicy:
-        disabled = frozenset(n.strip() for n in self.disable_mitigations.split(",") if n.strip())
-        return MitigationPolicy(disabled=disabled, extra=self.safety_instructions)
-
-    def load_options(self):
-        from engine.loading import LoadOptions  # imports torch: not at `phi4mm --help`
-
-        return LoadOptions(
-            model=self.model,
-            revision=self.revision,
-            device=self.device,
-            dtype=self.dtype,
-            attention=self.attention,
-            quantize=self.quantize,
-        )
-
-
-DEFAULTS = Settings()  # the defaults alone, for help texts
+DEFAULTS = Settings()  # the defaults alone: what every room reads its own defaults from

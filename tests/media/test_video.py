@@ -7,11 +7,12 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.errors import MediaError
-from engine.limits import MediaLimits
-from engine.request import GenerationRequest, Message, TextPart
-from engine.video import load_video
-from tests.inputs import write_video
+from core.errors import MediaError
+from engine.request import GenerationRequest
+from media.limits import MediaLimits
+from media.parts import Message, TextPart
+from media.video import load_video
+from tooling.inputs import write_video
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,35 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.audio import SUPPORTED, check_length, checked
-from engine.errors import MediaError
-from engine.limits import SAMPLE_RATE
-from engine.media_files import check_file, names_its_file
+from core.errors import MediaError
+from media.files import check_file, names_its_file
+from media.limits import SAMPLE_RATE
 
 BLOCK_SECONDS = 30
+SUPPORTED = "WAV, FLAC, OGG, MP3, M4A/AAC, MP4 or WebM"
+SILENCE_PEAK = 1e-4  # -80 dBFS: below this everywhere, there is nothing to listen to
+
+
+def too_long_message(seconds: float, max_seconds: float) -> str:
+    return (
+        f"The audio is {seconds / 60:.1f} minutes long; this takes up to {max_seconds / 60:.1f} minutes. "
+        "For long recordings use meeting summarisation (`phi4mm summarize` or the Meeting tab)."
+    )
+
+
+def check_length(seconds: float, max_seconds: float) -> None:
+    if seconds > max_seconds:
+        raise MediaError(too_long_message(seconds, max_seconds))
+
+
+def checked(samples: np.ndarray, max_seconds: float) -> np.ndarray:
+    """Refuse empty, too long and silent audio; returns the samples unchanged."""
+    if samples.size == 0:
+        raise MediaError("The audio clip is empty.")
+    check_length(samples.size / SAMPLE_RATE, max_seconds)
+    if max(float(samples.max()), -float(samples.min())) < SILENCE_PEAK:  # no temporary |x| copy
+        raise MediaError("The audio is silent: there is nothing to listen to.")
+    return samples
 
 
 class BlockResampler:

@@ -33,8 +33,12 @@ def server_process(checkpoint: Path, log_path: Path, **env_settings: str):
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", **{f"PHI4MM_{k.upper()}": v for k, v in env_settings.items()}}
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([PHI4MM, "serve", "--model", str(checkpoint), "--port", str(port)],
-                                stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(
+            [PHI4MM, "serve", "--model", str(checkpoint), "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 120
@@ -44,7 +48,7 @@ def server_process(checkpoint: Path, log_path: Path, **env_settings: str):
                 break
             except OSError:
                 if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError("server did not start:\n" + log_path.read_text())
+                    raise RuntimeError("server did not start:\n" + log_path.read_text()) from None
                 time.sleep(0.5)
         yield url, proc
     finally:

@@ -6,8 +6,8 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from engine.errors import MediaError
-from engine.limits import MediaLimits
+from core.errors import MediaError
+from media.limits import MediaLimits
 
 
 def names_its_file(load):

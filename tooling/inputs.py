@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from engine.request import AudioPart, ImagePart, TextPart
+from media.parts import AudioPart, ImagePart, TextPart
 
 
 def make_photo(width: int = 500, height: int = 300, seed: int = 0) -> Image.Image:
@@ -36,6 +36,7 @@ EXPECTED_ADAPTER = {"text": "base", "image": "vision", "audio": "speech", "image
 
 
 # -- files in every format, made here ----------------------------------------------------------
+
 
 def speak(text: str, path, rate: int = 22050) -> np.ndarray:
     """espeak-ng speech as float32 mono at espeak's 22,050 Hz; also written to `path` as WAV.

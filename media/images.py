@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from engine.errors import MediaError
-from engine.limits import MediaLimits
-from engine.media_files import names_its_file, read_bytes
+from core.errors import MediaError
+from media.files import names_its_file, read_bytes
+from media.limits import MediaLimits
 
 FORMATS = "PNG, JPEG, WebP, GIF, BMP or TIFF"
 
