@@ -63,3 +63,9 @@ class Ticket:
         if not self._released:
             self._released = True
             self._admission._leave(time.monotonic() - self._started)
+
+    def __enter__(self) -> "Ticket":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()

@@ -5,11 +5,12 @@ conversation service (so the safety mitigations and the output guard apply).
     POST /v1/audio/transcriptions   multipart `file`, Whisper-compatible; response_format json/text/srt
     GET  /v1/models
 
-Errors use OpenAI's body {"error": {"message", "type", "param", "code"}}: 400/422 bad input, 401
-bad key and 413 too large (both from the headers, in app/gate.py), 429 + Retry-After when every
-slot and queue place is taken, 500 when generating failed, 503 when a remote engine cannot be
-reached or the server is stopping. Media URLs are never fetched (no server-side request
-forgery): send a data: URI.
+The wire format is app/protocol.py's models; errors are raised here and answered by the one
+handler in app/api_errors.py with OpenAI's body: 400 bad input (422 a body that is no JSON
+object), 401 bad key and 413 too large (both from the headers, in app/gate.py), 429 +
+Retry-After when every slot and queue place is taken, 500 when generating failed, 503 when a
+remote engine cannot be reached or the server is stopping. Media URLs are never fetched (no
+server-side request forgery): send a data: URI.
 
 A request is admitted before its media is decoded, so the slots bound that memory too, and a
 client that goes away (streaming or not) cancels its generation and frees its slot at once.
@@ -21,64 +22,56 @@ import base64
 import binascii
 import io
 import json
+import logging
 import threading
 import time
 import uuid
-from typing import Any, Iterator
+from typing import Iterator
 
 import anyio
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from pydantic_core import from_json
 from starlette.concurrency import run_in_threadpool
 
 from app.admission import Admission
+from app.api_errors import APIError, NotAJsonObject, TooLarge, error_body
 from app.metrics import ServerMetrics
+from app.protocol import (
+    AssistantMessage,
+    AudioContent,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatMessage,
+    Choice,
+    ChunkChoice,
+    Delta,
+    ImageContent,
+    Model,
+    ModelList,
+    Segment,
+    Transcription,
+    Usage,
+)
 from app.service import ConversationService
-from core.errors import GenerationFailed, InvalidRequest, ModelUnavailable, Overloaded, Phi4mmError
+from core.errors import InvalidRequest, Phi4mmError
 from core.settings import Settings
-from engine.request import SamplingParams
-from engine.router import choose_adapter
-from media.audio_stream import checked
+from engine.request import Metrics, SamplingParams
+from media.audio_stream import checked, decode_to_16k
 from media.files import read_bytes
 from media.limits import SAMPLE_RATE, MediaLimits
 from media.parts import Message
-from media.payloads import parse_part
+from media.payloads import parse_messages
 
+log = logging.getLogger(__name__)
 ADAPTER_HEADER = "X-Phi4mm-Adapter"
 # The API's routes by their label in /metrics (app/gate.py counts what it refuses under these too).
 ENDPOINTS = {"/v1/models": "models", "/v1/chat/completions": "chat", "/v1/audio/transcriptions": "transcriptions"}
 
 
-def error(
-    status: int,
-    message: str,
-    param: str | None = None,
-    code: str | None = None,
-    kind: str = "invalid_request_error",
-    headers: dict | None = None,
-) -> JSONResponse:
-    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-def error_for(err: Phi4mmError, headers: dict | None = None, param: str | None = None) -> JSONResponse:
-    """Our typed errors -> the HTTP status and OpenAI error body a client expects (`param`
-    overrides the error's own, e.g. "file" for any bad upload)."""
-    headers = dict(headers or {})
-    if isinstance(err, Overloaded):
-        headers["Retry-After"] = str(err.retry_after)
-        return error(429, str(err), kind="rate_limit_error", code="rate_limit_exceeded", headers=headers)
-    if isinstance(err, ModelUnavailable):
-        headers["Retry-After"] = "5"
-        return error(503, str(err), kind="server_error", code="engine_unavailable", headers=headers)
-    if isinstance(err, InvalidRequest):
-        return error(400, str(err), param=param or err.param, headers=headers)
-    code = "generation_failed" if isinstance(err, GenerationFailed) else None
-    return error(500, str(err), kind="server_error", code=code, headers=headers)
-
-
 def _data_uri(url: str, param: str) -> bytes:
-    if not isinstance(url, str) or not url.startswith("data:"):
+    if not url.startswith("data:"):
         raise InvalidRequest(
             "Only data: URIs are accepted; this server never fetches URLs. Send the file as data:<mime>;base64,<data>.",
             param=param,
@@ -90,55 +83,69 @@ def _data_uri(url: str, param: str) -> bytes:
         raise InvalidRequest("The data: URI is not valid base64.", param=param) from None
 
 
-def engine_part(part: Any, where: str) -> dict:
+def engine_part(part, where: str) -> dict:
     """An OpenAI content part -> the engine's own part dict (decoded by media.payloads.parse_part)."""
-    kind = part.get("type") if isinstance(part, dict) else None
-    if kind == "text":
-        return {"type": "text", "text": str(part.get("text", ""))}
-    if kind == "image_url":
-        return {"type": "image", "image": _data_uri((part.get("image_url") or {}).get("url"), where)}
-    if kind == "input_audio":
+    if isinstance(part, ImageContent):
+        return {"type": "image", "image": _data_uri(part.image_url.url, where)}
+    if isinstance(part, AudioContent):
         try:
-            return {
-                "type": "audio",
-                "audio": base64.b64decode((part.get("input_audio") or {}).get("data", ""), validate=True),
-            }
+            return {"type": "audio", "audio": base64.b64decode(part.input_audio.data, validate=True)}
         except (ValueError, binascii.Error):
             raise InvalidRequest("input_audio.data must be base64.", param=where) from None
-    raise InvalidRequest(f"Unsupported content part type {kind!r}; use text, image_url or input_audio.", param=where)
+    return {"type": "text", "text": part.text}
 
 
-def parse_messages(raw: Any, settings: Settings) -> list[Message]:
-    if not isinstance(raw, list) or not raw:
+def to_messages(raw: list[ChatMessage], settings: Settings) -> list[Message]:
+    """The request's messages -> typed messages, media decoded (CPU work: run off the event loop)."""
+    if not raw:
         raise InvalidRequest("`messages` must be a non-empty list.", param="messages")
-    limits = MediaLimits.from_settings(settings)
-    messages = []
-    for i, message in enumerate(raw):
-        if not isinstance(message, dict):
-            raise InvalidRequest(f"messages[{i}] must be an object.", param="messages")
-        content = message.get("content") or ""
-        content = [{"type": "text", "text": content}] if isinstance(content, str) else content
-        parts = [parse_part(engine_part(part, f"messages[{i}].content[{j}]"), limits) for j, part in enumerate(content)]
-        messages.append(Message(str(message.get("role", "")), parts))
-    return messages
-
-
-def first_given(body: dict, *names: str, default: Any = None) -> Any:
-    """The first of `names` the body sets (0 counts as set: it is refused, not replaced)."""
-    return next((body[n] for n in names if body.get(n) is not None), default)
-
-
-def sampling(body: dict, settings: Settings) -> SamplingParams:
-    stop = body.get("stop") or ()
-    return SamplingParams(
-        max_new_tokens=first_given(body, "max_completion_tokens", "max_tokens", default=settings.max_new_tokens),
-        temperature=body.get("temperature", 0.0) if body.get("temperature") is not None else 0.0,
-        top_p=body.get("top_p", 1.0) if body.get("top_p") is not None else 1.0,
-        top_k=body.get("top_k", 0) or 0,
-        repetition_penalty=body.get("repetition_penalty", 1.0) or 1.0,
-        seed=body.get("seed"),
-        stop=(stop,) if isinstance(stop, str) else tuple(stop),
+    content = [
+        message.content or ""
+        if isinstance(message.content, (str, type(None)))
+        else [engine_part(part, f"messages[{i}].content[{j}]") for j, part in enumerate(message.content)]
+        for i, message in enumerate(raw)
+    ]
+    return parse_messages(
+        [{"role": message.role, "content": parts} for message, parts in zip(raw, content)],
+        MediaLimits.from_settings(settings),
     )
+
+
+def sampling(body: ChatCompletionRequest, settings: Settings) -> SamplingParams:
+    """0 counts as given (it is refused, not replaced); None as not given."""
+
+    def given(value, default):
+        return default if value is None else value
+
+    return SamplingParams(
+        max_new_tokens=given(given(body.max_completion_tokens, body.max_tokens), settings.max_new_tokens),
+        temperature=given(body.temperature, 0.0),
+        top_p=given(body.top_p, 1.0),
+        top_k=body.top_k or 0,
+        repetition_penalty=body.repetition_penalty or 1.0,
+        seed=body.seed,
+        stop=(body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ()),
+    )
+
+
+def read_request(raw: bytes) -> ChatCompletionRequest:
+    """The body -> the protocol model. pydantic's JSON parser stops at 200 levels of nesting, so a
+    100,000-deep object is refused at once (400) instead of taking the stack json.loads needs; what
+    is not a JSON object at all is refused as unreadable (422)."""
+    try:
+        parsed = from_json(raw)
+    except ValueError as err:
+        if "recursion limit" in str(err) and raw.lstrip()[:1] == b"{":
+            raise InvalidRequest("The JSON body is nested too deeply (over 200 levels).") from None
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise NotAJsonObject()
+    return ChatCompletionRequest.model_validate(parsed)
+
+
+def usage(metrics: Metrics | None) -> Usage:
+    prompt, completion = (metrics.prompt_tokens, metrics.completion_tokens) if metrics else (0, 0)
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
 
 def build_router(
@@ -151,20 +158,9 @@ def build_router(
         metrics.requests.labels(endpoint, str(response.status_code)).inc()
         return response
 
-    def too_large(what: str) -> JSONResponse:
-        return error(413, f"The {what} is over {settings.max_upload_mb} MB.", code="request_too_large")
-
     @router.get("/models")
     def models(request: Request):
-        return answered(
-            "models",
-            JSONResponse(
-                {
-                    "object": "list",
-                    "data": [{"id": settings.model, "object": "model", "created": 0, "owned_by": "phi4mm"}],
-                }
-            ),
-        )
+        return answered("models", JSONResponse(ModelList(data=[Model(id=settings.model)]).model_dump()))
 
     @router.post("/audio/transcriptions")
     async def transcriptions(
@@ -179,47 +175,39 @@ def build_router(
 
     async def _transcribe(request: Request, file: UploadFile, response_format: str):
         from app.meeting import MeetingOptions, MeetingResult, MeetingSummarizer, Tracker
-        from media.audio_stream import decode_to_16k
 
         if response_format not in ("json", "text", "srt", "verbose_json"):
-            return error(400, "response_format must be json, text, srt or verbose_json.", param="response_format")
+            raise InvalidRequest("response_format must be json, text, srt or verbose_json.", param="response_format")
         limits = MediaLimits.from_settings(settings)
         data = file.file.read(max_body + 1)
         if len(data) > max_body:
-            return too_large("file")
+            raise TooLarge(f"The file is over {settings.max_upload_mb} MB.")
         headers = {ADAPTER_HEADER: "speech"}
 
         def run(cancel: threading.Event):
-            samples = checked(
-                decode_to_16k(io.BytesIO(read_bytes(data, limits, "audio")), limits.max_task_audio_seconds),
-                limits.max_task_audio_seconds,
-            )
+            seconds = limits.max_task_audio_seconds
+            samples = checked(decode_to_16k(io.BytesIO(read_bytes(data, limits, "audio")), seconds), seconds)
             segments, notes = MeetingSummarizer(service).transcribe(
                 samples, MeetingOptions(), Tracker(1, lambda *_: None), cancel
             )
             return samples, segments, notes
 
         try:
-            ticket = admission.enter()  # before decoding: the slots bound the decoded audio's memory too
-            try:
+            with admission.enter():  # before decoding: the slots bound the decoded audio's memory too
                 samples, segments, notes = await until_disconnect(request, run)
-            finally:
-                ticket.release()
         except Phi4mmError as err:
-            return error_for(err, headers, param="file")
+            raise APIError(err, headers, param="file") from None
         result = MeetingResult("single", len(samples) / SAMPLE_RATE, segments, "", "text", notes)
         text = " ".join(s.text for s in segments if s.text)
         if response_format == "text":
             return PlainTextResponse(text, headers=headers)
         if response_format == "srt":
             return PlainTextResponse(result.transcript_srt(), headers=headers)
-        body = {"text": text}
+        body = Transcription(text=text)
         if response_format == "verbose_json":
-            body.update(
-                duration=result.duration,
-                segments=[{"id": i, "start": s.start, "end": s.end, "text": s.text} for i, s in enumerate(segments)],
-            )
-        return JSONResponse(body, headers=headers)
+            body.duration = result.duration
+            body.segments = [Segment(id=i, start=s.start, end=s.end, text=s.text) for i, s in enumerate(segments)]
+        return JSONResponse(body.model_dump(exclude_none=True), headers=headers)
 
     @router.post("/chat/completions")
     async def chat_completions(request: Request):
@@ -228,61 +216,46 @@ def build_router(
     async def _chat(request: Request):
         raw = await request.body()
         if len(raw) > max_body:
-            return too_large("request body")
+            raise TooLarge(f"The request body is over {settings.max_upload_mb} MB.")
+        body = read_request(raw)
+        params = sampling(body, settings)
+        params.validate()
+        ticket = admission.enter()  # before decoding: the slots bound the decoded media's memory too
         try:
-            body = json.loads(raw)
-        except (ValueError, RecursionError):
-            body = None
-        if not isinstance(body, dict):
-            return error(422, "The body must be a JSON object.")
-        try:
-            params = sampling(body, settings)
-            params.validate()
-            ticket = admission.enter()  # before decoding: the slots bound the decoded media's memory too
-        except Phi4mmError as err:
-            return error_for(err)
-        try:  # decoding media is CPU work: off the event loop
-            messages = await run_in_threadpool(parse_messages, body.get("messages"), settings)
-        except Phi4mmError as err:
+            messages = await run_in_threadpool(to_messages, body.messages, settings)
+        except BaseException:
             ticket.release()
-            return error_for(err)
-        adapter = choose_adapter(messages)
+            raise
+        headers = {ADAPTER_HEADER: service.adapter_for(messages)}
         completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        headers = {ADAPTER_HEADER: adapter}
-        if body.get("stream"):
+        model = settings.model
+        if body.stream:
             cancel = threading.Event()
-            events = _sse(service, messages, params, completion_id, created, settings.model, cancel)
+            events = _sse(
+                service,
+                messages,
+                params,
+                ChatCompletionChunk(id=completion_id, created=created, model=model, choices=[]),
+                cancel,
+            )
             return ClosingStreamingResponse(
                 _until_disconnect(events, ticket, cancel), media_type="text/event-stream", headers=headers
             )
         try:
-            text, final = await until_disconnect(
-                request, lambda cancel: service.answer(messages, params, cancel=cancel)
-            )
+            with ticket:
+                text, final = await until_disconnect(
+                    request, lambda cancel: service.answer(messages, params, cancel=cancel)
+                )
         except Phi4mmError as err:
-            return error_for(err, headers)
-        finally:
-            ticket.release()
-        m = final.metrics
-        usage = {"prompt_tokens": m.prompt_tokens if m else 0, "completion_tokens": m.completion_tokens if m else 0}
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        return JSONResponse(
-            {
-                "id": completion_id,
-                "object": "chat.completion",
-                "created": created,
-                "model": settings.model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text},
-                        "finish_reason": final.finish_reason,
-                    }
-                ],
-                "usage": usage,
-            },
-            headers=headers,
+            raise APIError(err, headers) from None
+        answer = ChatCompletion(
+            id=completion_id,
+            created=created,
+            model=model,
+            usage=usage(final.metrics),
+            choices=[Choice(message=AssistantMessage(content=text), finish_reason=final.finish_reason)],
         )
+        return JSONResponse(answer.model_dump(), headers=headers)
 
     return router
 
@@ -353,35 +326,30 @@ async def _until_disconnect(events: Iterator[str], ticket, cancel: threading.Eve
         threading.Thread(target=close, name="close-stream", daemon=True).start()
 
 
-def _sse(
-    service, messages, params, completion_id: str, created: int, model: str, cancel: threading.Event
-) -> Iterator[str]:
-    def event(delta: dict, finish: str | None = None, usage: dict | None = None) -> str:
-        chunk = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }
-        if usage:
-            chunk["usage"] = usage
-        return f"data: {json.dumps(chunk)}\n\n"
+def _sse(service, messages, params, template: ChatCompletionChunk, cancel: threading.Event) -> Iterator[str]:
+    """The answer as server-sent events, each a chunk like `template`. Whatever fails after the
+    response has started (it cannot become an error status any more) ends the stream with an
+    error event and `[DONE]`; a guard refusal cannot retract streamed text, so it arrives as the
+    last delta with finish_reason content_filter."""
 
-    yield event({"role": "assistant", "content": ""})
+    def event(delta: Delta, finish: str | None = None, metrics: Metrics | None = None) -> str:
+        chunk = template.model_copy(update={"choices": [ChunkChoice(delta=delta, finish_reason=finish)]})
+        body = chunk.model_dump(exclude={"usage"})
+        body["choices"][0]["delta"] = delta.model_dump(exclude_none=True)  # only what this chunk adds
+        if metrics:
+            body["usage"] = usage(metrics).model_dump()
+        return f"data: {json.dumps(body)}\n\n"
+
     try:
+        yield event(Delta(role="assistant", content=""))
         for reply in service.chat(messages, params, cancel=cancel):
-            usage = None
-            if reply.metrics:
-                usage = {
-                    "prompt_tokens": reply.metrics.prompt_tokens,
-                    "completion_tokens": reply.metrics.completion_tokens,
-                    "total_tokens": reply.metrics.prompt_tokens + reply.metrics.completion_tokens,
-                }
-            # a guard refusal cannot retract streamed text: it arrives as the last delta, finish_reason content_filter
-            yield event({"content": reply.text} if reply.text else {}, reply.finish_reason, usage)
-    except Exception as err:  # after streaming started: an error event, and the server keeps serving
-        kind = "invalid_request_error" if isinstance(err, InvalidRequest) else "server_error"
-        message = str(err) if isinstance(err, Phi4mmError) else "Generating this answer failed on the server."
-        yield f"data: {json.dumps({'error': {'message': message, 'type': kind, 'param': None, 'code': None}})}\n\n"
+            yield event(Delta(content=reply.text or None), reply.finish_reason, reply.metrics)
+    except Exception as err:  # noqa: BLE001 - the stream's last word, whatever went wrong
+        if isinstance(err, Phi4mmError):
+            kind = "invalid_request_error" if isinstance(err, InvalidRequest) else "server_error"
+            body = error_body(str(err), kind)
+        else:
+            log.error("an answer failed while streaming", exc_info=err)
+            body = error_body("Generating this answer failed on the server.", "server_error")
+        yield f"data: {json.dumps(body)}\n\n"
     yield "data: [DONE]\n\n"

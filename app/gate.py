@@ -18,6 +18,7 @@ import hmac
 import json
 from urllib.parse import parse_qs
 
+from app.api_errors import error_body
 from core.settings import Settings
 
 COOKIE = "phi4mm_session"
@@ -172,5 +173,5 @@ async def _page(send, status: int, page: str) -> None:
 
 async def _error(send, status: int, message: str, kind: str, code: str) -> None:
     """OpenAI's error body, which the API's clients parse and a person can read."""
-    body = json.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}}).encode()
+    body = json.dumps(error_body(message, kind, code=code)).encode()
     await _respond(send, status, body, [(b"content-type", b"application/json")])

@@ -113,6 +113,7 @@ def say(line: str) -> None:
 def serve(settings: Settings) -> None:
     from fastapi import FastAPI, Response
 
+    from app import api_errors
     from app.admission import Admission
     from app.api import ENDPOINTS, build_router
     from app.gate import Gate
@@ -129,14 +130,20 @@ def serve(settings: Settings) -> None:
         "a compiled decode path takes about a minute per adapter on a GPU)..."
     )
     service, demo = build_web(settings, metrics.record_reply)
+    metrics.watch(service)
     engine = service.engine
     say(
         f"ready in {time.perf_counter() - started:.0f} s: {getattr(engine, 'device', 'remote')}, "
         f"decode {getattr(engine, 'decode_mode', 'remote')}"
         + (f" (fell back: {engine.decode_fallback})" if getattr(engine, "decode_fallback", None) else "")
     )
+
+    def count(path: str, status: int) -> None:
+        metrics.count(ENDPOINTS.get(path.rstrip("/")), status)
+
     api = FastAPI(docs_url=None, redoc_url=None)
     api.include_router(build_router(service, settings, admission, metrics))
+    api_errors.install(api, on_error=count)
 
     @api.get("/health")
     def health():
@@ -163,7 +170,7 @@ def serve(settings: Settings) -> None:
         mount_web(api, demo, settings),
         settings,
         PUBLIC_EVENTS,
-        on_refused=lambda path, status: metrics.refused(ENDPOINTS.get(path.rstrip("/")), status),
+        on_refused=count,
     )
 
     def stop():

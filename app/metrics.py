@@ -5,6 +5,7 @@ global one), so several servers in one process never share counters."""
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from app.admission import Admission
@@ -46,8 +47,13 @@ class ServerMetrics:
             lambda: admission.running
         )
 
-    def refused(self, endpoint: str | None, status: int) -> None:
-        """A request the front door (app/gate.py) refused before any route saw it."""
+    def watch(self, service) -> None:
+        """The conversation service's safety counters, read at each scrape."""
+        self.registry.register(SafetyCounters(service))
+
+    def count(self, endpoint: str | None, status: int) -> None:
+        """An API request answered with an error: by a route, or at the front door (app/gate.py)
+        before any route saw it. Other paths (the browser app's) have no endpoint label."""
         if endpoint is not None:
             self.requests.labels(endpoint, str(status)).inc()
 
@@ -63,3 +69,24 @@ class ServerMetrics:
 
     def scrape(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class SafetyCounters:
+    """A Prometheus collector over app/service.py's own counts: answers the output guard stopped,
+    by category, and attempts to override the system prompt the input guard saw."""
+
+    def __init__(self, service):
+        self.service = service
+
+    def collect(self):
+        blocked = CounterMetricFamily(
+            "phi4mm_guard_blocked", "Answers the output guard stopped, by category", labels=["category"]
+        )
+        for category, count in sorted(self.service.blocked_counts.items()):
+            blocked.add_metric([category], count)
+        yield blocked
+        yield CounterMetricFamily(
+            "phi4mm_override_attempts",
+            "Requests in which the input guard saw an attempt to override the system prompt",
+            value=self.service.override_attempts,
+        )

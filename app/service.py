@@ -67,6 +67,11 @@ class ConversationService:
         self.override_attempts = 0
         mitigations.warn_if_weakened()
 
+    def adapter_for(self, messages: list[Message]) -> str:
+        """The LoRA adapter that answers `messages` (engine/router.py's rule), for a caller that
+        names it before the answer comes (the API's X-Phi4mm-Adapter header)."""
+        return choose_adapter(messages)
+
     def build_request(
         self,
         messages: list[Message],

@@ -59,7 +59,8 @@ def speak(text: str, path, rate: int = 22050) -> np.ndarray:
         return samples
     subprocess.run(["espeak-ng", "-w", str(path), text], check=True, capture_output=True, timeout=60)
     samples, got_rate = sf.read(str(path), dtype="float32")
-    assert got_rate == rate
+    if got_rate != rate:
+        raise RuntimeError(f"espeak-ng wrote {got_rate} Hz, not {rate} Hz")
     if kept is not None:
         kept.parent.mkdir(parents=True, exist_ok=True)
         sf.write(str(kept), samples, rate)

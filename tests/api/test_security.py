@@ -284,3 +284,51 @@ def test_malformed_and_absurd_requests_get_a_clear_answer(web_server, body, stat
     assert response.status_code == status
     assert text in response.json()["error"]["message"]
     assert healthy(web_server)
+
+
+HI = [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize(
+    "body, param",
+    [
+        ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": "data:,x"}]}]},
+            "messages[0].content[0].image_url",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": "UklGRg=="}]}]},
+            "messages[0].content[0].input_audio",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": 5}}]}]},
+            "messages[0].content[0].input_audio.data",
+        ),
+        ({"messages": HI, "stop": 5}, "stop"),
+        ({"messages": HI, "temperature": "0.5"}, "temperature"),
+        ({"messages": HI, "stream": "yes"}, "stream"),
+        ({"messages": "hi"}, "messages"),
+        ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "messages[0].content[0].image_url"),
+    ],
+)
+def test_a_body_of_the_wrong_shape_gets_400_naming_the_field(web_server, body, param):
+    response = httpx.post(web_server + "/v1/chat/completions", json=body, timeout=30, headers=KEYED)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["type"] == "invalid_request_error"
+    assert error["param"] == param and f"`{param}`" in error["message"]
+    assert healthy(web_server)
+
+
+def test_a_100k_deep_object_gets_400_at_once(web_server):
+    deep = b'{"messages": ' + b'{"a": ' * 100_000 + b"1" + b"}" * 100_001
+    response = httpx.post(
+        web_server + "/v1/chat/completions",
+        content=deep,
+        timeout=30,
+        headers={**KEYED, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert "nested too deeply" in response.json()["error"]["message"]
+    assert healthy(web_server)
