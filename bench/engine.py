@@ -72,10 +72,9 @@ def run_reference(engine, request):
     """(TTFT s, decode tok/s, wall s) through transformers' `generate`."""
     started = time.perf_counter()
     prepared = engine.prepare(request)
-    engine.router.activate(prepared.adapter)
     clock = FirstTokenClock()
     n = request.params.max_new_tokens
-    with torch.inference_mode():
+    with engine.runner.turn([prepared.adapter]):
         out = engine.model.generate(
             **prepared.inputs,
             max_new_tokens=n,
@@ -97,7 +96,7 @@ def measure(engine, inputs: dict[str, list], max_new_tokens, repeats, modes) -> 
     timed runs is paired with a reference run just before it, so the ratios compare runs made
     under the same machine load. `first_s` is each modality's first, unmeasured call."""
     request = lambda parts: GenerationRequest([Message("user", parts)], SamplingParams(max_new_tokens=max_new_tokens))
-    engine.end_ids = set()  # every side produces exactly max_new_tokens
+    engine.runner.end_ids = set()  # every side produces exactly max_new_tokens
     results, setup = {modality: {"reference": {"runs": []}} for modality in inputs}, {}
     for path in modes:
         started = time.perf_counter()

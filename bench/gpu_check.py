@@ -98,9 +98,8 @@ def request(parts, tokens: int) -> GenerationRequest:
 def generate_tokens(engine, req) -> list[int]:
     """transformers' own `generate` on the engine's processor inputs, greedy, under the request's adapter."""
     prepared = engine.prepare(req)
-    engine.router.activate(prepared.adapter)
     n = req.params.max_new_tokens
-    with torch.inference_mode():
+    with engine.runner.turn([prepared.adapter]):
         out = engine.model.generate(
             **prepared.inputs,
             max_new_tokens=n,

@@ -33,6 +33,7 @@ import torch
 from transformers import DynamicCache
 
 from core.errors import ShuttingDown, release_memory
+from engine.decode import PreparedPrompt, Sampler
 from engine.request import GenerationRequest
 from engine.static_decode import StaticRun
 
@@ -42,8 +43,8 @@ log = logging.getLogger(__name__)
 @dataclass(eq=False)  # rows are compared by identity (their fields hold tensors)
 class Row:
     request: GenerationRequest
-    prepared: object  # engine.PreparedPrompt
-    sampler: tuple  # (processors, generator, greedy)
+    prepared: PreparedPrompt
+    sampler: Sampler
     ids: torch.Tensor  # (1, n) prompt + generated, for the logits processors
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)  # token ids; None = stopped; or an error
     done: threading.Event = field(default_factory=threading.Event)  # no more tokens are wanted
@@ -52,9 +53,10 @@ class Row:
 
 class DecodeBatcher:
     def __init__(self, engine, max_batch: int):
-        self.engine = engine
+        self.engine = engine  # for its static decoder and its samplers; the model only through its runner
+        self.runner = engine.runner
         self.max_batch = max_batch
-        self._pending: list[Row] = []
+        self.pending: list[Row] = []  # submitted, waiting to join the batch
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
         # the running batch: rows, their shared cache, which cache positions are real, each row's length
@@ -69,16 +71,16 @@ class DecodeBatcher:
         self.rows_stepped = 0  # sum of batch sizes over those steps (mean batch = rows_stepped / steps)
         self.solo_steps = 0  # steps of a lone request on the static cache
 
-    def accepts(self, prepared) -> bool:
-        switch = self.engine.longrope_switch_at
+    def accepts(self, prepared: PreparedPrompt) -> bool:
+        switch = self.runner.longrope_switch_at
         return switch is None or prepared.prompt_tokens + prepared.max_new_tokens <= switch
 
-    def submit(self, request: GenerationRequest, prepared) -> Iterator[int]:
-        row = Row(request, prepared, self.engine.sampler(request), prepared.inputs["input_ids"])
+    def submit(self, request: GenerationRequest, prepared: PreparedPrompt) -> Iterator[int]:
+        row = Row(request, prepared, self.engine.sampler(request), prepared.input_ids)
         with self._wake:
             if self._closing:
                 raise ShuttingDown()
-            self._pending.append(row)
+            self.pending.append(row)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="decode-batcher", daemon=True)
                 self._thread.start()
@@ -109,19 +111,18 @@ class DecodeBatcher:
     def _loop(self) -> None:
         while True:
             with self._wake:
-                while not self._pending and not self.rows and not self.long and not self._closing:
+                while not self.pending and not self.rows and not self.long and not self._closing:
                     self._wake.wait()
                 if self._closing:
-                    for row in self.rows + self.long + self._pending:
+                    for row in self.rows + self.long + self.pending:
                         row.out.put(ShuttingDown())
                     self._reset()
-                    self.long, self._pending = [], []
+                    self.long, self.pending = [], []
                     return
                 room = self.max_batch - len(self.rows) - len(self.long)
-                joining, self._pending = self._pending[:room], self._pending[room:]
+                joining, self.pending = self.pending[:room], self.pending[room:]
             try:
-                with torch.inference_mode():
-                    self._round(joining)
+                self._round(joining)
             except Exception as err:  # noqa: BLE001 - a fault outside any one row's forward pass
                 log.exception("decode loop step failed")
                 for row in set(self.rows + self.long + joining):
@@ -161,33 +162,32 @@ class DecodeBatcher:
         release_memory(err)
 
     def _forward(self, adapters: list[str], **kwargs):
-        """One forward pass of the model, holding the engine's slot only for the pass itself."""
-        with self.engine._slot, self.engine.router.mixed(adapters):
-            return self.engine.model(use_cache=True, **kwargs)
+        """One forward pass of the model for rows under `adapters`, in the runner's turn."""
+        with self.runner.turn(adapters):
+            return self.runner.model(use_cache=True, **kwargs)
 
     def _choose(self, row: Row, logits: torch.Tensor) -> None:
-        token = self.engine.choose(row.ids, logits, *row.sampler)
+        token = row.sampler.choose(row.ids, logits)
         row.ids = torch.cat([row.ids, token[:, None]], dim=1)
         self._emit(row, int(token[0]))
 
     def _emit(self, row: Row, token: int) -> None:
         row.out.put(token)
-        generated = row.ids.shape[1] - row.prepared.inputs["input_ids"].shape[1]
-        if token in self.engine.end_ids or generated >= row.prepared.max_new_tokens:
+        if self.runner.finished(row.prepared, row.ids, token):
             row.done.set()  # the consumer will finish on this token: no step is wasted on the row
 
     def _prefill(self, row: Row, alone: bool) -> None:
         if row.done.is_set() or row.request.cancel.is_set():
             row.out.put(None)
             return
-        engine = self.engine
-        if alone and not self.rows and engine.static_fits(row.prepared):
-            with engine._slot:
-                solo = StaticRun.start(engine.static, row.prepared, row.sampler)
+        runner = self.runner
+        if alone and not self.rows and self.engine.static_fits(row.prepared):
+            with runner.turn([row.prepared.adapter]):
+                solo = StaticRun.start(self.engine.static, row.prepared, row.sampler)
             self._solo, self.rows = solo, [row]
             return  # its first token comes from the decode step, like every later one
-        with engine._slot, engine.router.mixed([row.prepared.adapter]):
-            logits, cache = engine._forward(row.prepared, row.ids, DynamicCache(config=engine.model.config))
+        with runner.turn([row.prepared.adapter]):
+            logits, cache = runner.forward(row.prepared, row.ids, runner.new_cache())
         if self._solo is not None:
             self._leave_solo()
         self._choose(row, logits)
@@ -197,17 +197,14 @@ class DecodeBatcher:
         """One step of a long row on its own cache (the engine's forward handles the long-RoPE switch)."""
         if row.done.is_set() or row.request.cancel.is_set():
             return
-        with self.engine._slot:
-            self.engine.router.activate(row.prepared.adapter)
-            logits, row.cache = self.engine._forward(
-                row.prepared, row.ids, row.cache or DynamicCache(config=self.engine.model.config)
-            )
+        with self.runner.turn([row.prepared.adapter]):
+            logits, row.cache = self.runner.forward(row.prepared, row.ids, row.cache or self.runner.new_cache())
         self._choose(row, logits)
 
     def _decode_step(self) -> None:
         if self._solo is not None:
             try:
-                with self.engine._slot:
+                with self.runner.turn([self.rows[0].prepared.adapter]):
                     token = self._solo.advance()
             except Exception as err:  # noqa: BLE001 - the lone row fails alone
                 self._fail(self.rows[0], err)
@@ -256,7 +253,7 @@ class DecodeBatcher:
                     torch.cat([_left_pad(old.values, width), _left_pad(new.values, width)]),
                 )
             )
-        self._cache = DynamicCache(ddp_cache_data=layers, config=self.engine.model.config)
+        self._cache = DynamicCache(ddp_cache_data=layers, config=self.runner.model.config)
         self._mask = torch.cat([_left_pad(self._mask, width, dim=1), _left_pad(mask, width, dim=1)])
         self._lengths = torch.cat([self._lengths, self._lengths.new_tensor([length])])
         self.rows.append(row)
@@ -265,7 +262,7 @@ class DecodeBatcher:
         """The static cache's row becomes an ordinary batch row (another request is joining)."""
         row, layers = self.rows[0], self._solo.export()
         self._reset()
-        self._join(row, DynamicCache(ddp_cache_data=layers, config=self.engine.model.config))
+        self._join(row, DynamicCache(ddp_cache_data=layers, config=self.runner.model.config))
 
     def _step_rows_alone(self) -> None:
         """After a failed batched step: each row takes this step on its own slice of the cache
@@ -279,7 +276,7 @@ class DecodeBatcher:
                 (layer.keys[i : i + 1, :, start:width], layer.values[i : i + 1, :, start:width])
                 for layer in cache.layers
             ]
-            alone = DynamicCache(ddp_cache_data=layers, config=self.engine.model.config)
+            alone = DynamicCache(ddp_cache_data=layers, config=self.runner.model.config)
             try:
                 out = self._forward([row.prepared.adapter], input_ids=row.ids[:, -1:], past_key_values=alone)
             except Exception as err:  # noqa: BLE001
@@ -294,8 +291,8 @@ class DecodeBatcher:
         row = self.rows[0]
         layers = [(layer.keys, layer.values) for layer in self._cache.layers]
         try:
-            with self.engine._slot:
-                solo = StaticRun.resume(self.engine.static, row.prepared.adapter, row.ids, row.sampler, layers)
+            with self.runner.turn([row.prepared.adapter]):
+                solo = StaticRun.resume(self.engine.static, row.ids, row.sampler, layers)
         except Exception as err:  # noqa: BLE001
             log.warning(
                 "moving a request onto the static cache failed (%s); it stays on the dynamic path", type(err).__name__
@@ -322,7 +319,7 @@ class DecodeBatcher:
         mask = self._mask[index]
         start = int((mask.sum(dim=0) == 0).long().cumprod(dim=0).sum())  # columns that are padding in every row
         layers = [(layer.keys[index, :, start:], layer.values[index, :, start:]) for layer in self._cache.layers]
-        self._cache = DynamicCache(ddp_cache_data=layers, config=self.engine.model.config)
+        self._cache = DynamicCache(ddp_cache_data=layers, config=self.runner.model.config)
         self._mask, self._lengths = mask[:, start:], self._lengths[index]
         self.rows = [self.rows[i] for i in keep]
         if len(keep) == 1 and self.engine.static_fits(self.rows[0].prepared):

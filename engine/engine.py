@@ -6,22 +6,13 @@ import dataclasses
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from typing import Iterator
 
 import torch
-from transformers import (
-    DynamicCache,
-    LogitsProcessorList,
-    RepetitionPenaltyLogitsProcessor,
-    SuppressTokensLogitsProcessor,
-    TemperatureLogitsWarper,
-    TopKLogitsWarper,
-    TopPLogitsWarper,
-)
 
 from core.errors import InvalidRequest, PromptTooLong, ShuttingDown, first_line, generation_failed, release_memory
 from engine.counters import CountsGenerations, EngineCounters
+from engine.decode import ModelRunner, PreparedPrompt, Sampler
 from engine.loading import LoadOptions, load_model
 from engine.model_config import CHAT_TEMPLATE, END_TOKENS, SPECIAL_TOKENS
 from engine.request import Chunk, GenerationRequest, Metrics, SamplingParams
@@ -31,19 +22,9 @@ from engine.static_decode import StaticDecoder, StaticRun, resolve_mode
 from engine.text_stream import IncrementalDetokenizer, StopMatcher
 from media.audio_features import install_fast_features
 from media.limits import SAMPLE_RATE, MediaLimits
-from media.parts import AudioPart, ImagePart, Message, TextPart, VideoPart
+from media.parts import Message, TextPart, prompt_items
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class PreparedPrompt:
-    """Model inputs for one request, built outside the generation slot."""
-
-    inputs: dict  # processor output on the model's device: input_ids, pixel values, audio features …
-    adapter: str
-    prompt_tokens: int
-    max_new_tokens: int  # the request's, clipped to what the context window leaves
 
 
 def neutralise_control_tokens(text: str) -> str:
@@ -57,23 +38,17 @@ def neutralise_control_tokens(text: str) -> str:
 
 def to_chat(messages: list[Message]) -> tuple[list[dict], list, list]:
     """Typed messages -> (template input with placeholders in order, images, audio clips)."""
-    chat, images, audios = [], [], []
+    chat, media = [], {"image": [], "audio": []}
     for message in messages:
         content = []
-        for part in message.parts:
-            if isinstance(part, TextPart):
-                content.append({"type": "text", "text": neutralise_control_tokens(part.text)})
-            elif isinstance(part, ImagePart):
-                content.append({"type": "image"})
-                images.append(part.image)
-            elif isinstance(part, VideoPart):  # frames in order, one image placeholder each
-                content.extend({"type": "image"} for _ in part.frames)
-                images.extend(part.frames)
-            elif isinstance(part, AudioPart):
-                content.append({"type": "audio"})
-                audios.append(part.samples)
+        for kind, item in prompt_items(message.parts):
+            if kind == "text":
+                content.append({"type": "text", "text": neutralise_control_tokens(item)})
+            else:
+                content.append({"type": kind})
+                media[kind].append(item)
         chat.append({"role": message.role, "content": content})
-    return chat, images, audios
+    return chat, media["image"], media["audio"]
 
 
 def _standard_strides(module, args):
@@ -85,6 +60,14 @@ def _standard_strides(module, args):
     this too: it runs the same model."""
     hidden = args[0]
     return (hidden.reshape(-1, hidden.shape[-1]).view(hidden.shape), *args[1:])
+
+
+def hold_standard_strides(model):
+    """Installs `_standard_strides` on the model's output head, once per model -> its handle."""
+    handle = getattr(model.lm_head, "phi4mm_strides_hook", None)
+    if handle is None:
+        handle = model.lm_head.phi4mm_strides_hook = model.lm_head.register_forward_pre_hook(_standard_strides)
+    return handle
 
 
 class Engine(CountsGenerations):
@@ -108,21 +91,15 @@ class Engine(CountsGenerations):
         config = model.config
         self.context_window = context_window or config.max_position_embeddings
         self.router = LoraRouter(model, tuple(getattr(model, "peft_config", {})))
-        if not getattr(model.lm_head, "_phi4mm_strides_hook", False):  # before any compile: graphs guard on hooks
-            model.lm_head.register_forward_pre_hook(_standard_strides)
-            model.lm_head._phi4mm_strides_hook = True
-        self.end_ids = {self.tokenizer.convert_tokens_to_ids(t) for t in END_TOKENS}
+        self.strides_hook = hold_standard_strides(model)  # before any compile: graphs guard on hooks
+        end_ids = {self.tokenizer.convert_tokens_to_ids(t) for t in END_TOKENS}
         eos = model.generation_config.eos_token_id
-        self.end_ids |= set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        end_ids |= set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         # The model must never emit media placeholders: the next step would try to fill them.
         self.media_token_ids = [config.vision_config.image_token_id, config.audio_config.audio_token_id]
         rope = config.rope_parameters or {}
-        self.longrope_switch_at = (
-            config.original_max_position_embeddings if rope.get("rope_type") == "longrope" else None
-        )
-        # One forward pass at a time, never held across a yield: a slow reader must not hold up
-        # anyone else's tokens.
-        self._slot = threading.Lock()
+        switch = config.original_max_position_embeddings if rope.get("rope_type") == "longrope" else None
+        self.runner = ModelRunner(model, self.router, end_ids, switch)  # engine/decode.py: the decode contract
         # The static cache serves one request at a time; a second one meanwhile decodes dynamically.
         self._static_owner = threading.Lock()
         self.batcher = None  # a DecodeBatcher once enable_batching is called
@@ -147,9 +124,11 @@ class Engine(CountsGenerations):
         self.static, self.decode_mode, self.decode_fallback, self.self_check_s = None, "dynamic", None, 0.0
         if mode == "dynamic":
             return mode
-        capacity = min(static_tokens, self.longrope_switch_at or static_tokens, self.context_window)
+        capacity = min(static_tokens, self.runner.longrope_switch_at or static_tokens, self.context_window)
         try:
-            self.static = StaticDecoder(self, capacity, mode == "compiled", compile_prefill)
+            self.static = StaticDecoder(
+                self.runner, self.dtype, self.device, capacity, mode == "compiled", compile_prefill
+            )
             if mode == "compiled":
                 adapters = [BASE, *self.adapters] if self.adapters else [BASE]
                 # measured at full size on an H200: about a minute per adapter (bench/RESULTS.md)
@@ -260,7 +239,7 @@ class Engine(CountsGenerations):
         started = time.perf_counter()
         self._check_open()
         prepared = self.prepare(request)
-        tokens = self.batcher.submit(request, prepared) if self.batcher else self._solo_tokens(request, prepared)
+        tokens = self.batcher.submit(request, prepared) if self.batcher else self.decode_alone(request, prepared)
         yield from self._chunks(request, prepared, tokens, started)
 
     def generate(self, request: GenerationRequest) -> tuple[str, list[int], Chunk]:
@@ -268,84 +247,30 @@ class Engine(CountsGenerations):
         chunks = list(self.stream(request))
         return "".join(c.text for c in chunks), [t for c in chunks for t in c.token_ids], chunks[-1]
 
-    def _logits_processors(self, request: GenerationRequest) -> LogitsProcessorList:
-        params = request.params
-        processors = LogitsProcessorList()
-        if params.repetition_penalty != 1.0:
-            processors.append(RepetitionPenaltyLogitsProcessor(params.repetition_penalty))
-        processors.append(SuppressTokensLogitsProcessor(self.media_token_ids, device=self.device))
-        if not params.greedy:
-            processors.append(TemperatureLogitsWarper(params.temperature))
-            if params.top_k > 0:
-                processors.append(TopKLogitsWarper(params.top_k))
-            if params.top_p < 1.0:
-                processors.append(TopPLogitsWarper(params.top_p))
-        return processors
+    def sampler(self, request: GenerationRequest) -> Sampler:
+        return Sampler.for_params(request.params, self.device, self.media_token_ids)
 
-    def _forward(
-        self, prepared: PreparedPrompt, ids: torch.Tensor, cache: DynamicCache
-    ) -> tuple[torch.Tensor, DynamicCache]:
-        """Logits for the next token. The first call (and a longrope switch) runs the whole prompt
-        with its media; later calls feed one token against the cache."""
-        cached = cache.get_seq_length()
-        switch = self.longrope_switch_at
-        # Crossing the original context length changes every rotary frequency to the long factors:
-        # recompute the whole sequence once, as transformers' Phi-4 code intends (its 5.23
-        # `generate` drops the cache but then feeds only the newest token).
-        if cached and switch and cached <= switch < ids.shape[1]:
-            cache, cached = DynamicCache(config=self.model.config), 0
-        if cached == 0:
-            media = {k: v for k, v in prepared.inputs.items() if k not in ("input_ids", "attention_mask")}
-            out = self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1, **media)
-        else:
-            out = self.model(input_ids=ids[:, cached:], past_key_values=cache, use_cache=True)
-        return out.logits[:, -1, :], cache
-
-    @torch.inference_mode()  # per step, never across a yield: grad mode is the caller's again between chunks
-    def _step(self, prepared, ids, cache, processors, generator, greedy):
-        """One forward pass and token choice -> (sequence with the new token, cache)."""
-        logits, cache = self._forward(prepared, ids, cache)
-        return torch.cat([ids, self.choose(ids, logits, processors, generator, greedy)[:, None]], dim=1), cache
-
-    @staticmethod
-    def choose(ids, logits, processors, generator, greedy) -> torch.Tensor:
-        """The next token id(s) from the last position's logits."""
-        scores = processors(ids, logits.float())
-        if greedy:
-            return scores.argmax(dim=-1)
-        return torch.multinomial(scores.softmax(dim=-1), 1, generator=generator)[:, 0]
-
-    def sampler(self, request: GenerationRequest):
-        """(logits processors, random generator, greedy?) for one request."""
-        greedy = request.params.greedy
-        generator = None
-        if not greedy and request.params.seed is not None:
-            generator = torch.Generator(device=self.device).manual_seed(request.params.seed)
-        return self._logits_processors(request), generator, greedy
-
-    def _solo_tokens(self, request: GenerationRequest, prepared: PreparedPrompt) -> Iterator[int]:
+    def decode_alone(self, request: GenerationRequest, prepared: PreparedPrompt) -> Iterator[int]:
         """Token ids of one request decoded on its own (no batcher), until cancelled or the
-        consumer stops asking. The slot is taken per step: concurrent requests interleave."""
+        consumer stops asking: engine/decode.py's loop. The model is taken per step
+        (`runner.turn`), so concurrent requests interleave; a request that fits the static cache
+        (and finds it free) steps there instead."""
+        runner, sampler, adapters = self.runner, self.sampler(request), [prepared.adapter]
         static = self.static_fits(prepared) and self._static_owner.acquire(blocking=False)
         try:
             if static:
-                with self._slot, torch.inference_mode():
-                    run = StaticRun.start(self.static, prepared, self.sampler(request))
-                while not request.cancel.is_set():
-                    self._check_open()
-                    with self._slot, torch.inference_mode():
-                        token = run.advance()
-                    yield token
-                return
-            processors, generator, greedy = self.sampler(request)
-            ids = prepared.inputs["input_ids"]
-            cache = DynamicCache(config=self.model.config)
+                with runner.turn(adapters):
+                    run = StaticRun.start(self.static, prepared, sampler)
+            ids, cache = prepared.input_ids, runner.new_cache()
             while not request.cancel.is_set():
                 self._check_open()
-                with self._slot:
-                    self.router.activate(prepared.adapter)
-                    ids, cache = self._step(prepared, ids, cache, processors, generator, greedy)
-                yield int(ids[0, -1])
+                with runner.turn(adapters):
+                    if static:
+                        token = run.advance()  # reads back the token before last: the device stays a step ahead
+                    else:
+                        logits, cache = runner.forward(prepared, ids, cache)
+                        ids = torch.cat([ids, sampler.choose(ids, logits)[:, None]], dim=1)
+                yield token if static else int(ids[0, -1])
         except Exception as err:
             release_memory(err)
             raise
@@ -384,7 +309,7 @@ class Engine(CountsGenerations):
                     first_token_at = first_token_at or time.perf_counter()
                     completion.append(token)
                     self.counters.add_tokens(1)
-                    if token in self.end_ids:
+                    if token in self.runner.end_ids:
                         finish = "stop"
                     else:
                         delta = stops.feed(detokenizer.push(token))

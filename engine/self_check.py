@@ -13,7 +13,6 @@ them 7x the headroom measured here (not yet measured on a GPU).
 from __future__ import annotations
 
 import torch
-from transformers import DynamicCache
 
 from engine.router import BASE
 
@@ -40,23 +39,22 @@ def check_fast_path(engine) -> str | None:
     return None
 
 
-@torch.inference_mode()
 def _dynamic_logits(engine, prepared) -> tuple[list[torch.Tensor], list[int]]:
-    engine.router.activate(prepared.adapter)
-    ids, cache, logits = prepared.inputs["input_ids"], DynamicCache(config=engine.model.config), []
+    runner = engine.runner
+    ids, cache, logits = prepared.input_ids, runner.new_cache(), []
     for _ in range(CANARY_STEPS + 1):
-        step, cache = engine._forward(prepared, ids, cache)
+        with runner.turn([prepared.adapter]):
+            step, cache = runner.forward(prepared, ids, cache)
         logits.append(step.float()[0])
         ids = torch.cat([ids, step.argmax(dim=-1, keepdim=True)], dim=1)
     return logits, ids[0, prepared.prompt_tokens :].tolist()
 
 
-@torch.inference_mode()
 def _static_logits(engine, prepared, tokens: list[int]) -> list[torch.Tensor]:
     decoder = engine.static
-    engine.router.activate(prepared.adapter)
-    logits = [decoder.prefill(prepared)[0].float().clone()]
-    for token in tokens[:-1]:
-        step = decoder.step(torch.tensor([[token]], device=engine.device))
-        logits.append(step[0].float().clone())
+    with engine.runner.turn([prepared.adapter]):
+        logits = [decoder.prefill(prepared)[0].float().clone()]
+        for token in tokens[:-1]:
+            step = decoder.step(torch.tensor([[token]], device=engine.device))
+            logits.append(step[0].float().clone())
     return logits

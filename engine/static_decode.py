@@ -24,8 +24,10 @@ from __future__ import annotations
 import logging
 
 import torch
-from transformers import DynamicCache, StaticCache
+from transformers import StaticCache
 from transformers.cache_utils import Cache, StaticLayer
+
+from engine.decode import ModelRunner, PreparedPrompt, Sampler
 
 log = logging.getLogger(__name__)
 
@@ -60,18 +62,28 @@ def bucket_length(length: int, capacity: int) -> int:
 
 
 class StaticDecoder:
-    """Owns the static cache (batch 1) and the two forward passes that fill it."""
+    """Owns the static cache (batch 1) and the two forward passes that fill it. Its callers hold
+    the runner's turn (engine/decode.py) around every call that runs the model."""
 
-    def __init__(self, engine, capacity: int, compiled: bool, compile_prefill: bool = False):
-        model, config = engine.model, engine.model.config
-        self.engine = engine
+    def __init__(
+        self,
+        runner: ModelRunner,
+        dtype: torch.dtype,
+        device: torch.device,
+        capacity: int,
+        compiled: bool,
+        compile_prefill: bool = False,
+    ):
+        model, config = runner.model, runner.model.config
+        self.runner = runner
         self.model = model
+        self.dtype, self.device = dtype, device
         window = getattr(config.get_text_config(decoder=True), "sliding_window", None)
         self.capacity = min(capacity, window or capacity)  # tokens the cache holds: prompt + answer must fit
         self.cache = FullStaticCache(config, max_cache_len=self.capacity)
         head_dim = config.hidden_size // config.num_attention_heads
-        self.cache.early_initialization(1, config.num_key_value_heads, head_dim, engine.dtype, engine.device)
-        self.cuda_graphs = compiled and engine.device.type == "cuda"
+        self.cache.early_initialization(1, config.num_key_value_heads, head_dim, dtype, device)
+        self.cuda_graphs = compiled and device.type == "cuda"
         # opt-in: on a CPU a compiled prefill measured slower than an eager one, and on a GPU it
         # would add a minute of start-up per adapter (see the module's docstring)
         self.compile_prefill = compiled and compile_prefill
@@ -80,8 +92,8 @@ class StaticDecoder:
             # long-RoPE builds its long-factor frequencies on first use, which a graph with a
             # symbolic length cannot trace: build them now
             with torch.no_grad():
-                position = torch.zeros(1, 1, dtype=torch.long, device=engine.device)
-                model.model.rotary_emb(torch.zeros(1, dtype=engine.dtype, device=engine.device), position)
+                position = torch.zeros(1, 1, dtype=torch.long, device=device)
+                model.model.rotary_emb(torch.zeros(1, dtype=dtype, device=device), position)
             # one decode graph per adapter; guards on PEFT's adapter state pick the right one
             torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 32)
             self._decode_fn = torch.compile(
@@ -96,17 +108,16 @@ class StaticDecoder:
         """Compiles every graph now, one per adapter, so no request waits for it and nothing
         compiles while other threads are busy with requests (tracing is not safe to overlap
         with them: it crashed the process in bench/asr.py)."""
-        config, engine = self.model.config, self.engine
+        config = self.model.config
         for adapter in adapters:
-            self.engine.router.activate(adapter)
-            with torch.inference_mode():
+            with self.runner.turn([adapter]):
                 if self.compile_prefill:
                     self._set_length(0)
-                    embeds = torch.zeros(1, BUCKET, config.hidden_size, dtype=engine.dtype, device=engine.device)
+                    embeds = torch.zeros(1, BUCKET, config.hidden_size, dtype=self.dtype, device=self.device)
                     torch._dynamo.mark_dynamic(embeds, 1)
-                    self._run("prefill", embeds, torch.tensor([BUCKET - 1], device=engine.device))
+                    self._run("prefill", embeds, torch.tensor([BUCKET - 1], device=self.device))
                 self._set_length(BUCKET)
-                token = torch.zeros(1, 1, dtype=torch.long, device=self.engine.device)
+                token = torch.zeros(1, 1, dtype=torch.long, device=self.device)
                 for _ in range(3):  # CUDA graphs record on the second or third call
                     self.step(token)
 
@@ -144,18 +155,17 @@ class StaticDecoder:
         for layer in self.cache.layers:
             layer.cumulative_length.fill_(length)
 
-    def prefill(self, prepared) -> torch.Tensor:
+    def prefill(self, prepared: PreparedPrompt) -> torch.Tensor:
         """Fills the cache with the prompt (media merged into its embeddings) -> next-token logits."""
-        ids = prepared.inputs["input_ids"]
+        ids = prepared.input_ids
         if not self.compile_prefill:
             # eager attention over the prompt alone is faster than over the whole static cache
             # (bench/RESULTS.md): prefill into an exact-size cache, then copy it in
-            logits, cache = self.engine._forward(prepared, ids, DynamicCache(config=self.model.config))
+            logits, cache = self.runner.forward(prepared, ids, self.runner.new_cache())
             self.load([(layer.keys, layer.values) for layer in cache.layers])
             return logits.float()
-        media = {k: v for k, v in prepared.inputs.items() if k not in ("input_ids", "attention_mask")}
         inner = self.model.model
-        embeds = inner.embed_tokens_extend(ids, inner.embed_tokens(ids), **media)
+        embeds = inner.embed_tokens_extend(ids, inner.embed_tokens(ids), **prepared.media)
         length = ids.shape[1]
         bucket = bucket_length(length, self.capacity)
         # right padding: the padded positions are written to the cache but never attended to (the
@@ -187,47 +197,43 @@ class StaticDecoder:
 
 
 class StaticRun:
-    """One request decoding on the static cache.
+    """One request decoding on the static cache; every call is made in the runner's turn for
+    the request's adapter.
 
     Invariant: the cache holds every token of `ids`, and `logits` (possibly still being computed
     on the device) predict the next one."""
 
-    def __init__(self, decoder: StaticDecoder, adapter: str, ids: torch.Tensor, sampler: tuple, logits: torch.Tensor):
+    def __init__(self, decoder: StaticDecoder, ids: torch.Tensor, sampler: Sampler, logits: torch.Tensor):
         self.decoder = decoder
-        self.adapter = adapter
         self.ids = ids  # (1, n) prompt + tokens so far (the logits processors read it)
-        self.sampler = sampler  # (processors, generator, greedy), from Engine.sampler
+        self.sampler = sampler
         self.logits = logits
 
     @classmethod
-    def start(cls, decoder: StaticDecoder, prepared, sampler: tuple) -> "StaticRun":
-        decoder.engine.router.activate(prepared.adapter)
-        return cls(decoder, prepared.adapter, prepared.inputs["input_ids"], sampler, decoder.prefill(prepared))
+    def start(cls, decoder: StaticDecoder, prepared: PreparedPrompt, sampler: Sampler) -> "StaticRun":
+        return cls(decoder, prepared.input_ids, sampler, decoder.prefill(prepared))
 
     @classmethod
     def resume(
         cls,
         decoder: StaticDecoder,
-        adapter: str,
         ids: torch.Tensor,
-        sampler: tuple,
+        sampler: Sampler,
         layers: list[tuple[torch.Tensor, torch.Tensor]],
     ) -> "StaticRun":
         """From a cache holding all of `ids` but the last token (the batched path's invariant)."""
         decoder.load(layers)
-        decoder.engine.router.activate(adapter)
         last = ids[:, -1:].clone(memory_format=torch.contiguous_format)  # strides (1, 1): no recompile
-        return cls(decoder, adapter, ids, sampler, decoder.step(last))
+        return cls(decoder, ids, sampler, decoder.step(last))
 
     def advance(self) -> int:
         """Chooses the next token, queues the step after it, and only then reads it back."""
         if self.logits is None:
             raise RuntimeError("the static KV cache is full")  # StaticDecoder.fits keeps requests from here
-        token = self.decoder.engine.choose(self.ids, self.logits, *self.sampler)
+        token = self.sampler.choose(self.ids, self.logits)
         self.ids = torch.cat([self.ids, token[:, None]], dim=1)
         self.logits = None
         if self.ids.shape[1] < self.decoder.capacity:
-            self.decoder.engine.router.activate(self.adapter)  # a no-op unless a batch ran in between
             self.logits = self.decoder.step(token[:, None])
         return int(token[0])
 

@@ -139,8 +139,8 @@ def test_output_guard_stops_real_generation_and_replaces_the_answer(engine):
     assert replies[-1].finish_reason == "content_filter" and replies[-1].blocked == "test_phrase"
     assert len(produced) < 60  # generation was stopped, not run to the end
     assert guarded.blocked_counts == {"test_phrase": 1}
-    assert engine._slot.acquire(timeout=1)  # and the slot is free again
-    engine._slot.release()
+    assert engine.runner.slot.acquire(timeout=1)  # and the slot is free again
+    engine.runner.slot.release()
 
 
 def test_input_limits_are_clear_errors(engine):

@@ -58,7 +58,7 @@ def run_together(engine: Engine, jobs: dict, on_chunk=None, hold=None) -> dict:
     submitted, submit = [], engine.batcher.submit
     engine.batcher.submit = lambda req, prepared: submitted.append(req) or submit(req, prepared)
     threads = [threading.Thread(target=run, args=item) for item in jobs.items()]
-    with hold or engine._slot:  # the loop may take the first arrivals, but cannot step until all are in
+    with hold or engine.runner.slot:  # the loop may take the first arrivals, but cannot step until all are in
         for thread in threads:
             thread.start()
         assert wait_until(lambda: len(submitted) == len(jobs), seconds=60), "requests were not submitted"
@@ -103,7 +103,7 @@ def test_a_closed_stream_leaves_the_batch(batched):
     stream = engine.stream(request("text", tokens=400))
     next(stream)
     stream.close()
-    assert wait_until(lambda: not engine.batcher.rows and not engine.batcher._pending)
+    assert wait_until(lambda: not engine.batcher.rows and not engine.batcher.pending)
     assert engine.generate(request("audio", tokens=4))[2].finish_reason == "length"  # still serving
 
 
@@ -120,8 +120,8 @@ def test_a_lone_request_moves_between_the_static_cache_and_the_batch(tiny_checkp
     widths, mixed = [], fast.router.mixed
     fast.router.mixed = lambda adapters: widths.append(len(adapters)) or mixed(adapters)
     gate = threading.Event()  # the loop stops after 3 lone steps until the others are submitted
-    step = fast.batcher._decode_step
-    fast.batcher._decode_step = lambda: (fast.batcher.solo_steps < 3 or gate.wait(60)) and step()
+    step = fast.static.step
+    fast.static.step = lambda token: (fast.batcher.solo_steps < 3 or gate.wait(60)) and step(token)
     long = request("image", tokens=300)
     expected = engine.generate(request("image", tokens=300))[1]
     stream = fast.stream(long)

@@ -4,7 +4,6 @@ one-step lookahead) gives exactly the reference path's greedy tokens, on CPU whe
 from __future__ import annotations
 
 import pytest
-import torch
 
 from engine.engine import Engine
 from engine.loading import LoadOptions
@@ -65,7 +64,7 @@ def test_the_next_step_is_queued_before_a_token_is_read(compiled):
     step = compiled.static.step
     compiled.static.step = lambda token: issued.append(token) or step(token)
     try:
-        with torch.inference_mode():
+        with compiled.runner.turn([prepared.adapter]):
             run = StaticRun.start(compiled.static, prepared, compiled.sampler(request([])))
             for k in range(1, 6):
                 token = run.advance()

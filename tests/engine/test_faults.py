@@ -70,7 +70,7 @@ def run_with_errors(engine, jobs: dict) -> tuple[dict, dict]:
             errors[name] = err
 
     threads = [threading.Thread(target=run, args=item) for item in jobs.items()]
-    with engine._slot:  # nothing steps until every request is submitted
+    with engine.runner.slot:  # nothing steps until every request is submitted
         for thread in threads:
             thread.start()
         assert wait_until(lambda: len(submitted) == len(jobs), 60)

@@ -27,7 +27,7 @@ def test_tokens_across_the_longrope_switch_equal_full_recomputation(engine):
     factors. transformers 5.23's `generate` gets this wrong (it drops the cache but then feeds only
     the newest token, so later tokens see no context); the engine recomputes the sequence. Ground
     truth: a fresh full forward over the whole sequence at every step."""
-    switch = engine.longrope_switch_at
+    switch = engine.runner.longrope_switch_at
     assert switch == 4096
     words = "the quick brown fox jumps over the lazy dog " * 600
     ids = engine.tokenizer(words).input_ids[: switch - 12]
@@ -39,12 +39,11 @@ def test_tokens_across_the_longrope_switch_equal_full_recomputation(engine):
 
     # Replay the engine's own cached forward path and compare every step's logits (argmax alone
     # is too coarse on a random model) with a full forward over the whole sequence.
-    engine.router.activate("base")
     sequence = prepared.inputs["input_ids"]
     cache = DynamicCache(config=engine.model.config)
-    with torch.no_grad():
-        for expected in tokens:
-            cached_logits, cache = engine._forward(prepared, sequence, cache)
+    for expected in tokens:
+        with engine.runner.turn(["base"]):
+            cached_logits, cache = engine.runner.forward(prepared, sequence, cache)
             full_logits = engine.model(input_ids=sequence, use_cache=False).logits[:, -1]
             torch.testing.assert_close(cached_logits, full_logits, rtol=1e-4, atol=1e-4)
             sequence = torch.cat([sequence, torch.tensor([[expected]])], dim=1)

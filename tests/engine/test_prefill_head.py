@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from torch.profiler import ProfilerActivity, profile
 
+from engine.engine import hold_standard_strides
 from engine.request import GenerationRequest, SamplingParams
 from media.parts import Message, TextPart
 
@@ -32,9 +33,9 @@ def test_prefill_runs_the_head_as_one_matrix_product(engine):
 
 def test_the_hook_is_what_prevents_the_copy(engine):
     """Without it the batched product is back: the test above can fail."""
-    handles = list(engine.model.lm_head._forward_pre_hooks)
-    saved = {h: engine.model.lm_head._forward_pre_hooks.pop(h) for h in handles}
+    engine.strides_hook.remove()
+    del engine.model.lm_head.phi4mm_strides_hook
     try:
         assert batched_head_products(engine, "A prompt of a few words, long enough to slice. " * 8)
     finally:
-        engine.model.lm_head._forward_pre_hooks.update(saved)
+        engine.strides_hook = hold_standard_strides(engine.model)

@@ -41,10 +41,9 @@ def test_adapters_still_switch_when_quantized(engine_4bit):
     request = GenerationRequest([Message("user", MODALITIES["image"]())], SamplingParams(max_new_tokens=6))
     prepared = engine_4bit.prepare(request)
     logits = {}
-    with torch.inference_mode():
-        for adapter in ("base", "vision", "speech"):
-            engine_4bit.router.activate(adapter)
+    for adapter in ("base", "vision", "speech"):
+        with engine_4bit.runner.turn([adapter]):
             cache = DynamicCache(config=engine_4bit.model.config)
-            logits[adapter], _ = engine_4bit._forward(prepared, prepared.inputs["input_ids"], cache)
+            logits[adapter], _ = engine_4bit.runner.forward(prepared, prepared.inputs["input_ids"], cache)
     assert not torch.allclose(logits["base"], logits["vision"])
     assert not torch.allclose(logits["vision"], logits["speech"])

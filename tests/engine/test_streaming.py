@@ -50,7 +50,7 @@ def test_end_token_stops_and_is_not_shown(engine):
     _, tokens, _ = engine.generate(ask(max_new_tokens=24))
     k = max(i for i, t in enumerate(tokens) if t not in tokens[:i])  # last token seen for the first time
     stopping = Engine(engine.model, engine.processor, engine.device)
-    stopping.end_ids = {tokens[k]}  # pretend that token is <|end|>
+    stopping.runner.end_ids = {tokens[k]}  # pretend that token is <|end|>
     text, got, final = stopping.generate(ask(max_new_tokens=24))
     assert final.finish_reason == "stop" and got == tokens[: k + 1]
     assert text == engine.tokenizer.decode(tokens[:k], skip_special_tokens=True)
@@ -118,8 +118,8 @@ def test_abandoned_stream_frees_the_slot_and_counts_as_cancelled(engine):
     next(stream)
     stream.close()
     assert engine.finished["cancelled"] == cancelled + 1
-    assert engine._slot.acquire(timeout=1)
-    engine._slot.release()
+    assert engine.runner.slot.acquire(timeout=1)
+    engine.runner.slot.release()
 
 
 def test_incremental_detokenizer_matches_full_decode(engine):
