@@ -133,9 +133,9 @@ def serve(settings: Settings) -> None:
     metrics.watch(service)
     engine = service.engine
     say(
-        f"ready in {time.perf_counter() - started:.0f} s: {getattr(engine, 'device', 'remote')}, "
-        f"decode {getattr(engine, 'decode_mode', 'remote')}"
-        + (f" (fell back: {engine.decode_fallback})" if getattr(engine, "decode_fallback", None) else "")
+        f"ready in {time.perf_counter() - started:.0f} s: {engine.device}, "
+        f"decode {engine.decode_mode}"
+        + (f" (fell back: {engine.decode_fallback})" if engine.decode_fallback else "")
     )
 
     def count(path: str, status: int) -> None:
@@ -154,8 +154,8 @@ def serve(settings: Settings) -> None:
             "backend": settings.backend,
             "device": str(engine.device),
             "adapters": list(engine.adapters),
-            "decode": getattr(engine, "decode_mode", "remote"),
-            "decode_fallback": getattr(engine, "decode_fallback", None),
+            "decode": engine.decode_mode,
+            "decode_fallback": engine.decode_fallback,
             "finished": dict(engine.finished),
             "tokens_generated": engine.tokens_generated,
             "queued": admission.queued,

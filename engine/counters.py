@@ -31,18 +31,3 @@ class EngineCounters:
     @property
     def tokens_generated(self) -> int:
         return self._tokens
-
-
-class CountsGenerations:
-    """For engines (local and remote): `finished` and `tokens_generated`, read from `self.counters`."""
-
-    counters: EngineCounters
-
-    @property
-    def finished(self) -> Counter[str]:
-        """Finish reasons so far (stop, length, cancelled, error)."""
-        return self.counters.finished
-
-    @property
-    def tokens_generated(self) -> int:
-        return self.counters.tokens_generated

@@ -11,11 +11,12 @@ from typing import Iterator
 import torch
 
 from core.errors import InvalidRequest, PromptTooLong, ShuttingDown, first_line, generation_failed, release_memory
-from engine.counters import CountsGenerations, EngineCounters
+from engine.counters import EngineCounters
 from engine.decode import ModelRunner, PreparedPrompt, Sampler
 from engine.loading import LoadOptions, load_model
 from engine.model_config import CHAT_TEMPLATE, END_TOKENS, SPECIAL_TOKENS
-from engine.request import Chunk, GenerationRequest, Metrics, SamplingParams
+from engine.protocol import ChatEngine
+from engine.request import Chunk, GenerationRequest, SamplingParams
 from engine.router import BASE, LoraRouter, choose_adapter
 from engine.self_check import check_fast_path
 from engine.static_decode import StaticDecoder, StaticRun, resolve_mode
@@ -70,7 +71,7 @@ def hold_standard_strides(model):
     return handle
 
 
-class Engine(CountsGenerations):
+class Engine(ChatEngine):
     def __init__(
         self,
         model,
@@ -242,11 +243,6 @@ class Engine(CountsGenerations):
         tokens = self.batcher.submit(request, prepared) if self.batcher else self.decode_alone(request, prepared)
         yield from self._chunks(request, prepared, tokens, started)
 
-    def generate(self, request: GenerationRequest) -> tuple[str, list[int], Chunk]:
-        """Whole answer at once: (text, token ids, final chunk with finish reason and metrics)."""
-        chunks = list(self.stream(request))
-        return "".join(c.text for c in chunks), [t for c in chunks for t in c.token_ids], chunks[-1]
-
     def sampler(self, request: GenerationRequest) -> Sampler:
         return Sampler.for_params(request.params, self.device, self.media_token_ids)
 
@@ -327,17 +323,16 @@ class Engine(CountsGenerations):
                         self.counters.finish("cancelled")
                         raise
                     continue
-                ended = time.perf_counter()
-                decode_time = ended - (first_token_at or ended)
-                metrics = Metrics(
-                    prompt_tokens=prepared.prompt_tokens,
-                    completion_tokens=len(completion),
-                    ttft_s=(first_token_at or ended) - started,
-                    tokens_per_s=(len(completion) - 1) / decode_time if decode_time > 0 else 0.0,
-                    adapter=adapter,
+                yield self.last_chunk(
+                    delta + stops.flush(),
+                    token_ids,
+                    adapter,
+                    finish,
+                    prepared.prompt_tokens,
+                    len(completion),
+                    started,
+                    first_token_at,
                 )
-                self.counters.finish(finish)
-                yield Chunk(delta + stops.flush(), token_ids, adapter, finish, metrics)
                 return
         finally:
             tokens.close()

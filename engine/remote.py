@@ -18,11 +18,12 @@ import openai
 import soundfile as sf
 
 from core.errors import InvalidRequest, ModelUnavailable, Overloaded, Phi4mmError
-from engine.counters import CountsGenerations, EngineCounters
-from engine.request import Chunk, GenerationRequest, Metrics
+from engine.counters import EngineCounters
+from engine.protocol import ChatEngine
+from engine.request import Chunk, GenerationRequest
 from engine.router import BASE, choose_adapter
 from media.limits import SAMPLE_RATE, MediaLimits
-from media.parts import AudioPart, ImagePart, TextPart, VideoPart
+from media.parts import prompt_items
 
 ADAPTERS = ("vision", "speech")
 
@@ -30,10 +31,8 @@ ADAPTERS = ("vision", "speech")
 def image_url(image) -> dict:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")  # lossless: text in screenshots must survive the trip
-    return {
-        "type": "image_url",
-        "image_url": {"url": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()},
-    }
+    url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return {"type": "image_url", "image_url": {"url": url}}
 
 
 def input_audio(samples) -> dict:
@@ -47,20 +46,11 @@ def input_audio(samples) -> dict:
 
 def openai_messages(request: GenerationRequest) -> list[dict]:
     """Typed messages -> OpenAI chat messages with media inline (video: its frames in order)."""
-    messages = []
-    for message in request.messages:
-        content = []
-        for part in message.parts:
-            if isinstance(part, TextPart):
-                content.append({"type": "text", "text": part.text})
-            elif isinstance(part, ImagePart):
-                content.append(image_url(part.image))
-            elif isinstance(part, VideoPart):
-                content.extend(image_url(frame) for frame in part.frames)
-            elif isinstance(part, AudioPart):
-                content.append(input_audio(part.samples))
-        messages.append({"role": message.role, "content": content})
-    return messages
+    encode = {"text": lambda text: {"type": "text", "text": text}, "image": image_url, "audio": input_audio}
+    return [
+        {"role": message.role, "content": [encode[kind](item) for kind, item in prompt_items(message.parts)]}
+        for message in request.messages
+    ]
 
 
 def translate_error(err: openai.OpenAIError, base_url: str) -> Phi4mmError:
@@ -79,7 +69,7 @@ def translate_error(err: openai.OpenAIError, base_url: str) -> Phi4mmError:
     return Phi4mmError(f"The remote engine failed: {message}")
 
 
-class RemoteEngine(CountsGenerations):
+class RemoteEngine(ChatEngine):
     def __init__(
         self,
         base_url: str,
@@ -96,6 +86,7 @@ class RemoteEngine(CountsGenerations):
         self.device = f"remote {base_url}"
         self.adapters = ADAPTERS
         self.concurrency = 8  # requests worth having in flight at once (the remote batches them)
+        self.decode_mode, self.decode_fallback = "remote", None  # the remote server's own choice
         self.counters = EngineCounters()  # finish reasons and tokens, as the local engine counts them
 
     def stream(self, request: GenerationRequest) -> Iterator[Chunk]:
@@ -149,30 +140,11 @@ class RemoteEngine(CountsGenerations):
             raise translate_error(err, self.base_url) from None
         finally:
             response.close()  # hangs up on the remote server, which cancels its generation
-        ended = time.perf_counter()
         completion = usage.completion_tokens if usage else pieces
         self.counters.add_tokens(completion)
-        finish = finish or "stop"
-        self.counters.finish(finish)
-        decode_time = ended - (first_token_at or ended)
-        yield Chunk(
-            "",
-            [],
-            adapter,
-            finish,
-            Metrics(
-                prompt_tokens=usage.prompt_tokens if usage else 0,
-                completion_tokens=completion,
-                ttft_s=(first_token_at or ended) - started,
-                tokens_per_s=(completion - 1) / decode_time if decode_time > 0 else 0.0,
-                adapter=adapter,
-            ),
+        yield self.last_chunk(
+            "", [], adapter, finish or "stop", usage.prompt_tokens if usage else 0, completion, started, first_token_at
         )
 
     def close(self) -> None:
         """Nothing runs here to stop: each open stream hangs up on the remote when it closes."""
-
-    def generate(self, request: GenerationRequest) -> tuple[str, list[int], Chunk]:
-        """Whole answer at once: (text, token ids (empty: the remote sends text), final chunk)."""
-        chunks = list(self.stream(request))
-        return "".join(c.text for c in chunks), [], chunks[-1]

@@ -94,19 +94,40 @@ class GenerationRequest:
 
 @dataclass
 class Metrics:
+    """How one answer went, on its last chunk.
+
+    Args:
+        prompt_tokens: tokens of the rendered prompt, text plus every image and audio token.
+        completion_tokens: tokens generated, the end token included.
+        ttft_s: seconds from the request's arrival (media decoding included) to its first token.
+        tokens_per_s: decode rate after the first token (0 when only one came).
+        adapter: the LoRA adapter that answered: "base", "vision" or "speech".
+    """
+
     prompt_tokens: int
     completion_tokens: int
-    ttft_s: float  # request start (incl. media preprocessing) to first generated token
-    tokens_per_s: float  # decode rate after the first token
-    adapter: str  # "base", "vision" or "speech"
+    ttft_s: float
+    tokens_per_s: float
+    adapter: str
 
 
 @dataclass
 class Chunk:
-    """One streamed piece of an answer. The last chunk has `finish_reason` and `metrics` set."""
+    """One streamed piece of an answer, as `Engine.stream` yields it (one per generated token on
+    the local engine; as the remote server sends them on a remote one).
+
+    Args:
+        text: the new text: may be empty while a multi-byte character or a possible stop string
+            is held back, and never contains an end token's text or a stop string.
+        token_ids: the token(s) this chunk stands for (empty from a remote engine).
+        adapter: the LoRA adapter answering: "base", "vision" or "speech".
+        finish_reason: set on the last chunk only: "stop" (an end token or a stop string),
+            "length" (max_new_tokens, or the context window) or "cancelled".
+        metrics: set on the last chunk only.
+    """
 
     text: str
     token_ids: list[int]
     adapter: str
-    finish_reason: str | None = None  # "stop", "length" or "cancelled"
+    finish_reason: str | None = None
     metrics: Metrics | None = None
