@@ -112,20 +112,19 @@ def to_messages(raw: list[ChatMessage], settings: Settings) -> list[Message]:
 
 
 def sampling(body: ChatCompletionRequest, settings: Settings) -> SamplingParams:
-    """0 counts as given (it is refused, not replaced); None as not given."""
-
-    def given(value, default):
-        return default if value is None else value
-
-    return SamplingParams(
-        max_new_tokens=given(given(body.max_completion_tokens, body.max_tokens), settings.max_new_tokens),
-        temperature=given(body.temperature, 0.0),
-        top_p=given(body.top_p, 1.0),
-        top_k=body.top_k or 0,
-        repetition_penalty=body.repetition_penalty or 1.0,
-        seed=body.seed,
-        stop=(body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ()),
-    )
+    """What the body sets (0 counts as set: it is refused, not replaced); the rest are the defaults."""
+    given = {
+        "max_new_tokens": next(
+            (n for n in (body.max_completion_tokens, body.max_tokens) if n is not None), settings.max_new_tokens
+        ),
+        "temperature": body.temperature,
+        "top_p": body.top_p,
+        "top_k": body.top_k,
+        "repetition_penalty": body.repetition_penalty,
+        "seed": body.seed,
+        "stop": (body.stop,) if isinstance(body.stop, str) else tuple(body.stop) if body.stop else None,
+    }
+    return SamplingParams(**{name: value for name, value in given.items() if value is not None})
 
 
 def read_request(raw: bytes) -> ChatCompletionRequest:

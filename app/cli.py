@@ -157,29 +157,13 @@ def _quiet_libraries(verbose: bool) -> None:
 
 
 def _settings(args):
+    """The settings, with every flag that names a settings field (its dest is the field's name)
+    overriding it: the flags are the only list of which settings a command takes."""
+    from dataclasses import fields
+
     from core.settings import Settings
 
-    names = (
-        "model",
-        "revision",
-        "device",
-        "dtype",
-        "attention",
-        "quantize",
-        "host",
-        "port",
-        "api_key",
-        "backend",
-        "base_url",
-        "remote_api_key",
-        "max_batch",
-        "decode",
-        "max_inflight",
-        "queue_size",
-        "max_crops",
-        "video_frames",
-    )
-    return Settings.from_env(**{n: getattr(args, n, None) for n in names})
+    return Settings.from_env(**{f.name: getattr(args, f.name, None) for f in fields(Settings)})
 
 
 def cmd_tiny_checkpoint(args) -> int:

@@ -134,8 +134,7 @@ def serve(settings: Settings) -> None:
     engine = service.engine
     say(
         f"ready in {time.perf_counter() - started:.0f} s: {engine.device}, "
-        f"decode {engine.decode_mode}"
-        + (f" (fell back: {engine.decode_fallback})" if engine.decode_fallback else "")
+        f"decode {engine.decode_mode}" + (f" (fell back: {engine.decode_fallback})" if engine.decode_fallback else "")
     )
 
     def count(path: str, status: int) -> None:

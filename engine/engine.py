@@ -14,7 +14,7 @@ from core.errors import InvalidRequest, PromptTooLong, ShuttingDown, first_line,
 from engine.counters import EngineCounters
 from engine.decode import ModelRunner, PreparedPrompt, Sampler
 from engine.loading import LoadOptions, load_model
-from engine.model_config import CHAT_TEMPLATE, END_TOKENS, SPECIAL_TOKENS
+from engine.model_config import END_TOKENS, SPECIAL_TOKENS
 from engine.protocol import ChatEngine
 from engine.request import Chunk, GenerationRequest, SamplingParams
 from engine.router import BASE, LoraRouter, choose_adapter
@@ -24,6 +24,7 @@ from engine.text_stream import IncrementalDetokenizer, StopMatcher
 from media.audio_features import install_fast_features
 from media.limits import SAMPLE_RATE, MediaLimits
 from media.parts import Message, TextPart, prompt_items
+from prompts import chat_format
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +86,9 @@ class Engine(ChatEngine):
         self.limits = limits
         install_fast_features(processor)
         self.tokenizer = processor.tokenizer
-        # transformers saves processor and tokenizer templates to one file, so either may hold it.
-        self.chat_template = processor.chat_template or self.tokenizer.chat_template or CHAT_TEMPLATE
+        # transformers saves processor and tokenizer templates to one file, so either may hold it; a
+        # checkpoint with neither is rendered by the template's pure-Python twin (prompts/chat_format.py)
+        self.chat_template = processor.chat_template or self.tokenizer.chat_template
         self.device = device
         self.dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
         config = model.config
@@ -194,9 +196,12 @@ class Engine(ChatEngine):
     def prepare(self, request: GenerationRequest) -> PreparedPrompt:
         request.validate()
         chat, images, audios = to_chat(request.messages)
-        prompt = self.processor.apply_chat_template(
-            chat, chat_template=self.chat_template, tokenize=False, add_generation_prompt=True
-        )
+        if self.chat_template:
+            prompt = self.processor.apply_chat_template(
+                chat, chat_template=self.chat_template, tokenize=False, add_generation_prompt=True
+            )
+        else:
+            prompt = chat_format.render(chat)
         kwargs = {"images": images, "dynamic_hd": request.max_crops or self.limits.max_crops} if images else {}
         if audios:
             kwargs.update(audio=audios, sampling_rate=SAMPLE_RATE)

@@ -48,7 +48,7 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return DTYPES[dtype]
 
 
-def resolve_attention(attention: str, device: torch.device) -> str:
+def resolve_attention(attention: str) -> str:
     # SDPA picks PyTorch's own flash kernels where it can, and it is what the static-cache,
     # compiled decode path needs (flash-attn's kernels would attend to the unused cache slots)
     return "sdpa" if attention == "auto" else attention
@@ -145,7 +145,7 @@ def load_model(options: LoadOptions):
         raise ModelUnavailable(missing_weights_message(options.model, revision, first_line(err))) from None
 
     quantization = _quantization_config(options.quantize, dtype)
-    attention = resolve_attention(options.attention, device)
+    attention = resolve_attention(options.attention)
     kwargs = dict(revision=fetch, dtype=dtype, quantization_config=quantization)
     if device.type == "cuda":
         kwargs["device_map"] = {"": device.index or 0}

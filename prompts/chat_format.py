@@ -3,8 +3,9 @@
     <|system|>…<|end|><|user|><|image|><|audio|>question<|end|><|assistant|>
 
 The native processor later expands each `<|image|>` / `<|audio|>` into that input's tokens.
-This is the pure-Python twin of the checkpoint's chat template (the engine renders with the
-template itself; a test keeps the two identical)."""
+This is the pure-Python twin of the checkpoint's chat template: the engine renders with the
+checkpoint's own template, and with this when a checkpoint brings none; a test keeps the two
+identical."""
 
 from __future__ import annotations
 

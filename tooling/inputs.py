@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from media.limits import SAMPLE_RATE
 from media.parts import AudioPart, ImagePart, TextPart
 
 
@@ -21,7 +22,7 @@ def make_photo(width: int = 500, height: int = 300, seed: int = 0) -> Image.Imag
     return Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
 
 
-def make_tone(seconds: float = 2.0, hz: float = 440.0, rate: int = 16000) -> np.ndarray:
+def make_tone(seconds: float = 2.0, hz: float = 440.0, rate: int = SAMPLE_RATE) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate
     return (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32)
 

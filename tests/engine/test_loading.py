@@ -20,8 +20,8 @@ def test_defaults():
     assert resolve_dtype("auto", cpu) == torch.float32
     assert resolve_dtype("auto", cuda) == torch.bfloat16
     assert resolve_dtype("float16", cpu) == torch.float16
-    assert resolve_attention("auto", cpu) == "sdpa"
-    assert resolve_attention("eager", cpu) == "eager"
+    assert resolve_attention("auto") == "sdpa"
+    assert resolve_attention("eager") == "eager"
     assert resolve_revision(LoadOptions()) == DEFAULT_REVISION == "refs/pr/70"
     assert resolve_revision(LoadOptions(model="someone/fine-tune")) is None
     assert resolve_revision(LoadOptions(model=DEFAULT_MODEL, revision="main")) == "main"

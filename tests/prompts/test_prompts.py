@@ -3,6 +3,8 @@ checkpoint's chat template; the <sep> parser copes with what the model really wr
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from prompts import tasks
@@ -120,3 +122,17 @@ def test_render_equals_the_checkpoint_template(engine, conversation):
 def test_render_places_media_in_order():
     text = render(CONVERSATIONS[1])
     assert text == "<|system|>Be brief.<|end|><|user|><|image|><|audio|>What?<|end|><|assistant|>"
+
+
+def test_a_checkpoint_without_a_template_gets_the_same_prompt(engine):
+    from engine.engine import Engine
+    from engine.request import GenerationRequest
+    from media.parts import Message, TextPart
+
+    processor = copy.copy(engine.processor)
+    processor.tokenizer = copy.copy(engine.tokenizer)
+    processor.chat_template = processor.tokenizer.chat_template = None
+    bare = Engine(engine.model, processor, engine.device)
+    request = GenerationRequest([Message("system", [TextPart("Be brief.")]), Message("user", [TextPart("Hi")])])
+    assert bare.chat_template is None
+    assert bare.prepare(request).input_ids.tolist() == engine.prepare(request).input_ids.tolist()
