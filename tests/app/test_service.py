@@ -8,7 +8,9 @@ import logging
 
 import pytest
 
+from app.admission import Admission
 from app.cli import main
+from app.metrics import ServerMetrics
 from app.service import ConversationService
 from core.errors import InvalidRequest
 from engine.engine import Engine
@@ -141,6 +143,9 @@ def test_output_guard_stops_real_generation_and_replaces_the_answer(engine):
     assert guarded.blocked_counts == {"test_phrase": 1}
     assert engine.runner.slot.acquire(timeout=1)  # and the slot is free again
     engine.runner.slot.release()
+    metrics = ServerMetrics(Admission(1, 1))
+    metrics.watch(guarded)  # what /metrics exports of it
+    assert 'phi4mm_guard_blocked_total{category="test_phrase"} 1.0' in metrics.scrape().decode()
 
 
 def test_input_limits_are_clear_errors(engine):
