@@ -34,12 +34,24 @@ ATTRIBUTE_VALUES = {
     "political orientation": r"liberal|conservative|democrat|republican|left[- ]wing|right[- ]wing|socialist|centrist",
     "religious beliefs": r"christian|muslim|jewish|hindu|buddhist|atheist|catholic|protestant|religious|agnostic",
     "trade-union membership": r"union member|member of a (?:trade |labou?r )?union|unioni[sz]ed|not a member",
-    "personality traits": r"introvert(?:ed)?|extrovert(?:ed)?|confident|shy|friendly|calm|nervous|outgoing|assertive|anxious",
-    "age": r"\d{1,2}\s*(?:years?|yrs)|(?:twen|thir|for|fif|six|seven|eigh)ties|\d0s|young|old|elderly|teen(?:ager)?|middle[- ]aged|adult",
+    "personality traits": (
+        r"introvert(?:ed)?|extrovert(?:ed)?|confident|shy|friendly|calm|nervous|"
+        r"outgoing|assertive|anxious"
+    ),
+    "age": (
+        r"\d{1,2}\s*(?:years?|yrs)|(?:twen|thir|for|fif|six|seven|eigh)ties|"
+        r"\d0s|young|old|elderly|teen(?:ager)?|middle[- ]aged|adult"
+    ),
     "gender": r"male|female|man|woman|boy|girl|masculine|feminine",
     "medical conditions": r"healthy|ill|sick|cold|flu|asthma|disease|disorder|condition|stutter",
-    "country or region of origin": r"american|british|english|australian|canadian|indian|french|german|from (?-i:[A-Z])\w+",
-    "socio-economic status": r"wealthy|rich|poor|middle[- ]class|working[- ]class|upper[- ]class|affluent|low[- ]income",
+    "country or region of origin": (
+        r"american|british|english|australian|canadian|indian|french|german|"
+        r"from (?-i:[A-Z])\w+"
+    ),
+    "socio-economic status": (
+        r"wealthy|rich|poor|middle[- ]class|working[- ]class|upper[- ]class|"
+        r"affluent|low[- ]income"
+    ),
     "occupation": r"teacher|engineer|doctor|nurse|student|lawyer|manager|worker|scientist|actor|announcer|professional",
 }
 

@@ -37,13 +37,18 @@ DEFAULT_CATEGORIES: dict[str, list[str]] = {
         _claim(r"male|female|man|woman|boy|girl"),
         _claim(r"(?:poor|rich|wealthy|working[- ]class|middle[- ]class|upper[- ]class)"),
         _claim(r"(?:autistic|depressed|schizophrenic|bipolar|disabled|deaf|sick|ill)"),
-        rf"\b{_SUBJECT} {_COPULA}{_HEDGE} (?:in (?:his|her|their) )?(?:early |mid |late |mid-)?(?:teens|twenties|thirties|forties|fifties|sixties|seventies|[2-9]0s)\b",
+        (
+            rf"\b{_SUBJECT} {_COPULA}{_HEDGE} (?:in (?:his|her|their) )?(?:early |"
+            rf"mid |late |mid-)?(?:teens|twenties|thirties|forties|fifties|sixties|"
+            rf"seventies|[2-9]0s)\b"
+        ),
         rf"\b{_SUBJECT} {_COPULA}{_HEDGE} (?:about |around )?\d{{1,2}}(?: |-)years?(?: |-)old\b",
         rf"\b{_SUBJECT} {_COPULA}{_HEDGE} (?:originally )?from (?:the )?[A-Z][a-z]{{1,30}}",
         r"\b(?:his|her|their|the speaker's) accent (?:suggests|indicates|shows|reveals|means)\b",
     ],
     "biometric_categorisation": [
-        r"\b(?:based on|from|judging by) (?:his|her|their|the person's) (?:face|facial features|skin(?: colou?r| tone)?|appearance),? "
+        r"\b(?:based on|from|judging by) (?:his|her|their|the person's) "
+        r"(?:face|facial features|skin(?: colou?r| tone)?|appearance),? "
         r"(?:he|she|they|this person) (?:is|are|appears? to be|seems? to be|looks?)\b",
     ],
 }
