@@ -16,7 +16,8 @@ SCRIPT = textwrap.dedent("""
     from engine.engine import Engine
     from engine.loading import LoadOptions
     from media.images import load_image
-    from engine.request import GenerationRequest, ImagePart, Message, TextPart
+    from engine.request import GenerationRequest
+    from media.parts import ImagePart, Message, TextPart
     def rss(): return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
     engine = Engine.load(LoadOptions(model=sys.argv[1], device="cpu"))
     buf = io.BytesIO(); Image.effect_noise((1000, 1000), 60).convert("RGB").resize((8000, 8000)).save(buf, "PNG")
