@@ -18,133 +18,47 @@ client that goes away (streaming or not) cancels its generation and frees its sl
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 import json
 import logging
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 import anyio
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
-from pydantic_core import from_json
 from starlette.concurrency import run_in_threadpool
 
 from app.admission import Admission
-from app.api_errors import APIError, NotAJsonObject, TooLarge, error_body
+from app.api_errors import APIError, TooLarge, error_body
+from app.chat_request import ADAPTER_MODELS, ChatPlan, choice, plan, read_request, to_messages, usage
 from app.metrics import ServerMetrics
 from app.protocol import (
-    AssistantMessage,
-    AudioContent,
     ChatCompletion,
     ChatCompletionChunk,
-    ChatCompletionRequest,
-    ChatMessage,
-    Choice,
-    ChunkChoice,
     Delta,
-    ImageContent,
     Model,
     ModelList,
     Segment,
+    ToolCallDelta,
     Transcription,
-    Usage,
 )
 from app.service import ConversationService
+from app.tool_calls import could_be_call
 from core.errors import InvalidRequest, Phi4mmError
 from core.settings import Settings
-from engine.request import Metrics, SamplingParams
+from engine.request import Metrics
 from media.audio_stream import checked, decode_to_16k
 from media.files import read_bytes
 from media.limits import SAMPLE_RATE, MediaLimits
-from media.parts import Message
-from media.payloads import parse_messages
 
 log = logging.getLogger(__name__)
 ADAPTER_HEADER = "X-Phi4mm-Adapter"
 # The API's routes by their label in /metrics (app/gate.py counts what it refuses under these too).
 ENDPOINTS = {"/v1/models": "models", "/v1/chat/completions": "chat", "/v1/audio/transcriptions": "transcriptions"}
-
-
-def _data_uri(url: str, param: str) -> bytes:
-    if not url.startswith("data:"):
-        raise InvalidRequest(
-            "Only data: URIs are accepted; this server never fetches URLs. Send the file as data:<mime>;base64,<data>.",
-            param=param,
-        )
-    try:
-        header, payload = url.split(",", 1)
-        return base64.b64decode(payload, validate=True) if header.endswith(";base64") else payload.encode()
-    except (ValueError, binascii.Error):
-        raise InvalidRequest("The data: URI is not valid base64.", param=param) from None
-
-
-def engine_part(part, where: str) -> dict:
-    """An OpenAI content part -> the engine's own part dict (decoded by media.payloads.parse_part)."""
-    if isinstance(part, ImageContent):
-        return {"type": "image", "image": _data_uri(part.image_url.url, where)}
-    if isinstance(part, AudioContent):
-        try:
-            return {"type": "audio", "audio": base64.b64decode(part.input_audio.data, validate=True)}
-        except (ValueError, binascii.Error):
-            raise InvalidRequest("input_audio.data must be base64.", param=where) from None
-    return {"type": "text", "text": part.text}
-
-
-def to_messages(raw: list[ChatMessage], settings: Settings) -> list[Message]:
-    """The request's messages -> typed messages, media decoded (CPU work: run off the event loop)."""
-    if not raw:
-        raise InvalidRequest("`messages` must be a non-empty list.", param="messages")
-    content = [
-        message.content or ""
-        if isinstance(message.content, (str, type(None)))
-        else [engine_part(part, f"messages[{i}].content[{j}]") for j, part in enumerate(message.content)]
-        for i, message in enumerate(raw)
-    ]
-    return parse_messages(
-        [{"role": message.role, "content": parts} for message, parts in zip(raw, content)],
-        MediaLimits.from_settings(settings),
-    )
-
-
-def sampling(body: ChatCompletionRequest, settings: Settings) -> SamplingParams:
-    """What the body sets (0 counts as set: it is refused, not replaced); the rest are the defaults."""
-    given = {
-        "max_new_tokens": next(
-            (n for n in (body.max_completion_tokens, body.max_tokens) if n is not None), settings.max_new_tokens
-        ),
-        "temperature": body.temperature,
-        "top_p": body.top_p,
-        "top_k": body.top_k,
-        "repetition_penalty": body.repetition_penalty,
-        "seed": body.seed,
-        "stop": (body.stop,) if isinstance(body.stop, str) else tuple(body.stop) if body.stop else None,
-    }
-    return SamplingParams(**{name: value for name, value in given.items() if value is not None})
-
-
-def read_request(raw: bytes) -> ChatCompletionRequest:
-    """The body -> the protocol model. pydantic's JSON parser stops at 200 levels of nesting, so a
-    100,000-deep object is refused at once (400) instead of taking the stack json.loads needs; what
-    is not a JSON object at all is refused as unreadable (422)."""
-    try:
-        parsed = from_json(raw)
-    except ValueError as err:
-        if "recursion limit" in str(err) and raw.lstrip()[:1] == b"{":
-            raise InvalidRequest("The JSON body is nested too deeply (over 200 levels).") from None
-        parsed = None
-    if not isinstance(parsed, dict):
-        raise NotAJsonObject()
-    return ChatCompletionRequest.model_validate(parsed)
-
-
-def usage(metrics: Metrics | None) -> Usage:
-    prompt, completion = (metrics.prompt_tokens, metrics.completion_tokens) if metrics else (0, 0)
-    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
 
 def build_router(
@@ -159,7 +73,8 @@ def build_router(
 
     @router.get("/models")
     def models(request: Request):
-        return answered("models", JSONResponse(ModelList(data=[Model(id=settings.model)]).model_dump()))
+        names = [settings.served_name(), *ADAPTER_MODELS]  # as vLLM lists a base model and its LoRAs
+        return answered("models", JSONResponse(ModelList(data=[Model(id=name) for name in names]).model_dump()))
 
     @router.post("/audio/transcriptions")
     async def transcriptions(
@@ -217,44 +132,45 @@ def build_router(
         if len(raw) > max_body:
             raise TooLarge(f"The request body is over {settings.max_upload_mb} MB.")
         body = read_request(raw)
-        params = sampling(body, settings)
-        params.validate()
+        chat_plan = plan(body, settings)
         ticket = admission.enter()  # before decoding: the slots bound the decoded media's memory too
         try:
             messages = await run_in_threadpool(to_messages, body.messages, settings)
         except BaseException:
             ticket.release()
             raise
-        headers = {ADAPTER_HEADER: service.adapter_for(messages)}
-        completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        model = settings.model
+        headers = {ADAPTER_HEADER: service.adapter_for(messages, chat_plan.adapter)}
+        template = ChatCompletionChunk(
+            id=f"chatcmpl-{uuid.uuid4().hex}", created=int(time.time()), model=settings.served_name(), choices=[]
+        )
         if body.stream:
             cancel = threading.Event()
-            events = _sse(
-                service,
-                messages,
-                params,
-                ChatCompletionChunk(id=completion_id, created=created, model=model, choices=[]),
-                cancel,
-            )
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            events = _sse(service, messages, chat_plan, template, cancel, include_usage)
             return ClosingStreamingResponse(
                 _until_disconnect(events, ticket, cancel), media_type="text/event-stream", headers=headers
             )
+
+        def answers(cancel: threading.Event):
+            def one(params):
+                return service.answer(messages, params, cancel=cancel, tools=chat_plan.tools, adapter=chat_plan.adapter)
+
+            with ThreadPoolExecutor(len(chat_plan.params)) as pool:  # n choices: rows of one batch
+                return list(pool.map(one, chat_plan.params))
+
         try:
             with ticket:
-                text, final = await until_disconnect(
-                    request, lambda cancel: service.answer(messages, params, cancel=cancel)
-                )
+                results = await until_disconnect(request, answers)
         except Phi4mmError as err:
             raise APIError(err, headers) from None
         answer = ChatCompletion(
-            id=completion_id,
-            created=created,
-            model=model,
-            usage=usage(final.metrics),
-            choices=[Choice(message=AssistantMessage(content=text), finish_reason=final.finish_reason)],
+            id=template.id,
+            created=template.created,
+            model=template.model,
+            usage=usage([final.metrics for _, final in results]),
+            choices=[choice(i, text, final, chat_plan.tools) for i, (text, final) in enumerate(results)],
         )
-        return JSONResponse(answer.model_dump(), headers=headers)
+        return JSONResponse(answer.model_dump(exclude_none=True), headers=headers)
 
     return router
 
@@ -325,24 +241,57 @@ async def _until_disconnect(events: Iterator[str], ticket, cancel: threading.Eve
         threading.Thread(target=close, name="close-stream", daemon=True).start()
 
 
-def _sse(service, messages, params, template: ChatCompletionChunk, cancel: threading.Event) -> Iterator[str]:
-    """The answer as server-sent events, each a chunk like `template`. Whatever fails after the
-    response has started (it cannot become an error status any more) ends the stream with an
-    error event and `[DONE]`; a guard refusal cannot retract streamed text, so it arrives as the
-    last delta with finish_reason content_filter."""
+def _sse(
+    service, messages, chat_plan: ChatPlan, template: ChatCompletionChunk, cancel: threading.Event, include_usage: bool
+) -> Iterator[str]:
+    """The answer as server-sent events, each a chunk like `template`, then (with
+    `stream_options.include_usage`) one chunk with empty `choices` and the usage, as OpenAI sends
+    it. With tools offered, text that may still become a call is held back; a well-formed call
+    goes out as one `tool_calls` delta, anything else as text. Whatever fails after the response
+    has started (it cannot become an error status any more) ends the stream with an error event
+    and `[DONE]`; a guard refusal cannot retract streamed text, so it arrives as the last delta
+    with finish_reason content_filter."""
 
-    def event(delta: Delta, finish: str | None = None, metrics: Metrics | None = None) -> str:
-        chunk = template.model_copy(update={"choices": [ChunkChoice(delta=delta, finish_reason=finish)]})
-        body = chunk.model_dump(exclude={"usage"})
-        body["choices"][0]["delta"] = delta.model_dump(exclude_none=True)  # only what this chunk adds
+    def event(delta: Delta | None, finish: str | None = None, metrics: Metrics | None = None) -> str:
+        body = template.model_dump(exclude={"usage", "choices"})
+        body["choices"] = (
+            []
+            if delta is None
+            else [{"index": 0, "delta": delta.model_dump(exclude_none=True), "finish_reason": finish}]
+        )
         if metrics:
-            body["usage"] = usage(metrics).model_dump()
+            body["usage"] = usage([metrics]).model_dump()
         return f"data: {json.dumps(body)}\n\n"
 
     try:
         yield event(Delta(role="assistant", content=""))
-        for reply in service.chat(messages, params, cancel=cancel):
-            yield event(Delta(content=reply.text or None), reply.finish_reason, reply.metrics)
+        held, final = "", None  # held: text that may still turn out to be a tool call
+        for reply in service.chat(
+            messages, chat_plan.params[0], cancel=cancel, tools=chat_plan.tools, adapter=chat_plan.adapter
+        ):
+            text = reply.text
+            if chat_plan.tools and not reply.replace and (held or could_be_call(text)):
+                held += text
+                text = "" if could_be_call(held) else held
+                held = held if could_be_call(held) else ""
+            if reply.finish_reason:
+                final = reply
+                break
+            if text:
+                yield event(Delta(content=text))
+        if final is not None:
+            text = final.text if final.replace else held + final.text  # a guard refusal replaces it all
+            answer = choice(0, text, final, chat_plan.tools)
+            if answer.message.tool_calls:
+                calls = [
+                    ToolCallDelta(index=i, id=c.id, function=c.function)
+                    for i, c in enumerate(answer.message.tool_calls)
+                ]
+                yield event(Delta(tool_calls=calls), "tool_calls")
+            else:
+                yield event(Delta(content=text or None), final.finish_reason)
+            if include_usage:
+                yield event(None, metrics=final.metrics)
     except Exception as err:  # noqa: BLE001 - the stream's last word, whatever went wrong
         if isinstance(err, Phi4mmError):
             kind = "invalid_request_error" if isinstance(err, InvalidRequest) else "server_error"

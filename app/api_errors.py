@@ -32,6 +32,10 @@ class TooLarge(InvalidRequest):
     """A body or upload over the size limit (413)."""
 
 
+class ModelNotFound(InvalidRequest):
+    """A request names a model this server does not serve (404, code model_not_found)."""
+
+
 def error_body(
     message: str, kind: str = "invalid_request_error", param: str | None = None, code: str | None = None
 ) -> dict:
@@ -56,6 +60,10 @@ def invalid_body(errors: list[dict]) -> InvalidRequest:
     """pydantic's errors -> one message about the deepest field that is wrong (where a field may
     take several types, what each would have needed)."""
     for error in errors:
+        if error["type"] == "extra_forbidden":
+            return InvalidRequest(
+                f"`{field_path(error['loc'])}` is not supported by this server.", param=field_path(error["loc"])
+            )
         if error["type"] == "union_tag_invalid":
             return InvalidRequest(
                 f"Unsupported content part type {error['ctx']['tag']!r}; use text, image_url or input_audio.",
@@ -85,6 +93,8 @@ def response_for(err: BaseException, headers: dict | None = None) -> JSONRespons
         return JSONResponse(error_body(str(err), "server_error", code="engine_unavailable"), 503, headers)
     if isinstance(err, TooLarge):
         return JSONResponse(error_body(str(err), code="request_too_large"), 413, headers)
+    if isinstance(err, ModelNotFound):
+        return JSONResponse(error_body(str(err), param="model", code="model_not_found"), 404, headers)
     if isinstance(err, InvalidRequest):
         return JSONResponse(
             error_body(str(err), param=err.param), 422 if isinstance(err, NotAJsonObject) else 400, headers

@@ -128,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help=f"address to listen on (default {DEFAULTS.host}: this machine only)")
     serve.add_argument("--port", type=int, help=f"(default {DEFAULTS.port})")
     serve.add_argument("--api-key", help="require this key on every route but /health (default: none)")
+    serve.add_argument(
+        "--served-model-name", help="the model's name in the API (default: the hub id; phi4mm for a local folder)"
+    )
     serve.add_argument("--max-inflight", type=int, help="generations at once (default: --max-batch local, 32 remote)")
     serve.add_argument(
         "--queue-size", type=int, help=f"requests that wait for a slot; past this, 429 (default {DEFAULTS.queue_size})"

@@ -24,6 +24,7 @@ import numpy as np
 
 from app.service import ConversationService, collect
 from core.errors import Phi4mmError
+from engine.grammar import GrammarSpec
 from engine.request import SamplingParams
 from media.audio_stream import SILENCE_PEAK
 from media.limits import SAMPLE_RATE
@@ -105,6 +106,22 @@ class Tracker:
         self.report(fraction, stage, elapsed / fraction * (1 - fraction) if fraction > 0 else None)
 
 
+# The form prompts/tasks.py asks a JSON summary for.
+SUMMARY_GRAMMAR = GrammarSpec.json_schema(
+    {
+        "type": "object",
+        "properties": {
+            "title": {"type": "string"},
+            "summary": {"type": "string"},
+            "key_points": {"type": "array", "items": {"type": "string"}},
+            "action_items": {"type": "array", "items": {"type": "string"}},
+        },
+        "required": ["title", "summary", "key_points", "action_items"],
+        "additionalProperties": False,
+    }
+)
+
+
 def _parse_json(text: str) -> dict | None:
     """The answer as JSON, after stripping code fences and text around the outermost object."""
     candidates = [text, re.sub(r"^```(?:json)?\s*|\s*```$", "", text.strip())]
@@ -125,10 +142,9 @@ class MeetingSummarizer:
     def __init__(self, service: ConversationService):
         self.service = service
 
-    def _ask(self, parts, max_tokens: int, cancel: threading.Event) -> str:
-        return collect(
-            self.service.chat([Message("user", parts)], SamplingParams(max_new_tokens=max_tokens), cancel=cancel)
-        )
+    def _ask(self, parts, max_tokens: int, cancel: threading.Event, grammar: GrammarSpec | None = None) -> str:
+        params = SamplingParams(max_new_tokens=max_tokens, grammar=grammar)
+        return collect(self.service.chat([Message("user", parts)], params, cancel=cancel))
 
     def _ensure_json(self, text: str, options: MeetingOptions, cancel: threading.Event, remarks: list[str]) -> str:
         value = _parse_json(text)
@@ -206,9 +222,14 @@ class MeetingSummarizer:
             return MeetingResult("single" if single else "chunked", duration, segments, "", options.fmt, notes)
 
         summary_prompt = tasks.summary(options.instruction, options.fmt, options.length, options.unit)
+        # a JSON summary is valid by construction where the engine decodes with grammars (the local
+        # one does; a remote one is asked to, and `_ensure_json` repairs what it sends otherwise)
+        grammar = SUMMARY_GRAMMAR if options.fmt == "json" else None
         if single:
             tracker.advance(0, "Summarising the whole recording")
-            summary = self._ask([AudioPart(samples), TextPart(summary_prompt)], options.summary_max_tokens, cancel)
+            summary = self._ask(
+                [AudioPart(samples), TextPart(summary_prompt)], options.summary_max_tokens, cancel, grammar
+            )
             tracker.advance(duration, "Summarised")
         else:
             windows = self._windows(segments, options.window_seconds)
@@ -224,7 +245,7 @@ class MeetingSummarizer:
                 )
                 tracker.advance(0.9 * (window[-1].end - window[0].start), f"Summarising part {index} of {len(windows)}")
             prompt = tasks.combine_summaries(partials, options.instruction, options.fmt, options.length, options.unit)
-            summary = self._ask([TextPart(prompt)], options.summary_max_tokens, cancel)
+            summary = self._ask([TextPart(prompt)], options.summary_max_tokens, cancel, grammar)
         if cancel.is_set():
             notes.append("Cancelled while summarising: the summary is incomplete.")
         elif missing:

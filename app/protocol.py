@@ -48,23 +48,91 @@ CONTENT_TYPES = ("text", "image_url", "input_audio")
 ContentPart = Annotated[Union[TextContent, ImageContent, AudioContent], Field(discriminator="type")]
 
 
+class FunctionCall(Lenient):
+    name: str
+    arguments: str  # a JSON object, as text (OpenAI's form)
+
+
+class ToolCall(Lenient):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(Lenient):
     role: str  # checked by the engine (engine/request.py), whose message names the message
     content: str | list[ContentPart] | None = None
+    tool_calls: list[ToolCall] | None = None  # an assistant's earlier calls
+    tool_call_id: str | None = None  # a tool message: the call it answers
+    name: str | None = None
+
+
+class FunctionDefinition(Lenient):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    description: str | None = None
+    parameters: dict | None = None  # a JSON schema of the arguments object
+    strict: bool | None = None
+
+
+class Tool(Lenient):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(Lenient):
+    name: str
+
+
+class NamedToolChoice(Lenient):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class JsonSchemaFormat(Lenient):
+    name: str = "response"
+    description: str | None = None
+    json_schema: dict = Field(alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(Lenient):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+
+class StreamOptions(Lenient):
+    include_usage: bool = False
 
 
 class ChatCompletionRequest(Lenient):
+    """A field this server does not know is refused by name (400), never ignored in silence;
+    only OpenAI's bookkeeping fields below are accepted and unused."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
     messages: list[ChatMessage]
-    model: str | None = None  # one model is served; its name is echoed back
+    model: str | None = None  # the served name, or "vision"/"speech" to force that adapter
     max_completion_tokens: int | None = None
     max_tokens: int | None = None  # the older name; max_completion_tokens wins when both are set
     temperature: float | None = None
     top_p: float | None = None
     top_k: int | None = None  # vLLM's extension
     repetition_penalty: float | None = None  # vLLM's extension
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
     seed: int | None = None
     stop: str | list[str] | None = None
+    n: int = Field(1, ge=1, le=8)
     stream: bool = False
+    stream_options: StreamOptions | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None  # the model may always answer with several calls
+    response_format: ResponseFormat | None = None
+    user: str | None = None  # bookkeeping: accepted, unused
+    metadata: dict | None = None
+    store: bool | None = None
+    service_tier: str | None = None
 
 
 class Usage(BaseModel):
@@ -75,13 +143,14 @@ class Usage(BaseModel):
 
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    tool_calls: list[ToolCall] | None = None
 
 
 class Choice(BaseModel):
     index: int = 0
     message: AssistantMessage
-    finish_reason: str | None  # stop | length | content_filter | cancelled
+    finish_reason: str | None  # stop | length | tool_calls | content_filter | cancelled
 
 
 class ChatCompletion(BaseModel):
@@ -93,9 +162,17 @@ class ChatCompletion(BaseModel):
     usage: Usage
 
 
+class ToolCallDelta(BaseModel):
+    index: int
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class Delta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
 
 
 class ChunkChoice(BaseModel):
@@ -145,5 +222,6 @@ class Segment(BaseModel):
 
 class Transcription(BaseModel):
     text: str
+    language: str | None = None  # verbose_json only
     duration: float | None = None  # verbose_json only
     segments: list[Segment] | None = None  # verbose_json only

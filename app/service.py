@@ -67,10 +67,10 @@ class ConversationService:
         self.override_attempts = 0
         mitigations.warn_if_weakened()
 
-    def adapter_for(self, messages: list[Message]) -> str:
-        """The LoRA adapter that answers `messages` (engine/router.py's rule), for a caller that
-        names it before the answer comes (the API's X-Phi4mm-Adapter header)."""
-        return choose_adapter(messages)
+    def adapter_for(self, messages: list[Message], forced: str | None = None) -> str:
+        """The LoRA adapter that answers `messages` (`forced`, else engine/router.py's rule), for a
+        caller that names it before the answer comes (the API's X-Phi4mm-Adapter header)."""
+        return forced or choose_adapter(messages)
 
     def build_request(
         self,
@@ -78,8 +78,11 @@ class ConversationService:
         params: SamplingParams,
         max_crops: int | None = None,
         cancel: threading.Event | None = None,
+        tools: str | None = None,
+        adapter: str | None = None,
     ) -> tuple[GenerationRequest, set[str], bool]:
-        """(the request the engine will run, the conversation's media, override attempt?)."""
+        """(the request the engine will run, the conversation's media, override attempt?).
+        `tools`: the JSON tool list (app/tool_calls.py); `adapter`: one the caller forces."""
         user_system = "\n\n".join(
             p.text for m in messages if m.role == "system" for p in m.parts if isinstance(p, TextPart)
         )
@@ -109,6 +112,8 @@ class ConversationService:
             params,
             cancel=cancel or threading.Event(),
             max_crops=max_crops,
+            tools=tools,
+            adapter=adapter,
         )
         return request, media, override
 
@@ -118,8 +123,12 @@ class ConversationService:
         params: SamplingParams | None = None,
         max_crops: int | None = None,
         cancel: threading.Event | None = None,
+        tools: str | None = None,
+        adapter: str | None = None,
     ) -> Iterator[Reply]:
-        request, media, override = self.build_request(messages, params or SamplingParams(), max_crops, cancel)
+        request, media, override = self.build_request(
+            messages, params or SamplingParams(), max_crops, cancel, tools, adapter
+        )
         guarded = GuardedText(self.guard, media)
         stream = self.engine.stream(request)
         final, started = None, False
@@ -159,7 +168,9 @@ class ConversationService:
         finally:
             stream.close()
             if started:  # requests refused before generating (bad media, too long) are not generations
-                self.on_finish(final or Reply("", choose_adapter(request.messages), finish_reason="cancelled"))
+                self.on_finish(
+                    final or Reply("", request.adapter or choose_adapter(request.messages), finish_reason="cancelled")
+                )
 
     def answer(self, messages: list[Message], params: SamplingParams | None = None, **kwargs) -> tuple[str, Reply]:
         """The whole displayable answer at once, and the final reply (finish reason, metrics)."""

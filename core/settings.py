@@ -20,6 +20,9 @@ DEFAULT_MODEL = "microsoft/Phi-4-multimodal-instruct"
 class Settings:
     # Hub id or local folder of a Phi-4-multimodal checkpoint in transformers' native format.
     model: str = DEFAULT_MODEL
+    # The model's name in the API (/v1/models, a request's `model`); None: the hub id, or "phi4mm"
+    # for a local folder (a path on this server is never shown).
+    served_model_name: str | None = None
     # Hub revision; None picks refs/pr/70 (the native-format weights) for the default model.
     revision: str | None = None
     # Where the model runs: auto (CUDA when available), cpu or cuda.
@@ -103,6 +106,12 @@ class Settings:
                 raise ValueError(f"{name}={raw!r} is not a valid {f.name} ({hints[f.name]}).") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    def served_name(self) -> str:
+        if self.served_model_name:
+            return self.served_model_name
+        local = self.model.startswith(("/", ".", "~")) or os.path.exists(os.path.expanduser(self.model))
+        return "phi4mm" if local else self.model
 
     def inflight(self) -> int:
         return self.max_inflight or (32 if self.backend == "openai" else self.max_batch)

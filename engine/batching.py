@@ -76,7 +76,7 @@ class DecodeBatcher:
         return switch is None or prepared.prompt_tokens + prepared.max_new_tokens <= switch
 
     def submit(self, request: GenerationRequest, prepared: PreparedPrompt) -> Iterator[int]:
-        row = Row(request, prepared, self.engine.sampler(request), prepared.input_ids)
+        row = Row(request, prepared, self.engine.sampler(request, prepared), prepared.input_ids)
         with self._wake:
             if self._closing:
                 raise ShuttingDown()

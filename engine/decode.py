@@ -29,6 +29,7 @@ from transformers import (
     TopPLogitsWarper,
 )
 
+from engine.grammar import GrammarConstraint, GrammarTokenizer
 from engine.request import SamplingParams
 from engine.router import LoraRouter
 
@@ -61,11 +62,24 @@ class Sampler:
     greedy: bool
 
     @classmethod
-    def for_params(cls, params: SamplingParams, device: torch.device, suppressed: list[int]) -> "Sampler":
-        """`suppressed`: token ids never to emit (the media placeholders the next step would try to fill)."""
+    def for_params(
+        cls,
+        params: SamplingParams,
+        device: torch.device,
+        suppressed: list[int],
+        prompt_tokens: int,
+        grammar_tokenizer: GrammarTokenizer | None = None,
+    ) -> "Sampler":
+        """`suppressed`: token ids never to emit (the media placeholders the next step would try
+        to fill). The grammar mask comes before the warpers: top-k or top-p must choose among
+        tokens the grammar allows, never be left with none."""
         processors = LogitsProcessorList()
         if params.repetition_penalty != 1.0:
             processors.append(RepetitionPenaltyLogitsProcessor(params.repetition_penalty))
+        if params.presence_penalty or params.frequency_penalty:
+            processors.append(OccurrencePenalty(params.presence_penalty, params.frequency_penalty, prompt_tokens))
+        if params.grammar is not None:
+            processors.append(GrammarConstraint(grammar_tokenizer, params.grammar, prompt_tokens))
         processors.append(SuppressTokensLogitsProcessor(suppressed, device=device))
         if not params.greedy:
             processors.append(TemperatureLogitsWarper(params.temperature))
@@ -84,6 +98,21 @@ class Sampler:
         if self.greedy:
             return scores.argmax(dim=-1)
         return torch.multinomial(scores.softmax(dim=-1), 1, generator=self.generator)[:, 0]
+
+
+class OccurrencePenalty:
+    """OpenAI's presence and frequency penalties, over the answer's own tokens (not the prompt's):
+    a token's logit drops by `presence` once it has appeared and by `frequency` per appearance."""
+
+    def __init__(self, presence: float, frequency: float, prompt_tokens: int):
+        self.presence, self.frequency, self.prompt_tokens = presence, frequency, prompt_tokens
+
+    def __call__(self, ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        answer = ids[:, self.prompt_tokens :]
+        if answer.shape[1] == 0:
+            return scores
+        counts = torch.zeros_like(scores).scatter_add_(1, answer, torch.ones_like(answer, dtype=scores.dtype))
+        return scores - self.frequency * counts - self.presence * (counts > 0).to(scores.dtype)
 
 
 class ModelRunner:

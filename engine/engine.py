@@ -13,6 +13,7 @@ import torch
 from core.errors import InvalidRequest, PromptTooLong, ShuttingDown, first_line, generation_failed, release_memory
 from engine.counters import EngineCounters
 from engine.decode import ModelRunner, PreparedPrompt, Sampler
+from engine.grammar import GrammarTokenizer
 from engine.loading import LoadOptions, load_model
 from engine.model_config import END_TOKENS, SPECIAL_TOKENS
 from engine.protocol import ChatEngine
@@ -38,8 +39,10 @@ def neutralise_control_tokens(text: str) -> str:
     return text
 
 
-def to_chat(messages: list[Message]) -> tuple[list[dict], list, list]:
-    """Typed messages -> (template input with placeholders in order, images, audio clips)."""
+def to_chat(messages: list[Message], tools: str | None = None) -> tuple[list[dict], list, list]:
+    """Typed messages -> (template input with placeholders in order, images, audio clips). The
+    tool list closes the first system turn inside `<|tool|>…<|/tool|>` (Phi-4-mini's model
+    card), after its text; the list's own text cannot carry control tokens."""
     chat, media = [], {"image": [], "audio": []}
     for message in messages:
         content = []
@@ -49,6 +52,9 @@ def to_chat(messages: list[Message]) -> tuple[list[dict], list, list]:
             else:
                 content.append({"type": kind})
                 media[kind].append(item)
+        if tools and message.role == "system":
+            content.append({"type": "text", "text": f"<|tool|>{neutralise_control_tokens(tools)}<|/tool|>"})
+            tools = None
         chat.append({"role": message.role, "content": content})
     return chat, media["image"], media["audio"]
 
@@ -103,6 +109,7 @@ class Engine(ChatEngine):
         rope = config.rope_parameters or {}
         switch = config.original_max_position_embeddings if rope.get("rope_type") == "longrope" else None
         self.runner = ModelRunner(model, self.router, end_ids, switch)  # engine/decode.py: the decode contract
+        self.grammar_tokenizer = GrammarTokenizer(self.tokenizer, config.vocab_size)  # built on first use
         # The static cache serves one request at a time; a second one meanwhile decodes dynamically.
         self._static_owner = threading.Lock()
         self.batcher = None  # a DecodeBatcher once enable_batching is called
@@ -195,7 +202,7 @@ class Engine(ChatEngine):
 
     def prepare(self, request: GenerationRequest) -> PreparedPrompt:
         request.validate()
-        chat, images, audios = to_chat(request.messages)
+        chat, images, audios = to_chat(request.messages, request.tools)
         if self.chat_template:
             prompt = self.processor.apply_chat_template(
                 chat, chat_template=self.chat_template, tokenize=False, add_generation_prompt=True
@@ -233,7 +240,7 @@ class Engine(ChatEngine):
         inputs.pop("num_img_tokens", None)
         return PreparedPrompt(
             inputs=dict(inputs),
-            adapter=choose_adapter(request.messages),
+            adapter=request.adapter or choose_adapter(request.messages),
             prompt_tokens=prompt_tokens,
             max_new_tokens=min(request.params.max_new_tokens, self.context_window - prompt_tokens),
         )
@@ -248,15 +255,17 @@ class Engine(ChatEngine):
         tokens = self.batcher.submit(request, prepared) if self.batcher else self.decode_alone(request, prepared)
         yield from self._chunks(request, prepared, tokens, started)
 
-    def sampler(self, request: GenerationRequest) -> Sampler:
-        return Sampler.for_params(request.params, self.device, self.media_token_ids)
+    def sampler(self, request: GenerationRequest, prepared: PreparedPrompt) -> Sampler:
+        return Sampler.for_params(
+            request.params, self.device, self.media_token_ids, prepared.prompt_tokens, self.grammar_tokenizer
+        )
 
     def decode_alone(self, request: GenerationRequest, prepared: PreparedPrompt) -> Iterator[int]:
         """Token ids of one request decoded on its own (no batcher), until cancelled or the
         consumer stops asking: engine/decode.py's loop. The model is taken per step
         (`runner.turn`), so concurrent requests interleave; a request that fits the static cache
         (and finds it free) steps there instead."""
-        runner, sampler, adapters = self.runner, self.sampler(request), [prepared.adapter]
+        runner, sampler, adapters = self.runner, self.sampler(request, prepared), [prepared.adapter]
         static = self.static_fits(prepared) and self._static_owner.acquire(blocking=False)
         try:
             if static:

@@ -9,9 +9,10 @@ from typing import Any
 
 from core.errors import InvalidRequest
 from core.settings import DEFAULTS
+from engine.grammar import GrammarSpec
 from media.parts import MEDIA_PARTS, AudioPart, Message, TextPart
 
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")  # tool: a tool's result (app/tool_calls.py)
 
 
 @dataclass
@@ -25,6 +26,9 @@ class SamplingParams:
     repetition_penalty: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    presence_penalty: float = 0.0  # OpenAI's: -2 to 2, once per token that has appeared in the answer
+    frequency_penalty: float = 0.0  # OpenAI's: -2 to 2, per appearance in the answer
+    grammar: GrammarSpec | None = None  # the answer must match it (engine/grammar.py)
 
     @property
     def greedy(self) -> bool:
@@ -51,6 +55,9 @@ class SamplingParams:
             not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**63
         ):
             raise bad("seed", "a whole number from 0 to 2**63 - 1", self.seed)
+        for name in ("presence_penalty", "frequency_penalty"):
+            if not number(getattr(self, name)) or not -2.0 <= getattr(self, name) <= 2.0:
+                raise bad(name, "between -2 and 2", getattr(self, name))
         if len(self.stop) > 16 or not all(isinstance(s, str) and 0 < len(s) <= 256 for s in self.stop):
             raise bad("stop", "at most 16 non-empty strings of up to 256 characters", self.stop)
 
@@ -63,6 +70,10 @@ class GenerationRequest:
     cancel: threading.Event = field(default_factory=threading.Event)
     # Dynamic multi-crop budget per image; None means the engine's default.
     max_crops: int | None = None
+    # Tools the model may call: the JSON list the system turn carries (app/tool_calls.py).
+    tools: str | None = None
+    # The LoRA adapter to answer with; None: the router's choice from the conversation's media.
+    adapter: str | None = None
 
     def validate(self) -> None:
         if not self.messages:
@@ -87,8 +98,8 @@ class GenerationRequest:
             raise InvalidRequest(
                 f"`max_crops` must be a whole number from 1 to 64 (got {self.max_crops!r}).", param="max_crops"
             )
-        if self.messages[-1].role != "user":
-            raise InvalidRequest("The last message must come from the user.", param="messages")
+        if self.messages[-1].role not in ("user", "tool"):
+            raise InvalidRequest("The last message must come from the user (or be a tool's result).", param="messages")
         self.params.validate()
 
 

@@ -55,12 +55,18 @@ def test_chat_with_each_modality(client, content, adapter):
 
 def test_streaming(client):
     with client.chat.completions.with_streaming_response.create(
-        model="phi4mm", messages=[{"role": "user", "content": [AUDIO]}], max_tokens=12, stream=True
+        model="phi4mm",
+        messages=[{"role": "user", "content": [AUDIO]}],
+        max_tokens=12,
+        stream=True,
+        stream_options={"include_usage": True},
     ) as response:
         assert response.headers["x-phi4mm-adapter"] == "speech"
         chunks = list(response.parse())
+    chunks, usage = chunks[:-1], chunks[-1]  # usage comes last, in a chunk of its own (issue 17)
+    assert usage.choices == [] and usage.usage.completion_tokens >= 1
     assert chunks[0].choices[0].delta.role == "assistant"
-    assert chunks[-1].choices[0].finish_reason in ("stop", "length") and chunks[-1].usage.completion_tokens >= 1
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length")
     assert all(c.choices[0].finish_reason is None for c in chunks[:-1])
 
 

@@ -65,7 +65,7 @@ def test_the_next_step_is_queued_before_a_token_is_read(compiled):
     compiled.static.step = lambda token: issued.append(token) or step(token)
     try:
         with compiled.runner.turn([prepared.adapter]):
-            run = StaticRun.start(compiled.static, prepared, compiled.sampler(request([])))
+            run = StaticRun.start(compiled.static, prepared, compiled.sampler(request([]), prepared))
             for k in range(1, 6):
                 token = run.advance()
                 assert len(issued) == k and int(issued[-1]) == token

@@ -1,0 +1,175 @@
+"""An OpenAI chat request (app/protocol.py) -> what the conversation service runs, and its
+answers -> OpenAI's choices. The routes (app/api.py) only move these over HTTP."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+from dataclasses import dataclass
+
+from pydantic_core import from_json
+
+from app.api_errors import ModelNotFound, NotAJsonObject
+from app.protocol import (
+    AssistantMessage,
+    AudioContent,
+    ChatCompletionRequest,
+    ChatMessage,
+    Choice,
+    ImageContent,
+    NamedToolChoice,
+    Usage,
+)
+from app.service import Reply
+from app.tool_calls import as_text, called_tools, forced_call, parse_calls, tool_list
+from core.errors import InvalidRequest
+from core.settings import Settings
+from engine.grammar import GrammarSpec
+from engine.request import Metrics, SamplingParams
+from media.limits import MediaLimits
+from media.parts import Message
+from media.payloads import parse_messages
+
+ADAPTER_MODELS = ("vision", "speech")  # naming one forces that LoRA adapter, as vLLM serves them
+
+
+@dataclass
+class ChatPlan:
+    """What one request asks of the service."""
+
+    params: list[SamplingParams]  # one per choice (`n`), each with its own seed when one is given
+    tools: str | None  # the JSON tool list for the system turn; None: no tools offered
+    adapter: str | None  # forced by the request's `model`; None: chosen by the conversation's media
+
+
+def _data_uri(url: str, param: str) -> bytes:
+    if not url.startswith("data:"):
+        raise InvalidRequest(
+            "Only data: URIs are accepted; this server never fetches URLs. Send the file as data:<mime>;base64,<data>.",
+            param=param,
+        )
+    try:
+        header, payload = url.split(",", 1)
+        return base64.b64decode(payload, validate=True) if header.endswith(";base64") else payload.encode()
+    except (ValueError, binascii.Error):
+        raise InvalidRequest("The data: URI is not valid base64.", param=param) from None
+
+
+def engine_part(part, where: str) -> dict:
+    """An OpenAI content part -> the engine's own part dict (decoded by media.payloads.parse_part)."""
+    if isinstance(part, ImageContent):
+        return {"type": "image", "image": _data_uri(part.image_url.url, where)}
+    if isinstance(part, AudioContent):
+        try:
+            return {"type": "audio", "audio": base64.b64decode(part.input_audio.data, validate=True)}
+        except (ValueError, binascii.Error):
+            raise InvalidRequest("input_audio.data must be base64.", param=where) from None
+    return {"type": "text", "text": part.text}
+
+
+def _content(message: ChatMessage, i: int) -> str | list[dict]:
+    if isinstance(message.content, list):
+        parts = [engine_part(part, f"messages[{i}].content[{j}]") for j, part in enumerate(message.content)]
+    else:
+        parts = [{"type": "text", "text": message.content or ""}]
+    if message.tool_calls:  # an earlier call goes back as the model wrote it
+        parts.append({"type": "text", "text": as_text(message.tool_calls)})
+    return parts
+
+
+def to_messages(raw: list[ChatMessage], settings: Settings) -> list[Message]:
+    """The request's messages -> typed messages, media decoded (CPU work: run off the event loop)."""
+    if not raw:
+        raise InvalidRequest("`messages` must be a non-empty list.", param="messages")
+    return parse_messages(
+        [{"role": message.role, "content": _content(message, i)} for i, message in enumerate(raw)],
+        MediaLimits.from_settings(settings),
+    )
+
+
+def sampling(body: ChatCompletionRequest, settings: Settings) -> SamplingParams:
+    """What the body sets (0 counts as set: it is refused, not replaced); the rest are the defaults."""
+    given = {
+        "max_new_tokens": next(
+            (n for n in (body.max_completion_tokens, body.max_tokens) if n is not None), settings.max_new_tokens
+        ),
+        "temperature": body.temperature,
+        "top_p": body.top_p,
+        "top_k": body.top_k,
+        "repetition_penalty": body.repetition_penalty,
+        "presence_penalty": body.presence_penalty,
+        "frequency_penalty": body.frequency_penalty,
+        "seed": body.seed,
+        "stop": (body.stop,) if isinstance(body.stop, str) else tuple(body.stop) if body.stop else None,
+    }
+    return SamplingParams(**{name: value for name, value in given.items() if value is not None})
+
+
+def read_request(raw: bytes) -> ChatCompletionRequest:
+    """The body -> the protocol model. pydantic's JSON parser stops at 200 levels of nesting, so a
+    100,000-deep object is refused at once (400) instead of taking the stack json.loads needs; what
+    is not a JSON object at all is refused as unreadable (422)."""
+    try:
+        parsed = from_json(raw)
+    except ValueError as err:
+        if "recursion limit" in str(err) and raw.lstrip()[:1] == b"{":
+            raise InvalidRequest("The JSON body is nested too deeply (over 200 levels).") from None
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise NotAJsonObject()
+    return ChatCompletionRequest.model_validate(parsed)
+
+
+def plan(body: ChatCompletionRequest, settings: Settings) -> ChatPlan:
+    """Model name, sampling, grammar and tools, checked before anything is admitted or decoded."""
+    adapter = None
+    if body.model in ADAPTER_MODELS:
+        adapter = body.model
+    elif body.model not in (None, settings.served_name()):
+        raise ModelNotFound(
+            f"The model {body.model!r} does not exist here; this server serves "
+            f"{settings.served_name()!r} (and {' and '.join(ADAPTER_MODELS)} to force an adapter)."
+        )
+    params = sampling(body, settings)
+    grammar, tools = None, None
+    if body.response_format and body.response_format.type != "text":
+        schema = {"type": "object"}
+        if body.response_format.type == "json_schema":
+            if body.response_format.json_schema is None:
+                raise InvalidRequest("response_format json_schema needs its `json_schema`.", param="response_format")
+            schema = body.response_format.json_schema.json_schema
+        grammar = GrammarSpec.json_schema(schema)
+    if body.tools and body.tool_choice != "none":
+        tools = tool_list(body.tools)
+        if body.tool_choice == "required" or isinstance(body.tool_choice, NamedToolChoice):
+            if grammar is not None:
+                raise InvalidRequest(
+                    "A forced tool call and response_format cannot both shape one answer.", param="tool_choice"
+                )
+            # a named function is called once; "required" allows several unless parallel calls are off
+            parallel = body.parallel_tool_calls is not False and not isinstance(body.tool_choice, NamedToolChoice)
+            grammar = forced_call(called_tools(body.tools, body.tool_choice), parallel)
+    if grammar is not None:  # a bad schema is refused here, with a 400, not on the first token
+        grammar.compiled("response_format" if body.response_format and body.response_format.type != "text" else "tools")
+    params = dataclasses.replace(params, grammar=grammar)
+    params.validate()
+    if body.n > 1 and body.stream:
+        raise InvalidRequest("`n` above 1 is served without `stream`.", param="n")
+    seeds = [None if params.seed is None else params.seed + i for i in range(body.n)]
+    return ChatPlan([dataclasses.replace(params, seed=seed) for seed in seeds], tools, adapter)
+
+
+def usage(metrics: list[Metrics | None]) -> Usage:
+    """One prompt, however many choices; every choice's tokens."""
+    prompt = next((m.prompt_tokens for m in metrics if m), 0)
+    completion = sum(m.completion_tokens for m in metrics if m)
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+
+def choice(index: int, text: str, final: Reply, tools: str | None) -> Choice:
+    """An answer -> OpenAI's choice: a well-formed call is `tool_calls`; anything else is text."""
+    calls = parse_calls(text) if tools and final.finish_reason == "stop" else None
+    if calls:
+        return Choice(index=index, message=AssistantMessage(content=None, tool_calls=calls), finish_reason="tool_calls")
+    return Choice(index=index, message=AssistantMessage(content=text), finish_reason=final.finish_reason)
