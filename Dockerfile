@@ -25,7 +25,7 @@ RUN apt-get update \
 RUN pip install \
     torch==2.11.0 torchvision==0.26.0 torchaudio==2.11.0 \
     transformers==5.23.0 peft==0.21.2 accelerate==1.15.0 bitsandbytes==0.50.2 \
-    gradio==6.31.0 openai==3.57.0 prometheus-client==0.26.0 \
+    gradio==6.31.0 openai==3.57.0 prometheus-client==0.26.0 llguidance==1.9.1 \
     soundfile==0.14.0 av==18.1.0 pillow==12.3.0 opencv-python-headless==5.0.0.93 \
     numpy==2.4.6 tqdm==4.70.1
 
