@@ -34,7 +34,16 @@ from starlette.concurrency import run_in_threadpool
 
 from app.admission import Admission
 from app.api_errors import APIError, TooLarge, error_body
-from app.chat_request import ADAPTER_MODELS, ChatPlan, choice, plan, read_request, to_messages, usage
+from app.chat_request import (
+    ADAPTER_MODELS,
+    ChatPlan,
+    choice,
+    openai_logprobs,
+    plan,
+    read_request,
+    to_messages,
+    usage,
+)
 from app.metrics import ServerMetrics
 from app.protocol import (
     ChatCompletion,
@@ -153,7 +162,7 @@ def build_router(
 
         def answers(cancel: threading.Event):
             def one(params):
-                return service.answer(messages, params, cancel=cancel, tools=chat_plan.tools, adapter=chat_plan.adapter)
+                return service.answer(messages, params, cancel=cancel, **chat_plan.options())
 
             with ThreadPoolExecutor(len(chat_plan.params)) as pool:  # n choices: rows of one batch
                 return list(pool.map(one, chat_plan.params))
@@ -252,13 +261,15 @@ def _sse(
     and `[DONE]`; a guard refusal cannot retract streamed text, so it arrives as the last delta
     with finish_reason content_filter."""
 
-    def event(delta: Delta | None, finish: str | None = None, metrics: Metrics | None = None) -> str:
+    def event(delta: Delta | None, finish: str | None = None, metrics: Metrics | None = None, logprobs=None) -> str:
         body = template.model_dump(exclude={"usage", "choices"})
         body["choices"] = (
             []
             if delta is None
             else [{"index": 0, "delta": delta.model_dump(exclude_none=True), "finish_reason": finish}]
         )
+        if logprobs := openai_logprobs(logprobs):
+            body["choices"][0]["logprobs"] = logprobs.model_dump()
         if metrics:
             body["usage"] = usage([metrics]).model_dump()
         return f"data: {json.dumps(body)}\n\n"
@@ -266,9 +277,7 @@ def _sse(
     try:
         yield event(Delta(role="assistant", content=""))
         held, final = "", None  # held: text that may still turn out to be a tool call
-        for reply in service.chat(
-            messages, chat_plan.params[0], cancel=cancel, tools=chat_plan.tools, adapter=chat_plan.adapter
-        ):
+        for reply in service.chat(messages, chat_plan.params[0], cancel=cancel, **chat_plan.options()):
             text = reply.text
             if chat_plan.tools and not reply.replace and (held or could_be_call(text)):
                 held += text
@@ -278,7 +287,7 @@ def _sse(
                 final = reply
                 break
             if text:
-                yield event(Delta(content=text))
+                yield event(Delta(content=text), logprobs=reply.logprobs)
         if final is not None:
             text = final.text if final.replace else held + final.text  # a guard refusal replaces it all
             answer = choice(0, text, final, chat_plan.tools)
@@ -289,7 +298,7 @@ def _sse(
                 ]
                 yield event(Delta(tool_calls=calls), "tool_calls")
             else:
-                yield event(Delta(content=text or None), final.finish_reason)
+                yield event(Delta(content=text or None), final.finish_reason, logprobs=final.logprobs)
             if include_usage:
                 yield event(None, metrics=final.metrics)
     except Exception as err:  # noqa: BLE001 - the stream's last word, whatever went wrong

@@ -17,8 +17,11 @@ from app.protocol import (
     ChatCompletionRequest,
     ChatMessage,
     Choice,
+    ChoiceLogprobs,
     ImageContent,
     NamedToolChoice,
+    TokenLogprob,
+    TopLogprob,
     Usage,
 )
 from app.service import Reply
@@ -27,6 +30,7 @@ from core.errors import InvalidRequest
 from core.settings import Settings
 from engine.grammar import GrammarSpec
 from engine.request import Metrics, SamplingParams
+from engine.request import TokenLogprob as EngineTokenLogprob
 from media.limits import MediaLimits
 from media.parts import Message
 from media.payloads import parse_messages
@@ -41,6 +45,19 @@ class ChatPlan:
     params: list[SamplingParams]  # one per choice (`n`), each with its own seed when one is given
     tools: str | None  # the JSON tool list for the system turn; None: no tools offered
     adapter: str | None  # forced by the request's `model`; None: chosen by the conversation's media
+    max_crops: int | None  # vLLM's mm_processor_kwargs.dynamic_hd; None: the server's budget
+    tool_choice: str = "auto"  # "auto", "required" or a function's name (for a remote engine)
+    parallel_tool_calls: bool = True
+
+    def options(self) -> dict:
+        """What `ConversationService.chat` takes besides the messages and sampling."""
+        return {
+            "tools": self.tools,
+            "adapter": self.adapter,
+            "max_crops": self.max_crops,
+            "tool_choice": self.tool_choice,
+            "parallel_tool_calls": self.parallel_tool_calls,
+        }
 
 
 def _data_uri(url: str, param: str) -> bytes:
@@ -152,12 +169,24 @@ def plan(body: ChatCompletionRequest, settings: Settings) -> ChatPlan:
             grammar = forced_call(called_tools(body.tools, body.tool_choice), parallel)
     if grammar is not None:  # a bad schema is refused here, with a 400, not on the first token
         grammar.compiled("response_format" if body.response_format and body.response_format.type != "text" else "tools")
-    params = dataclasses.replace(params, grammar=grammar)
+    if body.top_logprobs is not None and not body.logprobs:
+        raise InvalidRequest("`top_logprobs` needs `logprobs: true`.", param="top_logprobs")
+    logprobs = (body.top_logprobs or 0) if body.logprobs else None
+    params = dataclasses.replace(params, grammar=grammar, logprobs=logprobs)
     params.validate()
     if body.n > 1 and body.stream:
         raise InvalidRequest("`n` above 1 is served without `stream`.", param="n")
     seeds = [None if params.seed is None else params.seed + i for i in range(body.n)]
-    return ChatPlan([dataclasses.replace(params, seed=seed) for seed in seeds], tools, adapter)
+    max_crops = body.mm_processor_kwargs.dynamic_hd if body.mm_processor_kwargs else None
+    choice = body.tool_choice.function.name if isinstance(body.tool_choice, NamedToolChoice) else body.tool_choice
+    return ChatPlan(
+        [dataclasses.replace(params, seed=seed) for seed in seeds],
+        tools,
+        adapter,
+        max_crops,
+        choice or "auto",
+        body.parallel_tool_calls is not False,
+    )
 
 
 def usage(metrics: list[Metrics | None]) -> Usage:
@@ -167,9 +196,28 @@ def usage(metrics: list[Metrics | None]) -> Usage:
     return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
 
+def openai_logprobs(entries: list[EngineTokenLogprob] | None) -> ChoiceLogprobs | None:
+    def top(token: str, logprob: float) -> TopLogprob:
+        return TopLogprob(token=token, logprob=logprob, bytes=list(token.encode()))
+
+    if not entries:
+        return None
+    return ChoiceLogprobs(
+        content=[
+            TokenLogprob(**top(e.token, e.logprob).model_dump(), top_logprobs=[top(t, lp) for t, lp in e.top])
+            for e in entries
+        ]
+    )
+
+
 def choice(index: int, text: str, final: Reply, tools: str | None) -> Choice:
     """An answer -> OpenAI's choice: a well-formed call is `tool_calls`; anything else is text."""
     calls = parse_calls(text) if tools and final.finish_reason == "stop" else None
     if calls:
         return Choice(index=index, message=AssistantMessage(content=None, tool_calls=calls), finish_reason="tool_calls")
-    return Choice(index=index, message=AssistantMessage(content=text), finish_reason=final.finish_reason)
+    return Choice(
+        index=index,
+        message=AssistantMessage(content=text),
+        finish_reason=final.finish_reason,
+        logprobs=openai_logprobs(final.logprobs),
+    )

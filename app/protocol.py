@@ -100,6 +100,10 @@ class ResponseFormat(Lenient):
     json_schema: JsonSchemaFormat | None = None
 
 
+class ProcessorOptions(Lenient):
+    dynamic_hd: int | None = None  # the crop budget per image (1-64)
+
+
 class StreamOptions(Lenient):
     include_usage: bool = False
 
@@ -123,12 +127,15 @@ class ChatCompletionRequest(Lenient):
     seed: int | None = None
     stop: str | list[str] | None = None
     n: int = Field(1, ge=1, le=8)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0, le=20)
     stream: bool = False
     stream_options: StreamOptions | None = None
     tools: list[Tool] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None  # the model may always answer with several calls
     response_format: ResponseFormat | None = None
+    mm_processor_kwargs: ProcessorOptions | None = None  # vLLM's extension
     user: str | None = None  # bookkeeping: accepted, unused
     metadata: dict | None = None
     store: bool | None = None
@@ -147,10 +154,25 @@ class AssistantMessage(BaseModel):
     tool_calls: list[ToolCall] | None = None
 
 
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int]  # the token's UTF-8 bytes (a token may hold part of a character)
+
+
+class TokenLogprob(TopLogprob):
+    top_logprobs: list[TopLogprob]
+
+
+class ChoiceLogprobs(BaseModel):
+    content: list[TokenLogprob]
+
+
 class Choice(BaseModel):
     index: int = 0
     message: AssistantMessage
     finish_reason: str | None  # stop | length | tool_calls | content_filter | cancelled
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletion(BaseModel):

@@ -7,6 +7,7 @@ call it and nothing else, so they all get the same safety behaviour:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections import Counter
@@ -16,7 +17,7 @@ from typing import Callable, Iterator
 from core.errors import InvalidRequest
 from core.settings import Settings
 from engine.backends import open_engine
-from engine.request import GenerationRequest, Metrics, SamplingParams
+from engine.request import GenerationRequest, Metrics, SamplingParams, TokenLogprob
 from engine.router import choose_adapter
 from media.parts import AudioPart, ImagePart, Message, TextPart, VideoPart
 from prompts import tasks
@@ -38,6 +39,7 @@ class Reply:
     metrics: Metrics | None = None
     blocked: str | None = None  # the output-guard category that stopped the answer
     override_attempt: bool = False  # the input guard saw an attempt to override the system prompt
+    logprobs: list[TokenLogprob] | None = None  # the tokens behind this text, when the request asked
 
 
 def collect(replies) -> str:
@@ -80,9 +82,11 @@ class ConversationService:
         cancel: threading.Event | None = None,
         tools: str | None = None,
         adapter: str | None = None,
+        **tool_use,
     ) -> tuple[GenerationRequest, set[str], bool]:
         """(the request the engine will run, the conversation's media, override attempt?).
-        `tools`: the JSON tool list (app/tool_calls.py); `adapter`: one the caller forces."""
+        `tools`: the JSON tool list (app/tool_calls.py) and `tool_use` how to use it (tool_choice,
+        parallel_tool_calls: GenerationRequest's fields); `adapter`: one the caller forces."""
         user_system = "\n\n".join(
             p.text for m in messages if m.role == "system" for p in m.parts if isinstance(p, TextPart)
         )
@@ -114,6 +118,7 @@ class ConversationService:
             max_crops=max_crops,
             tools=tools,
             adapter=adapter,
+            **tool_use,
         )
         return request, media, override
 
@@ -125,16 +130,18 @@ class ConversationService:
         cancel: threading.Event | None = None,
         tools: str | None = None,
         adapter: str | None = None,
+        **tool_use,
     ) -> Iterator[Reply]:
         request, media, override = self.build_request(
-            messages, params or SamplingParams(), max_crops, cancel, tools, adapter
+            messages, params or SamplingParams(), max_crops, cancel, tools, adapter, **tool_use
         )
         guarded = GuardedText(self.guard, media)
         stream = self.engine.stream(request)
-        final, started = None, False
+        final, started, logprobs = None, False, []  # logprobs: of tokens whose text is not out yet
         try:
             for chunk in stream:
                 started = True
+                logprobs += chunk.logprobs or []
                 verdict = guarded.feed(chunk.text)
                 if not verdict.blocked and chunk.finish_reason:
                     end = guarded.finish()
@@ -161,7 +168,9 @@ class ConversationService:
                         finish_reason=chunk.finish_reason,
                         metrics=chunk.metrics,
                         override_attempt=override,
+                        logprobs=logprobs or None,
                     )
+                    logprobs = []
                     if chunk.finish_reason:
                         final = reply
                     yield reply
@@ -173,11 +182,15 @@ class ConversationService:
                 )
 
     def answer(self, messages: list[Message], params: SamplingParams | None = None, **kwargs) -> tuple[str, Reply]:
-        """The whole displayable answer at once, and the final reply (finish reason, metrics)."""
-        text, final = "", None
+        """The whole displayable answer at once, and the final reply (finish reason, metrics, and
+        every token's logprobs when asked for)."""
+        text, final, logprobs = "", None, []
         for reply in self.chat(messages, params, **kwargs):
             text = reply.text if reply.replace else text + reply.text
+            logprobs = [] if reply.replace else logprobs + (reply.logprobs or [])
             final = reply
+        if final is not None and logprobs:
+            final = dataclasses.replace(final, logprobs=logprobs)
         return text, final
 
     def transcribe(

@@ -75,8 +75,10 @@ class DecodeBatcher:
         switch = self.runner.longrope_switch_at
         return switch is None or prepared.prompt_tokens + prepared.max_new_tokens <= switch
 
-    def submit(self, request: GenerationRequest, prepared: PreparedPrompt) -> Iterator[int]:
-        row = Row(request, prepared, self.engine.sampler(request, prepared), prepared.input_ids)
+    def submit(
+        self, request: GenerationRequest, prepared: PreparedPrompt, sampler: Sampler | None = None
+    ) -> Iterator[int]:
+        row = Row(request, prepared, sampler or self.engine.sampler(request, prepared), prepared.input_ids)
         with self._wake:
             if self._closing:
                 raise ShuttingDown()

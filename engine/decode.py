@@ -15,8 +15,9 @@ for a step on its preallocated cache.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from transformers import (
@@ -60,6 +61,10 @@ class Sampler:
     processors: LogitsProcessorList  # repetition penalty, suppressed tokens, temperature, top-k, top-p
     generator: torch.Generator | None  # seeded per request when the request names a seed
     greedy: bool
+    logprobs: int | None = None  # SamplingParams.logprobs
+    # (token id, log-probability, [(id, log-probability)] of the likeliest) per chosen token, in
+    # order, for the consumer to take (Engine._chunks): the producer may be another thread
+    chosen: deque = field(default_factory=deque)
 
     @classmethod
     def for_params(
@@ -90,14 +95,26 @@ class Sampler:
         generator = None
         if not params.greedy and params.seed is not None:
             generator = torch.Generator(device=device).manual_seed(params.seed)
-        return cls(processors, generator, params.greedy)
+        return cls(processors, generator, params.greedy, params.logprobs)
 
     def choose(self, ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """The next token id(s), shape (rows,), from the last position's logits (rows, vocab)."""
         scores = self.processors(ids, logits.float())
         if self.greedy:
-            return scores.argmax(dim=-1)
-        return torch.multinomial(scores.softmax(dim=-1), 1, generator=self.generator)[:, 0]
+            token = scores.argmax(dim=-1)
+        else:
+            token = torch.multinomial(scores.softmax(dim=-1), 1, generator=self.generator)[:, 0]
+        if self.logprobs is not None:  # costs a read-back per step: only when asked for
+            logprobs = scores[0].log_softmax(dim=-1)
+            top = logprobs.topk(self.logprobs) if self.logprobs else None
+            self.chosen.append(
+                (
+                    int(token[0]),
+                    float(logprobs[token[0]]),
+                    list(zip(top.indices.tolist(), top.values.tolist())) if top else [],
+                )
+            )
+        return token
 
 
 class OccurrencePenalty:

@@ -17,7 +17,7 @@ from engine.grammar import GrammarTokenizer
 from engine.loading import LoadOptions, load_model
 from engine.model_config import END_TOKENS, SPECIAL_TOKENS
 from engine.protocol import ChatEngine
-from engine.request import Chunk, GenerationRequest, SamplingParams
+from engine.request import Chunk, GenerationRequest, SamplingParams, TokenLogprob
 from engine.router import BASE, LoraRouter, choose_adapter
 from engine.self_check import check_fast_path
 from engine.static_decode import StaticDecoder, StaticRun, resolve_mode
@@ -252,20 +252,26 @@ class Engine(ChatEngine):
         started = time.perf_counter()
         self._check_open()
         prepared = self.prepare(request)
-        tokens = self.batcher.submit(request, prepared) if self.batcher else self.decode_alone(request, prepared)
-        yield from self._chunks(request, prepared, tokens, started)
+        sampler = self.sampler(request, prepared)
+        if self.batcher:
+            tokens = self.batcher.submit(request, prepared, sampler)
+        else:
+            tokens = self.decode_alone(request, prepared, sampler)
+        yield from self._chunks(request, prepared, tokens, started, sampler)
 
     def sampler(self, request: GenerationRequest, prepared: PreparedPrompt) -> Sampler:
         return Sampler.for_params(
             request.params, self.device, self.media_token_ids, prepared.prompt_tokens, self.grammar_tokenizer
         )
 
-    def decode_alone(self, request: GenerationRequest, prepared: PreparedPrompt) -> Iterator[int]:
+    def decode_alone(
+        self, request: GenerationRequest, prepared: PreparedPrompt, sampler: Sampler | None = None
+    ) -> Iterator[int]:
         """Token ids of one request decoded on its own (no batcher), until cancelled or the
         consumer stops asking: engine/decode.py's loop. The model is taken per step
         (`runner.turn`), so concurrent requests interleave; a request that fits the static cache
         (and finds it free) steps there instead."""
-        runner, sampler, adapters = self.runner, self.sampler(request, prepared), [prepared.adapter]
+        runner, sampler, adapters = self.runner, sampler or self.sampler(request, prepared), [prepared.adapter]
         static = self.static_fits(prepared) and self._static_owner.acquire(blocking=False)
         try:
             if static:
@@ -288,12 +294,28 @@ class Engine(ChatEngine):
             if static:
                 self._static_owner.release()
 
+    def _logprobs(self, sampler: Sampler, token_ids: list[int]) -> list[TokenLogprob] | None:
+        """The sampler's record of these tokens, with their text, when the request asked for it."""
+        if sampler.logprobs is None:
+            return None
+        entries = [sampler.chosen.popleft() for _ in token_ids]
+
+        def text(token: int) -> str:
+            return self.tokenizer.decode([token])
+
+        return [TokenLogprob(text(t), lp, [(text(i), v) for i, v in top]) for t, lp, top in entries]
+
     def _check_open(self) -> None:
         if self.closing:
             raise ShuttingDown()
 
     def _chunks(
-        self, request: GenerationRequest, prepared: PreparedPrompt, tokens: Iterator[int], started: float
+        self,
+        request: GenerationRequest,
+        prepared: PreparedPrompt,
+        tokens: Iterator[int],
+        started: float,
+        sampler: Sampler,
     ) -> Iterator[Chunk]:
         """Token ids -> text chunks: detokenising, stop strings, the length cap, finish reason and
         metrics. Runs in the consumer's thread, off the decode loop. Closing `tokens` tells the
@@ -330,14 +352,15 @@ class Engine(ChatEngine):
                     if finish and not stops.stopped:  # bytes of a character the answer ended inside
                         delta += stops.feed(detokenizer.flush())
                 token_ids = [token] if token is not None else []
+                logprobs = self._logprobs(sampler, token_ids)
                 if finish is None:
                     try:
-                        yield Chunk(delta, token_ids, adapter)
+                        yield Chunk(delta, token_ids, adapter, logprobs=logprobs)
                     except GeneratorExit:  # the consumer closed the stream (Stop, a dropped client)
                         self.counters.finish("cancelled")
                         raise
                     continue
-                yield self.last_chunk(
+                last = self.last_chunk(
                     delta + stops.flush(),
                     token_ids,
                     adapter,
@@ -347,6 +370,8 @@ class Engine(ChatEngine):
                     started,
                     first_token_at,
                 )
+                last.logprobs = logprobs
+                yield last
                 return
         finally:
             tokens.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import time
 from typing import Iterator
 
@@ -87,13 +88,27 @@ class RemoteEngine(ChatEngine):
         self.adapters = ADAPTERS
         self.concurrency = 8  # requests worth having in flight at once (the remote batches them)
         self.decode_mode, self.decode_fallback = "remote", None  # the remote server's own choice
+        self._base_model: str | None = None  # the remote's name for it, asked once (base_model)
         self.counters = EngineCounters()  # finish reasons and tokens, as the local engine counts them
 
+    def base_model(self) -> str:
+        """The remote's name for the base model: ours when it serves that name, else the first it
+        lists (vLLM lists its base model before its LoRA modules; a phi4mm server likewise)."""
+        if self._base_model is None:
+            try:
+                names = [m.id for m in self.client.models.list().data]
+            except openai.OpenAIError as err:
+                raise translate_error(err, self.base_url) from None
+            self._base_model = self.model if self.model in names or not names else names[0]
+        return self._base_model
+
     def stream(self, request: GenerationRequest) -> Iterator[Chunk]:
-        """Yield chunks of the answer. Errors before the first token raise before the first chunk."""
+        """Yield chunks of the answer. Errors before the first token raise before the first chunk.
+        Tools and a JSON schema go to the remote as OpenAI fields (vLLM has its own tool parsers
+        and grammars); its tool calls come back as the `functools[…]` text our own engine writes."""
         started = time.perf_counter()
         request.validate()
-        adapter = choose_adapter(request.messages)
+        adapter = request.adapter or choose_adapter(request.messages)
         params = request.params
         extra = {}
         if params.top_k:
@@ -102,25 +117,38 @@ class RemoteEngine(ChatEngine):
             extra["repetition_penalty"] = params.repetition_penalty
         if request.max_crops:
             extra["mm_processor_kwargs"] = {"dynamic_hd": request.max_crops}
+        shape = {}
+        if request.tools:
+            shape["tools"] = [{"type": "function", "function": tool} for tool in json.loads(request.tools)]
+            choice = request.tool_choice
+            named = choice not in ("auto", "required")
+            shape["tool_choice"] = {"type": "function", "function": {"name": choice}} if named else choice
+            shape["parallel_tool_calls"] = request.parallel_tool_calls
+        elif params.grammar and params.grammar.kind == "json_schema":
+            schema = {k: v for k, v in json.loads(params.grammar.source).items() if k != "x-guidance"}
+            shape["response_format"] = {"type": "json_schema", "json_schema": {"name": "response", "schema": schema}}
         try:
             response = self.client.chat.completions.create(
-                model=self.model if adapter == BASE else adapter,
+                model=self.base_model() if adapter == BASE else adapter,
                 messages=openai_messages(request),
                 max_tokens=params.max_new_tokens,
                 temperature=params.temperature,
                 top_p=params.top_p,
+                presence_penalty=params.presence_penalty or None,
+                frequency_penalty=params.frequency_penalty or None,
                 seed=params.seed,
                 stop=list(params.stop) or None,
                 stream=True,
                 stream_options={"include_usage": True},
                 extra_body=extra or None,
+                **shape,
             )
         except openai.OpenAIError as err:
             raise translate_error(err, self.base_url) from None
         return self._chunks(request, response, adapter, started)
 
     def _chunks(self, request, response, adapter: str, started: float) -> Iterator[Chunk]:
-        first_token_at, usage, finish, pieces = None, None, None, 0
+        first_token_at, usage, finish, pieces, calls = None, None, None, 0, {}
         try:
             for event in response:
                 if request.cancel.is_set():
@@ -132,6 +160,11 @@ class RemoteEngine(ChatEngine):
                         first_token_at = first_token_at or time.perf_counter()
                         pieces += 1
                         yield Chunk(choice.delta.content, [], adapter)
+                    for call in (choice.delta.tool_calls or []) if choice.delta else []:
+                        first_token_at = first_token_at or time.perf_counter()
+                        entry = calls.setdefault(call.index, {"name": "", "arguments": ""})
+                        entry["name"] += (call.function and call.function.name) or ""
+                        entry["arguments"] += (call.function and call.function.arguments) or ""
                     finish = choice.finish_reason or finish
         except GeneratorExit:  # the consumer closed the stream (Stop, a dropped client)
             self.counters.finish("cancelled")
@@ -142,9 +175,29 @@ class RemoteEngine(ChatEngine):
             response.close()  # hangs up on the remote server, which cancels its generation
         completion = usage.completion_tokens if usage else pieces
         self.counters.add_tokens(completion)
+        text = ""
+        if calls:  # as our own engine writes calls (app/tool_calls.py reads them back)
+            text = "functools" + json.dumps(
+                [{"name": c["name"], "arguments": _json_or_text(c["arguments"])} for _, c in sorted(calls.items())]
+            )
+            finish = "stop"
         yield self.last_chunk(
-            "", [], adapter, finish or "stop", usage.prompt_tokens if usage else 0, completion, started, first_token_at
+            text,
+            [],
+            adapter,
+            finish or "stop",
+            usage.prompt_tokens if usage else 0,
+            completion,
+            started,
+            first_token_at,
         )
 
     def close(self) -> None:
         """Nothing runs here to stop: each open stream hangs up on the remote when it closes."""
+
+
+def _json_or_text(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

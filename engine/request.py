@@ -29,6 +29,7 @@ class SamplingParams:
     presence_penalty: float = 0.0  # OpenAI's: -2 to 2, once per token that has appeared in the answer
     frequency_penalty: float = 0.0  # OpenAI's: -2 to 2, per appearance in the answer
     grammar: GrammarSpec | None = None  # the answer must match it (engine/grammar.py)
+    logprobs: int | None = None  # None: none; 0: each chosen token's; k: also the k likeliest
 
     @property
     def greedy(self) -> bool:
@@ -58,6 +59,8 @@ class SamplingParams:
         for name in ("presence_penalty", "frequency_penalty"):
             if not number(getattr(self, name)) or not -2.0 <= getattr(self, name) <= 2.0:
                 raise bad(name, "between -2 and 2", getattr(self, name))
+        if self.logprobs is not None and (not isinstance(self.logprobs, int) or not 0 <= self.logprobs <= 20):
+            raise bad("top_logprobs", "a whole number from 0 to 20", self.logprobs)
         if len(self.stop) > 16 or not all(isinstance(s, str) and 0 < len(s) <= 256 for s in self.stop):
             raise bad("stop", "at most 16 non-empty strings of up to 256 characters", self.stop)
 
@@ -72,6 +75,11 @@ class GenerationRequest:
     max_crops: int | None = None
     # Tools the model may call: the JSON list the system turn carries (app/tool_calls.py).
     tools: str | None = None
+    # How the caller wants them used, for a remote engine to pass on (OpenAI's tool_choice: "auto",
+    # "required", or a function's name; and parallel_tool_calls). The local engine needs neither:
+    # a forced call is already the request's grammar.
+    tool_choice: str = "auto"
+    parallel_tool_calls: bool = True
     # The LoRA adapter to answer with; None: the router's choice from the conversation's media.
     adapter: str | None = None
 
@@ -123,6 +131,16 @@ class Metrics:
 
 
 @dataclass
+class TokenLogprob:
+    """One generated token's log-probability under the distribution it was drawn from (after
+    penalties, grammar and temperature), with the likeliest alternatives when asked for."""
+
+    token: str  # the token's own text
+    logprob: float
+    top: list[tuple[str, float]]  # (token text, log-probability), likeliest first
+
+
+@dataclass
 class Chunk:
     """One streamed piece of an answer, as `Engine.stream` yields it (one per generated token on
     the local engine; as the remote server sends them on a remote one).
@@ -135,6 +153,7 @@ class Chunk:
         finish_reason: set on the last chunk only: "stop" (an end token or a stop string),
             "length" (max_new_tokens, or the context window) or "cancelled".
         metrics: set on the last chunk only.
+        logprobs: with `SamplingParams.logprobs`, one entry per token in `token_ids`.
     """
 
     text: str
@@ -142,3 +161,4 @@ class Chunk:
     adapter: str
     finish_reason: str | None = None
     metrics: Metrics | None = None
+    logprobs: list[TokenLogprob] | None = None

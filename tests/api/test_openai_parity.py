@@ -227,3 +227,23 @@ def test_a_well_formed_call_is_parsed():
     calls = parse_calls('functools[{"name": "get_weather", "arguments": {"city": "Oslo", "days": 2}}]')
     assert calls[0].function.name == "get_weather" and json.loads(calls[0].function.arguments)["days"] == 2
     assert Tool.model_validate(WEATHER).function.name == "get_weather"
+
+
+def test_logprobs_of_every_token_with_the_likeliest(client):
+    completion = client.chat.completions.create(
+        model="phi4mm", messages=HI, max_tokens=6, logprobs=True, top_logprobs=3
+    )
+    entries = completion.choices[0].logprobs.content
+    assert len(entries) == completion.usage.completion_tokens
+    for entry in entries:
+        assert entry.logprob <= 0 and len(entry.top_logprobs) == 3
+        assert [t.logprob for t in entry.top_logprobs] == sorted((t.logprob for t in entry.top_logprobs), reverse=True)
+        assert entry.top_logprobs[0].logprob == pytest.approx(entry.logprob)  # greedy: the likeliest was chosen
+    assert "".join(e.token for e in entries).startswith(completion.choices[0].message.content[:3])
+    streamed = list(
+        client.chat.completions.create(model="phi4mm", messages=HI, max_tokens=6, logprobs=True, stream=True)
+    )
+    tokens = [e.token for c in streamed if c.choices and c.choices[0].logprobs for e in c.choices[0].logprobs.content]
+    assert tokens == [e.token for e in entries]  # the same greedy tokens, one entry per token
+    with pytest.raises(openai.BadRequestError, match="top_logprobs"):
+        client.chat.completions.create(model="phi4mm", messages=HI, max_tokens=2, top_logprobs=2)

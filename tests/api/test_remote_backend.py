@@ -62,10 +62,15 @@ def test_chained_streaming_and_health(chained):
     client = openai.OpenAI(base_url=front + "/v1", api_key="unused", max_retries=0, timeout=120)
     chunks = list(
         client.chat.completions.create(
-            model="phi4mm", messages=[{"role": "user", "content": "Hi"}], max_tokens=8, stream=True
+            model="phi4mm",
+            messages=[{"role": "user", "content": "Hi"}],
+            max_tokens=8,
+            stream=True,
+            stream_options={"include_usage": True},
         )
     )
-    assert chunks[-1].choices[0].finish_reason in ("stop", "length") and chunks[-1].usage.completion_tokens >= 1
+    chunks, usage = chunks[:-1], chunks[-1]  # usage comes last, in a chunk of its own (issue 17)
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length") and usage.usage.completion_tokens >= 1
     with urllib.request.urlopen(front + "/health", timeout=10) as response:
         health = json.load(response)
     assert health["backend"] == "openai" and health["device"].startswith("remote http://127.0.0.1")
@@ -112,3 +117,29 @@ def test_unreachable_or_refusing_remote_is_a_clear_error(web_server):
         RemoteEngine(f"http://127.0.0.1:{free_port()}/v1", None, "phi4mm", timeout_s=5).stream(request)
     with pytest.raises(ModelUnavailable, match="refused our key"):
         RemoteEngine(web_server + "/v1", "wrong-key", "phi4mm", timeout_s=30).stream(request)
+
+
+def test_chained_tools_and_schema_pass_through(chained):
+    """The front sends tools and the schema on as OpenAI fields; the back (a phi4mm server)
+    constrains and parses them; its tool calls come back through the front as tool_calls."""
+    from tests.api.test_openai_parity import HI, SCHEMA, TIME, WEATHER
+
+    front, _ = chained
+    client = openai.OpenAI(base_url=front + "/v1", api_key="unused", max_retries=0, timeout=120)
+    called = client.chat.completions.create(
+        model="phi4mm",
+        messages=HI,
+        tools=[WEATHER, TIME],
+        tool_choice="required",
+        max_tokens=80,
+        parallel_tool_calls=False,
+    )
+    assert called.choices[0].finish_reason == "tool_calls"
+    assert called.choices[0].message.tool_calls[0].function.name in ("get_weather", "get_time")
+    shaped = client.chat.completions.create(
+        model="phi4mm",
+        messages=HI,
+        max_tokens=120,
+        response_format={"type": "json_schema", "json_schema": {"name": "verdict", "schema": SCHEMA}},
+    )
+    assert set(json.loads(shaped.choices[0].message.content)) == {"answer", "sure", "tags"}
