@@ -33,7 +33,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.admission import Admission
-from app.api_errors import APIError, TooLarge, error_body
+from app.api_errors import APIError, ModelNotFound, TooLarge, error_body
 from app.chat_request import (
     ADAPTER_MODELS,
     ChatPlan,
@@ -57,6 +57,7 @@ from app.protocol import (
 )
 from app.service import ConversationService
 from app.tool_calls import could_be_call
+from app.transcription import TranscriptionOptions, spoken_language
 from core.errors import InvalidRequest, Phi4mmError
 from core.settings import Settings
 from engine.request import Metrics
@@ -92,43 +93,51 @@ def build_router(
         model: str = Form("phi4mm"),
         response_format: str = Form("json"),
         language: str | None = Form(None),
+        prompt: str | None = Form(None),
+        temperature: float = Form(0.0),
+        granularities: list[str] | None = Form(None, alias="timestamp_granularities[]"),
     ):
         """Whisper-API compatible: the transcript of ~30 s segments cut at quiet points."""
-        return answered("transcriptions", await _transcribe(request, file, response_format))
+        if model not in (settings.served_name(), "speech", "whisper-1"):
+            raise ModelNotFound(f"The model {model!r} does not exist here; transcribe with {settings.served_name()!r}.")
+        options = TranscriptionOptions.checked(response_format, language, prompt, temperature, granularities)
+        return answered("transcriptions", await _transcribe(request, file, options))
 
-    async def _transcribe(request: Request, file: UploadFile, response_format: str):
-        from app.meeting import MeetingOptions, MeetingResult, MeetingSummarizer, Tracker
+    async def _transcribe(request: Request, file: UploadFile, options: TranscriptionOptions):
+        from app.meeting import MeetingResult, MeetingSummarizer, Tracker
 
-        if response_format not in ("json", "text", "srt", "verbose_json"):
-            raise InvalidRequest("response_format must be json, text, srt or verbose_json.", param="response_format")
         limits = MediaLimits.from_settings(settings)
         data = file.file.read(max_body + 1)
         if len(data) > max_body:
             raise TooLarge(f"The file is over {settings.max_upload_mb} MB.")
         headers = {ADAPTER_HEADER: "speech"}
+        verbose = options.response_format == "verbose_json"
 
         def run(cancel: threading.Event):
             seconds = limits.max_task_audio_seconds
             samples = checked(decode_to_16k(io.BytesIO(read_bytes(data, limits, "audio")), seconds), seconds)
             segments, notes = MeetingSummarizer(service).transcribe(
-                samples, MeetingOptions(), Tracker(1, lambda *_: None), cancel
+                samples, options.meeting_options(), Tracker(1, lambda *_: None), cancel
             )
-            return samples, segments, notes
+            language = options.language.lower() if options.language else None
+            if verbose and language is None:
+                language = spoken_language(service, samples, cancel)
+            return samples, segments, notes, language
 
         try:
             with admission.enter():  # before decoding: the slots bound the decoded audio's memory too
-                samples, segments, notes = await until_disconnect(request, run)
+                samples, segments, notes, language = await until_disconnect(request, run)
         except Phi4mmError as err:
             raise APIError(err, headers, param="file") from None
         result = MeetingResult("single", len(samples) / SAMPLE_RATE, segments, "", "text", notes)
         text = " ".join(s.text for s in segments if s.text)
-        if response_format == "text":
+        if options.response_format == "text":
             return PlainTextResponse(text, headers=headers)
-        if response_format == "srt":
+        if options.response_format == "srt":
             return PlainTextResponse(result.transcript_srt(), headers=headers)
         body = Transcription(text=text)
-        if response_format == "verbose_json":
-            body.duration = result.duration
+        if verbose:
+            body.language, body.duration = language, result.duration
             body.segments = [Segment(id=i, start=s.start, end=s.end, text=s.text) for i, s in enumerate(segments)]
         return JSONResponse(body.model_dump(exclude_none=True), headers=headers)
 

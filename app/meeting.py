@@ -45,6 +45,8 @@ class MeetingOptions:
     segment_seconds: float = 30.0  # transcript segments (the audio encoder attends within 40 s)
     window_seconds: float = 600.0  # transcript stretch per partial summary
     asr_max_tokens: int | None = None  # None: enough for fast speech
+    asr_prompt: str = tasks.ASR  # what each segment is asked (tasks.asr_with_vocabulary adds a hint)
+    asr_temperature: float = 0.0  # greedy, the model's default
     summary_max_tokens: int = 768
 
 
@@ -142,8 +144,13 @@ class MeetingSummarizer:
     def __init__(self, service: ConversationService):
         self.service = service
 
-    def _ask(self, parts, max_tokens: int, cancel: threading.Event, grammar: GrammarSpec | None = None) -> str:
-        params = SamplingParams(max_new_tokens=max_tokens, grammar=grammar)
+    def _ask(
+        self, parts, budget: int | SamplingParams, cancel: threading.Event, grammar: GrammarSpec | None = None
+    ) -> str:
+        """`budget`: the most tokens to answer with, or the whole sampling settings."""
+        params = (
+            budget if isinstance(budget, SamplingParams) else SamplingParams(max_new_tokens=budget, grammar=grammar)
+        )
         return collect(self.service.chat([Message("user", parts)], params, cancel=cancel))
 
     def _ensure_json(self, text: str, options: MeetingOptions, cancel: threading.Event, remarks: list[str]) -> str:
@@ -182,7 +189,8 @@ class MeetingSummarizer:
                 if max(float(audio.max()), -float(audio.min())) < SILENCE_PEAK:
                     return Segment(start, end, ""), None  # a silent stretch: nothing to transcribe
                 budget = options.asr_max_tokens or tasks.transcript_token_budget(end - start)
-                text = self._ask([AudioPart(audio), TextPart(tasks.ASR)], budget, cancel).strip()
+                params = SamplingParams(max_new_tokens=budget, temperature=options.asr_temperature)
+                text = self._ask([AudioPart(audio), TextPart(options.asr_prompt)], params, cancel).strip()
                 return Segment(start, end, text, done=not cancel.is_set()), None
             except Phi4mmError as err:
                 return (

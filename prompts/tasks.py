@@ -11,6 +11,9 @@ ASR = "Transcribe the audio clip into text."
 SPOKEN_QUERY = ""  # spoken-query QA: the audio alone, with an empty text prompt
 SEPARATOR = "<sep>"
 AUDIO_SOUNDS = "Describe the sounds in this audio clip."
+# Ours, not from the model card (it gives no language-identification prompt); the answer is held
+# to the eight names by a grammar (app/transcription.py).
+LANGUAGE_ID = "Which language is spoken in this audio clip? Answer with the language's name only."
 AUDIO_MUSIC = "Describe the music in this audio clip: genre, instruments, tempo and mood."
 VIDEO_DESCRIPTION = "Describe what happens in this video."
 DEFAULT_SUMMARY_INSTRUCTION = "Summarize the audio."
@@ -79,6 +82,12 @@ def video_frames_note(timestamps: list[float], duration: float) -> str:
     """Tells the model where the frames it sees sit in time."""
     stamps = ", ".join(f"{t:.1f}" for t in timestamps)
     return f"These {len(timestamps)} frames are from a {duration:.1f}-second video, taken at {stamps} seconds."
+
+
+def asr_with_vocabulary(words: str) -> str:
+    """The ASR prompt with a caller's hint of names and terms (Whisper's `prompt`). Ours, not from
+    the model card: the official prompt is kept word for word, the hint follows it."""
+    return f"{ASR} Names and terms it may contain: {words.strip()}"
 
 
 def transcript_token_budget(seconds: float) -> int:

@@ -247,3 +247,57 @@ def test_logprobs_of_every_token_with_the_likeliest(client):
     assert tokens == [e.token for e in entries]  # the same greedy tokens, one entry per token
     with pytest.raises(openai.BadRequestError, match="top_logprobs"):
         client.chat.completions.create(model="phi4mm", messages=HI, max_tokens=2, top_logprobs=2)
+
+
+@pytest.fixture(scope="module")
+def spoken(tmp_path_factory):
+    from tooling.inputs import speak
+
+    path = tmp_path_factory.mktemp("spoken") / "hello.wav"
+    speak("Hello, this is a short note about the weather in Paris.", path)
+    return path
+
+
+def test_transcription_language_hint_and_detection(client, spoken):
+    with open(spoken, "rb") as audio:
+        hinted = client.audio.transcriptions.create(
+            model="phi4mm",
+            file=audio,
+            response_format="verbose_json",
+            language="fr",
+            prompt="Paris",
+            temperature=0.2,
+            timestamp_granularities=["segment"],
+        )
+    assert hinted.language == "french" and hinted.segments[0].end > 1
+    with open(spoken, "rb") as audio:
+        found = client.audio.transcriptions.create(model="whisper-1", file=audio, response_format="verbose_json")
+    assert found.language in {
+        "english",
+        "chinese",
+        "german",
+        "french",
+        "italian",
+        "japanese",
+        "spanish",
+        "portuguese",
+    }  # the tiny model's random pick, held to the eight by the grammar
+
+
+@pytest.mark.parametrize(
+    "options, param",
+    [
+        ({"timestamp_granularities": ["word"]}, "timestamp_granularities"),
+        ({"language": "klingon"}, "language"),
+        ({"temperature": 1.5}, "temperature"),
+    ],
+)
+def test_transcription_options_we_cannot_honour_are_400(client, spoken, options, param):
+    with open(spoken, "rb") as audio, pytest.raises(openai.BadRequestError) as err:
+        client.audio.transcriptions.create(model="phi4mm", file=audio, **options)
+    assert err.value.body["param"] == param
+
+
+def test_transcription_with_an_unknown_model_is_404(client, spoken):
+    with open(spoken, "rb") as audio, pytest.raises(openai.NotFoundError):
+        client.audio.transcriptions.create(model="gpt-4o-transcribe", file=audio)
