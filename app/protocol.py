@@ -2,9 +2,9 @@
 gets back (as vLLM's `entrypoints/openai/protocol.py` keeps them, apart from the routes).
 
 Requests are validated strictly: a string where an object belongs, a number where text belongs,
-is refused with a 400 that names the field (app/api_errors.py), never coerced. Fields a client
-may send that we do not use (`n`, `user`, `logprobs` …) are accepted and ignored, as OpenAI's
-own server ignores what it does not know."""
+is refused with a 400 that names the field (app/api_errors.py), never coerced. A chat request's
+field this server does not know is refused by name too; inside nested objects (an image's
+`detail`, say) unknown fields are ignored, as OpenAI's own server ignores them."""
 
 from __future__ import annotations
 

@@ -301,3 +301,19 @@ def test_transcription_options_we_cannot_honour_are_400(client, spoken, options,
 def test_transcription_with_an_unknown_model_is_404(client, spoken):
     with open(spoken, "rb") as audio, pytest.raises(openai.NotFoundError):
         client.audio.transcriptions.create(model="gpt-4o-transcribe", file=audio)
+
+
+def test_each_row_of_a_batch_keeps_its_own_grammar(client):
+    """n sampled choices run as rows of one batch, each with its own matcher: all valid."""
+    completion = client.chat.completions.create(
+        model="phi4mm",
+        messages=HI,
+        max_tokens=120,
+        n=4,
+        temperature=1.0,
+        seed=5,
+        response_format={"type": "json_schema", "json_schema": {"name": "verdict", "schema": SCHEMA}},
+    )
+    values = [json.loads(c.message.content) for c in completion.choices]
+    assert all(set(v) == {"answer", "sure", "tags"} for v in values)
+    assert len({json.dumps(v) for v in values}) > 1  # distinct seeds: distinct objects
