@@ -10,6 +10,7 @@ import threading
 import pytest
 
 from app.api import _sse
+from app.chat_request import ChatPlan
 from app.protocol import ChatCompletionChunk
 from app.service import ConversationService
 from engine.request import SamplingParams
@@ -23,7 +24,7 @@ def service(engine):
 
 def events(service, messages, params) -> list:
     template = ChatCompletionChunk(id="chatcmpl-test", created=0, model="tiny", choices=[])
-    lines = list(_sse(service, messages, params, template, threading.Event()))
+    lines = list(_sse(service, messages, ChatPlan([params], None, None, None), template, threading.Event(), True))
     assert lines[-1] == "data: [DONE]\n\n"
     return [json.loads(line.removeprefix("data: ")) for line in lines[:-1]]
 
@@ -45,8 +46,10 @@ def test_an_unexpected_failure_ends_with_a_server_error_event(service, caplog):
     assert "failed while streaming" in caplog.text
 
 
-def test_a_whole_stream_has_one_finish_and_usage(service):
+def test_a_whole_stream_has_one_finish_then_its_usage(service):
     sent = events(service, [Message("user", [TextPart("hi")])], SamplingParams(max_new_tokens=3))
-    finishes = [e["choices"][0]["finish_reason"] for e in sent]
-    assert finishes[:-1] == [None] * (len(sent) - 1) and finishes[-1] in ("stop", "length")
-    assert [("usage" in e) for e in sent] == [False] * (len(sent) - 1) + [True]
+    answer, last = sent[:-1], sent[-1]
+    finishes = [e["choices"][0]["finish_reason"] for e in answer]
+    assert finishes[:-1] == [None] * (len(answer) - 1) and finishes[-1] in ("stop", "length")
+    assert not any("usage" in e for e in answer)
+    assert last["choices"] == [] and last["usage"]["completion_tokens"] >= 1  # include_usage: a chunk of its own

@@ -56,7 +56,7 @@ def run_together(engine: Engine, jobs: dict, on_chunk=None, hold=None) -> dict:
         results[name] = tokens
 
     submitted, submit = [], engine.batcher.submit
-    engine.batcher.submit = lambda req, prepared: submitted.append(req) or submit(req, prepared)
+    engine.batcher.submit = lambda req, *rest: submitted.append(req) or submit(req, *rest)
     threads = [threading.Thread(target=run, args=item) for item in jobs.items()]
     with hold or engine.runner.slot:  # the loop may take the first arrivals, but cannot step until all are in
         for thread in threads:

@@ -59,7 +59,7 @@ def run_with_errors(engine, jobs: dict) -> tuple[dict, dict]:
     """Like run_together, but a request that raises records its error instead of ending the test."""
     results, errors, submitted = {}, {}, []
     submit = engine.batcher.submit
-    engine.batcher.submit = lambda req, prepared: submitted.append(req) or submit(req, prepared)
+    engine.batcher.submit = lambda req, *rest: submitted.append(req) or submit(req, *rest)
 
     def run(name, req):
         results[name] = []
