@@ -84,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--audio", help="an audio file")
     ask.add_argument("--video", help="a video file (frames sampled uniformly)")
     ask.add_argument(
+        "--task",
+        choices=["sounds", "music", "question"],
+        help="with --audio and no question: describe the sounds or the music, or answer the question spoken in it "
+        "(default: none, the question is yours)",
+    )
+    ask.add_argument(
         "--video-frames", type=int, help=f"frames to sample from the video (default {DEFAULTS.video_frames})"
     )
     ask.add_argument("--max-crops", type=int, help=f"crop budget per image, 1-64 (default {DEFAULTS.max_crops})")
@@ -210,6 +216,7 @@ def cmd_ask(args) -> int:
     from media.images import load_image
     from media.parts import ImagePart, Message, TextPart
     from media.video import load_video
+    from prompts import tasks
     from prompts.tasks import video_frames_note
 
     if not (args.text or args.image or args.audio or args.video):
@@ -217,6 +224,9 @@ def cmd_ask(args) -> int:
             'phi4mm: ask needs a question, media (--image, --audio, --video) or both, e.g. phi4mm ask "Hello"',
             file=sys.stderr,
         )
+        return 2
+    if args.task and (args.text or not args.audio):
+        print("phi4mm: --task takes --audio and no question of its own (the task is the question)", file=sys.stderr)
         return 2
     settings = _settings(args)
     limits = MediaLimits.from_settings(settings)
@@ -226,8 +236,9 @@ def cmd_ask(args) -> int:
         parts += [video, TextPart(video_frames_note(video.timestamps, video.duration) + "\n")]
     if args.audio:
         parts.append(load_audio(args.audio, limits))
-    if args.text or not parts:
-        parts.append(TextPart(args.text))
+    text = tasks.AUDIO_TASKS[args.task][1] if args.task else args.text  # the spoken question's is empty
+    if text or not parts:
+        parts.append(TextPart(text))
     messages = ([Message("system", [TextPart(args.system)])] if args.system else []) + [Message("user", parts)]
     params = SamplingParams(
         max_new_tokens=args.max_new_tokens or settings.max_new_tokens,

@@ -193,6 +193,17 @@ class ConversationService:
             final = dataclasses.replace(final, logprobs=logprobs)
         return text, final
 
+    def understand(self, audio: AudioPart, task: str, max_new_tokens: int | None = None) -> Iterator[Reply]:
+        """Audio understanding (prompts.tasks.AUDIO_TASKS): the sounds, the music, or the spoken
+        question answered. The spoken question's prompt is the audio alone (an empty text)."""
+        if task not in tasks.AUDIO_TASKS:
+            raise InvalidRequest(
+                f"Unknown audio task {task!r}; use one of {', '.join(tasks.AUDIO_TASKS)}.", param="task"
+            )
+        prompt = tasks.AUDIO_TASKS[task][1]
+        parts = [audio, TextPart(prompt)] if prompt else [audio]
+        return self.chat([Message("user", parts)], SamplingParams(max_new_tokens=max_new_tokens or 512))
+
     def transcribe(
         self, audio: AudioPart, translate_to: str | None = None, cot: bool = False, max_new_tokens: int | None = None
     ) -> Iterator[Reply]:

@@ -147,10 +147,18 @@ class WebApp:
             parts.append(TextPart(question.strip()))
         yield from self.stream_answer([Message("user", parts)], options)
 
-    def speech(self, audio_path: str, language: str | None, cot: bool) -> Iterator[tuple[str, str]]:
-        """(transcript, translation) so far. Plain translation fills only the second."""
+    def speech(
+        self, audio_path: str, language: str | None, cot: bool, task: str | None = None
+    ) -> Iterator[tuple[str, str]]:
+        """(transcript, translation) so far. Plain translation fills only the second; an audio
+        understanding `task` (prompts.tasks.AUDIO_TASKS) fills the first with its answer."""
         audio = load_audio(self.uploaded(audio_path), self.limits, max_seconds=self.limits.max_task_audio_seconds)
         answer = ""
+        if task:
+            for reply in self.service.understand(audio, task):
+                answer = reply.text if reply.replace else answer + reply.text
+                yield answer, ""
+            return
         for reply in self.service.transcribe(audio, translate_to=language, cot=cot):
             answer = reply.text if reply.replace else answer + reply.text
             if cot:

@@ -16,6 +16,13 @@ AUDIO_SOUNDS = "Describe the sounds in this audio clip."
 LANGUAGE_ID = "Which language is spoken in this audio clip? Answer with the language's name only."
 AUDIO_MUSIC = "Describe the music in this audio clip: genre, instruments, tempo and mood."
 VIDEO_DESCRIPTION = "Describe what happens in this video."
+# Audio understanding beside transcription and translation: the task's name in the UI, the CLI
+# (`phi4mm ask --audio F --task NAME`) and its prompt.
+AUDIO_TASKS = {
+    "sounds": ("Describe the sounds", AUDIO_SOUNDS),
+    "music": ("Describe the music", AUDIO_MUSIC),
+    "question": ("Answer the spoken question", SPOKEN_QUERY),
+}
 DEFAULT_SUMMARY_INSTRUCTION = "Summarize the audio."
 
 SUMMARY_FORMATS = {

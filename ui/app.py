@@ -34,13 +34,15 @@ THEME = gr.themes.Soft(
 )
 LANGUAGES = list(SPEECH_LANGUAGES.values())
 SUMMARY_PRESETS = list(tasks.SUMMARY_FORMATS)
+UNDERSTANDING = {label: name for name, (label, _) in tasks.AUDIO_TASKS.items()}  # Speech tab label -> task
 # What the page adds to the chat history itself, and takes out again before the history goes back
 # to the web glue: the metrics line under an answer and its error notes (neither is an answer).
 WARNING = "⚠️ "
 FOOTER = "\n\n<sub>⚙ "
 INTRO = """# Phi-4-multimodal, on your machine
 <p>Chat with text, photos, video and your voice · ask about a photo by speaking · transcribe and
-translate speech in eight languages · summarise meetings. Nothing leaves this computer.</p>"""
+translate speech in eight languages · describe sounds and music · summarise meetings. Nothing leaves
+this computer.</p>"""
 
 
 def _warning(err: Exception) -> str:
@@ -152,9 +154,10 @@ def build_app(web) -> gr.Blocks:
         if not audio:
             raise gr.Error("Record or upload some speech first.")
         target = language if task == "Translate" else None
+        understand = UNDERSTANDING.get(task)  # an audio understanding preset, or None
         transcript = translation = ""
         try:
-            for transcript, translation in web.speech(audio, target, cot and bool(target)):
+            for transcript, translation in web.speech(audio, target, cot and bool(target), understand):
                 yield transcript, translation, None
         except Exception as err:  # the request's boundary
             raise gr.Error(_warning(err)) from None
@@ -278,20 +281,32 @@ def build_app(web) -> gr.Blocks:
                     speech = gr.Audio(
                         sources=["upload", "microphone"], type="filepath", label="Speech", elem_id="speech-input"
                     )
-                    task = gr.Radio(["Transcribe", "Translate"], value="Transcribe", label="Task")
+                    task = gr.Radio(
+                        ["Transcribe", "Translate", *UNDERSTANDING],
+                        value="Transcribe",
+                        label="Task",
+                        elem_id="speech-task",
+                    )
                     # only a translation has a target language and a chain of thought
                     language = gr.Dropdown(LANGUAGES, value="English", label="Translate to", visible=False)
                     cot = gr.Checkbox(label="Also show the original transcript (chain of thought)", visible=False)
-                    task.change(
-                        lambda chosen: [gr.update(visible=chosen == "Translate")] * 2,
-                        task,
-                        [language, cot],
-                        queue=False,
-                    )
                     run = gr.Button("Run", variant="primary")
                 with gr.Column():
                     transcript = gr.Textbox(label="Transcript", lines=8, buttons=["copy"], elem_id="speech-transcript")
                     translation = gr.Textbox(label="Translation", lines=8, buttons=["copy"])
+                    # an understanding task answers in the first box, relabelled; it has no translation
+                    task.change(
+                        lambda chosen: (
+                            [gr.update(visible=chosen == "Translate")] * 2
+                            + [
+                                gr.update(label="Answer" if chosen in UNDERSTANDING else "Transcript"),
+                                gr.update(visible=chosen not in UNDERSTANDING),
+                            ]
+                        ),
+                        task,
+                        [language, cot, transcript, translation],
+                        queue=False,
+                    )
                     download = gr.File(label="Download .txt")
             run.click(
                 transcribe, [speech, task, language, cot], [transcript, translation, download], api_name="transcribe"

@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 
 from app.cli import main
+from prompts import tasks
 from tooling.inputs import make_photo, make_tone
 
 METRICS = re.compile(
@@ -271,3 +272,37 @@ def test_an_unreachable_hub_fails_fast_with_one_message(tmp_path, command):
     assert time.monotonic() - started < 30 and run.returncode == 2
     assert "cannot be reached" in run.stderr and "Traceback" not in run.stderr
     assert len(run.stderr.splitlines()) <= 6, run.stderr
+
+
+@pytest.mark.parametrize("task", ["sounds", "music", "question"])
+def test_ask_with_an_audio_task(tiny_checkpoint, media, capsys, task, monkeypatch):
+    from app.service import ConversationService
+
+    asked = []
+    chat = ConversationService.chat
+    monkeypatch.setattr(
+        ConversationService,
+        "chat",
+        lambda self, messages, *a, **k: asked.append(messages) or chat(self, messages, *a, **k),
+    )
+    code = main(
+        [
+            "ask",
+            "--model",
+            str(tiny_checkpoint),
+            "--max-new-tokens",
+            "4",
+            "--audio",
+            str(media / "tone.wav"),
+            "--task",
+            task,
+        ]
+    )
+    assert code == 0 and capsys.readouterr().out.strip()
+    texts = [p.text for p in asked[0][-1].parts if hasattr(p, "text")]
+    assert texts == ([tasks.AUDIO_TASKS[task][1]] if task != "question" else [])  # the spoken question: audio alone
+
+
+def test_an_audio_task_needs_audio_and_no_question(tiny_checkpoint, media, capsys):
+    assert main(["ask", "--model", str(tiny_checkpoint), "--task", "music", "Hi"]) == 2
+    assert "--task takes --audio" in capsys.readouterr().err

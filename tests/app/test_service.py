@@ -174,3 +174,10 @@ def test_disabled_mitigation_warns_at_start_up(engine, caplog):
     with caplog.at_level(logging.WARNING):
         ConversationService(engine, MitigationPolicy(disabled=frozenset({"biometric"})))
     assert "'biometric' is DISABLED" in caplog.text
+
+
+def test_an_unknown_audio_task_is_refused_by_name(engine):
+    from tooling.inputs import make_tone
+
+    with pytest.raises(InvalidRequest, match="Unknown audio task 'poetry'; use one of sounds, music, question"):
+        ConversationService(engine).understand(AudioPart(make_tone()), "poetry")

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 
 from tests.conftest import API_KEY
 from tooling.inputs import make_photo
@@ -166,3 +167,19 @@ def test_other_tabs_render(page, tab):
     page.wait_for_timeout(500)
     shot(page, f"tab-{tab.lower().replace(' ', '-')}")
     assert page.get_by_role("tabpanel").first.is_visible()
+
+
+def test_the_speech_tab_describes_sounds(page, tmp_path):
+    """An audio understanding preset: the first box becomes the answer, the translation box goes."""
+    from tooling.inputs import make_tone
+
+    sf.write(tmp_path / "tone.wav", make_tone(seconds=2), 16000)
+    page.get_by_role("tab", name="Speech").click()
+    page.locator("#speech-task").get_by_label("Describe the sounds").check()
+    page.locator("#speech-input input[type=file]").set_input_files(str(tmp_path / "tone.wav"))
+    page.get_by_role("button", name="Run").click()
+    answer = page.locator("#speech-transcript textarea")
+    wait_for(lambda: answer.input_value().strip())
+    assert page.locator("#speech-transcript").get_by_text("Answer", exact=True).is_visible()
+    assert not page.get_by_label("Translation", exact=True).is_visible()
+    shot(page, "speech-describe-sounds")

@@ -141,3 +141,11 @@ def test_meeting_stop_keeps_what_is_done(client, tmp_path):
     assert "Cancelled: " in summary and "not transcribed" in summary
     assert "[not transcribed]" in transcript and transcript.startswith("[00:00:00 - ")
     assert len(files) == 3
+
+
+@pytest.mark.parametrize("task", ["Describe the sounds", "Describe the music", "Answer the spoken question"])
+def test_audio_understanding_answers_in_the_first_box(client, task):
+    answer, translation, download = client.predict(
+        handle_file(str(EXAMPLES / "question.wav")), task, api_name="/transcribe"
+    )
+    assert answer and translation == "" and download
