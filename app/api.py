@@ -287,14 +287,13 @@ def _sse(
         yield event(Delta(role="assistant", content=""))
         held, final = "", None  # held: text that may still turn out to be a tool call
         for reply in service.chat(messages, chat_plan.params[0], cancel=cancel, **chat_plan.options()):
-            text = reply.text
-            if chat_plan.tools and not reply.replace and (held or could_be_call(text)):
-                held += text
-                text = "" if could_be_call(held) else held
-                held = held if could_be_call(held) else ""
-            if reply.finish_reason:
+            if reply.finish_reason:  # its text joins what is held, below
                 final = reply
                 break
+            text = reply.text
+            if chat_plan.tools and (held or could_be_call(text)):
+                held += text
+                text, held = ("", held) if could_be_call(held) else (held, "")
             if text:
                 yield event(Delta(content=text), logprobs=reply.logprobs)
         if final is not None:
