@@ -44,6 +44,7 @@ from app.chat_request import (
     to_messages,
     usage,
 )
+from app.meeting import MeetingResult, MeetingSummarizer, Tracker
 from app.metrics import ServerMetrics
 from app.protocol import (
     ChatCompletion,
@@ -104,8 +105,6 @@ def build_router(
         return answered("transcriptions", await _transcribe(request, file, options))
 
     async def _transcribe(request: Request, file: UploadFile, options: TranscriptionOptions):
-        from app.meeting import MeetingResult, MeetingSummarizer, Tracker
-
         limits = MediaLimits.from_settings(settings)
         data = file.file.read(max_body + 1)
         if len(data) > max_body:

@@ -19,6 +19,7 @@ from core.errors import GenerationFailed, InvalidRequest, ModelUnavailable, Over
 log = logging.getLogger(__name__)
 # pydantic names the union member it tried in an error's location ("str", "list[...]"): not a field
 TYPE_LABELS = {"str", "int", "float", "bool", "none", "dict"}
+REQUEST_PARTS = {"body", "query", "path", "header", "cookie"}
 
 
 class NotAJsonObject(InvalidRequest):
@@ -45,6 +46,8 @@ def error_body(
 def field_path(location: tuple) -> str:
     """pydantic's error location -> the field as a client names it: messages[0].content[1].image_url."""
     path, previous = "", None
+    if location and location[0] in REQUEST_PARTS:  # FastAPI's form and query errors say where first
+        location = location[1:]
     for item in location:
         if isinstance(item, int):
             path += f"[{item}]"

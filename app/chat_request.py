@@ -149,7 +149,7 @@ def plan(body: ChatCompletionRequest, settings: Settings) -> ChatPlan:
             f"{settings.served_name()!r} (and {' and '.join(ADAPTER_MODELS)} to force an adapter)."
         )
     params = sampling(body, settings)
-    grammar, tools = None, None
+    grammar, tools, source = None, None, "response_format"
     if body.response_format and body.response_format.type != "text":
         schema = {"type": "object"}
         if body.response_format.type == "json_schema":
@@ -166,9 +166,9 @@ def plan(body: ChatCompletionRequest, settings: Settings) -> ChatPlan:
                 )
             # a named function is called once; "required" allows several unless parallel calls are off
             parallel = body.parallel_tool_calls is not False and not isinstance(body.tool_choice, NamedToolChoice)
-            grammar = forced_call(called_tools(body.tools, body.tool_choice), parallel)
+            grammar, source = forced_call(called_tools(body.tools, body.tool_choice), parallel), "tools"
     if grammar is not None:  # a bad schema is refused here, with a 400, not on the first token
-        grammar.compiled("response_format" if body.response_format and body.response_format.type != "text" else "tools")
+        grammar.compiled(source)
     if body.top_logprobs is not None and not body.logprobs:
         raise InvalidRequest("`top_logprobs` needs `logprobs: true`.", param="top_logprobs")
     logprobs = (body.top_logprobs or 0) if body.logprobs else None

@@ -68,21 +68,26 @@ def run_ours(engine, request):
     return final.metrics.ttft_s, final.metrics.tokens_per_s, time.perf_counter() - started
 
 
-def run_reference(engine, request):
-    """(TTFT s, decode tok/s, wall s) through transformers' `generate`."""
-    started = time.perf_counter()
-    prepared = engine.prepare(request)
-    clock = FirstTokenClock()
-    n = request.params.max_new_tokens
+def reference_generate(engine, prepared, n: int, streamer=None):
+    """transformers' own greedy `generate` of exactly `n` tokens on the engine's processor inputs,
+    under the request's adapter: the baseline every engine figure is paired with."""
     with engine.runner.turn([prepared.adapter]):
-        out = engine.model.generate(
+        return engine.model.generate(
             **prepared.inputs,
             max_new_tokens=n,
             min_new_tokens=n,
             do_sample=False,
             suppress_tokens=engine.media_token_ids,
-            streamer=clock,
+            streamer=streamer,
         )
+
+
+def run_reference(engine, request):
+    """(TTFT s, decode tok/s, wall s) through transformers' `generate`."""
+    started = time.perf_counter()
+    prepared = engine.prepare(request)
+    clock = FirstTokenClock()
+    out = reference_generate(engine, prepared, request.params.max_new_tokens, clock)
     _sync(engine.device)
     ended = time.perf_counter()
     produced = out.shape[1] - prepared.prompt_tokens

@@ -33,6 +33,7 @@ from bench.engine import (  # noqa: E402
     ROOFLINE,
     full_size_engine,
     prompt_of_tokens,
+    reference_generate,
     run_ours,
     run_reference,
     write_full_size_checkpoint,
@@ -98,16 +99,7 @@ def request(parts, tokens: int) -> GenerationRequest:
 def generate_tokens(engine, req) -> list[int]:
     """transformers' own `generate` on the engine's processor inputs, greedy, under the request's adapter."""
     prepared = engine.prepare(req)
-    n = req.params.max_new_tokens
-    with engine.runner.turn([prepared.adapter]):
-        out = engine.model.generate(
-            **prepared.inputs,
-            max_new_tokens=n,
-            min_new_tokens=n,
-            do_sample=False,
-            suppress_tokens=engine.media_token_ids,
-        )
-    return out[0, prepared.prompt_tokens :].tolist()
+    return reference_generate(engine, prepared, req.params.max_new_tokens)[0, prepared.prompt_tokens :].tolist()
 
 
 def agreement(a: list[int], b: list[int]) -> float:

@@ -10,6 +10,7 @@ batch keeps its own matcher, and the static and compiled paths choose through th
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from dataclasses import dataclass
@@ -47,19 +48,25 @@ class GrammarSpec:
 
     def compiled(self, param: str = "response_format") -> str:
         """The grammar in llguidance's own form; a bad schema or grammar is the request's fault
-        (`param`: the field that brought it)."""
-        matcher = _llguidance().LLMatcher
-        try:
-            if self.kind == "json_schema":
-                grammar = matcher.grammar_from_json_schema(self.source)
-            else:
-                grammar = matcher.grammar_from_lark(self.source)
-            problem = matcher.validate_grammar(grammar)
-        except (ValueError, TypeError) as err:
-            problem = str(err)
+        (`param`: the field that brought it). Compiled once per distinct grammar: the request's
+        check before admission and its matcher share the work."""
+        grammar, problem = _compile(self.kind, self.source)
         if problem:
             raise InvalidRequest(f"The schema cannot be used for constrained decoding: {problem}", param=param)
         return grammar
+
+
+@functools.lru_cache(maxsize=64)
+def _compile(kind: str, source: str) -> tuple[str, str]:
+    """(llguidance grammar, the reason it cannot be used or "")."""
+    matcher = _llguidance().LLMatcher
+    try:
+        grammar = (
+            matcher.grammar_from_json_schema(source) if kind == "json_schema" else matcher.grammar_from_lark(source)
+        )
+        return grammar, matcher.validate_grammar(grammar)
+    except (ValueError, TypeError) as err:
+        return "", str(err)
 
 
 class GrammarTokenizer:

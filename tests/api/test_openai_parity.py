@@ -317,3 +317,21 @@ def test_each_row_of_a_batch_keeps_its_own_grammar(client):
     values = [json.loads(c.message.content) for c in completion.choices]
     assert all(set(v) == {"answer", "sure", "tags"} for v in values)
     assert len({json.dumps(v) for v in values}) > 1  # distinct seeds: distinct objects
+
+
+def test_a_malformed_transcription_form_is_a_400_naming_the_field(web_server, spoken):
+    response = httpx.post(
+        web_server + "/v1/audio/transcriptions",
+        timeout=30,
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        files={"file": ("hello.wav", spoken.read_bytes())},
+        data={"temperature": "hot"},
+    )
+    assert response.status_code == 400 and response.json()["error"]["param"] == "temperature"
+    missing = httpx.post(
+        web_server + "/v1/audio/transcriptions",
+        timeout=30,
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        data={"model": "phi4mm"},
+    )
+    assert missing.status_code == 400 and missing.json()["error"]["param"] == "file"
