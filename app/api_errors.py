@@ -69,7 +69,7 @@ def invalid_body(errors: list[dict]) -> InvalidRequest:
             )
         if error["type"] == "union_tag_invalid":
             return InvalidRequest(
-                f"Unsupported content part type {error['ctx']['tag']!r}; use text, image_url or input_audio.",
+                f"Unsupported content part type {error['ctx']['tag']!r}; use {', '.join(CONTENT_TYPES)}.",
                 param=field_path(error["loc"]),
             )
     deepest = max((field_path(e["loc"]) for e in errors), key=lambda p: p.count(".") + p.count("["))

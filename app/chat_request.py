@@ -23,6 +23,7 @@ from app.protocol import (
     TokenLogprob,
     TopLogprob,
     Usage,
+    VideoContent,
 )
 from app.service import Reply
 from app.tool_calls import as_text, called_tools, forced_call, parse_calls, tool_list
@@ -77,6 +78,8 @@ def engine_part(part, where: str) -> dict:
     """An OpenAI content part -> the engine's own part dict (decoded by media.payloads.parse_part)."""
     if isinstance(part, ImageContent):
         return {"type": "image", "image": _data_uri(part.image_url.url, where)}
+    if isinstance(part, VideoContent):
+        return {"type": "video", "video": _data_uri(part.video_url.url, where)}
     if isinstance(part, AudioContent):
         try:
             return {"type": "audio", "audio": base64.b64decode(part.input_audio.data, validate=True)}

@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("text", nargs="?", default="", help="the question (may be left out with media)")
     ask.add_argument("--image", action="append", default=[], help="an image file (repeatable)")
     ask.add_argument("--audio", help="an audio file")
-    ask.add_argument("--video", help="a video file (frames sampled uniformly)")
+    ask.add_argument("--video", help="a video file: frames sampled uniformly, and its sound")
     ask.add_argument(
         "--task",
         choices=["sounds", "music", "question"],
@@ -217,7 +217,6 @@ def cmd_ask(args) -> int:
     from media.parts import ImagePart, Message, TextPart
     from media.video import load_video
     from prompts import tasks
-    from prompts.tasks import video_frames_note
 
     if not (args.text or args.image or args.audio or args.video):
         print(
@@ -233,7 +232,9 @@ def cmd_ask(args) -> int:
     parts = [ImagePart(load_image(path, limits)) for path in args.image]
     if args.video:
         video = load_video(args.video, limits)
-        parts += [video, TextPart(video_frames_note(video.timestamps, video.duration) + "\n")]
+        if video.sound_left_out:
+            print(f"phi4mm: {video.sound_left_out}", file=sys.stderr)
+        parts.append(video)  # its frames, its soundtrack and when each frame was taken
     if args.audio:
         parts.append(load_audio(args.audio, limits))
     text = tasks.AUDIO_TASKS[args.task][1] if args.task else args.text  # the spoken question's is empty

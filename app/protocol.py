@@ -44,8 +44,19 @@ class AudioContent(Lenient):
     input_audio: InputAudio
 
 
-CONTENT_TYPES = ("text", "image_url", "input_audio")
-ContentPart = Annotated[Union[TextContent, ImageContent, AudioContent], Field(discriminator="type")]
+class VideoURL(Lenient):
+    url: str  # a data: URI (data:video/mp4;base64,…); this server never fetches URLs
+
+
+class VideoContent(Lenient):
+    """vLLM's name for a video part: its frames, its sound and their timestamps go to the model."""
+
+    type: Literal["video_url"]
+    video_url: VideoURL
+
+
+CONTENT_TYPES = ("text", "image_url", "input_audio", "video_url")
+ContentPart = Annotated[Union[TextContent, ImageContent, AudioContent, VideoContent], Field(discriminator="type")]
 
 
 class FunctionCall(Lenient):

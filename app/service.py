@@ -107,9 +107,8 @@ class ConversationService:
         override = check.override_attempt
         if override:
             self.override_attempts += 1
-        media = ({"audio"} if count(AudioPart) else set()) | (
-            {"visual"} if count(ImagePart) + count(VideoPart) else set()
-        )
+        heard = count(AudioPart) or any(isinstance(p, VideoPart) and p.soundtrack is not None for p in parts)
+        media = ({"audio"} if heard else set()) | ({"visual"} if count(ImagePart) + count(VideoPart) else set())
         system = system_prompt(self.mitigations, "audio" in media, "visual" in media, user_system, reinforce=override)
         request = GenerationRequest(
             [Message("system", [TextPart(system)])] + turns,

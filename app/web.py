@@ -72,9 +72,6 @@ class WebApp:
     def user_parts(self, text: str, files: list, video_frames: int | None = None) -> list:
         paths = [f if isinstance(f, str) else f.get("path") for f in files or []]
         parts = [self.file_part(p, video_frames) for p in paths if p]
-        for part in list(parts):
-            if hasattr(part, "timestamps"):  # let the model know when each frame was taken
-                parts.append(TextPart(tasks.video_frames_note(part.timestamps, part.duration) + "\n"))
         if text:
             parts.append(TextPart(text))
         return parts
@@ -115,8 +112,10 @@ class WebApp:
     # -- uses ------------------------------------------------------------------------------
 
     def stream_answer(self, messages: list[Message], options: ChatOptions) -> Iterator[Shown]:
-        """The answer so far after each reply, the last with its metrics line. Closing the
+        """The answer so far after each reply, the last with its metrics line, which begins with
+        what the newest message's media lost (a video's sound left out, say). Closing the
         iterator (Stop, or the browser going away) cancels generation."""
+        notes = " · ".join(p.sound_left_out for p in messages[-1].parts if getattr(p, "sound_left_out", ""))
         if (options.system_prompt or "").strip():
             messages = [Message("system", [TextPart(options.system_prompt)])] + messages
         params = SamplingParams(
@@ -128,7 +127,8 @@ class WebApp:
         try:
             for reply in self.service.chat(messages, params, max_crops=int(options.max_crops), cancel=cancel):
                 answer = reply.text if reply.replace else answer + reply.text
-                yield Shown(answer, metrics_line(reply) if reply.finish_reason else "")
+                finished = " · ".join(filter(None, (notes, metrics_line(reply))))
+                yield Shown(answer, finished if reply.finish_reason else "")
         finally:
             cancel.set()
 

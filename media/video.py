@@ -1,17 +1,21 @@
 """Video -> N frames sampled uniformly over the whole clip, by seeking (never decoding every
-frame), with their timestamps. Frames are shrunk to fit one 448-px crop, so each costs at most
-one crop's tokens whatever the request's crop budget."""
+frame), with their timestamps, and its soundtrack at 16 kHz. Frames are shrunk to fit one 448-px
+crop, so each costs at most one crop's tokens whatever the request's crop budget. The soundtrack
+is decoded block by block (media/audio_stream.py), and only for a video within the chat-audio
+cap: a longer one goes to the model as frames alone, and the part says why for the user."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from core.errors import MediaError
+from media.audio_stream import SILENCE_PEAK, decode_to_16k
 from media.files import check_file, names_its_file, read_bytes
 from media.limits import MediaLimits
 from media.parts import VideoPart
@@ -31,12 +35,41 @@ def load_video(source: Any, limits: MediaLimits = MediaLimits(), frames: int | N
         with tempfile.NamedTemporaryFile(suffix=".video", delete=False) as tmp:
             tmp.write(data)
         try:
-            return _sample(tmp.name, limits, frames)
+            return _with_soundtrack(_sample(tmp.name, limits, frames), tmp.name, limits)
         finally:
             os.unlink(tmp.name)
     path = Path(source)
     check_file(path, limits, "video")
-    return _sample(str(path), limits, frames)
+    return _with_soundtrack(_sample(str(path), limits, frames), str(path), limits)
+
+
+def _with_soundtrack(video: VideoPart, path: str, limits: MediaLimits) -> VideoPart:
+    """The video with its sound: none when it has no audio track or only silence; left out, with
+    the reason, when it is longer than a chat turn's audio may be or its audio does not decode
+    (the frames alone still answer the question)."""
+    import av
+
+    try:
+        with av.open(path) as container:
+            if not any(stream.type == "audio" for stream in container.streams):
+                return video
+    except Exception:  # OpenCV read it, PyAV cannot: treat it as frames only
+        return video
+    cap = limits.max_chat_audio_seconds
+    if video.duration > cap:
+        return replace(
+            video,
+            sound_left_out=f"The video's sound was left out: the video is {_span(video.duration)} long, "
+            f"and sound is taken with videos up to {_span(cap)}.",
+        )
+    try:
+        # a little over the cap: an audio track may run a few frames past the pictures
+        samples = decode_to_16k(path, cap + 1.0)
+    except MediaError:
+        return replace(video, sound_left_out="The video's sound could not be decoded; its frames are used alone.")
+    if samples.size == 0 or max(float(samples.max()), -float(samples.min())) < SILENCE_PEAK:
+        return video  # a silent track: nothing to hear
+    return replace(video, soundtrack=samples)
 
 
 def _sample(path: str, limits: MediaLimits, frames: int) -> VideoPart:
@@ -80,3 +113,7 @@ def _sample(path: str, limits: MediaLimits, frames: int) -> VideoPart:
     if not images:
         raise MediaError(f"No frame of the video could be decoded: use an {FORMATS} file.")
     return VideoPart(frames=images, timestamps=stamps, duration=round(duration, 3))
+
+
+def _span(seconds: float) -> str:
+    return f"{seconds:.0f} seconds" if seconds < 90 else f"{seconds / 60:.1f} minutes"

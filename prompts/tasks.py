@@ -85,10 +85,17 @@ def summary(
     return " ".join(parts)
 
 
-def video_frames_note(timestamps: list[float], duration: float) -> str:
-    """Tells the model where the frames it sees sit in time."""
+def video_frames_note(timestamps: list[float], duration: float, sound: str = "none") -> str:
+    """Tells the model where the frames it sees sit in time, and what it hears: `sound` is "none"
+    (the video has no sound), "heard" (its soundtrack is the audio just before) or "left out"
+    (it has sound the model is not given, so it should not pretend to have heard it). Ours."""
     stamps = ", ".join(f"{t:.1f}" for t in timestamps)
-    return f"These {len(timestamps)} frames are from a {duration:.1f}-second video, taken at {stamps} seconds."
+    note = f"These {len(timestamps)} frames are from a {duration:.1f}-second video, taken at {stamps} seconds."
+    if sound == "heard":
+        note += " The audio is the video's soundtrack."
+    elif sound == "left out":
+        note += " The video's sound is not included."
+    return note
 
 
 def asr_with_vocabulary(words: str) -> str:

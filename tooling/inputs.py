@@ -101,14 +101,50 @@ def encode_audio(samples: np.ndarray, rate: int, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
-def write_video(path, seconds: float = 10.0, fps: float = 10.0, size=(320, 240)) -> None:
-    """An MP4 whose frame i is a flat grey of level (i * 2) % 256: the level tells the frame."""
+def write_video(path, seconds: float = 10.0, fps: float = 10.0, size=(320, 240), sound=None, rate: int = 22050):
+    """An MP4 whose frame i is a flat grey of level (i * 2) % 256, drawn with OpenCV: the level
+    tells the frame. With `sound` (float32, mono or frames x channels, at `rate`), PyAV writes
+    H.264 video with an AAC soundtrack (OpenCV cannot write sound)."""
     import cv2
 
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    for i in range(int(seconds * fps)):
-        writer.write(np.full((size[1], size[0], 3), (i * 2) % 256, np.uint8))
-    writer.release()
+    def frame(i):
+        return np.full((size[1], size[0], 3), (i * 2) % 256, np.uint8)
+
+    if sound is None:
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        for i in range(int(seconds * fps)):
+            writer.write(frame(i))
+        writer.release()
+        return
+    import av
+
+    sound = sound.reshape(len(sound), -1).T.astype(np.float32)  # channels x frames, as "fltp" wants
+    with av.open(str(path), mode="w", format="mp4") as container:
+        # H.264, which browsers play; near-lossless, so the grey level survives the encoding
+        video = container.add_stream("libx264", rate=int(fps), options={"crf": "1"})
+        video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
+        layout = "mono" if len(sound) == 1 else "stereo"
+        audio = container.add_stream("aac", rate=rate, layout=layout)
+        for i in range(int(seconds * fps)):
+            container.mux(video.encode(av.VideoFrame.from_ndarray(frame(i), format="bgr24")))
+        for start in range(0, sound.shape[1], 1024):
+            chunk = sound[:, start : start + 1024]
+            chunk = np.pad(chunk, ((0, 0), (0, 1024 - chunk.shape[1])))
+            piece = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout=layout)
+            piece.sample_rate = rate
+            container.mux(audio.encode(piece))
+        container.mux(video.encode(None))
+        container.mux(audio.encode(None))
+
+
+def write_video_with_speech(path, text: str, folder, fps: float = 10.0) -> np.ndarray:
+    """`write_video` as long as `text` spoken by espeak-ng plus half a second, the speech its
+    soundtrack. Returns the speech (22,050 Hz) as written."""
+    rate = 22050
+    speech = speak(text, Path(folder) / "soundtrack.wav", rate)
+    sound = np.concatenate([speech, np.zeros(rate // 2, np.float32)])
+    write_video(path, len(sound) / rate, fps, sound=sound, rate=rate)
+    return speech
 
 
 MEETING_SENTENCES = (

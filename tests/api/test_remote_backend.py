@@ -143,3 +143,25 @@ def test_chained_tools_and_schema_pass_through(chained):
         response_format={"type": "json_schema", "json_schema": {"name": "verdict", "schema": SCHEMA}},
     )
     assert set(json.loads(shaped.choices[0].message.content)) == {"answer", "sure", "tags"}
+
+
+def test_a_video_goes_out_as_its_frames_its_sound_and_its_note(tmp_path):
+    """The remote server gets what the local engine would: each frame an image, the soundtrack a
+    16 kHz WAV, then the line with the frames' times."""
+    import base64
+    import io
+
+    import soundfile as sf
+
+    from engine.remote import openai_messages
+    from media.video import load_video
+    from tooling.inputs import write_video_with_speech
+
+    write_video_with_speech(tmp_path / "spoken.mp4", "Hello there.", tmp_path)
+    video = load_video(tmp_path / "spoken.mp4", frames=3)
+    (message,) = openai_messages(GenerationRequest([Message("user", [video, TextPart("What is said?")])]))
+    kinds = [part["type"] for part in message["content"]]
+    assert kinds == ["image_url"] * 3 + ["input_audio", "text", "text"]
+    sound, rate = sf.read(io.BytesIO(base64.b64decode(message["content"][3]["input_audio"]["data"])))
+    assert rate == 16000 and len(sound) == len(video.soundtrack)
+    assert message["content"][4]["text"] == video.note + "\n" and "soundtrack" in video.note

@@ -190,6 +190,26 @@ def test_ask_about_a_video(tiny_checkpoint, tmp_path, capsys):
     assert match.group(1) == "vision" and int(match.group(2)) > 4 * 200  # four frames' image tokens
 
 
+def test_ask_about_a_video_hears_its_sound_or_says_it_was_left_out(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    from tooling.inputs import write_video_with_speech
+
+    write_video_with_speech(tmp_path / "spoken.mp4", "Look at the red ball.", tmp_path)
+    ask = ["ask", "--model", str(tiny_checkpoint), "--video", str(tmp_path / "spoken.mp4"), "--video-frames", "2"]
+    ask += ["--max-new-tokens", "2", "--verbose", "What is said?"]
+
+    def run():
+        assert main(ask) == 0
+        err = capsys.readouterr().err.strip()
+        return err, int(METRICS.match(err.splitlines()[-1]).group(2))
+
+    heard_err, heard = run()
+    monkeypatch.setenv("PHI4MM_MAX_CHAT_AUDIO_SECONDS", "1")
+    left_out_err, left_out = run()
+    assert "left out" not in heard_err
+    assert "phi4mm: The video's sound was left out: the video is 2 seconds long" in left_out_err
+    assert heard - left_out >= 25  # about 2 s of speech at 12.5 audio tokens a second
+
+
 def test_transcribe_several_files_together_reports_rtfx(tiny_checkpoint, speech_wav, tmp_path, capsys):
     from tooling.inputs import write_meeting
 

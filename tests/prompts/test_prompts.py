@@ -94,6 +94,8 @@ def test_other_task_prompts():
         tasks.video_frames_note([0.5, 1.5], 2.0)
         == "These 2 frames are from a 2.0-second video, taken at 0.5, 1.5 seconds."
     )
+    assert tasks.video_frames_note([0.5], 2.0, "heard").endswith("seconds. The audio is the video's soundtrack.")
+    assert tasks.video_frames_note([0.5], 2.0, "left out").endswith(" The video's sound is not included.")
     assert tasks.transcript_token_budget(60) == 392 and tasks.transcript_token_budget(0) == 64
 
 

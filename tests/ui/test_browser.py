@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from tests.conftest import API_KEY
-from tooling.inputs import make_photo
+from tooling.inputs import make_photo, write_video_with_speech
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "artifacts" / "screenshots"
@@ -85,6 +85,21 @@ def test_photo_message_streams_in_with_metrics(page):
     assert "vision adapter" in last_answer(page) and "tokens/s" in last_answer(page)
     assert page.locator("#chatbot .user img").count() == 1  # the photo is shown in the user's turn
     shot(page, "02-photo-answer")
+
+
+def test_a_video_is_seen_and_heard(page, tmp_path):
+    """An MP4 with an espeak-ng soundtrack in the chat box: its frames and its sound go to the
+    model together (their token counts are checked in tests/media/test_video.py)."""
+    write_video_with_speech(tmp_path / "spoken.mp4", "The red ball rolls under the kitchen table.", tmp_path)
+    page.locator("button.label-wrap", has_text="Settings").first.click()
+    tokens = page.locator("#max-tokens input[type=number]")
+    tokens.fill("24")  # a short answer: the screenshot shows the clip and the whole answer
+    tokens.press("Enter")
+    send(page, "What happens, and what is said?", tmp_path / "spoken.mp4")
+    wait_for(lambda: FOOTER in last_answer(page))
+    assert "vision adapter" in last_answer(page) and "left out" not in last_answer(page)
+    assert page.locator("#chatbot .user video").count() == 1  # the clip plays in the user's turn
+    shot(page, "chat-video-with-sound")
 
 
 def cancelled_generations(url: str) -> int:

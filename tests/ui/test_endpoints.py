@@ -10,7 +10,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from tests.conftest import API_KEY
-from tooling.inputs import write_video
+from tooling.inputs import write_video, write_video_with_speech
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "ui" / "examples"
 SETTINGS = ("", 24, 0, 1, 36, 4)  # system prompt, max tokens, temperature, top-p, crops, video frames
@@ -37,6 +37,10 @@ def test_endpoints_are_public(client):
         (lambda tmp: EXAMPLES / "sunset.png", "vision"),
         (lambda tmp: EXAMPLES / "question.wav", "speech"),
         (lambda tmp: (write_video(tmp / "clip.mp4", seconds=2, fps=10), tmp / "clip.mp4")[1], "vision"),
+        (
+            lambda tmp: (write_video_with_speech(tmp / "spoken.mp4", "Hello there.", tmp), tmp / "spoken.mp4")[1],
+            "vision",
+        ),
     ],
 )
 def test_chat_with_media(client, tmp_path, make_file, adapter):
@@ -45,6 +49,21 @@ def test_chat_with_media(client, tmp_path, make_file, adapter):
     )
     assert metrics.startswith(f"{adapter} adapter · first token") and "tokens/s" in metrics
     assert answer and "adapter" not in answer and "<sub>" not in answer  # the metrics line comes apart
+
+
+def test_a_long_video_is_answered_from_its_frames_and_the_line_says_its_sound_was_left_out(client, tmp_path):
+    """Past the chat-audio cap (180 s by default) the sound is not decoded at all."""
+    import numpy as np
+
+    write_video(tmp_path / "long.mp4", seconds=200, fps=1, sound=np.full(200 * 8000, 0.1, np.float32), rate=8000)
+    answer, metrics = client.predict(
+        {"text": "What happens?", "files": [handle_file(str(tmp_path / "long.mp4"))]}, *SETTINGS, api_name="/chat"
+    )
+    assert answer
+    assert metrics.startswith(
+        "The video's sound was left out: the video is 3.3 minutes long, and sound is taken with videos up to "
+        "3.0 minutes. · vision adapter · first token"
+    )
 
 
 def test_photo_by_voice(client):
