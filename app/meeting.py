@@ -124,6 +124,12 @@ SUMMARY_GRAMMAR = GrammarSpec.json_schema(
 )
 
 
+def _grammar(options: MeetingOptions) -> GrammarSpec | None:
+    """A JSON summary is valid by construction where the engine decodes with grammars (the local
+    one does; a remote one is asked to, and `_ensure_json` repairs what it sends otherwise)."""
+    return SUMMARY_GRAMMAR if options.fmt == "json" else None
+
+
 def _parse_json(text: str) -> dict | None:
     """The answer as JSON, after stripping code fences and text around the outermost object."""
     candidates = [text, re.sub(r"^```(?:json)?\s*|\s*```$", "", text.strip())]
@@ -162,6 +168,25 @@ class MeetingSummarizer:
             value = {"title": "", "summary": text.strip(), "key_points": [], "action_items": []}
         return json.dumps(value, ensure_ascii=False, indent=2)
 
+    def transcribe_segment(
+        self, audio: np.ndarray, start: float, end: float, options: MeetingOptions, cancel: threading.Event
+    ) -> tuple[Segment, str | None]:
+        """One segment with the ASR prompt -> (the segment, a note when it could not be transcribed)."""
+        if cancel.is_set():
+            return Segment(start, end, "", done=False), None
+        try:
+            if max(float(audio.max()), -float(audio.min())) < SILENCE_PEAK:
+                return Segment(start, end, ""), None  # a silent stretch: nothing to transcribe
+            budget = options.asr_max_tokens or tasks.transcript_token_budget(end - start)
+            params = SamplingParams(max_new_tokens=budget, temperature=options.asr_temperature)
+            text = self._ask([AudioPart(audio), TextPart(options.asr_prompt)], params, cancel).strip()
+            return Segment(start, end, text, done=not cancel.is_set()), None
+        except Phi4mmError as err:
+            return (
+                Segment(start, end, "", done=False),
+                f"Segment {tasks.clock(start)}-{tasks.clock(end)} could not be transcribed: {err}",
+            )
+
     def transcribe(
         self, samples: np.ndarray, options: MeetingOptions, tracker: Tracker, cancel: threading.Event
     ) -> tuple[list[Segment], list[str]]:
@@ -181,22 +206,8 @@ class MeetingSummarizer:
 
         def one(job) -> tuple[Segment, str | None]:
             owner, span = job
-            start, end = span.seconds
-            if cancel.is_set():
-                return Segment(start, end, "", done=False), None
-            audio = recordings[owner][span.start : span.end]  # a view: no copy of the recording
-            try:
-                if max(float(audio.max()), -float(audio.min())) < SILENCE_PEAK:
-                    return Segment(start, end, ""), None  # a silent stretch: nothing to transcribe
-                budget = options.asr_max_tokens or tasks.transcript_token_budget(end - start)
-                params = SamplingParams(max_new_tokens=budget, temperature=options.asr_temperature)
-                text = self._ask([AudioPart(audio), TextPart(options.asr_prompt)], params, cancel).strip()
-                return Segment(start, end, text, done=not cancel.is_set()), None
-            except Phi4mmError as err:
-                return (
-                    Segment(start, end, "", done=False),
-                    f"Segment {tasks.clock(start)}-{tasks.clock(end)} could not be transcribed: {err}",
-                )
+            # a view: no copy of the recording
+            return self.transcribe_segment(recordings[owner][span.start : span.end], *span.seconds, options, cancel)
 
         results = [([], []) for _ in recordings]
         with ThreadPoolExecutor(self.service.engine.concurrency) as pool:
@@ -229,31 +240,56 @@ class MeetingSummarizer:
             )
             return MeetingResult("single" if single else "chunked", duration, segments, "", options.fmt, notes)
 
-        summary_prompt = tasks.summary(options.instruction, options.fmt, options.length, options.unit)
-        # a JSON summary is valid by construction where the engine decodes with grammars (the local
-        # one does; a remote one is asked to, and `_ensure_json` repairs what it sends otherwise)
-        grammar = SUMMARY_GRAMMAR if options.fmt == "json" else None
         if single:
             tracker.advance(0, "Summarising the whole recording")
+            prompt = tasks.summary(options.instruction, options.fmt, options.length, options.unit)
             summary = self._ask(
-                [AudioPart(samples), TextPart(summary_prompt)], options.summary_max_tokens, cancel, grammar
+                [AudioPart(samples), TextPart(prompt)], options.summary_max_tokens, cancel, _grammar(options)
             )
             tracker.advance(duration, "Summarised")
         else:
-            windows = self._windows(segments, options.window_seconds)
-            partials = []
-            for index, window in enumerate(windows, 1):
-                text = " ".join(s.text for s in window if s.text) or "(nothing was said)"
-                partials.append(
-                    self._ask(
-                        [TextPart(tasks.partial_summary(text, index, len(windows), window[0].start, window[-1].end))],
-                        options.summary_max_tokens,
-                        cancel,
-                    )
+            summary = self.summarize_transcript(segments, options, tracker, cancel)
+        tracker.advance(2 * duration, "Done")
+        return self.result("single" if single else "chunked", duration, segments, summary, notes, options, cancel)
+
+    def summarize_transcript(
+        self, segments: list[Segment], options: MeetingOptions, tracker: Tracker, cancel: threading.Event
+    ) -> str:
+        """The summary from the transcript alone: one prompt when it is one stretch (~10 min),
+        else each stretch summarised and those partial summaries combined under the instruction."""
+        windows = self._windows(segments, options.window_seconds)
+        if len(windows) == 1:
+            text = tasks.timed_transcript([(s.start, s.end, s.text) for s in segments if s.text])
+            prompt = tasks.transcript_summary(text, options.instruction, options.fmt, options.length, options.unit)
+            summary = self._ask([TextPart(prompt)], options.summary_max_tokens, cancel, _grammar(options))
+            tracker.advance(segments[-1].end - segments[0].start, "Summarised")
+            return summary
+        partials = []
+        for index, window in enumerate(windows, 1):
+            text = " ".join(s.text for s in window if s.text) or "(nothing was said)"
+            partials.append(
+                self._ask(
+                    [TextPart(tasks.partial_summary(text, index, len(windows), window[0].start, window[-1].end))],
+                    options.summary_max_tokens,
+                    cancel,
                 )
-                tracker.advance(0.9 * (window[-1].end - window[0].start), f"Summarising part {index} of {len(windows)}")
-            prompt = tasks.combine_summaries(partials, options.instruction, options.fmt, options.length, options.unit)
-            summary = self._ask([TextPart(prompt)], options.summary_max_tokens, cancel, grammar)
+            )
+            tracker.advance(0.9 * (window[-1].end - window[0].start), f"Summarising part {index} of {len(windows)}")
+        prompt = tasks.combine_summaries(partials, options.instruction, options.fmt, options.length, options.unit)
+        return self._ask([TextPart(prompt)], options.summary_max_tokens, cancel, _grammar(options))
+
+    def result(
+        self,
+        path: str,
+        duration: float,
+        segments: list[Segment],
+        summary: str,
+        notes: list[str],
+        options: MeetingOptions,
+        cancel: threading.Event,
+    ) -> MeetingResult:
+        """The finished result: what is missing said in the notes, a JSON summary made valid."""
+        missing = [s for s in segments if not s.done]
         if cancel.is_set():
             notes.append("Cancelled while summarising: the summary is incomplete.")
         elif missing:
@@ -261,10 +297,7 @@ class MeetingSummarizer:
         remarks: list[str] = []
         if options.fmt == "json":
             summary = self._ensure_json(summary, options, cancel, remarks)
-        tracker.advance(2 * duration, "Done")
-        return MeetingResult(
-            "single" if single else "chunked", duration, segments, summary.strip(), options.fmt, notes, remarks
-        )
+        return MeetingResult(path, duration, segments, summary.strip(), options.fmt, notes, remarks)
 
     @staticmethod
     def _windows(segments: list[Segment], seconds: float) -> list[list[Segment]]:

@@ -6,10 +6,15 @@ from __future__ import annotations
 import mimetypes
 import os
 import threading
+import time
 from typing import Iterator
 
+import soundfile as sf
+
+from app.live_meeting import LiveMeeting
+from app.meeting import MeetingOptions, MeetingSummarizer
 from app.service import ConversationService, Reply
-from core.errors import MediaError
+from core.errors import MediaError, Overloaded
 from core.settings import Settings
 from engine.request import SamplingParams
 from media.audio import load_audio
@@ -19,6 +24,8 @@ from media.parts import ImagePart, Message, TextPart
 from media.video import load_video
 from prompts import tasks
 from ui.options import ChatOptions, Shown
+
+LIVE_IDLE_SECONDS = 60  # a live meeting with no chunk for this long has lost its page
 
 
 def metrics_line(reply: Reply) -> str:
@@ -40,6 +47,7 @@ class WebApp:
         # client names is never read otherwise, whatever Gradio itself lets through.
         self.upload_dirs = [os.path.realpath(d) for d in upload_dirs]
         self._meeting_cancels: dict[str, threading.Event] = {}  # browser session -> its running meeting
+        self._live: dict[str, LiveMeeting] = {}  # browser session -> the meeting it is recording
 
     def default_options(self) -> ChatOptions:
         s = self.settings
@@ -180,7 +188,6 @@ class WebApp:
         session: str = "",
     ):
         """The meeting pipeline (one prompt up to 30 min, map-reduce past it) -> MeetingResult."""
-        from app.meeting import MeetingOptions, MeetingSummarizer
         from media.audio_stream import load_long_audio
 
         progress(0.0, "Reading the recording")
@@ -195,3 +202,46 @@ class WebApp:
             return MeetingSummarizer(self.service).run(samples, options, report, cancel)
         finally:
             self._meeting_cancels.pop(session, None)
+
+    # -- live captions -----------------------------------------------------------------------
+
+    def live_start(self, session: str) -> str:
+        """A new recording for this browser session (one it had is dropped) -> the transcript so far."""
+        self.live_close(session)
+        # a page that vanished without saying so leaves its meeting idle: those go first
+        for other, live in list(self._live.items()):
+            if time.monotonic() - live.last_chunk > LIVE_IDLE_SECONDS:
+                self.live_close(other)
+        if len(self._live) >= self.settings.queue_size:
+            raise Overloaded("Too many meetings are being recorded on this server; try again shortly.", 10)
+        live = self._live[session] = LiveMeeting(
+            MeetingSummarizer(self.service), MeetingOptions(), self.limits.max_meeting_seconds
+        )
+        return live.transcript()
+
+    def live_feed(self, session: str, chunk_path: str) -> str:
+        """One microphone chunk (a WAV file Gradio received) -> the transcript so far."""
+        live = self._live.get(session)
+        if live is None:  # the chunk came before the start event did
+            self.live_start(session)
+            live = self._live[session]
+        path = self.uploaded(chunk_path)
+        try:
+            samples, rate = sf.read(path, dtype="float32")
+        except Exception:  # soundfile raises several kinds
+            raise MediaError("The microphone sent audio that could not be read; record again.") from None
+        live.feed(samples, rate)
+        return live.transcript()
+
+    def live_finish(self, session: str, instruction: str, fmt: str, length: int | None, unit: str):
+        """Stop: the last segment transcribed and the summary made from the transcript -> MeetingResult."""
+        live = self._live.pop(session, None)
+        if live is None:
+            raise MediaError("Nothing was recorded: press Record and speak, then Stop.")
+        return live.finish(MeetingOptions(instruction or None, fmt, length or None, unit))
+
+    def live_close(self, session: str) -> None:
+        """The page went away (or records anew): its meeting stops, and nothing of it is kept."""
+        live = self._live.pop(session, None)
+        if live is not None:
+            live.close()

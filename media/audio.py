@@ -18,9 +18,27 @@ from media.parts import AudioPart
 
 def to_mono_16k(samples: Any, sample_rate: int) -> np.ndarray:
     """Any array (frames[, channels] or channels-first), int or float -> mono float32 at 16 kHz."""
+    return resample(to_mono(samples), sample_rate)
+
+
+def resample(samples: np.ndarray, sample_rate: int, to: int = SAMPLE_RATE) -> np.ndarray:
+    """Mono float32 at `sample_rate` -> at `to` (torchaudio's band-limited resampling)."""
     import torch
     import torchaudio.functional as AF
 
+    check_rate(sample_rate)
+    if sample_rate != to and samples.size:
+        samples = AF.resample(torch.from_numpy(samples), int(sample_rate), to).numpy()
+    return samples
+
+
+def check_rate(sample_rate: Any) -> None:
+    if not isinstance(sample_rate, (int, np.integer)) or not 1000 <= sample_rate <= 384000:
+        raise MediaError(f"Unsupported sample rate {sample_rate!r}.")
+
+
+def to_mono(samples: Any) -> np.ndarray:
+    """Any array (frames[, channels] or channels-first), int or float -> mono float32, same rate."""
     samples = np.asarray(samples)
     if samples.dtype == np.uint8:  # 8-bit PCM is unsigned, centred on 128
         samples = (samples.astype(np.float32) - 128) / 128
@@ -36,10 +54,6 @@ def to_mono_16k(samples: Any, sample_rate: int) -> np.ndarray:
         raise MediaError("Audio must be a 1-D (mono) or 2-D (frames x channels) array.")
     if not np.isfinite(samples).all():
         raise MediaError("The audio holds invalid (NaN or infinite) samples.")
-    if not isinstance(sample_rate, (int, np.integer)) or not 1000 <= sample_rate <= 384000:
-        raise MediaError(f"Unsupported sample rate {sample_rate!r}.")
-    if sample_rate != SAMPLE_RATE and samples.size:
-        samples = AF.resample(torch.from_numpy(samples), int(sample_rate), SAMPLE_RATE).numpy()
     return samples
 
 

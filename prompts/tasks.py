@@ -124,6 +124,21 @@ def partial_summary(transcript: str, part: int, parts: int, start: float, end: f
     )
 
 
+def timed_transcript(segments: list[tuple[float, float, str]]) -> str:
+    """(start s, end s, text) segments -> one line each, "[00:00:10 - 00:00:21] text"."""
+    return "\n".join(f"[{clock(start)} - {clock(end)}] {text}" for start, end, text in segments)
+
+
+def transcript_summary(
+    transcript: str, instruction: str | None, fmt: str, length: int | None, unit: str = "words"
+) -> str:
+    """A meeting summarised from its transcript (live captions: the audio is not kept). Ours."""
+    return (
+        f"Below is the transcript of a meeting, with timestamps.\n\n{transcript or '(nothing was said)'}\n\n"
+        "Using it: " + summary(instruction, fmt, length, unit)
+    )
+
+
 def combine_summaries(
     partials: list[str], instruction: str | None, fmt: str, length: int | None, unit: str = "words"
 ) -> str:

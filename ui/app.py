@@ -3,6 +3,7 @@ callback hands Gradio's payloads to the web glue (app/web.py) and shows what com
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from pathlib import Path
@@ -17,7 +18,8 @@ from ui.options import ChatOptions, Shown
 
 log = logging.getLogger(__name__)
 EXAMPLES = Path(__file__).parent / "examples"
-MODEL_EVENTS = {"_submit_fn", "_stream_fn", "chat", "photo_by_voice", "transcribe", "summarize"}
+MODEL_EVENTS = {"_submit_fn", "_stream_fn", "chat", "photo_by_voice", "transcribe", "summarize", "live_stop"}
+LIVE_SUMMARY = "### Summary\n*Recording: the summary appears here when you stop.*"
 # The only events a client may call by name; the rest (the ChatInterface's undo/retry helpers
 # and the like) serve the page alone and are hidden from the API (app/gate.py refuses them too).
 PUBLIC_EVENTS = {"chat", "photo_by_voice", "transcribe", "summarize", "stop_meeting"}
@@ -43,6 +45,16 @@ INTRO = """# Phi-4-multimodal, on your machine
 <p>Chat with text, photos, video and your voice · ask about a photo by speaking · transcribe and
 translate speech in eight languages · describe sounds and music · summarise meetings. Nothing leaves
 this computer.</p>"""
+
+
+# Hands-free: the browser's speech synthesis reads the answer (no model, nothing leaves the page),
+# less the metrics line and the warning sign; a new answer cuts off one still being read.
+READ_ALOUD_JS = f"""(on, text) => {{
+  if (!on || !text || !window.speechSynthesis) return;
+  const spoken = text.split({json.dumps(FOOTER)})[0].replace({json.dumps(WARNING)}, "").replace(/[*_#`>|]/g, "");
+  window.speechSynthesis.cancel();
+  window.speechSynthesis.speak(new SpeechSynthesisUtterance(spoken.trim()));
+}}"""
 
 
 def _warning(err: Exception) -> str:
@@ -89,6 +101,17 @@ def _failed(message: str, request: gr.Request | None):
 def _from_api(request: gr.Request | None) -> bool:
     """gradio_client marks its calls; the page's do not carry the mark."""
     return request is not None and request.headers.get("x-gradio-user") == "api"
+
+
+def _meeting_outputs(result) -> tuple[str, str, list[str]]:
+    """A MeetingResult -> (transcript, summary with its notes, download files)."""
+    shown = result.summary + "".join(f"\n\n> ⚠️ {note}" for note in result.notes + result.remarks)
+    files = [
+        _text_file("transcript.txt", result.transcript_txt()),
+        _text_file("transcript.srt", result.transcript_srt()),
+        _text_file(f"summary.{result.summary_suffix}", result.summary),
+    ]
+    return result.transcript_txt(), shown, files
 
 
 def _text_file(name: str, text: str) -> str:
@@ -188,16 +211,37 @@ def build_app(web) -> gr.Blocks:
             )
         except Exception as err:  # the request's boundary
             raise gr.Error(_warning(err)) from None
-        shown = result.summary + "".join(f"\n\n> ⚠️ {note}" for note in result.notes + result.remarks)
-        files = [
-            _text_file("transcript.txt", result.transcript_txt()),
-            _text_file("transcript.srt", result.transcript_srt()),
-            _text_file(f"summary.{result.summary_suffix}", result.summary),
-        ]
-        return result.transcript_txt(), shown, files
+        return _meeting_outputs(result)
 
     def stop_meeting(request: gr.Request):
         web.stop_meeting(request.session_hash)
+
+    def live_start(request: gr.Request):
+        try:
+            transcript = web.live_start(request.session_hash)
+        except Exception as err:  # the request's boundary
+            raise gr.Error(_warning(err)) from None
+        return transcript, LIVE_SUMMARY, None
+
+    def live_chunk(chunk: str | None, request: gr.Request):
+        if not chunk:
+            return gr.skip()
+        try:
+            return web.live_feed(request.session_hash, chunk)
+        except Exception as err:  # one bad chunk: say so, keep recording
+            gr.Warning(_warning(err))
+            return gr.skip()
+
+    def live_close(request: gr.Request):
+        web.live_close(request.session_hash)
+
+    @gpu
+    def live_stop(preset: str, instruction: str, length: float | None, unit: str, request: gr.Request):
+        try:
+            result = web.live_finish(request.session_hash, instruction, preset, int(length) if length else None, unit)
+        except Exception as err:  # the request's boundary
+            raise gr.Error(_warning(err)) from None
+        return _meeting_outputs(result)
 
     with gr.Blocks(title="Phi-4-multimodal") as demo:
         gr.Markdown(INTRO, elem_classes="phi-header")
@@ -273,8 +317,12 @@ def build_app(web) -> gr.Blocks:
                     )
                     typed = gr.Textbox("", label="…or type the question", placeholder="What am I looking at?")
                     ask = gr.Button("Ask about the photo", variant="primary")
+                    read_aloud = gr.Checkbox(
+                        False, label="Read the answer aloud (your browser's own voice)", elem_id="read-aloud"
+                    )
             answer = gr.Markdown(label="Answer", elem_id="photo-answer")
-            ask.click(photo_by_voice, [photo, voice, typed], answer, api_name="photo_by_voice")
+            asked = ask.click(photo_by_voice, [photo, voice, typed], answer, api_name="photo_by_voice")
+            asked.then(None, [read_aloud, answer], None, js=READ_ALOUD_JS, queue=False)
         with gr.Tab("Speech"):
             with gr.Row():
                 with gr.Column():
@@ -314,8 +362,19 @@ def build_app(web) -> gr.Blocks:
         with gr.Tab("Meeting"):
             with gr.Row():
                 with gr.Column():
+                    # live captions: the microphone streams a chunk a second; Stop brings the summary
+                    live = gr.Audio(
+                        sources=["microphone"],
+                        streaming=True,
+                        type="filepath",
+                        label="Live: record the meeting here and watch the transcript grow",
+                        elem_id="meeting-live",
+                    )
                     meeting = gr.Audio(
-                        sources=["upload", "microphone"], type="filepath", label="Recording", elem_id="meeting-input"
+                        sources=["upload", "microphone"],
+                        type="filepath",
+                        label="…or a recording to summarise",
+                        elem_id="meeting-input",
                     )
                     preset = gr.Radio(SUMMARY_PRESETS, value="bullets", label="Format")
                     instruction = gr.Textbox(
@@ -335,7 +394,7 @@ def build_app(web) -> gr.Blocks:
                         "### Summary\n*The summary appears here.*", label="Summary", elem_id="meeting-summary"
                     )
                     meeting_transcript = gr.Textbox(label="Transcript", lines=10, elem_id="meeting-transcript")
-                    files = gr.File(label="Downloads", file_count="multiple")
+                    files = gr.File(label="Downloads", file_count="multiple", elem_id="meeting-files")
             go.click(
                 summarize,
                 [meeting, preset, instruction, length, unit],
@@ -343,6 +402,10 @@ def build_app(web) -> gr.Blocks:
                 api_name="summarize",
             )
             stop.click(stop_meeting, None, None, api_name="stop_meeting", queue=False)
+            live.start_recording(live_start, None, [meeting_transcript, summary, files], queue=False)
+            live.stream(live_chunk, live, meeting_transcript, stream_every=1.0, show_progress="hidden")
+            live.stop_recording(live_stop, [preset, instruction, length, unit], [meeting_transcript, summary, files])
+        demo.unload(live_close)  # a closed page keeps nothing
     # One concurrency group for everything that runs the model: a local GPU does one thing at a
     # time (a remote engine batches more), and light events (undo, clear, uploads) never queue behind it.
     for fn in demo.fns.values():

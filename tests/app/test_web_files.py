@@ -47,3 +47,12 @@ def test_an_uploaded_photo_is_read(web):
     app, uploads = web
     make_photo().save(uploads / "photo.png")
     assert app.file_part(str(uploads / "photo.png")).image.size == (500, 300)
+
+
+@pytest.mark.parametrize("path", ["/etc/hostname", "{uploads}/../secret.wav"])
+def test_a_live_chunk_naming_a_server_file_is_refused(web, tmp_path, path):
+    app, uploads = web
+    (tmp_path / "secret.wav").write_text("secret")
+    with pytest.raises(MediaError, match="not uploaded"):
+        app.live_feed("session", path.format(uploads=uploads))
+    app.live_close("session")

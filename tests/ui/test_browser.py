@@ -198,3 +198,45 @@ def test_the_speech_tab_describes_sounds(page, tmp_path):
     assert page.locator("#speech-transcript").get_by_text("Answer", exact=True).is_visible()
     assert not page.get_by_label("Translation", exact=True).is_visible()
     shot(page, "speech-describe-sounds")
+
+
+SPEECH_SPY = """
+window.__spoken = [];
+if (window.speechSynthesis) {
+  const speak = window.speechSynthesis.speak.bind(window.speechSynthesis);
+  window.speechSynthesis.speak = (utterance) => {
+    window.__spoken.push(utterance.text);
+    try { speak(utterance); } catch (e) {}
+  };
+}
+"""
+
+
+def test_photo_by_voice_reads_the_answer_aloud_only_when_asked(browser, web_server):
+    """The browser's own speech synthesis, off by default: nothing is spoken until the box is
+    ticked; then the answer is, without its metrics line."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.add_init_script(SPEECH_SPY)
+    page = context.new_page()
+    open_app(page, web_server)
+    page.get_by_role("tab", name="Photo by voice").click()
+    page.locator("#photo-input input[type=file]").set_input_files(str(EXAMPLE_PHOTO))
+    page.get_by_label("…or type the question").fill("What colour is the sky?")
+    answer = page.locator("#photo-answer")
+    ask = page.get_by_role("button", name="Ask about the photo")
+    read_aloud = page.locator("#read-aloud input[type=checkbox]")
+    assert not read_aloud.is_checked()  # off by default
+
+    ask.click()
+    wait_for(lambda: FOOTER in answer.inner_text())
+    page.wait_for_timeout(500)
+    assert page.evaluate("window.__spoken") == []
+
+    read_aloud.check()
+    ask.click()
+    spoken = wait_for(lambda: page.evaluate("window.__spoken"))  # once the answer has finished
+    text, metrics = answer.inner_text().split("\n\n⚙ ")
+    assert spoken == [text]  # the answer, once, without its metrics line
+    assert "adapter" in metrics
+    shot(page, "photo-by-voice-read-aloud")
+    context.close()
