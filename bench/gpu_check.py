@@ -274,14 +274,36 @@ def measure_bf16(engine, report: Report, args, folder: Path) -> None:
         ttft([AudioPart(thirty_seconds_of_speech(folder)), TextPart("Answer the question.")]),
     )
 
+    host = {}
+
     def streams():
         engine.enable_batching(args.streams)
         aggregate_tokens_per_s(engine, 2, 2)  # warm-up
-        many, one = aggregate_tokens_per_s(engine, args.streams, n), aggregate_tokens_per_s(engine, 1, n)
-        engine.batcher.close()
+        many = aggregate_tokens_per_s(engine, args.streams, n)
+        batcher = engine.batcher
+        host["per_step"] = batcher.host_seconds / max(batcher.steps, 1) * 1e6
+        one = aggregate_tokens_per_s(engine, 1, n)
+        batcher.close()
         return many, one
 
     report.attempt(f"{args.streams} mixed streams, aggregate tok/s (vs 1 stream)", "tok/s", streams)
+    report.attempt(
+        f"batcher host overhead per step, {args.streams} streams (on a GPU includes the read-back wait)",
+        "µs",
+        lambda: (host["per_step"], None),
+    )
+
+    def mixed_adapters():
+        """Four streams, one per adapter make-up (none, vision, speech, vision + speech): the
+        router's batched LoRA update against the same requests one at a time."""
+        engine.enable_batching(1)
+        serial = aggregate_tokens_per_s(engine, 4, n)
+        engine.enable_batching(4)
+        batched = aggregate_tokens_per_s(engine, 4, n)
+        engine.batcher.close()
+        return batched, serial
+
+    report.attempt("4 mixed-adapter streams batched, aggregate tok/s (vs one at a time)", "tok/s", mixed_adapters)
 
     def rtfx():
         clips = speech_set(args.clips, folder)

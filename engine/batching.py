@@ -1,5 +1,6 @@
 """Continuous batching: concurrent requests are decoded together, one forward pass per step for
-the whole batch, each row under its own LoRA adapter (PEFT's mixed-batch `adapter_names`).
+the whole batch, each row under its own LoRA adapter (engine/router.py's batched update), each
+row's token chosen by one vectorised sampler (engine/sampling.py) and read back in one transfer.
 
 A new request is prefilled alone (its media and prompt length are its own) and then joins the
 running batch between two decode steps; a finished or cancelled request leaves it the same
@@ -26,6 +27,7 @@ import atexit
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -33,8 +35,9 @@ import torch
 from transformers import DynamicCache
 
 from core.errors import ShuttingDown, release_memory
-from engine.decode import PreparedPrompt, Sampler
+from engine.decode import PreparedPrompt
 from engine.request import GenerationRequest
+from engine.sampling import Sampler, choose_rows
 from engine.static_decode import StaticRun
 
 log = logging.getLogger(__name__)
@@ -45,10 +48,23 @@ class Row:
     request: GenerationRequest
     prepared: PreparedPrompt
     sampler: Sampler
-    ids: torch.Tensor  # (1, n) prompt + generated, for the logits processors
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)  # token ids; None = stopped; or an error
     done: threading.Event = field(default_factory=threading.Event)  # no more tokens are wanted
     cache: DynamicCache | None = None  # a long row's own cache (batch rows share the batcher's)
+    tokens: list[int] = field(default_factory=list)  # the answer so far
+    _ids: torch.Tensor | None = None  # prompt + answer as far as it was last built
+
+    @property
+    def ids(self) -> torch.Tensor:
+        """(1, n) prompt + answer, for what reads the whole history (a prefill, penalties, a
+        grammar, the static cache). Built when read, extending the last one built: a batched
+        step needs only the newest tokens, so it costs no per-row tensor work."""
+        built = self.prepared.input_ids if self._ids is None else self._ids
+        missing = self.prepared.prompt_tokens + len(self.tokens) - built.shape[1]
+        if missing:
+            built = torch.cat([built, built.new_tensor([self.tokens[-missing:]])], dim=1)
+        self._ids = built
+        return built
 
 
 class DecodeBatcher:
@@ -70,6 +86,9 @@ class DecodeBatcher:
         self.steps = 0  # batched decode steps so far
         self.rows_stepped = 0  # sum of batch sizes over those steps (mean batch = rows_stepped / steps)
         self.solo_steps = 0  # steps of a lone request on the static cache
+        # time of batched steps outside the forward pass: inputs, sampling, hand-off (on a GPU the
+        # read-back also waits for the device there)
+        self.host_seconds = 0.0
 
     def accepts(self, prepared: PreparedPrompt) -> bool:
         switch = self.runner.longrope_switch_at
@@ -78,7 +97,7 @@ class DecodeBatcher:
     def submit(
         self, request: GenerationRequest, prepared: PreparedPrompt, sampler: Sampler | None = None
     ) -> Iterator[int]:
-        row = Row(request, prepared, sampler or self.engine.sampler(request, prepared), prepared.input_ids)
+        row = Row(request, prepared, sampler or self.engine.sampler(request, prepared))
         with self._wake:
             if self._closing:
                 raise ShuttingDown()
@@ -169,13 +188,12 @@ class DecodeBatcher:
             return self.runner.model(use_cache=True, **kwargs)
 
     def _choose(self, row: Row, logits: torch.Tensor) -> None:
-        token = row.sampler.choose(row.ids, logits)
-        row.ids = torch.cat([row.ids, token[:, None]], dim=1)
-        self._emit(row, int(token[0]))
+        self._emit(row, int(row.sampler.choose(row.ids, logits)[0]))
 
     def _emit(self, row: Row, token: int) -> None:
+        row.tokens.append(token)
         row.out.put(token)
-        if self.runner.finished(row.prepared, row.ids, token):
+        if self.runner.finished(row.prepared, len(row.tokens), token):
             row.done.set()  # the consumer will finish on this token: no step is wasted on the row
 
     def _prefill(self, row: Row, alone: bool) -> None:
@@ -213,18 +231,20 @@ class DecodeBatcher:
                 self._reset()
                 return
             self.solo_steps += 1
-            self.rows[0].ids = self._solo.ids
             self._emit(self.rows[0], token)
             return
-        last = torch.cat([row.ids[:, -1:] for row in self.rows])
+        began = time.perf_counter()
+        last = torch.tensor([[row.tokens[-1]] for row in self.rows], device=self._mask.device)
         mask = torch.cat([self._mask, self._mask.new_ones(len(self.rows), 1)], dim=1)
         # one row has no padding (_drop_finished trims it): the model's own positions and causal
         # mask are then exact, and building a padded mask per step costs ~15 % of a small step
         padded = {} if len(self.rows) == 1 else {"attention_mask": mask, "position_ids": self._lengths[:, None]}
         try:
+            forward_began = time.perf_counter()
             out = self._forward(
                 [row.prepared.adapter for row in self.rows], input_ids=last, past_key_values=self._cache, **padded
             )
+            forward_ended = time.perf_counter()
         except Exception as err:  # noqa: BLE001 - find the row that fails, if any
             log.warning("a batched decode step failed (%s); retrying each request alone", type(err).__name__)
             release_memory(err)
@@ -234,17 +254,21 @@ class DecodeBatcher:
         self._lengths += 1
         self.steps += 1
         self.rows_stepped += len(self.rows)
-        for i, row in enumerate(self.rows):
-            self._choose(row, out.logits[i : i + 1, -1, :])
+        samplers = [row.sampler for row in self.rows]
+        histories = [row.ids if row.sampler.reads_history else None for row in self.rows]
+        for row, token in zip(self.rows, choose_rows(samplers, histories, out.logits[:, -1, :]).tolist()):
+            self._emit(row, token)  # one read-back for every row's token
+        self.host_seconds += (forward_began - began) + (time.perf_counter() - forward_ended)
 
     # -- batch membership: caches left-padded to one length ----------------------------------
 
     def _join(self, row: Row, cache: DynamicCache) -> None:
         length = cache.get_seq_length()
-        mask = torch.ones(1, length, dtype=torch.long, device=row.ids.device)
+        device = row.prepared.input_ids.device
+        mask = torch.ones(1, length, dtype=torch.long, device=device)
         if not self.rows:
             self.rows, self._cache, self._mask = [row], cache, mask
-            self._lengths = torch.tensor([length], device=row.ids.device)
+            self._lengths = torch.tensor([length], device=device)
             return
         width = max(length, self._mask.shape[1])
         layers = []

@@ -12,13 +12,14 @@ import torch
 
 from core.errors import InvalidRequest, PromptTooLong, ShuttingDown, first_line, generation_failed, release_memory
 from engine.counters import EngineCounters
-from engine.decode import ModelRunner, PreparedPrompt, Sampler
+from engine.decode import ModelRunner, PreparedPrompt
 from engine.grammar import GrammarTokenizer
 from engine.loading import LoadOptions, load_model
 from engine.model_config import END_TOKENS, SPECIAL_TOKENS
 from engine.protocol import ChatEngine
 from engine.request import Chunk, GenerationRequest, SamplingParams, TokenLogprob
 from engine.router import BASE, LoraRouter, choose_adapter
+from engine.sampling import Sampler
 from engine.self_check import check_fast_path
 from engine.static_decode import StaticDecoder, StaticRun, resolve_mode
 from engine.text_stream import IncrementalDetokenizer, StopMatcher

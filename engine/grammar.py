@@ -4,7 +4,7 @@ schema (`response_format`) or a Lark grammar whose pieces may be JSON schemas (a
 call). When the grammar is complete the mask allows only the end-of-text token, so the answer
 ends there.
 
-The mask is a logits processor in the request's own Sampler (engine/decode.py): each row of a
+The mask is a logits processor in the request's own Sampler (engine/sampling.py): each row of a
 batch keeps its own matcher, and the static and compiled paths choose through the same Sampler.
 """
 

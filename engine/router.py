@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+import torch
+
 from core.errors import AdapterMissing
 from media.parts import AudioPart, ImagePart, Message, VideoPart
 
@@ -30,20 +32,34 @@ def choose_adapter(messages: list[Message]) -> str:
 
 class LoraRouter:
     """Owns the model's active-adapter state. Only the engine's generation slot calls
-    `activate`, right before each forward pass, so no request can run on a stale adapter."""
+    `activate`, right before each forward pass, so no request can run on a stale adapter.
+
+    A batch whose rows want different adapters runs through PEFT with its adapters switched off
+    (each LoRA layer then returns its base layer's output), and a forward hook on every LoRA layer
+    adds each adapter's update to the rows that chose it: `B(A(x)) * scaling` computed for the
+    whole batch and multiplied by a per-row mask (1 for its rows, 0 for the rest; a "base" row
+    is 0 everywhere). That is a few batched matmuls per layer, with no per-row Python and no
+    sub-batches: PEFT's own mixed-batch path (`adapter_names`) gathered and scattered a sub-batch
+    per adapter in every layer and rebuilt its row indices in Python each time (issue 19). The
+    released adapters are plain LoRA (no DoRA), which is all this computes."""
 
     def __init__(self, model, adapters: tuple[str, ...]):
         self.model = model
         self.adapters = adapters
         self.active: str | None = None  # an adapter, BASE or MIXED; None: unknown until the first activate
-        self._row_adapters: list[str] | None = None  # set only during a mixed-batch forward pass
+        self.row_adapters: list[str] | None = None  # row i's adapter, during a mixed-batch forward pass only
+        self._masks: list[tuple[str, torch.Tensor]] | None = None  # (adapter, (rows, 1, 1) 0/1) for that pass
+        self._mask_cache: dict[tuple[str, ...], list[tuple[str, torch.Tensor]]] = {}
+        self._scaled_masks: dict[tuple[str, float], torch.Tensor] = {}  # (adapter, scaling) -> mask * scaling
         # Installed once, up front: compiled graphs guard on a module's hooks, and adding them
         # later would force a recompile in the middle of serving
         from peft.tuners.lora import LoraLayer
 
-        for module in model.modules():
-            if isinstance(module, LoraLayer):
-                module.register_forward_pre_hook(self._inject_row_adapters, with_kwargs=True)
+        self.layers = [module for module in model.modules() if isinstance(module, LoraLayer)]
+        for module in self.layers:
+            if any(module.use_dora.values()):
+                raise NotImplementedError("DoRA adapters are not supported: Phi-4-multimodal's are plain LoRA.")
+            module.register_forward_hook(self._add_row_updates)
 
     def activate(self, adapter: str) -> None:
         if adapter == self.active:
@@ -59,8 +75,7 @@ class LoraRouter:
 
     @contextmanager
     def mixed(self, adapters: list[str]):
-        """One forward pass in which batch row i uses adapters[i] ("base": none), through PEFT's
-        mixed-batch path: every LoRA layer gets `adapter_names` from a pre-forward hook."""
+        """One forward pass in which batch row i uses adapters[i] ("base": none)."""
         if missing := set(adapters) - set(self.adapters) - {BASE}:
             raise AdapterMissing(f"The {sorted(missing)} LoRA adapter is not loaded; refusing to answer without it.")
         if not self.adapters or len(set(adapters)) == 1:  # one adapter for all rows: the ordinary, cheaper path
@@ -68,15 +83,44 @@ class LoraRouter:
             yield
             return
         if self.active != MIXED:  # once per run of mixed steps: toggling PEFT's state costs ms
-            self.model.enable_adapters()
+            self.model.disable_adapters()  # the layers give their base output; the hook adds the rest
             self.active = MIXED  # the next single-request activate sets its adapter again
-        self._row_adapters = ["__base__" if a == BASE else a for a in adapters]
+        self.row_adapters, self._masks, self._scaled_masks = list(adapters), self._row_masks(tuple(adapters)), {}
         try:
             yield
         finally:
-            self._row_adapters = None
+            self.row_adapters = self._masks = None
 
-    def _inject_row_adapters(self, module, args, kwargs):
-        if self._row_adapters is None:
-            return None  # an ordinary forward pass: the active adapter applies
-        return args, {**kwargs, "adapter_names": self._row_adapters}
+    def _row_masks(self, adapters: tuple[str, ...]) -> list[tuple[str, torch.Tensor]]:
+        """(adapter, its rows' mask) for each adapter some row uses, made once per batch make-up
+        (a batch keeps its make-up for many steps), in the LoRA weights' dtype, on their device."""
+        masks = self._mask_cache.get(adapters)
+        if masks is None:
+            weight = self.layers[0].lora_A[self.adapters[0]].weight
+            masks = [
+                (name, torch.tensor([[[float(a == name)]] for a in adapters], dtype=weight.dtype, device=weight.device))
+                for name in self.adapters
+                if name in adapters
+            ]
+            if len(self._mask_cache) > 256:  # bounded: make-ups are few, but never let them pile up
+                self._mask_cache.clear()
+            self._mask_cache[adapters] = masks
+        return masks
+
+    def _add_row_updates(self, module, args, output):
+        if self._masks is None:
+            return None  # an ordinary forward pass: PEFT applied the active adapter itself
+        x = args[0]
+        for name, mask in self._masks:
+            lora_a, lora_b = module.lora_A[name], module.lora_B[name]
+            update = lora_b(lora_a(x.to(lora_a.weight.dtype)))  # every row; the mask keeps its own
+            output = torch.addcmul(output, update.to(output.dtype), self._scaled(name, mask, module.scaling[name]))
+        return output
+
+    def _scaled(self, name: str, mask: torch.Tensor, scaling: float) -> torch.Tensor:
+        """The mask times a layer's scaling (lora_alpha / r): one per adapter and pass, not per layer."""
+        key = (name, scaling)
+        scaled = self._scaled_masks.get(key)
+        if scaled is None:
+            scaled = self._scaled_masks[key] = mask * scaling
+        return scaled

@@ -27,7 +27,8 @@ import torch
 from transformers import StaticCache
 from transformers.cache_utils import Cache, StaticLayer
 
-from engine.decode import ModelRunner, PreparedPrompt, Sampler
+from engine.decode import ModelRunner, PreparedPrompt
+from engine.sampling import Sampler
 
 log = logging.getLogger(__name__)
 

@@ -110,7 +110,7 @@ def test_a_failing_batched_step_fails_only_the_row_that_fails_alone(faulty, solo
     fault["when"] = lambda kwargs, router: (
         kwargs.get("input_ids") is not None
         and kwargs["input_ids"].shape[1] == 1
-        and ("speech" in (router._row_adapters or []) or router.active == "speech")
+        and ("speech" in (router.row_adapters or []) or router.active == "speech")
     )
     results, errors = run_with_errors(
         engine, {"text": request("text"), "image": request("image"), "audio": request("audio")}

@@ -100,14 +100,34 @@ def test_a_missing_adapter_is_refused_not_bypassed(engine):
 
 def test_a_run_of_mixed_batch_steps_sets_the_adapter_state_once(engine):
     calls = []
-    engine.model.enable_adapters = lambda enable=calls.append: enable(1)
+    engine.model.disable_adapters = lambda: calls.append("off")
+    engine.model.enable_adapters = lambda: calls.append("on")
     try:
         for _ in range(3):
             with engine.router.mixed(["vision", "speech", "base"]):
                 pass
-        assert len(calls) == 1
+        assert calls == ["off"]  # PEFT's adapters off: the router's hook adds each row's update
         engine.router.activate("speech")  # a single request after the mixed run sets its own adapter
-        assert len(calls) == 2 and engine.router.active == "speech"
+        assert calls == ["off", "on"] and engine.router.active == "speech"
     finally:
-        del engine.model.enable_adapters
+        del engine.model.enable_adapters, engine.model.disable_adapters
         engine.router.active = None  # PEFT's real state was not touched: make the next activate set it
+
+
+def test_a_mixed_batch_gives_each_row_its_own_adapter(engine):
+    """Rows under vision, speech and no adapter in one forward pass (the router's batched LoRA
+    update) give the logits each row gives alone under PEFT's own single-adapter path (fp32)."""
+    import torch
+
+    ids = torch.randint(0, 1000, (3, 9), generator=torch.Generator().manual_seed(0))
+    adapters = ["vision", "speech", "base"]
+    with engine.runner.turn(adapters):
+        batched = engine.model(input_ids=ids).logits[:, -1]
+    alone = []
+    for i, adapter in enumerate(adapters):
+        with engine.runner.turn([adapter]):
+            alone.append(engine.model(input_ids=ids[i : i + 1]).logits[:, -1])
+        torch.testing.assert_close(batched[i : i + 1], alone[-1], rtol=1e-5, atol=1e-5)
+    with engine.runner.turn(["base"]):
+        plain = engine.model(input_ids=ids[:2]).logits[:, -1]
+    assert not torch.allclose(plain, batched[:2], atol=1e-3)  # the adapters change the rows: the test can fail
