@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from app.meeting import MeetingOptions, MeetingResult, MeetingSummarizer, Segment, Tracker
+from core.errors import Phi4mmError
 from media.audio import check_rate, resample, to_mono
 from media.segmentation import LiveCutter
 from prompts import tasks
@@ -85,7 +86,11 @@ class LiveMeeting:
             note = "Nothing was said that could be transcribed, so there is no summary."
             return MeetingResult("live", duration, segments, "", options.fmt, [*self.notes, note])
         tracker = Tracker(duration, lambda fraction, stage, left: None)
-        summary = self.summarizer.summarize_transcript(segments, options, tracker, self.cancel)
+        try:
+            summary = self.summarizer.summarize_transcript(segments, options, tracker, self.cancel)
+        except Phi4mmError as err:  # the transcript is kept, whatever happens to the summary
+            note = f"The summary could not be made: {err}"
+            return MeetingResult("live", duration, segments, "", options.fmt, [*self.notes, note])
         return self.summarizer.result("live", duration, segments, summary, self.notes, options, self.cancel)
 
     def close(self) -> None:

@@ -219,13 +219,13 @@ class WebApp:
         )
         return live.transcript()
 
-    def live_feed(self, session: str, chunk_path: str) -> str:
-        """One microphone chunk (a WAV file Gradio received) -> the transcript so far."""
-        live = self._live.get(session)
-        if live is None:  # the chunk came before the start event did
-            self.live_start(session)
-            live = self._live[session]
+    def live_feed(self, session: str, chunk_path: str) -> str | None:
+        """One microphone chunk (a WAV file Gradio received) -> the transcript so far; None for a
+        chunk with no meeting to join (one that trails Stop): it is not kept, and nothing changes."""
         path = self.uploaded(chunk_path)
+        live = self._live.get(session)
+        if live is None:
+            return None
         try:
             samples, rate = sf.read(path, dtype="float32")
         except Exception:  # soundfile raises several kinds

@@ -227,7 +227,8 @@ def build_app(web) -> gr.Blocks:
         if not chunk:
             return gr.skip()
         try:
-            return web.live_feed(request.session_hash, chunk)
+            transcript = web.live_feed(request.session_hash, chunk)
+            return gr.skip() if transcript is None else transcript
         except Exception as err:  # one bad chunk: say so, keep recording
             gr.Warning(_warning(err))
             return gr.skip()

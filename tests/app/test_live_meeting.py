@@ -144,3 +144,29 @@ def test_the_server_bounds_live_meetings(engine):
     web.live_start("c")
     for session in ("b", "c"):
         web.live_close(session)
+
+
+def test_a_chunk_after_stop_is_not_kept_and_changes_nothing(engine, tmp_path):
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    sf.write(uploads / "chunk.wav", np.zeros(16000, np.float32), 16000)
+    web = WebApp(ConversationService(engine), Settings(), upload_dirs=[str(uploads)])
+    assert web.live_feed("page", str(uploads / "chunk.wav")) is None  # no meeting: nothing starts
+    web.live_start("page")
+    assert web.live_feed("page", str(uploads / "chunk.wav")) == LISTENING
+    result = web.live_finish("page", "", "bullets", None, "words")
+    assert result.summary == "" and "Nothing was said" in result.notes[-1]  # silence: said, not summarised
+    assert web.live_feed("page", str(uploads / "chunk.wav")) is None
+
+
+def test_a_failing_summary_keeps_the_transcript(engine, microphone):
+    class Failing(MeetingSummarizer):
+        def summarize_transcript(self, *args):
+            raise Overloaded("The server is busy.")
+
+    live = LiveMeeting(Failing(ConversationService(engine)), MeetingOptions(**FAST), max_seconds=3600)
+    for chunk in microphone[:25]:
+        live.feed(chunk, 48000)
+    result = live.finish()
+    assert result.summary == "" and any(s.text for s in result.segments)
+    assert result.notes[-1] == "The summary could not be made: The server is busy."
