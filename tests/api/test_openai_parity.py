@@ -153,8 +153,10 @@ def test_a_schema_that_cannot_be_used_is_a_400(client):
         )
 
 
-def test_a_forced_call_round_trip(client):
-    first = client.chat.completions.create(
+def forced_call(client):
+    """A completion that must call one of WEATHER and TIME (once: the tiny model's random weights
+    would otherwise fill the token budget with calls)."""
+    return client.chat.completions.create(
         model="phi4mm",
         messages=HI,
         tools=[WEATHER, TIME],
@@ -162,6 +164,10 @@ def test_a_forced_call_round_trip(client):
         max_tokens=80,
         parallel_tool_calls=False,
     )
+
+
+def test_a_forced_call_round_trip(client):
+    first = forced_call(client)
     call = first.choices[0].message.tool_calls[0]
     assert first.choices[0].finish_reason == "tool_calls" and first.choices[0].message.content is None
     assert call.id.startswith("call_") and call.function.name in ("get_weather", "get_time")

@@ -122,18 +122,11 @@ def test_unreachable_or_refusing_remote_is_a_clear_error(web_server):
 def test_chained_tools_and_schema_pass_through(chained):
     """The front sends tools and the schema on as OpenAI fields; the back (a phi4mm server)
     constrains and parses them; its tool calls come back through the front as tool_calls."""
-    from tests.api.test_openai_parity import HI, SCHEMA, TIME, WEATHER
+    from tests.api.test_openai_parity import HI, SCHEMA, forced_call
 
     front, _ = chained
     client = openai.OpenAI(base_url=front + "/v1", api_key="unused", max_retries=0, timeout=120)
-    called = client.chat.completions.create(
-        model="phi4mm",
-        messages=HI,
-        tools=[WEATHER, TIME],
-        tool_choice="required",
-        max_tokens=80,
-        parallel_tool_calls=False,
-    )
+    called = forced_call(client)
     assert called.choices[0].finish_reason == "tool_calls"
     assert called.choices[0].message.tool_calls[0].function.name in ("get_weather", "get_time")
     shaped = client.chat.completions.create(

@@ -332,3 +332,18 @@ def test_a_100k_deep_object_gets_400_at_once(web_server):
     assert response.status_code == 400
     assert "nested too deeply" in response.json()["error"]["message"]
     assert healthy(web_server)
+
+
+def test_a_live_chunk_naming_a_server_file_is_refused(web_server, secret_files):
+    """The Meeting tab's live recorder sends a file per chunk: one that names a server file is
+    refused (by Gradio's upload check, and behind it by the web glue), and the event cannot be
+    called by name at all."""
+    with httpx.Client(headers=KEYED, timeout=60) as client:
+        deps = client.get(web_server + "/config").json()["dependencies"]
+        (index,) = [i for i, d in enumerate(deps) if d.get("api_name") == "live_chunk"]
+        for path in secret_files.values():
+            answer = run_by_index(client, web_server, index, [file_data(path)])
+            assert not leaked(client, web_server, answer) and "[00:" not in answer, path
+            assert '"success":false' in answer  # refused: the event failed, nothing was decoded
+        by_name = client.post(web_server + "/gradio_api/call/live_chunk", json={"data": [file_data(path)]})
+        assert by_name.status_code == 404
