@@ -37,7 +37,8 @@ engine = None
 if os.environ.get("SPACES_ZERO_GPU"):
     settings = dataclasses.replace(settings, max_batch=1, decode="dynamic", max_inflight=1)
     engine = zero_gpu_engine(settings)
-service, demo = build_web(settings, engine=engine)
+web = build_web(settings, engine=engine)
+service, demo = web.service, web.demo
 
 if __name__ == "__main__":
-    demo.launch(server_name="0.0.0.0", server_port=7860, **launch_options(settings))
+    demo.launch(server_name="0.0.0.0", server_port=7860, **launch_options(settings, web.folder))

@@ -133,7 +133,22 @@ def build_parser() -> argparse.ArgumentParser:
     _model_flags(serve)
     serve.add_argument("--host", help=f"address to listen on (default {DEFAULTS.host}: this machine only)")
     serve.add_argument("--port", type=int, help=f"(default {DEFAULTS.port})")
-    serve.add_argument("--api-key", help="require this key on every route but /health (default: none)")
+    serve.add_argument(
+        "--api-key",
+        help="require this key on every route but /health (default: none); `ps` shows it to every local "
+        "user: prefer PHI4MM_API_KEY or --api-key-file",
+    )
+    serve.add_argument("--api-key-file", metavar="FILE", help="read the key from the first line of FILE")
+    serve.add_argument(
+        "--allowed-hosts",
+        metavar="NAMES",
+        help="host names to answer besides localhost, this machine's name and IP addresses (comma-separated, * any)",
+    )
+    serve.add_argument(
+        "--allowed-origins",
+        metavar="ORIGINS",
+        help="other web pages (https://site.example, comma-separated, * any) allowed to send requests from a browser",
+    )
     serve.add_argument(
         "--served-model-name", help="the model's name in the API (default: the hub id; phi4mm for a local folder)"
     )
@@ -413,6 +428,11 @@ def cmd_doctor(args) -> int:
 def cmd_serve(args) -> int:
     from app.launch import serve
 
+    if args.api_key:
+        logging.getLogger("app").warning(
+            "--api-key puts the key where `ps` shows it to every user of this machine; "
+            "PHI4MM_API_KEY or --api-key-file keep it out of sight"
+        )
     serve(_settings(args))
     return 0
 

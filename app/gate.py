@@ -1,79 +1,67 @@
 """The server's front door, an ASGI middleware in front of every route (API, browser app, Gradio's
-own routes), deciding from the request line and headers alone, before any body is read:
+own routes), deciding from the request line and headers alone, before any body is read. In order:
 
-- the key: when `--api-key` is set, every route but `/health` (and `/metrics` if the operator
-  opts out) needs `Authorization: Bearer <key>` or the session cookie that `/login` sets for a
-  browser. The key locks every door, not only /v1: the browser app and Gradio's /call and upload
-  routes run the model and take files too.
-- the size: a body over the upload cap is refused with 413 from its Content-Length, and a body
-  without one is counted as it arrives and cut off at the cap.
-- Gradio's internal events (the ChatInterface's undo/retry helpers and the like) are callable
-  only from the page, never by name through `/gradio_api/call/<name>`.
+- the Host and Origin (app/host_origin.py): no DNS rebinding, no other site's page (403);
+- the key: when one is set, every route but `/health` (and `/metrics` if the operator opts out)
+  needs `Authorization: Bearer <key>` or the cookie of a sign-in (app/sign_in.py: /login, /logout,
+  expiring sessions, a limit on wrong keys: 401, 429). The key locks every door, not only /v1:
+  the browser app and Gradio's routes run the model and take files too;
+- the route (app/doors.py): an allowlist, files from the server's private folder alone (404);
+- the size: a body over the upload cap is refused with 413 from its Content-Length; a body
+  without one is counted as it arrives and cut off at the cap; a body that stops arriving for
+  `BODY_IDLE_S` is treated as a client that left.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
+import logging
+import math
 from urllib.parse import parse_qs
 
+import anyio
+
 from app.api_errors import error_body
+from app.doors import Doors
+from app.host_origin import HostAndOrigin
+from app.sign_in import LOGIN_PAGE, FailedAttempts, Sessions, cookie_token
 from core.settings import Settings
 
-COOKIE = "phi4mm_session"
-OPEN_PATHS = {"/health", "/login"}
+log = logging.getLogger(__name__)
+OPEN_PATHS = {"/health"}
 LOGIN_FORM_BYTES = 4096
 ENVELOPE_BYTES = 64 * 1024  # multipart boundaries and form fields around an upload of the full cap
-LOGIN_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Phi-4-multimodal: sign in</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{{font-family:system-ui,sans-serif;max-width:26em;margin:12vh auto;padding:0 1em}}
-input,button{{font-size:1em;padding:.5em;width:100%;box-sizing:border-box;margin:.3em 0}}
-.error{{color:#b00020}}</style></head><body><h1>Sign in</h1>
-<p>This server needs its access key (the one it was started with: <code>--api-key</code>).</p>
-{error}<form method="post" action="/login"><input type="password" name="key" placeholder="Access key"
-autocomplete="current-password" autofocus required><button type="submit">Open the app</button></form></body></html>"""
-
-
-def session_token(key: str) -> str:
-    """The cookie's value: derived from the key, so the key itself never sits in a browser."""
-    return hmac.new(key.encode(), b"phi4mm browser session", hashlib.sha256).hexdigest()
+BODY_IDLE_S = 60  # a request body that sends nothing for this long has been abandoned (or is an attack)
 
 
 class Gate:
-    def __init__(self, app, settings: Settings, public_calls: set[str], on_refused=lambda path, status: None):
+    def __init__(self, app, settings: Settings, doors: Doors, on_refused=lambda path, status: None):
         self.app = app
         self.on_refused = on_refused  # (path, status) of each request refused here, for /metrics
         self.key = settings.api_key or None
-        self.token = session_token(self.key) if self.key else None
+        self.sessions = Sessions(settings.login_hours)
+        self.failures = FailedAttempts()
+        self.host_origin = HostAndOrigin(settings)
+        self.doors = doors
         self.open_paths = OPEN_PATHS | ({"/metrics"} if settings.metrics_public else set())
         self.max_body = settings.max_upload_mb * 2**20 + ENVELOPE_BYTES
         self.max_upload_mb = settings.max_upload_mb
-        self.public_calls = public_calls
 
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
-        path = scope["path"]
+        path, websocket = scope["path"], scope["type"] == "websocket"
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        if self.key and path == "/login" and scope["type"] == "http":
-            return await self._login(scope, receive, send)
-        if self.key and path not in self.open_paths and not self._authorised(headers):
-            if scope["type"] == "websocket":
-                return await send({"type": "websocket.close", "code": 1008})
-            if scope["method"] == "GET" and "text/html" in headers.get("accept", ""):
-                return await _respond(send, 303, b"", [(b"location", b"/login")])
-            self.on_refused(path, 401)
-            return await _error(
-                send,
-                401,
-                "Missing or wrong API key: send `Authorization: Bearer <key>`, or sign in at /login in a browser.",
-                "authentication_error",
-                "invalid_api_key",
-            )
-        if (name := _called_by_name(path)) and name not in self.public_calls:
-            return await _error(send, 404, "No such endpoint.", "invalid_request_error", "not_found")
-        if scope["type"] == "websocket":
+        if problem := self.host_origin.refusal(headers):
+            return await self._refuse(scope, send, 403, problem, "permission_error", "forbidden")
+        if self.key and path in ("/login", "/logout") and not websocket:
+            return await (self._login if path == "/login" else self._logout)(scope, receive, send, headers)
+        if self.key and path not in self.open_paths and not await self._signed(scope, send, headers):
+            return
+        if problem := self.doors.refusal(scope.get("method", "GET"), path):
+            return await self._refuse(scope, send, 404, problem, "invalid_request_error", "not_found")
+        if websocket:
             return await self.app(scope, receive, send)
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
@@ -81,36 +69,65 @@ class Gate:
             return await self._too_large(send)
         return await self._counted(scope, receive, send)
 
-    def _authorised(self, headers: dict) -> bool:
+    async def _signed(self, scope, send, headers: dict) -> bool:
+        """Whether the request carries the key or a live sign-in; if not, it has been answered."""
         bearer = headers.get("authorization", "")
-        if bearer.startswith("Bearer ") and hmac.compare_digest(bearer[7:].encode(), self.key.encode()):
-            return True
-        cookies = [c.strip().split("=", 1) for c in headers.get("cookie", "").split(";") if "=" in c]
-        return any(
-            name == COOKIE and hmac.compare_digest(value.encode(), self.token.encode()) for name, value in cookies
-        )
+        token = cookie_token(headers.get("cookie", ""))
+        client = (scope.get("client") or ("?",))[0]
+        if bearer or token:
+            if wait := self.failures.wait_s(client):  # too many wrong keys: this one is not even compared
+                return await self._slow_down(scope, send, wait)
+            if (bearer.startswith("Bearer ") and self._is_key(bearer[7:])) or (token and self.sessions.valid(token)):
+                return True
+            self.failures.failed(client)
+        if scope["type"] == "http" and scope["method"] == "GET" and "text/html" in headers.get("accept", ""):
+            await _respond(send, 303, b"", [(b"location", b"/login")])
+            return False
+        message = "Missing or wrong API key: send `Authorization: Bearer <key>`, or sign in at /login in a browser."
+        await self._refuse(scope, send, 401, message, "authentication_error", "invalid_api_key")
+        return False
+
+    def _is_key(self, candidate: str) -> bool:
+        return hmac.compare_digest(candidate.encode(), self.key.encode())
+
+    async def _slow_down(self, scope, send, wait: float) -> bool:
+        seconds = math.ceil(wait)
+        message = f"Too many wrong keys from your address; try again in {seconds} s."
+        headers = [(b"retry-after", str(seconds).encode())]
+        await self._refuse(scope, send, 429, message, "rate_limit_error", "rate_limit_exceeded", headers)
+        return False
+
+    async def _refuse(self, scope, send, status, message, kind, code, headers=()):
+        if scope["type"] == "websocket":
+            return await send({"type": "websocket.close", "code": 1008})
+        self.on_refused(scope["path"], status)
+        return await _error(send, status, message, kind, code, list(headers))
 
     async def _too_large(self, send):
-        return await _error(
-            send,
-            413,
-            f"The request body is over {self.max_upload_mb} MB.",
-            "invalid_request_error",
-            "request_too_large",
-        )
+        message = f"The request body is over {self.max_upload_mb} MB."
+        return await _error(send, 413, message, "invalid_request_error", "request_too_large")
 
     async def _counted(self, scope, receive, send):
         """A body without a Content-Length (chunked) is counted as it arrives: past the cap the app
-        sees the client go away, and whatever it answers is replaced by a 413."""
-        seen, over, started = 0, False, False
+        sees the client go away, and whatever it answers is replaced by a 413. A body that stalls
+        for BODY_IDLE_S reads as a client that left; once the body is complete, receive() only
+        waits for the client to leave, for as long as the answer streams."""
+        seen, over, started, body_done = 0, False, False, False
 
         async def counted_receive():
-            nonlocal seen, over
+            nonlocal seen, over, body_done
             if over:
                 return {"type": "http.disconnect"}
-            message = await receive()
+            if body_done:
+                return await receive()
+            with anyio.move_on_after(BODY_IDLE_S) as idle:
+                message = await receive()
+            if idle.cancelled_caught:
+                log.info("a request body stalled for %d s: treated as a client that left", BODY_IDLE_S)
+                return {"type": "http.disconnect"}
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
                 if seen > self.max_body:
                     over = True
                     return {"type": "http.disconnect"}
@@ -129,9 +146,12 @@ class Gate:
         if over and not started:
             await self._too_large(send)
 
-    async def _login(self, scope, receive, send):
+    async def _login(self, scope, receive, send, headers: dict):
         if scope["method"] != "POST":
             return await _page(send, 200, LOGIN_PAGE.format(error=""))
+        client = (scope.get("client") or ("?",))[0]
+        if wait := self.failures.wait_s(client):
+            return await self._slow_down(scope, send, wait)
         body = b""
         while True:
             message = await receive()
@@ -141,19 +161,18 @@ class Gate:
             if message["type"] != "http.request" or not message.get("more_body"):
                 break
         key = (parse_qs(body.decode("utf-8", "replace")).get("key") or [""])[0]
-        if not hmac.compare_digest(key.encode(), self.key.encode()):
-            error = '<p class="error">That key is not right.</p>'
-            return await _page(send, 401, LOGIN_PAGE.format(error=error))
-        cookie = f"{COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
+        if not self._is_key(key):
+            self.failures.failed(client)
+            return await _page(send, 401, LOGIN_PAGE.format(error='<p class="error">That key is not right.</p>'))
+        cookie = self.sessions.cookie(self.sessions.start())
         return await _respond(send, 303, b"", [(b"location", b"/"), (b"set-cookie", cookie.encode())])
 
-
-def _called_by_name(path: str) -> str | None:
-    """`/gradio_api/call/<name>[/...]` -> name (Gradio's run-by-name routes)."""
-    parts = path.strip("/").split("/")
-    if len(parts) >= 3 and parts[0] == "gradio_api" and parts[1] == "call":
-        return parts[3] if parts[2] == "v2" and len(parts) > 3 else parts[2]
-    return None
+    async def _logout(self, scope, receive, send, headers: dict):
+        """Ends the sign-in on the server (its cookie no longer works, wherever it was copied)."""
+        if token := cookie_token(headers.get("cookie", "")):
+            self.sessions.end(token)
+        cleared = self.sessions.cookie("", max_age=0).encode()
+        return await _respond(send, 303, b"", [(b"location", b"/login"), (b"set-cookie", cleared)])
 
 
 async def _respond(send, status: int, body: bytes, headers: list) -> None:
@@ -171,7 +190,7 @@ async def _page(send, status: int, page: str) -> None:
     await _respond(send, status, page.encode(), [(b"content-type", b"text/html; charset=utf-8")])
 
 
-async def _error(send, status: int, message: str, kind: str, code: str) -> None:
+async def _error(send, status: int, message: str, kind: str, code: str, headers: list | None = None) -> None:
     """OpenAI's error body, which the API's clients parse and a person can read."""
     body = json.dumps(error_body(message, kind, code=code)).encode()
-    await _respond(send, status, body, [(b"content-type", b"application/json")])
+    await _respond(send, status, body, [(b"content-type", b"application/json"), *(headers or [])])

@@ -3,44 +3,71 @@ at `/v1`, `GET /health` and `GET /metrics` (Prometheus)."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
+import re
 import time
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from core.settings import Settings
+
+if TYPE_CHECKING:  # the heavy imports wait until a server is built: `phi4mm --help` stays fast
+    import gradio as gr
+
+    from app.private_folder import PrivateFolder
+    from app.service import ConversationService
 
 log = logging.getLogger(__name__)
 M_ARENA_MAX, M_MMAP_THRESHOLD = -8, -3  # glibc's mallopt parameter numbers
 
 
 def build_web(settings: Settings, on_finish=None, engine=None):
-    """Engine (`engine`, or the settings') -> conversation service -> the browser app's Blocks
-    (not yet launched)."""
-    from gradio.utils import get_upload_folder
-
+    """Engine (`engine`, or the settings') -> conversation service -> the browser app's Blocks (not
+    yet launched), its files kept in a private folder and its events checked (app/event_guard.py)
+    -> WebBuild."""
+    from app.event_guard import guard_events
+    from app.private_folder import PrivateFolder
     from app.service import open_service
     from app.web import WebApp
     from ui.app import build_app
 
-    service = open_service(settings, on_finish, engine)
-    web = WebApp(service, settings, upload_dirs=[get_upload_folder()])
+    service = open_service(settings, on_finish, engine)  # first: a model download keeps the usual file modes
+    folder = PrivateFolder.open(settings)  # before the Blocks: Gradio reads its folder as they are made
+    web = WebApp(service, settings, upload_dirs=[folder.path])
     demo = build_app(web)
     # a bounded queue: when it is full, new requests get a clear "busy" error instead of waiting forever
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=settings.inflight())
-    return service, demo
+    public_events = guard_events(demo, folder)
+    folder.keep_what_is_here()
+    folder.sweep_in_background()
+    return WebBuild(service, demo, folder, public_events)
 
 
-def launch_options(settings: Settings) -> dict:
-    """Look and hardening shared by `serve` and the Spaces entry point."""
+@dataclass
+class WebBuild:
+    service: ConversationService
+    demo: gr.Blocks
+    folder: PrivateFolder
+    public_events: frozenset[str]  # the events a client may call by name
+
+
+def launch_options(settings: Settings, folder=None) -> dict:
+    """Look and hardening shared by `serve` and the Spaces entry point. Gradio's own path rules
+    are the second lock behind app/event_guard.py and app/doors.py: it may serve the private
+    folder, and never the working directory (which it allows by default) unless the folder is in it."""
     from ui.app import CSS, THEME
 
+    blocked = [os.getcwd()] if folder is None or not folder.path.startswith(os.getcwd() + os.sep) else []
     return dict(
         theme=THEME,
         css=CSS,
         max_file_size=f"{settings.max_upload_mb}mb",
         enable_monitoring=False,  # no /monitoring endpoint
-        allowed_paths=[],  # nothing beyond what the app itself serves
+        allowed_paths=[folder.path] if folder else [],
+        blocked_paths=blocked,
         show_error=False,  # unexpected errors show a short message, never a traceback
         ssr_mode=False,
     )
@@ -64,50 +91,42 @@ def tune_malloc(arenas: int = 2, mmap_threshold: int = 4 * 2**20) -> None:
         pass
 
 
-def mount_web(api, demo, settings: Settings):
+def mount_web(api, web: "WebBuild", settings: Settings):
     """The browser app under `/` of `api`, with the file-path check that `demo.launch` would turn
     on: Gradio skips it (`processing_utils._check_allowed`) until `has_launched` is set, which
-    `mount_gradio_app` never does, and then a FileData naming any server path is read and
-    served back. With it, an event only takes files that a user uploaded."""
+    `mount_gradio_app` never does."""
     import gradio as gr
 
-    app = gr.mount_gradio_app(api, demo, path="/", **launch_options(settings))
-    demo.has_launched = True
+    app = gr.mount_gradio_app(api, web.demo, path="/", **launch_options(settings, web.folder))
+    web.demo.has_launched = True
     return app
 
 
-class GracefulServer:
-    """uvicorn, stopping the way Docker expects. On SIGTERM or SIGINT it stops accepting, ends every
-    open generation with a clear "shutting down" error (streams get it as their last event) and
-    exits within `grace_s`, before Docker's 10 s grace period runs out; a second signal exits at once."""
+def with_key_from_file(settings: Settings) -> Settings:
+    """The settings with `api_key_file`'s key as the key: a key there is not in argv, where `ps`
+    shows it to every user of the machine."""
+    from core.errors import Phi4mmError
 
-    def __init__(self, app, settings: Settings, on_stop, grace_s: int = 7):
-        import uvicorn
-
-        config = uvicorn.Config(
-            app, host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=grace_s
-        )
-        self.server = uvicorn.Server(config)
-        self.on_stop = on_stop
-        handle_exit = self.server.handle_exit
-
-        def stop(sig, frame):
-            if self.server.should_exit:  # the second signal
-                log.warning("second stop signal: exiting now")
-                os._exit(1)
-            log.warning("stopping: no new requests; open generations end now")
-            self.on_stop()
-            handle_exit(sig, frame)
-
-        self.server.handle_exit = stop
-
-    def run(self) -> None:
-        self.server.run()
+    if not settings.api_key_file:
+        return settings
+    try:
+        with open(os.path.expanduser(settings.api_key_file), encoding="utf-8") as file:
+            key = file.readline().strip()
+    except OSError as err:
+        raise Phi4mmError(f"The API key file {settings.api_key_file} cannot be read: {err.strerror}.") from None
+    if not key:
+        raise Phi4mmError(f"The API key file {settings.api_key_file} is empty; put the key on its first line.")
+    return replace(settings, api_key=key)
 
 
 def say(line: str) -> None:
     """What `serve` tells the person who started it, without --verbose: stdout, at once."""
     print(f"phi4mm: {line}", flush=True)
+
+
+def without_paths(text: str | None) -> str | None:
+    """`text` with any absolute file path replaced: /health is open to anyone who reaches the port."""
+    return None if text is None else re.sub(r"(?<![\w.])/[^\s'\"]+", "<path>", text)
 
 
 def serve(settings: Settings) -> None:
@@ -116,10 +135,12 @@ def serve(settings: Settings) -> None:
     from app import api_errors
     from app.admission import Admission
     from app.api import ENDPOINTS, build_router
+    from app.doors import Doors
     from app.gate import Gate
+    from app.http_server import GracefulServer
     from app.metrics import ServerMetrics
-    from ui.app import PUBLIC_EVENTS
 
+    settings = with_key_from_file(settings)
     tune_malloc()
     admission = Admission(settings.inflight(), settings.queue_size)
     metrics = ServerMetrics(admission)
@@ -129,7 +150,8 @@ def serve(settings: Settings) -> None:
         f"loading {settings.model} {where} (the first run downloads about 12 GB; "
         "a compiled decode path takes about a minute per adapter on a GPU)..."
     )
-    service, demo = build_web(settings, metrics.record_reply)
+    web = build_web(settings, metrics.record_reply)
+    service = web.service
     metrics.watch(service)
     engine = service.engine
     say(
@@ -140,7 +162,12 @@ def serve(settings: Settings) -> None:
     def count(path: str, status: int) -> None:
         metrics.count(ENDPOINTS.get(path.rstrip("/")), status)
 
-    api = FastAPI(docs_url=None, redoc_url=None)
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        web.folder.remove()  # here, not at exit: after a SIGTERM uvicorn re-raises it, and no `finally` runs
+
+    api = FastAPI(docs_url=None, redoc_url=None, lifespan=lifespan)
     api.include_router(build_router(service, settings, admission, metrics))
     api_errors.install(api, on_error=count)
 
@@ -149,12 +176,12 @@ def serve(settings: Settings) -> None:
         engine = service.engine
         return {
             "status": "stopping" if admission.closed else "ok",
-            "model": settings.model,
+            "model": settings.served_name(),  # never a local path
             "backend": settings.backend,
             "device": str(engine.device),
             "adapters": list(engine.adapters),
             "decode": engine.decode_mode,
-            "decode_fallback": engine.decode_fallback,
+            "decode_fallback": without_paths(engine.decode_fallback),
             "finished": dict(engine.finished),
             "tokens_generated": engine.tokens_generated,
             "queued": admission.queued,
@@ -165,12 +192,7 @@ def serve(settings: Settings) -> None:
     def prometheus():
         return Response(metrics.scrape(), media_type=metrics.content_type)
 
-    app = Gate(
-        mount_web(api, demo, settings),
-        settings,
-        PUBLIC_EVENTS,
-        on_refused=count,
-    )
+    app = Gate(mount_web(api, web, settings), settings, Doors(web.folder, web.public_events), on_refused=count)
 
     def stop():
         admission.close()
@@ -183,7 +205,8 @@ def serve(settings: Settings) -> None:
         say("both need the API key: a sign-in page in the browser, `Authorization: Bearer` for clients")
     if not settings.api_key and settings.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning(
-            "listening on %s without --api-key: anyone who can reach this port can use the model. Set PHI4MM_API_KEY.",
+            "listening on %s without an API key: anyone who can reach this port can use the model. "
+            "Set PHI4MM_API_KEY or --api-key-file.",
             settings.host,
         )
-    GracefulServer(app, settings, stop).run()
+    GracefulServer(app, settings.host, settings.port, stop).run()

@@ -3,6 +3,7 @@ history) in, the conversation service's replies out. `ui/` stays pure Gradio cod
 
 from __future__ import annotations
 
+import contextlib
 import mimetypes
 import os
 import threading
@@ -221,15 +222,19 @@ class WebApp:
 
     def live_feed(self, session: str, chunk_path: str) -> str | None:
         """One microphone chunk (a WAV file Gradio received) -> the transcript so far; None for a
-        chunk with no meeting to join (one that trails Stop): it is not kept, and nothing changes."""
+        chunk with no meeting to join (one that trails Stop): it is not kept, and nothing changes.
+        The chunk's file goes at once: an hour's meeting would leave 3,600 of them behind."""
         path = self.uploaded(chunk_path)
         live = self._live.get(session)
-        if live is None:
-            return None
         try:
+            if live is None:
+                return None
             samples, rate = sf.read(path, dtype="float32")
         except Exception:  # soundfile raises several kinds
             raise MediaError("The microphone sent audio that could not be read; record again.") from None
+        finally:
+            with contextlib.suppress(OSError):
+                os.remove(path)
         live.feed(samples, rate)
         return live.transcript()
 

@@ -77,8 +77,27 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 7860
     # When set, every route but /health requires it: `Authorization: Bearer <key>` for the API and
-    # gradio_client, a sign-in page (/login, then a cookie) for the browser app.
+    # gradio_client, a sign-in page (/login, then a cookie) for the browser app. Prefer the
+    # PHI4MM_API_KEY variable or `api_key_file`: a key on the command line shows in `ps`.
     api_key: str | None = None
+    # A file whose first line is the API key (read once at start; it wins over `api_key`).
+    api_key_file: str | None = None
+    # Hours a browser sign-in lasts; signing out (/logout) ends it at once.
+    login_hours: float = 12.0
+    # Host names the server answers to besides localhost, its own address and host name, and any IP
+    # address (comma-separated; "*" for any). Other names are refused: a web page that points its own
+    # name at 127.0.0.1 (DNS rebinding) must not reach a server on this machine.
+    allowed_hosts: str = ""
+    # Web origins (scheme://host[:port], comma-separated; "*" for any) whose pages may send requests
+    # here besides the app's own page. Other sites' pages are refused, so that visiting one cannot
+    # run the model or upload files through the browser of someone on this machine.
+    allowed_origins: str = ""
+    # Parent of the server's private folder (uploads, Gradio's cache, the files it writes; mode 0700,
+    # one per process, removed at exit); None: the system's temporary folder.
+    tmp: str | None = None
+    # A file in that folder unused for this many minutes is removed (a chat that goes on uses its
+    # files again with every message, so it keeps them).
+    file_ttl_minutes: float = 60.0
     # Serve /metrics without the key (for a scraper on a trusted network).
     metrics_public: bool = False
     # Engine backend: local (this process hosts the model) or openai (a remote compatible server).

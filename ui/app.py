@@ -19,9 +19,10 @@ from ui.options import ChatOptions, Shown
 log = logging.getLogger(__name__)
 EXAMPLES = Path(__file__).parent / "examples"
 MODEL_EVENTS = {"_submit_fn", "_stream_fn", "chat", "photo_by_voice", "transcribe", "summarize", "live_stop"}
+MODEL_GROUP = "gpu"  # the concurrency group of every event that runs the model
 LIVE_SUMMARY = "### Summary\n*Recording: the summary appears here when you stop.*"
 # The only events a client may call by name; the rest (the ChatInterface's undo/retry helpers
-# and the like) serve the page alone and are hidden from the API (app/gate.py refuses them too).
+# and the like) serve the page alone and are hidden from the API (app/doors.py refuses them too).
 PUBLIC_EVENTS = {"chat", "photo_by_voice", "transcribe", "summarize", "stop_meeting"}
 CSS = """
 .phi-header h1 { margin-bottom: 0.2em; }
@@ -45,6 +46,7 @@ INTRO = """# Phi-4-multimodal, on your machine
 <p>Chat with text, photos, video and your voice · ask about a photo by speaking · transcribe and
 translate speech in eight languages · describe sounds and music · summarise meetings. Nothing leaves
 this computer.</p>"""
+SIGN_OUT = '<p><a href="/logout" id="sign-out">Sign out</a></p>'  # with a key: ends the sign-in on the server
 
 
 # Hands-free: the browser's speech synthesis reads the answer (no model, nothing leaves the page),
@@ -245,7 +247,7 @@ def build_app(web) -> gr.Blocks:
         return _meeting_outputs(result)
 
     with gr.Blocks(title="Phi-4-multimodal") as demo:
-        gr.Markdown(INTRO, elem_classes="phi-header")
+        gr.Markdown(INTRO + (SIGN_OUT if web.settings.api_key else ""), elem_classes="phi-header")
         with gr.Tab("Chat"):
             settings = [  # render=False: ChatInterface places them in its Settings accordion
                 gr.Textbox(
@@ -402,16 +404,17 @@ def build_app(web) -> gr.Blocks:
                 [meeting_transcript, summary, files],
                 api_name="summarize",
             )
-            stop.click(stop_meeting, None, None, api_name="stop_meeting", queue=False)
-            live.start_recording(live_start, None, [meeting_transcript, summary, files], queue=False)
+            stop.click(stop_meeting, None, None, api_name="stop_meeting")
+            live.start_recording(live_start, None, [meeting_transcript, summary, files])
             live.stream(live_chunk, live, meeting_transcript, stream_every=1.0, show_progress="hidden")
             live.stop_recording(live_stop, [preset, instruction, length, unit], [meeting_transcript, summary, files])
         demo.unload(live_close)  # a closed page keeps nothing
-    # One concurrency group for everything that runs the model: a local GPU does one thing at a
-    # time (a remote engine batches more), and light events (undo, clear, uploads) never queue behind it.
+    # One concurrency group for everything that runs the model, as many at once as the engine decodes
+    # together; light events (undo, clear, uploads) never queue behind it. app/event_guard.py queues
+    # every event, these included.
     for fn in demo.fns.values():
         if getattr(fn.fn, "__name__", "") in MODEL_EVENTS:
-            fn.concurrency_id, fn.concurrency_limit = "gpu", concurrency
+            fn.concurrency_id, fn.concurrency_limit = MODEL_GROUP, concurrency
         if fn.api_name not in PUBLIC_EVENTS:
             fn.api_visibility = "private"
     return demo

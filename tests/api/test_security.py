@@ -5,19 +5,16 @@ nothing a client sends takes the server down."""
 from __future__ import annotations
 
 import json
-import re
 import socket
-import time
 from urllib.parse import urlparse
 
 import httpx
 import pytest
-import soundfile as sf
 
 from tests.conftest import API_KEY
+from tooling.hostile_client import SECRET, HostileClient, file_data, secret_targets
 
 KEYED = {"Authorization": f"Bearer {API_KEY}"}
-SECRET = "phi4mm-secret-7f3a9c"  # what a server file holds; must never come back to a client
 
 
 def address(url: str) -> tuple[str, int]:
@@ -103,77 +100,13 @@ def test_a_browser_signs_in_and_gets_a_session_cookie(web_server):
 # -- no file leaves the server --------------------------------------------------------------
 
 
-def file_data(path) -> dict:
-    return {"path": str(path), "meta": {"_type": "gradio.FileData"}, "orig_name": "x.png"}
-
-
-def leaked(client: httpx.Client, url: str, text: str) -> bool:
-    """Whether `text` (an answer) holds the secret, or a path in it serves the secret."""
-    if SECRET in text:
-        return True
-    for path in set(re.findall(r'"path": ?"([^"]+)"', text)):
-        if SECRET in client.get(url + "/gradio_api/file=" + path).text:
-            return True
-    return False
-
-
-def run_by_index(client: httpx.Client, url: str, fn_index: int, data: list) -> str:
-    """Calls an event the way the page does (queue/join by index) and returns the event stream."""
-    session = f"attack{fn_index}{time.monotonic_ns()}"
-    joined = client.post(
-        url + "/gradio_api/queue/join",
-        json={"data": data, "fn_index": fn_index, "session_hash": session, "trigger_id": None},
-    )
-    if joined.status_code != 200:
-        return joined.text
-    with client.stream("GET", url + f"/gradio_api/queue/data?session_hash={session}") as events:
-        return events.read().decode()
-
-
 @pytest.fixture
 def secret_files(tmp_path):
-    """Server files a client must never get at: a photo and a recording that would decode fine
-    (so a leak shows as an answer, not as a decode error), each carrying SECRET in its metadata,
-    in the temp folder (which Gradio's output check allows), and /etc/hostname."""
-    from PIL.PngImagePlugin import PngInfo
-
-    from tooling.inputs import make_photo, make_tone
-
-    photo, recording = tmp_path / "secret.png", tmp_path / "secret.wav"
-    info = PngInfo()
-    info.add_text("comment", SECRET)
-    make_photo().save(photo, pnginfo=info)
-    with sf.SoundFile(recording, "w", 16000, 1, format="WAV") as f:
-        f.comment = SECRET
-        f.write(make_tone(3.0))
-    return {"image": photo, "audio": recording, "system": "/etc/hostname"}
-
-
-def test_echoing_events_never_hand_out_server_files(web_server, secret_files):
-    """The reproduction: the ChatInterface's undo helper echoes the history it is sent; a FileData
-    naming a server path came back as a cached copy that /gradio_api/file= served."""
-    with httpx.Client(headers=KEYED, timeout=60) as client:
-        deps = client.get(web_server + "/config").json()["dependencies"]
-        echoing = [
-            i
-            for i, d in enumerate(deps)
-            if (d.get("api_name") or "").startswith(
-                ("_pop_last_user_message", "_append_message_to_history", "_save_conversation")
-            )
-        ]
-        assert echoing
-        for path in secret_files.values():
-            history = [
-                {"role": "user", "content": [{"file": file_data(path), "alt_text": None}]},
-                {"role": "assistant", "content": [{"type": "text", "text": "ok"}]},
-            ]
-            for index in echoing:
-                answer = run_by_index(client, web_server, index, [history])
-                assert not leaked(client, web_server, answer), (deps[index]["api_name"], path)
-                by_name = client.post(
-                    web_server + f"/gradio_api/call/{deps[index]['api_name']}", json={"data": [history]}
-                )
-                assert by_name.status_code == 404  # internal events are not callable by name
+    """Server files a client must never get at (tooling/hostile_client.py makes them): a photo and
+    a recording that would decode fine, each carrying SECRET in its metadata, in the system's temp
+    folder, and /etc/hostname."""
+    secret_targets(tmp_path)
+    return {"image": tmp_path / "secret.png", "audio": tmp_path / "secret.wav", "system": "/etc/hostname"}
 
 
 @pytest.mark.parametrize(
@@ -189,13 +122,14 @@ def test_echoing_events_never_hand_out_server_files(web_server, secret_files):
 )
 def test_model_events_refuse_server_paths(web_server, secret_files, endpoint, data):
     """On main these files went into the model (chat answered with the vision adapter)."""
+    hostile = HostileClient(web_server, API_KEY, {str(path): SECRET.encode() for path in secret_files.values()})
     with httpx.Client(headers=KEYED, timeout=60) as client:
         event = client.post(web_server + f"/gradio_api/call/{endpoint}", json={"data": data(secret_files)})
         assert event.status_code == 200
         with client.stream("GET", web_server + f"/gradio_api/call/{endpoint}/{event.json()['event_id']}") as s:
             answer = s.read().decode()
         assert "event: error" in answer and "adapter" not in answer
-        assert not leaked(client, web_server, answer)
+        assert not hostile.leaked(answer)
         for path in secret_files.values():
             assert SECRET not in client.get(web_server + f"/gradio_api/file={path}").text
 
@@ -221,7 +155,7 @@ def test_a_real_upload_still_works(web_server, tmp_path):
 @pytest.mark.parametrize("auth, status", [(f"Authorization: Bearer {API_KEY}\r\n", b"413"), ("", b"401")])
 def test_a_1_gib_body_is_refused_before_it_is_sent(web_server, path, auth, status):
     head = (
-        f"POST {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: multipart/form-data; boundary=b\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: multipart/form-data; boundary=b\r\n"
         f"Content-Length: {2**30}\r\n\r\n"
     ).encode()
     answer = raw_exchange(web_server, head, b"--b\r\n")  # nothing more is ever sent
@@ -233,7 +167,7 @@ def test_a_chunked_body_past_the_cap_is_cut_off(web_server):
     chunk = b"x" * 2**20
     with socket.create_connection((host, port), timeout=30) as conn:
         conn.sendall(
-            f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\n"
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {API_KEY}\r\n"
             "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
         )
         try:
@@ -247,7 +181,7 @@ def test_a_chunked_body_past_the_cap_is_cut_off(web_server):
 
 
 def test_huge_headers_are_refused_and_the_server_keeps_serving(web_server):
-    head = f"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Big: {'a' * 200_000}\r\n\r\n".encode()
+    head = f"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: {'a' * 200_000}\r\n\r\n".encode()
     answer = raw_exchange(web_server, head)
     assert answer == b"" or not answer.startswith(b"HTTP/1.1 200")
     assert healthy(web_server)
@@ -332,18 +266,3 @@ def test_a_100k_deep_object_gets_400_at_once(web_server):
     assert response.status_code == 400
     assert "nested too deeply" in response.json()["error"]["message"]
     assert healthy(web_server)
-
-
-def test_a_live_chunk_naming_a_server_file_is_refused(web_server, secret_files):
-    """The Meeting tab's live recorder sends a file per chunk: one that names a server file is
-    refused (by Gradio's upload check, and behind it by the web glue), and the event cannot be
-    called by name at all."""
-    with httpx.Client(headers=KEYED, timeout=60) as client:
-        deps = client.get(web_server + "/config").json()["dependencies"]
-        (index,) = [i for i, d in enumerate(deps) if d.get("api_name") == "live_chunk"]
-        for path in secret_files.values():
-            answer = run_by_index(client, web_server, index, [file_data(path)])
-            assert not leaked(client, web_server, answer) and "[00:" not in answer, path
-            assert '"success":false' in answer  # refused: the event failed, nothing was decoded
-        by_name = client.post(web_server + "/gradio_api/call/live_chunk", json={"data": [file_data(path)]})
-        assert by_name.status_code == 404

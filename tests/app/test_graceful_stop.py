@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -32,6 +33,9 @@ def stream_until_end(url: str, started: threading.Barrier, out: list) -> None:
 @pytest.mark.parametrize("signals", [1, 2])
 def test_sigterm_under_load_ends_streams_clearly_and_exits_in_time(tiny_checkpoint, tmp_path, signals):
     with server_process(tiny_checkpoint, tmp_path / "serve.log") as (url, proc):
+        uploaded = httpx.post(url + "/gradio_api/upload", files={"files": ("a.txt", b"a")}, timeout=30).json()[0]
+        folder = Path(uploaded).parents[1]  # the server's private folder: <folder>/<hash>/a.txt
+        assert folder.name.startswith("phi4mm-serve-") and folder.is_dir()
         started, results = threading.Barrier(STREAMS + 1), []
         threads = [threading.Thread(target=stream_until_end, args=(url, started, results)) for _ in range(STREAMS)]
         for t in threads:
@@ -54,3 +58,5 @@ def test_sigterm_under_load_ends_streams_clearly_and_exits_in_time(tiny_checkpoi
             assert lines[-1] == "data: [DONE]" or lines[-2:] == ["data: [DONE]", ""], lines[-3:]
     with pytest.raises(httpx.ConnectError):
         httpx.get(url + "/health", timeout=2)  # it really stopped listening
+    if signals == 1:  # a graceful stop takes the server's files with it
+        assert not folder.exists()

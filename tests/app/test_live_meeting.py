@@ -149,14 +149,19 @@ def test_the_server_bounds_live_meetings(engine):
 def test_a_chunk_after_stop_is_not_kept_and_changes_nothing(engine, tmp_path):
     uploads = tmp_path / "uploads"
     uploads.mkdir()
-    sf.write(uploads / "chunk.wav", np.zeros(16000, np.float32), 16000)
     web = WebApp(ConversationService(engine), Settings(), upload_dirs=[str(uploads)])
-    assert web.live_feed("page", str(uploads / "chunk.wav")) is None  # no meeting: nothing starts
+
+    def chunk() -> str:  # the browser uploads each second of audio as a file of its own
+        sf.write(uploads / "chunk.wav", np.zeros(16000, np.float32), 16000)
+        return str(uploads / "chunk.wav")
+
+    assert web.live_feed("page", chunk()) is None  # no meeting: nothing starts
     web.live_start("page")
-    assert web.live_feed("page", str(uploads / "chunk.wav")) == LISTENING
+    assert web.live_feed("page", chunk()) == LISTENING
     result = web.live_finish("page", "", "bullets", None, "words")
     assert result.summary == "" and "Nothing was said" in result.notes[-1]  # silence: said, not summarised
-    assert web.live_feed("page", str(uploads / "chunk.wav")) is None
+    assert web.live_feed("page", chunk()) is None
+    assert not list(uploads.iterdir())  # every chunk's file is gone, used or not
 
 
 def test_a_failing_summary_keeps_the_transcript(engine, microphone):
