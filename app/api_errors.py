@@ -1,17 +1,20 @@
 """Every error the API answers with, in OpenAI's body {"error": {"message", "type", "param",
 "code"}}, from one exception handler (`install`): our typed errors by their kind, a body that
 fails the protocol models (app/protocol.py) as 400 naming the field, and anything unexpected as
-a logged 500 whose message says nothing of the server's internals. Routes raise; they never
-build an error response themselves."""
+a logged 500 whose message says nothing of the server's internals, and a client that left while
+sending its request as 499 (below). Routes raise; they never build an error response themselves."""
 
 from __future__ import annotations
 
 import logging
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from app.protocol import CONTENT_TYPES, ErrorDetail, ErrorResponse
 from core.errors import GenerationFailed, InvalidRequest, ModelUnavailable, Overloaded, Phi4mmError
@@ -20,6 +23,9 @@ log = logging.getLogger(__name__)
 # pydantic names the union member it tried in an error's location ("str", "list[...]"): not a field
 TYPE_LABELS = {"str", "int", "float", "bool", "none", "dict"}
 REQUEST_PARTS = {"body", "query", "path", "header", "cookie"}
+# nginx's "client closed request": the client went away before its request was whole, so no answer
+# reaches anyone; the status is what /metrics and the log call it (a cancelled request, not a failure)
+CLIENT_CLOSED = 499
 
 
 class NotAJsonObject(InvalidRequest):
@@ -115,11 +121,27 @@ class APIError(Exception):
         self.error, self.headers, self.param = error, headers, param
 
 
+def left_early(err: BaseException) -> bool:
+    """Whether `err` is a client leaving during its upload: Starlette's ClientDisconnect, raised
+    while a route reads the body, or FastAPI's 400 "error parsing the body" wrapped around one
+    (it reads a multipart form before the route runs)."""
+    return isinstance(err, ClientDisconnect) or (
+        isinstance(err, HTTPException) and isinstance(err.__cause__, ClientDisconnect)
+    )
+
+
 def install(api: FastAPI, on_error=lambda path, status: None) -> None:
     """The one exception handler: every error any route raises becomes OpenAI's body.
     `on_error(path, status)` counts it (the server's /metrics)."""
 
-    async def handle(request: Request, err: Exception) -> JSONResponse:
+    async def handle(request: Request, err: Exception) -> Response:
+        if left_early(err):
+            # the client's choice, not the server's fault: one line, no traceback, counted as cancelled
+            log.info("%s %s: the client left before its request was complete", request.method, request.url.path)
+            on_error(request.url.path, CLIENT_CLOSED)
+            return Response(status_code=CLIENT_CLOSED)
+        if isinstance(err, HTTPException):  # FastAPI's own (a 404, a 405, ...): answered as FastAPI does
+            return await http_exception_handler(request, err)
         headers = None
         if isinstance(err, APIError):
             headers, inner = err.headers, err.error
@@ -131,6 +153,8 @@ def install(api: FastAPI, on_error=lambda path, status: None) -> None:
         return response
 
     # the expected kinds are answered where they are raised; Exception (a bug) also reaches the
-    # server's log with its traceback, after the client has its 500
-    for kind in (Phi4mmError, APIError, RequestValidationError, ValidationError, Exception):
+    # server's log with its traceback, after the client has its 500. ClientDisconnect is named on its
+    # own so it is one of the expected kinds, not a bug; HTTPException, to see the one FastAPI wraps it in.
+    kinds = (Phi4mmError, APIError, RequestValidationError, ValidationError, ClientDisconnect, HTTPException)
+    for kind in (*kinds, Exception):
         api.add_exception_handler(kind, handle)

@@ -1,4 +1,5 @@
-"""Prometheus metrics for `GET /metrics`: requests by endpoint and status, time to first token,
+"""Prometheus metrics for `GET /metrics`: requests by endpoint and status (499: the client left
+before its request was whole, as nginx counts it; app/api_errors.py), time to first token,
 tokens, adapter use, finish reasons, queue depth. One registry per server (not the library's
 global one), so several servers in one process never share counters."""
 
@@ -53,7 +54,8 @@ class ServerMetrics:
 
     def count(self, endpoint: str | None, status: int) -> None:
         """An API request answered with an error: by a route, or at the front door (app/gate.py)
-        before any route saw it. Other paths (the browser app's) have no endpoint label."""
+        before any route saw it; or cancelled by its client during the upload (499, no answer
+        sent). Other paths (the browser app's) have no endpoint label."""
         if endpoint is not None:
             self.requests.labels(endpoint, str(status)).inc()
 

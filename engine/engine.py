@@ -6,16 +6,18 @@ import dataclasses
 import logging
 import threading
 import time
-from typing import Iterator
+from collections import Counter
+from typing import Callable, Iterator
 
 import torch
 
 from core.errors import InvalidRequest, PromptTooLong, ShuttingDown, first_line, generation_failed, release_memory
+from engine.control_tokens import ControlTokens
 from engine.counters import EngineCounters
 from engine.decode import ModelRunner, PreparedPrompt
 from engine.grammar import GrammarTokenizer
 from engine.loading import LoadOptions, load_model
-from engine.model_config import END_TOKENS, SPECIAL_TOKENS
+from engine.model_config import END_TOKENS
 from engine.protocol import ChatEngine
 from engine.request import Chunk, GenerationRequest, SamplingParams, TokenLogprob
 from engine.router import BASE, LoraRouter, choose_adapter
@@ -31,33 +33,46 @@ from prompts import chat_format
 log = logging.getLogger(__name__)
 
 
-def neutralise_control_tokens(text: str) -> str:
-    """User text must not inject `<|end|><|assistant|>` or media placeholders the processor
-    would try to fill; a zero-width space keeps the text readable but not a control token."""
-    for token in SPECIAL_TOKENS:
-        if token in text:
-            text = text.replace(token, token[:1] + "\u200b" + token[1:])
-    return text
+def joined_items(parts) -> Iterator[tuple[str, object]]:
+    """`prompt_items` with adjacent texts joined into one: the template concatenates them anyway,
+    and a control token split across parts (`"<|en"`, `"d|>"`) must be seen whole to be neutralised."""
+    texts = []
+    for kind, item in prompt_items(parts):
+        if kind == "text":
+            texts.append(item)
+            continue
+        if texts:
+            yield "text", "".join(texts)
+            texts = []
+        yield kind, item
+    if texts:
+        yield "text", "".join(texts)
 
 
-def to_chat(messages: list[Message], tools: str | None = None) -> tuple[list[dict], list, list]:
-    """Typed messages -> (template input with placeholders in order, images, audio clips). The
-    tool list closes the first system turn inside `<|tool|>…<|/tool|>` (Phi-4-mini's model
-    card), after its text; the list's own text cannot carry control tokens."""
+def to_chat(messages: list[Message], tools: str | None, text_of: Callable[[str], str]) -> tuple[list[dict], list, list]:
+    """Typed messages -> (template input with placeholders in order, images, audio clips). Every
+    text that is not ours passes through `text_of`: the engine's neutraliser for the prompt, or
+    one that empties it for the prompt's skeleton (engine/control_tokens.py). The tool list closes
+    the first system turn inside `<|tool|>…<|/tool|>` (Phi-4-mini's model card), after its text;
+    the tags are ours, the list's own text is not."""
     chat, media = [], {"image": [], "audio": []}
     for message in messages:
         content = []
-        for kind, item in prompt_items(message.parts):
+        for kind, item in joined_items(message.parts):
             if kind == "text":
-                content.append({"type": "text", "text": neutralise_control_tokens(item)})
+                content.append({"type": "text", "text": text_of(item)})
             else:
                 content.append({"type": kind})
                 media[kind].append(item)
         if tools and message.role == "system":
-            content.append({"type": "text", "text": f"<|tool|>{neutralise_control_tokens(tools)}<|/tool|>"})
+            content.append({"type": "text", "text": f"<|tool|>{text_of(tools)}<|/tool|>"})
             tools = None
         chat.append({"role": message.role, "content": content})
     return chat, media["image"], media["audio"]
+
+
+def _left_out(text: str) -> str:
+    return ""
 
 
 def _standard_strides(module, args):
@@ -96,6 +111,7 @@ class Engine(ChatEngine):
         # transformers saves processor and tokenizer templates to one file, so either may hold it; a
         # checkpoint with neither is rendered by the template's pure-Python twin (prompts/chat_format.py)
         self.chat_template = processor.chat_template or self.tokenizer.chat_template
+        self.controls = ControlTokens(self.tokenizer)  # every added token: none may come from user text
         self.device = device
         self.dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
         config = model.config
@@ -201,15 +217,19 @@ class Engine(ChatEngine):
 
     # -- preparing ---------------------------------------------------------------------------
 
-    def prepare(self, request: GenerationRequest) -> PreparedPrompt:
-        request.validate()
-        chat, images, audios = to_chat(request.messages, request.tools)
+    def render(self, chat: list[dict]) -> str:
         if self.chat_template:
-            prompt = self.processor.apply_chat_template(
+            return self.processor.apply_chat_template(
                 chat, chat_template=self.chat_template, tokenize=False, add_generation_prompt=True
             )
-        else:
-            prompt = chat_format.render(chat)
+        return chat_format.render(chat)
+
+    def prepare(self, request: GenerationRequest) -> PreparedPrompt:
+        request.validate()
+        chat, images, audios = to_chat(request.messages, request.tools, self.controls.neutralise)
+        # the same chat with no user text: what the template alone places (a few dozen tokens)
+        skeleton = self.render(to_chat(request.messages, request.tools, _left_out)[0])
+        prompt = self.render(chat)
         kwargs = {"images": images, "dynamic_hd": request.max_crops or self.limits.max_crops} if images else {}
         if audios:
             kwargs.update(audio=audios, sampling_rate=SAMPLE_RATE)
@@ -221,7 +241,11 @@ class Engine(ChatEngine):
                 f"window is {self.model.config.max_position_embeddings} tokens.",
                 param="max_tokens",
             )
-        inputs = self.processor(text=prompt, return_tensors="pt", **kwargs)
+        self.controls.check_text(prompt, skeleton)
+        inputs = self.processor(text=prompt, return_tensors="pt", return_text_replacement_offsets=True, **kwargs)
+        self.controls.check_ids(
+            inputs["input_ids"], self.tokenizer(skeleton, return_tensors="pt")["input_ids"], self._expanded(inputs)
+        )
         prompt_tokens = int(inputs["input_ids"].shape[1])
         media_tokens = int(torch.isin(inputs["input_ids"], torch.tensor(self.media_token_ids)).sum())
         if media_tokens > self.limits.max_media_tokens:
@@ -245,6 +269,14 @@ class Engine(ChatEngine):
             prompt_tokens=prompt_tokens,
             max_new_tokens=min(request.params.max_new_tokens, self.context_window - prompt_tokens),
         )
+
+    def _expanded(self, inputs) -> Counter:
+        """How many tokens the processor put in place of the media placeholders, by placeholder
+        (and takes that bookkeeping out of the model's inputs)."""
+        expanded = Counter({self.processor.image_token: 0, self.processor.audio_token: 0})
+        for replaced in inputs.pop("text_replacement_offsets")[0]:
+            expanded[replaced["text"]] += replaced["replacement"].count(replaced["text"])
+        return expanded
 
     # -- generating --------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from core.errors import InvalidRequest
+from engine.finite_schema import endless_problem
 
 
 def _llguidance():
@@ -58,15 +59,36 @@ class GrammarSpec:
 
 @functools.lru_cache(maxsize=64)
 def _compile(kind: str, source: str) -> tuple[str, str]:
-    """(llguidance grammar, the reason it cannot be used or "")."""
+    """(llguidance grammar, the reason it cannot be used or ""). A grammar llguidance accepts
+    may still have no end (engine/finite_schema.py): refused here, before any request decodes."""
     matcher = _llguidance().LLMatcher
     try:
         grammar = (
             matcher.grammar_from_json_schema(source) if kind == "json_schema" else matcher.grammar_from_lark(source)
         )
-        return grammar, matcher.validate_grammar(grammar)
+        problem = matcher.validate_grammar(grammar)
     except (ValueError, TypeError) as err:
         return "", str(err)
+    return grammar, problem or _endless(kind, source)
+
+
+def _endless(kind: str, source: str) -> str:
+    """Why a grammar's JSON schema (a Lark grammar's `%json` pieces) can never be completed, or ""."""
+    schemas = [json.loads(source)] if kind == "json_schema" else list(_embedded_schemas(source))
+    return next((problem for problem in map(endless_problem, schemas) if problem), "")
+
+
+def _embedded_schemas(lark: str):
+    """The JSON schemas a Lark grammar embeds as `%json {…}` (how a forced tool call carries the
+    tools' parameters: app/tool_calls.py)."""
+    decoder, start = json.JSONDecoder(), 0
+    while (at := lark.find("%json", start)) >= 0:
+        start = at + len("%json")
+        try:
+            schema, start = decoder.raw_decode(lark, len(lark) - len(lark[start:].lstrip()))
+        except ValueError:
+            continue  # llguidance parsed it, so this is not a schema of ours: no verdict
+        yield schema
 
 
 class GrammarTokenizer:
