@@ -130,6 +130,7 @@ class Gate:
                 body_done = not message.get("more_body", False)
                 if seen > self.max_body:
                     over = True
+                    self.on_refused(scope["path"], 413)
                     return {"type": "http.disconnect"}
             return message
 
