@@ -138,16 +138,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="require this key on every route but /health (default: none); `ps` shows it to every local "
         "user: prefer PHI4MM_API_KEY or --api-key-file",
     )
-    serve.add_argument("--api-key-file", metavar="FILE", help="read the key from the first line of FILE")
+    serve.add_argument(
+        "--api-key-file", metavar="FILE", help="read the key from the first line of FILE (default: none)"
+    )
     serve.add_argument(
         "--allowed-hosts",
         metavar="NAMES",
-        help="host names to answer besides localhost, this machine's name and IP addresses (comma-separated, * any)",
+        help="host names to answer besides localhost, this machine's name and IP addresses "
+        "(comma-separated, * any; default: none)",
     )
     serve.add_argument(
         "--allowed-origins",
         metavar="ORIGINS",
-        help="other web pages (https://site.example, comma-separated, * any) allowed to send requests from a browser",
+        help="other sites' pages (https://site.example, comma-separated, * any) allowed to send requests from "
+        "a browser (default: none, only the app's own page)",
     )
     serve.add_argument(
         "--served-model-name", help="the model's name in the API (default: the hub id; phi4mm for a local folder)"
