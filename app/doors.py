@@ -4,8 +4,8 @@ new Gradio version's, say) is closed until someone opens it here.
 Open: the API and the server's own routes; the page and the Gradio routes the page and
 gradio_client use (config, the queue, uploads, heartbeats, cancelling, streamed microphone chunks);
 `/gradio_api/call/<name>` for the events the app makes public (app/event_guard.py), which runs
-them through the queue; and `/gradio_api/file=<path>` for a file in the server's private folder
-(app/private_folder.py) alone, symlinks resolved: never the working directory, the system's
+them through the queue (not its `call/v2/` twin); and `/gradio_api/file=<path>` for a file in
+the server's private folder (app/private_folder.py) alone, symlinks resolved: never the working directory, the system's
 temporary folder or a URL.
 
 Closed: everything else, among it `/gradio_api/run/` and `/gradio_api/api/` (they run any event,
@@ -67,8 +67,10 @@ class Doors:
 
 
 def called_by_name(route: str) -> str | None:
-    """`call/<name>[/<event id>]` or `call/v2/<name>` -> name (Gradio's run-by-name routes)."""
+    """`call/<name>[/<event id>]` -> name (Gradio's run-by-name route). Its `call/v2/<name>` twin,
+    which takes keyword arguments, answers an unknown keyword with a 500, and gradio_client does
+    not use it: closed (None here, never a public name)."""
     parts = route.split("/")
-    if len(parts) >= 2 and parts[0] == "call":
-        return parts[2] if parts[1] == "v2" and len(parts) > 2 else parts[1]
+    if len(parts) >= 2 and parts[0] == "call" and parts[1] != "v2":
+        return parts[1]
     return None

@@ -31,7 +31,7 @@ NOT_OURS = "A file in this request was not uploaded to this server; attach it ag
 
 
 def guard_events(demo: gr.Blocks, folder: PrivateFolder) -> frozenset[str]:
-    """Installs the checks on `demo` (before it is mounted) -> the event names callable by name."""
+    """Installs the checks on `demo` (queued, before it is mounted) -> the event names callable by name."""
     for fn in demo.fns.values():
         if fn.fn is not None and not fn.queue:  # (a JavaScript-only event never reaches the server)
             fn.queue = True
@@ -52,6 +52,14 @@ def guard_events(demo: gr.Blocks, folder: PrivateFolder) -> frozenset[str]:
         return await process_api(*args, **kwargs)
 
     demo.process_api = checked_process_api
+    push = demo._queue.push
+
+    async def checked_push(body, *args, **kwargs):  # Gradio looks the index up unchecked: a KeyError, a 500
+        if body.fn_index is not None and body.fn_index not in demo.fns:
+            return False, "No such event.", "error"
+        return await push(body, *args, **kwargs)
+
+    demo._queue.push = checked_push
     return frozenset(fn.api_name for fn in demo.fns.values() if fn.fn is not None and fn.api_visibility == "public")
 
 

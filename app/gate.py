@@ -7,9 +7,8 @@ own routes), deciding from the request line and headers alone, before any body i
   expiring sessions, a limit on wrong keys: 401, 429). The key locks every door, not only /v1:
   the browser app and Gradio's routes run the model and take files too;
 - the route (app/doors.py): an allowlist, files from the server's private folder alone (404);
-- the size: a body over the upload cap is refused with 413 from its Content-Length; a body
-  without one is counted as it arrives and cut off at the cap; a body that stops arriving for
-  `BODY_IDLE_S` is treated as a client that left.
+- the size: a body over the upload cap is refused with 413 from its Content-Length; the body
+  itself is then held to the cap and to a pace as it arrives (app/request_body.py: 413, 408).
 """
 
 from __future__ import annotations
@@ -20,19 +19,17 @@ import logging
 import math
 from urllib.parse import parse_qs
 
-import anyio
-
 from app.api_errors import error_body
 from app.doors import Doors
 from app.host_origin import HostAndOrigin
-from app.sign_in import LOGIN_PAGE, FailedAttempts, Sessions, cookie_token
+from app.request_body import GuardedBody
+from app.sign_in import LOGIN_PAGE, FailedAttempts, Sessions, client_of, cookie_token
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
 OPEN_PATHS = {"/health"}
 LOGIN_FORM_BYTES = 4096
 ENVELOPE_BYTES = 64 * 1024  # multipart boundaries and form fields around an upload of the full cap
-BODY_IDLE_S = 60  # a request body that sends nothing for this long has been abandoned (or is an attack)
 
 
 class Gate:
@@ -67,13 +64,13 @@ class Gate:
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
             self.on_refused(path, 413)
             return await self._too_large(send)
-        return await self._counted(scope, receive, send)
+        return await self._guarded(scope, receive, send)
 
     async def _signed(self, scope, send, headers: dict) -> bool:
         """Whether the request carries the key or a live sign-in; if not, it has been answered."""
         bearer = headers.get("authorization", "")
         token = cookie_token(headers.get("cookie", ""))
-        client = (scope.get("client") or ("?",))[0]
+        client = client_of(scope)
         if bearer or token:
             if wait := self.failures.wait_s(client):  # too many wrong keys: this one is not even compared
                 return await self._slow_down(scope, send, wait)
@@ -107,52 +104,29 @@ class Gate:
         message = f"The request body is over {self.max_upload_mb} MB."
         return await _error(send, 413, message, "invalid_request_error", "request_too_large")
 
-    async def _counted(self, scope, receive, send):
-        """A body without a Content-Length (chunked) is counted as it arrives: past the cap the app
-        sees the client go away, and whatever it answers is replaced by a 413. A body that stalls
-        for BODY_IDLE_S reads as a client that left; once the body is complete, receive() only
-        waits for the client to leave, for as long as the answer streams."""
-        seen, over, started, body_done = 0, False, False, False
-
-        async def counted_receive():
-            nonlocal seen, over, body_done
-            if over:
-                return {"type": "http.disconnect"}
-            if body_done:
-                return await receive()
-            with anyio.move_on_after(BODY_IDLE_S) as idle:
-                message = await receive()
-            if idle.cancelled_caught:
-                log.info("a request body stalled for %d s: treated as a client that left", BODY_IDLE_S)
-                return {"type": "http.disconnect"}
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                body_done = not message.get("more_body", False)
-                if seen > self.max_body:
-                    over = True
-                    self.on_refused(scope["path"], 413)
-                    return {"type": "http.disconnect"}
-            return message
-
-        async def guarded_send(message):
-            nonlocal started
-            if over and not started:
-                started = True
+    async def _guarded(self, scope, receive, send):
+        """The app, with the body held to its size and pace (app/request_body.py); a body cut off
+        gets the refusal, whatever the app made of the client it saw leave."""
+        body = GuardedBody(receive, send, self.max_body)
+        try:
+            await self.app(scope, body.receive, body.send)
+        except Exception:  # noqa: BLE001 - the app's error about a client that (as far as it knows) left
+            if not body.cut:
+                raise
+        if body.cut and not body.answering:
+            self.on_refused(scope["path"], body.cut)
+            if body.cut == 413:
                 return await self._too_large(send)
-            if not over:
-                started = started or message["type"] == "http.response.start"
-                await send(message)
-
-        await self.app(scope, counted_receive, guarded_send)
-        if over and not started:
-            await self._too_large(send)
+            message = "The request body came too slowly, or stopped; send it again."
+            await _error(send, 408, message, "invalid_request_error", "request_timeout", [(b"connection", b"close")])
 
     async def _login(self, scope, receive, send, headers: dict):
         if scope["method"] != "POST":
             return await _page(send, 200, LOGIN_PAGE.format(error=""))
-        client = (scope.get("client") or ("?",))[0]
+        client = client_of(scope)
         if wait := self.failures.wait_s(client):
-            return await self._slow_down(scope, send, wait)
+            await self._slow_down(scope, send, wait)
+            return
         body = b""
         while True:
             message = await receive()

@@ -67,9 +67,10 @@ class HeadTimeoutProtocol(H11Protocol):
 class GracefulServer:
     """uvicorn, stopping the way Docker expects. On SIGTERM or SIGINT it stops accepting, ends every
     open generation with a clear "shutting down" error (streams get it as their last event) and
-    exits within `grace_s`, before Docker's 10 s grace period runs out; a second signal exits at once."""
+    exits within `grace_s`, before Docker's 10 s grace period runs out; a second signal exits at once,
+    after `on_exit_now` (the server's files go either way)."""
 
-    def __init__(self, app, host: str, port: int, on_stop, grace_s: int = 7):
+    def __init__(self, app, host: str, port: int, on_stop, on_exit_now=lambda: None, grace_s: int = 7):
         import uvicorn
 
         config = uvicorn.Config(
@@ -80,6 +81,9 @@ class GracefulServer:
             timeout_graceful_shutdown=grace_s,
             timeout_keep_alive=KEEP_ALIVE_S,
             http=HeadTimeoutProtocol,
+            # no X-Forwarded-For: uvicorn trusts it from 127.0.0.1 by default, so any local program
+            # could name any address and so escape the limit on wrong keys (app/sign_in.py)
+            proxy_headers=False,
         )
         self.server = uvicorn.Server(config)
         self.on_stop = on_stop
@@ -88,6 +92,7 @@ class GracefulServer:
         def stop(sig, frame):
             if self.server.should_exit:  # the second signal
                 log.warning("second stop signal: exiting now")
+                on_exit_now()  # os._exit runs no clean-up of its own
                 os._exit(1)
             log.warning("stopping: no new requests; open generations end now")
             self.on_stop()

@@ -36,7 +36,7 @@ def build_web(settings: Settings, on_finish=None, engine=None):
 
     service = open_service(settings, on_finish, engine)  # first: a model download keeps the usual file modes
     folder = PrivateFolder.open(settings)  # before the Blocks: Gradio reads its folder as they are made
-    web = WebApp(service, settings, upload_dirs=[folder.path])
+    web = WebApp(service, settings, upload_dirs=[folder.path], discard_chunk=folder.discard)
     demo = build_app(web)
     # a bounded queue: when it is full, new requests get a clear "busy" error instead of waiting forever
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=settings.inflight())
@@ -209,4 +209,4 @@ def serve(settings: Settings) -> None:
             "Set PHI4MM_API_KEY or --api-key-file.",
             settings.host,
         )
-    GracefulServer(app, settings.host, settings.port, stop).run()
+    GracefulServer(app, settings.host, settings.port, stop, on_exit_now=web.folder.remove).run()

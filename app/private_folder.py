@@ -52,8 +52,17 @@ class PrivateFolder:
 
     def keep_what_is_here(self) -> None:
         """What the folder holds now (Gradio's copies of the page's own examples, made while the
-        page was built) stays for the process's life."""
+        page was built) stays for the process's life. Gradio copies them with their source's mode
+        (0644); the folder's 0700 already hides them, and 0600 says so twice."""
         self._kept = set(self._files())
+        for path in self._kept:
+            os.chmod(path, 0o600)
+
+    def discard(self, path: str) -> None:
+        """Removes a file that has served its one use (a microphone chunk), never a kept one."""
+        real = os.path.realpath(path)
+        if real not in self._kept and self.holds(real):
+            os.remove(real)
 
     def used(self, path: str) -> None:
         """A file handed back by a client is in use again: its age starts over."""

@@ -9,6 +9,7 @@ compared until a try is back, so guessing runs at one key a second at most.
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 import time
 
@@ -64,6 +65,17 @@ def cookie_token(cookie_header: str) -> str | None:
         if name == COOKIE and value:
             return value
     return None
+
+
+def client_of(scope) -> str:
+    """Whom wrong keys are counted against: the peer's address, with every loopback address as one
+    (any local program may send from 127.x.y.z, one address per guess). X-Forwarded-For is not
+    read: the server trusts no proxy header (app/http_server.py), so a client cannot name itself."""
+    host = (scope.get("client") or ("?",))[0]
+    try:
+        return "loopback" if ipaddress.ip_address(host).is_loopback else host
+    except ValueError:
+        return host
 
 
 class FailedAttempts:

@@ -40,8 +40,11 @@ def metrics_line(reply: Reply) -> str:
 
 
 class WebApp:
-    def __init__(self, service: ConversationService, settings: Settings, upload_dirs: list[str]):
+    def __init__(
+        self, service: ConversationService, settings: Settings, upload_dirs: list[str], discard_chunk=os.remove
+    ):
         self.service = service
+        self.discard_chunk = discard_chunk  # removes a microphone chunk once read
         self.settings = settings
         self.limits = MediaLimits.from_settings(settings)
         # Every file an event hands us must lie in one of these (Gradio's upload cache): a path the
@@ -223,18 +226,19 @@ class WebApp:
     def live_feed(self, session: str, chunk_path: str) -> str | None:
         """One microphone chunk (a WAV file Gradio received) -> the transcript so far; None for a
         chunk with no meeting to join (one that trails Stop): it is not kept, and nothing changes.
-        The chunk's file goes at once: an hour's meeting would leave 3,600 of them behind."""
+        A chunk's file goes once it is read (an hour's meeting would leave 3,600 of them behind),
+        through `discard_chunk`, which spares the page's own files: a client names the path."""
         path = self.uploaded(chunk_path)
         live = self._live.get(session)
+        if live is None:
+            return None
         try:
-            if live is None:
-                return None
             samples, rate = sf.read(path, dtype="float32")
         except Exception:  # soundfile raises several kinds
             raise MediaError("The microphone sent audio that could not be read; record again.") from None
         finally:
             with contextlib.suppress(OSError):
-                os.remove(path)
+                self.discard_chunk(path)
         live.feed(samples, rate)
         return live.transcript()
 

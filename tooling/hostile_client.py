@@ -157,6 +157,9 @@ class HostileClient:
         config = json.loads(self.request("GET", "/config")[1])
         inside = self.inside_path()
         real, missing = list(self.targets), [t + ".missing" for t in self.targets]
+        for index in (len(config["dependencies"]) + 99, -1):  # events that do not exist
+            status, _ = self.send("queue", {"api_name": "none"}, index, [], None)
+            self.rows["server_error"].record(status >= 500, f"queue fn_index {index}")
         for index, dep in enumerate(config["dependencies"]):
             if not dep.get("backend_fn"):
                 continue

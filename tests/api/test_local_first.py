@@ -36,7 +36,7 @@ def server(tiny_checkpoint, tmp_path_factory):
         allowed_origins="https://frontend.example",
     )
     with server_process(tiny_checkpoint, folder / "serve.log", **settings) as (url, proc):
-        yield url, proc
+        yield url, proc, folder / "serve.log"
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def port(url: str) -> int:
 
 
 def test_the_key_comes_from_its_file_and_stays_out_of_ps(server, client):
-    url, proc = server
+    url, proc, _ = server
     assert KEY not in Path(f"/proc/{proc.pid}/cmdline").read_text()
     assert client.get("/v1/models").status_code == 200
     assert httpx.get(url + "/v1/models", headers={"Authorization": "Bearer nope"}).status_code == 401
@@ -185,18 +185,34 @@ def test_private_files_unused_for_the_ttl_go_and_used_ones_stay(server, client):
     assert examples and all(Path(p).exists() for p in examples)  # the page's own examples stay
 
 
+def guess(url: str, n: int, **client) -> int:
+    """One wrong key, from `client` (httpx.Client options, a source address say) -> its status."""
+    with httpx.Client(**client) as http:
+        return http.get(url + "/v1/models", headers={"Authorization": f"Bearer guess{n}"}).status_code
+
+
 def test_wrong_keys_are_slowed_down_and_not_even_compared_then(server):
-    """A burst of 50 wrong keys, then one a second; while an address waits, not even the right key
-    is compared (otherwise its answer would tell a guess apart)."""
-    url, codes, started = server[0], [], time.monotonic()
+    """A burst of 50 wrong keys, then one a second, per address: naming another address in
+    X-Forwarded-For or sending from another loopback address changes nothing. While an address
+    waits, not even the right key is compared (otherwise its answer would tell a guess apart)."""
+    url, _, log = server
+    ways = [
+        {},
+        {"headers": {"X-Forwarded-For": "10.0.0.7"}},
+        {"transport": httpx.HTTPTransport(local_address="127.0.0.2")},
+        {"transport": httpx.HTTPTransport(local_address="127.0.3.4")},
+    ]
+    codes, started = [], time.monotonic()
     while 429 not in codes and len(codes) < 200:
-        codes.append(httpx.get(url + "/v1/models", headers={"Authorization": f"Bearer guess{len(codes)}"}).status_code)
+        codes.append(guess(url, len(codes), **ways[len(codes) % len(ways)]))
     wrong = codes.count(401)
     assert codes[-1] == 429 and 45 <= wrong <= 50 + time.monotonic() - started + 1, (wrong, codes[-3:])
+    assert {guess(url, n, **way) for n, way in enumerate(ways)} == {429}
     right = {"Authorization": f"Bearer {KEY}"}
     waiting = httpx.get(url + "/v1/models", headers=right)
     assert waiting.status_code == 429 and int(waiting.headers["Retry-After"]) >= 1
     assert httpx.post(url + "/login", data={"key": KEY}).status_code == 429
+    assert "ASGI" not in log.read_text()  # each refusal a clean answer, not a logged error
     time.sleep(1.5)
     assert httpx.get(url + "/v1/models", headers=right).status_code == 200
 

@@ -266,3 +266,20 @@ def test_a_100k_deep_object_gets_400_at_once(web_server):
     assert response.status_code == 400
     assert "nested too deeply" in response.json()["error"]["message"]
     assert healthy(web_server)
+
+
+def test_a_live_chunk_naming_the_pages_own_files_removes_nothing(web_server):
+    """The live recorder's chunks are removed once read, and a client names the chunk's path: with
+    a meeting of its own open, it named the page's example photo and deleted it for every user."""
+    with httpx.Client(headers=KEYED, timeout=60) as client:
+        config = client.get(web_server + "/config").json()
+        events = {d["api_name"]: i for i, d in enumerate(config["dependencies"])}
+        examples = sorted({p for p in json.dumps(config).split('"') if p.startswith("/") and "phi4mm-serve-" in p})
+        assert examples
+        session = "remover"
+        for name, data in [("live_start", [])] + [("live_chunk", [file_data(p)]) for p in examples]:
+            body = {"data": data, "fn_index": events[name], "session_hash": session}
+            assert client.post(web_server + "/gradio_api/queue/join", json=body).status_code == 200
+            client.get(web_server + f"/gradio_api/queue/data?session_hash={session}")
+        for path in examples:
+            assert client.get(web_server + f"/gradio_api/file={path}").status_code == 200, path

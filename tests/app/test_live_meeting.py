@@ -161,7 +161,11 @@ def test_a_chunk_after_stop_is_not_kept_and_changes_nothing(engine, tmp_path):
     result = web.live_finish("page", "", "bullets", None, "words")
     assert result.summary == "" and "Nothing was said" in result.notes[-1]  # silence: said, not summarised
     assert web.live_feed("page", chunk()) is None
-    assert not list(uploads.iterdir())  # every chunk's file is gone, used or not
+    assert list(uploads.iterdir()) == [uploads / "chunk.wav"]  # one with no meeting is not even touched
+    web.live_start("page")
+    web.live_feed("page", chunk())
+    assert not list(uploads.iterdir())  # a chunk that was read is gone
+    web.live_close("page")
 
 
 def test_a_failing_summary_keeps_the_transcript(engine, microphone):
