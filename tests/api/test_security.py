@@ -15,6 +15,7 @@ from tests.conftest import API_KEY
 from tooling.hostile_client import SECRET, HostileClient, file_data, secret_targets
 
 KEYED = {"Authorization": f"Bearer {API_KEY}"}
+PROCESSED = ("process_completed", "process_generating", "process_streaming")  # an event's result is out
 
 
 def address(url: str) -> tuple[str, int]:
@@ -280,6 +281,8 @@ def test_a_live_chunk_naming_the_pages_own_files_removes_nothing(web_server):
         for name, data in [("live_start", [])] + [("live_chunk", [file_data(p)]) for p in examples]:
             body = {"data": data, "fn_index": events[name], "session_hash": session}
             assert client.post(web_server + "/gradio_api/queue/join", json=body).status_code == 200
-            client.get(web_server + f"/gradio_api/queue/data?session_hash={session}")
+            with client.stream("GET", web_server + f"/gradio_api/queue/data?session_hash={session}") as stream:
+                # a streamed event stays open for the next chunk: its first result is enough
+                next(line for line in stream.iter_lines() if any(f'"{m}"' in line for m in PROCESSED))
         for path in examples:
             assert client.get(web_server + f"/gradio_api/file={path}").status_code == 200, path
