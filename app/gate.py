@@ -27,7 +27,9 @@ from app.sign_in import LOGIN_PAGE, FailedAttempts, Sessions, client_of, cookie_
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
-OPEN_PATHS = {"/health"}
+# Gradio's `launch()` (the Spaces entry point) calls startup-events on its own server, without the
+# key, and fails to start unless it answers; it starts the queue once and says whether it did.
+OPEN_PATHS = {"/health", "/gradio_api/startup-events"}
 LOGIN_FORM_BYTES = 4096
 ENVELOPE_BYTES = 64 * 1024  # multipart boundaries and form fields around an upload of the full cap
 

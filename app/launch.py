@@ -3,11 +3,9 @@ at `/v1`, `GET /health` and `GET /metrics` (Prometheus)."""
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import logging
 import os
-import re
 import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -35,6 +33,9 @@ def build_web(settings: Settings, on_finish=None, engine=None):
     from ui.app import build_app
 
     service = open_service(settings, on_finish, engine)  # first: a model download keeps the usual file modes
+    # Gradio's telemetry (a version check and usage reports to its servers, sent from gr.Blocks()
+    # and launch()) is on unless this says otherwise: nothing leaves the machine unasked.
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     folder = PrivateFolder.open(settings)  # before the Blocks: Gradio reads its folder as they are made
     web = WebApp(service, settings, upload_dirs=[folder.path], discard_chunk=folder.discard)
     demo = build_app(web)
@@ -124,89 +125,38 @@ def say(line: str) -> None:
     print(f"phi4mm: {line}", flush=True)
 
 
-def without_paths(text: str | None) -> str | None:
-    """`text` with any absolute file path replaced: /health is open to anyone who reaches the port."""
-    return None if text is None else re.sub(r"(?<![\w.])/[^\s'\"]+", "<path>", text)
-
-
 def serve(settings: Settings) -> None:
-    from fastapi import FastAPI, Response
-
-    from app import api_errors
-    from app.admission import Admission
-    from app.api import ENDPOINTS, build_router
-    from app.doors import Doors
-    from app.gate import Gate
     from app.http_server import GracefulServer
-    from app.metrics import ServerMetrics
+    from app.server import build_server
 
     settings = with_key_from_file(settings)
     tune_malloc()
-    admission = Admission(settings.inflight(), settings.queue_size)
-    metrics = ServerMetrics(admission)
     started = time.perf_counter()
     where = f"from {settings.base_url}" if settings.backend == "openai" else f"on {settings.device}"
     say(
         f"loading {settings.model} {where} (the first run downloads about 12 GB; "
         "a compiled decode path takes about a minute per adapter on a GPU)..."
     )
-    web = build_web(settings, metrics.record_reply)
-    service = web.service
-    metrics.watch(service)
-    engine = service.engine
+    server = build_server(settings)
+    engine = server.web.service.engine
     say(
         f"ready in {time.perf_counter() - started:.0f} s: {engine.device}, "
         f"decode {engine.decode_mode}" + (f" (fell back: {engine.decode_fallback})" if engine.decode_fallback else "")
     )
-
-    def count(path: str, status: int) -> None:
-        metrics.count(ENDPOINTS.get(path.rstrip("/")), status)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app):
-        yield
-        web.folder.remove()  # here, not at exit: after a SIGTERM uvicorn re-raises it, and no `finally` runs
-
-    api = FastAPI(docs_url=None, redoc_url=None, lifespan=lifespan)
-    api.include_router(build_router(service, settings, admission, metrics))
-    api_errors.install(api, on_error=count)
-
-    @api.get("/health")
-    def health():
-        engine = service.engine
-        return {
-            "status": "stopping" if admission.closed else "ok",
-            "model": settings.served_name(),  # never a local path
-            "backend": settings.backend,
-            "device": str(engine.device),
-            "adapters": list(engine.adapters),
-            "decode": engine.decode_mode,
-            "decode_fallback": without_paths(engine.decode_fallback),
-            "finished": dict(engine.finished),
-            "tokens_generated": engine.tokens_generated,
-            "queued": admission.queued,
-            "in_flight": admission.running,
-        }
-
-    @api.get("/metrics")
-    def prometheus():
-        return Response(metrics.scrape(), media_type=metrics.content_type)
-
-    app = Gate(mount_web(api, web, settings), settings, Doors(web.folder, web.public_events), on_refused=count)
-
-    def stop():
-        admission.close()
-        service.engine.close()
-
+    app = server.gate(mount_web(server.api, server.web, settings))
     base = f"http://{'[' + settings.host + ']' if ':' in settings.host else settings.host}:{settings.port}"
     say(f"web app:  {base}/")
     say(f"API:      {base}/v1  (OpenAI-compatible; health: {base}/health)")
     if settings.api_key:
         say("both need the API key: a sign-in page in the browser, `Authorization: Bearer` for clients")
+    warn_if_open(settings)
+    GracefulServer(app, settings.host, settings.port, server.stop, on_exit_now=server.web.folder.remove).run()
+
+
+def warn_if_open(settings: Settings) -> None:
     if not settings.api_key and settings.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning(
             "listening on %s without an API key: anyone who can reach this port can use the model. "
             "Set PHI4MM_API_KEY or --api-key-file.",
             settings.host,
         )
-    GracefulServer(app, settings.host, settings.port, stop, on_exit_now=web.folder.remove).run()

@@ -73,6 +73,10 @@ class Settings:
     disable_mitigations: str = ""
     # Operator's own safety instructions, added after ours and before any user system prompt.
     safety_instructions: str = ""
+    # ZeroGPU (a Space with SPACES_ZERO_GPU): the longest GPU call one event asks for, in seconds.
+    # Each asks for what its input needs, up to this; audio work that needs more is refused with a
+    # message. The platform's own per-call limit depends on the visitor's plan; 300 is a guess.
+    zero_gpu_max_s: int = 300
     # Address and port `phi4mm serve` listens on; loopback unless the operator opens it up.
     host: str = "127.0.0.1"
     port: int = 7860

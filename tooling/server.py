@@ -28,17 +28,15 @@ def running_server(checkpoint: Path, log_path: Path, **env_settings: str):
 
 
 @contextlib.contextmanager
-def server_process(checkpoint: Path, log_path: Path, **env_settings: str):
-    """Yields (base URL, the server's process), for tests that signal it."""
+def server_process(checkpoint: Path, log_path: Path, command=(PHI4MM, "serve"), cwd=None, **env_settings: str):
+    """Yields (base URL, the server's process), for tests that signal it. `command` (run in `cwd`)
+    is `phi4mm serve` or another way in (space_app.py, another install's `phi4mm`): model and port
+    go to it as PHI4MM_* variables, which every one of them reads."""
     port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", **{f"PHI4MM_{k.upper()}": v for k, v in env_settings.items()}}
+    settings = {"model": str(checkpoint), "port": str(port), **env_settings}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **{f"PHI4MM_{k.upper()}": v for k, v in settings.items()}}
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [PHI4MM, "serve", "--model", str(checkpoint), "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+        proc = subprocess.Popen(list(command), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 120

@@ -29,11 +29,22 @@ CSS = """
 .phi-header p { color: var(--body-text-color-subdued); margin-top: 0; }
 footer { display: none !important; }
 """
+
+
+class Family(gr.themes.Font):
+    """A font family written into the CSS as given. Fonts must be Font objects, not strings
+    (`launch()` compares the theme with Gradio's own themes, which reads `.name`), but Font quotes
+    its name, and a quoted 'system-ui' is no longer the system's font."""
+
+    def __str__(self) -> str:
+        return self.name
+
+
 # System fonts only: the app must look right with no internet (Gradio's default fetches Google Fonts).
 THEME = gr.themes.Soft(
     primary_hue="indigo",
-    font=["system-ui", "Segoe UI", "Roboto", "sans-serif"],
-    font_mono=["ui-monospace", "Menlo", "monospace"],
+    font=[Family(name) for name in ("system-ui", "Segoe UI", "Roboto", "sans-serif")],
+    font_mono=[Family(name) for name in ("ui-monospace", "Menlo", "monospace")],
 )
 LANGUAGES = list(SPEECH_LANGUAGES.values())
 SUMMARY_PRESETS = list(tasks.SUMMARY_FORMATS)
