@@ -7,52 +7,16 @@ import ctypes
 import logging
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from core.settings import Settings
 
 if TYPE_CHECKING:  # the heavy imports wait until a server is built: `phi4mm --help` stays fast
-    import gradio as gr
-
-    from app.private_folder import PrivateFolder
-    from app.service import ConversationService
+    from app.server import WebBuild
 
 log = logging.getLogger(__name__)
 M_ARENA_MAX, M_MMAP_THRESHOLD = -8, -3  # glibc's mallopt parameter numbers
-
-
-def build_web(settings: Settings, on_finish=None, engine=None):
-    """Engine (`engine`, or the settings') -> conversation service -> the browser app's Blocks (not
-    yet launched), its files kept in a private folder and its events checked (app/event_guard.py)
-    -> WebBuild."""
-    from app.event_guard import guard_events
-    from app.private_folder import PrivateFolder
-    from app.service import open_service
-    from app.web import WebApp
-    from ui.app import build_app
-
-    service = open_service(settings, on_finish, engine)  # first: a model download keeps the usual file modes
-    # Gradio's telemetry (a version check and usage reports to its servers, sent from gr.Blocks()
-    # and launch()) is on unless this says otherwise: nothing leaves the machine unasked.
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    folder = PrivateFolder.open(settings)  # before the Blocks: Gradio reads its folder as they are made
-    web = WebApp(service, settings, upload_dirs=[folder.path], discard_chunk=folder.discard)
-    demo = build_app(web)
-    # a bounded queue: when it is full, new requests get a clear "busy" error instead of waiting forever
-    demo.queue(max_size=settings.queue_size, default_concurrency_limit=settings.inflight())
-    public_events = guard_events(demo, folder)
-    folder.keep_what_is_here()
-    folder.sweep_in_background()
-    return WebBuild(service, demo, folder, public_events)
-
-
-@dataclass
-class WebBuild:
-    service: ConversationService
-    demo: gr.Blocks
-    folder: PrivateFolder
-    public_events: frozenset[str]  # the events a client may call by name
 
 
 def launch_options(settings: Settings, folder=None) -> dict:
@@ -92,7 +56,7 @@ def tune_malloc(arenas: int = 2, mmap_threshold: int = 4 * 2**20) -> None:
         pass
 
 
-def mount_web(api, web: "WebBuild", settings: Settings):
+def mount_web(api, web: WebBuild, settings: Settings):
     """The browser app under `/` of `api`, with the file-path check that `demo.launch` would turn
     on: Gradio skips it (`processing_utils._check_allowed`) until `has_launched` is set, which
     `mount_gradio_app` never does."""

@@ -6,19 +6,55 @@ own `launch()`)."""
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from core.settings import Settings
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the heavy imports wait until a server is built: `phi4mm --help` stays fast
+    import gradio as gr
     from fastapi import FastAPI
 
     from app.admission import Admission
     from app.gate import Gate
-    from app.launch import WebBuild
     from app.metrics import ServerMetrics
+    from app.private_folder import PrivateFolder
+    from app.service import ConversationService
+
+
+def build_web(settings: Settings, on_finish=None, engine=None):
+    """Engine (`engine`, or the settings') -> conversation service -> the browser app's Blocks (not
+    yet launched), its files kept in a private folder and its events checked (app/event_guard.py)
+    -> WebBuild."""
+    from app.event_guard import guard_events
+    from app.private_folder import PrivateFolder
+    from app.service import open_service
+    from app.web import WebApp
+    from ui.app import build_app
+
+    service = open_service(settings, on_finish, engine)  # first: a model download keeps the usual file modes
+    # Gradio's telemetry (a version check and usage reports to its servers, sent from gr.Blocks()
+    # and launch()) is on unless this says otherwise: nothing leaves the machine unasked.
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    folder = PrivateFolder.open(settings)  # before the Blocks: Gradio reads its folder as they are made
+    web = WebApp(service, settings, upload_dirs=[folder.path], discard_chunk=folder.discard)
+    demo = build_app(web)
+    # a bounded queue: when it is full, new requests get a clear "busy" error instead of waiting forever
+    demo.queue(max_size=settings.queue_size, default_concurrency_limit=settings.inflight())
+    public_events = guard_events(demo, folder)
+    folder.keep_what_is_here()
+    folder.sweep_in_background()
+    return WebBuild(service, demo, folder, public_events)
+
+
+@dataclass
+class WebBuild:
+    service: ConversationService
+    demo: gr.Blocks
+    folder: PrivateFolder
+    public_events: frozenset[str]  # the events a client may call by name
 
 
 def without_paths(text: str | None) -> str | None:
@@ -64,7 +100,6 @@ def build_server(settings: Settings, engine=None) -> Server:
     from app import api_errors
     from app.admission import Admission
     from app.api import build_router
-    from app.launch import build_web
     from app.metrics import ServerMetrics
 
     admission = Admission(settings.inflight(), settings.queue_size)
