@@ -120,7 +120,7 @@ def run_doctor(settings: Settings, say=print) -> int:
     )
     mode = engine.set_decode(settings.decode, settings.static_cache_tokens)
     if engine.decode_fallback:
-        say(f"decode: {mode}: the fast path failed its self-check ({engine.decode_fallback})")
+        say(f"decode: {mode}: the fast path is off ({engine.decode_fallback})")
     elif mode == "dynamic":
         say("decode: dynamic (no fast path chosen, so nothing to self-check)")
     else:

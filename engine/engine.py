@@ -25,6 +25,7 @@ from engine.sampling import Sampler
 from engine.self_check import check_fast_path
 from engine.static_decode import StaticDecoder, StaticRun, resolve_mode
 from engine.text_stream import IncrementalDetokenizer, StopMatcher
+from engine.toolchain import compile_problem
 from media.audio_features import install_fast_features
 from media.limits import SAMPLE_RATE, MediaLimits
 from media.parts import Message, TextPart, prompt_items
@@ -151,6 +152,10 @@ class Engine(ChatEngine):
         self.static, self.decode_mode, self.decode_fallback, self.self_check_s = None, "dynamic", None, 0.0
         if mode == "dynamic":
             return mode
+        if mode == "compiled" and (problem := compile_problem(self.device)):
+            log.warning("the compiled decode path cannot run here (%s); decoding dynamically instead", problem)
+            self.decode_fallback = f"compiled: {problem}"
+            return "dynamic"
         capacity = min(static_tokens, self.runner.longrope_switch_at or static_tokens, self.context_window)
         try:
             self.static = StaticDecoder(

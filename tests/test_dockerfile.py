@@ -1,15 +1,19 @@
 """No Docker engine runs here, so the Dockerfile is checked statically: the same pins as
-pyproject.toml, a CUDA runtime that matches the torch wheel, a non-root user, a model-cache
-volume, a health check on /health, and `phi4mm serve` as the command."""
+pyproject.toml, a CUDA runtime that matches the torch wheel, what Triton needs at run time, a
+non-root user, a model-cache volume, a health check on /health, and `phi4mm serve` as the command;
+and its install steps run in a clean environment, from a folder holding what its COPY lines copy."""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import tomllib
 import torch
+
+from tooling.clean_venv import clean_venv, isolation, pip, run
 
 ROOT = Path(__file__).resolve().parents[1]
 PIN = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.\-]*)==([A-Za-z0-9_.+\-]+)")
@@ -59,3 +63,43 @@ def test_every_package_is_copied_into_the_image():
     include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
     copied = {args.split()[0] for kind, args in instructions() if kind == "COPY"}
     assert {name.rstrip("*") for name in include} <= copied
+
+
+def test_what_triton_needs_at_run_time_is_installed():
+    """A C compiler with the C library's headers, and Python's headers (engine/toolchain.py)."""
+    apt = " ".join(args for kind, args in instructions() if kind == "RUN" and "apt-get install" in args).split()
+    assert {"gcc", "libc6-dev", "python3-dev"} <= set(apt)
+
+
+def copied_tree(folder: Path) -> Path:
+    """A folder holding what the COPY lines copy, as Docker lays it out under WORKDIR (less what
+    .dockerignore keeps out of the build context: caches and build leftovers)."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
+    for kind, args in instructions():
+        if kind != "COPY":
+            continue
+        *sources, dest = args.split()
+        for source in sources:
+            target = folder / dest / source if len(sources) > 1 or dest.endswith("/") else folder / dest
+            if (ROOT / source).is_dir():
+                shutil.copytree(ROOT / source, target, ignore=ignore)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / source, target)
+    return folder
+
+
+def test_the_install_steps_work_in_a_clean_environment(tmp_path):
+    """The dependency line resolves, offline, together with what pyproject asks for (a pin that
+    differs is a conflict); `pip install --no-deps .` installs the app from the copied files alone,
+    with its examples."""
+    work = copied_tree(tmp_path / "opt-phi4mm")
+    python = clean_venv(tmp_path / "venv")
+    steps = [args.split("pip install", 1)[1].split() for kind, args in instructions() if "pip install" in args]
+    assert steps[-1] == ["--no-deps", "."] and len(steps) == 2
+    wanted = tomllib.loads((work / "pyproject.toml").read_text())["project"]["dependencies"]
+    pip(python, "install", "--dry-run", "--no-index", *steps[0], *wanted)  # one resolution, no conflict
+    pip(python, "install", *isolation(), *[str(work) if arg == "." else arg for arg in steps[-1]])  # WORKDIR's "."
+    code = "import app.cli, ui.app; print(app.cli.__file__, *sorted(p.name for p in ui.app.EXAMPLES.iterdir()))"
+    app_file, *examples = run(python, "-c", code, cwd=tmp_path).split()
+    assert app_file.startswith(str(tmp_path / "venv")) and {"sunset.png", "question.wav"} <= set(examples)

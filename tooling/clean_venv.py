@@ -34,10 +34,14 @@ def build_wheel(source: Path, dist: Path) -> Path:
     """The wheel of the project in `source`, built by pip as for an index. Offline, from this
     environment's setuptools, where it builds wheels itself (70.1 and later; the test extra pins
     one); else pip fetches setuptools into an isolated build, as a user's pip does."""
-    own = importlib.util.find_spec("setuptools.command.bdist_wheel") is not None
-    isolation = ["--no-build-isolation"] if own else []
-    run(sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "--quiet", "--wheel-dir", dist, source)
+    run(sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation(), "--quiet", "--wheel-dir", dist, source)
     return next(dist.glob("phi4mm-*.whl"))
+
+
+def isolation() -> list[str]:
+    """pip's flag to build with this environment's setuptools, where it builds wheels itself."""
+    own = importlib.util.find_spec("setuptools.command.bdist_wheel") is not None
+    return ["--no-build-isolation"] if own else []
 
 
 def run(*command, cwd: Path | None = None) -> str:
