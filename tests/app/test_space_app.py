@@ -36,7 +36,7 @@ CALLS = {
 def space(tiny_checkpoint, tmp_path_factory):
     log = tmp_path_factory.mktemp("space") / "space.log"
     # Spaces listens on 0.0.0.0; the test keeps to loopback, which also shows PHI4MM_HOST is read
-    settings = {"host": "127.0.0.1", "api_key": KEY}
+    settings = {"host": "127.0.0.1", "api_key": KEY, "max_new_tokens": "64"}  # short answers: a fast test
     command = (sys.executable, "space_app.py")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("SPACE_HOST", SPACE_HOST)  # as Spaces sets it

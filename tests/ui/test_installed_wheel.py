@@ -43,7 +43,8 @@ def test_the_wheel_ships_the_examples_and_a_click_on_one_is_answered(installed, 
     with pytest.MonkeyPatch.context() as env:
         env.delenv("PYTHONPATH", raising=False)  # it would reach the source tree
         command = (installed / "bin" / "phi4mm", "serve")
-        with server_process(tiny_checkpoint, tmp_path / "serve.log", command, cwd=tmp_path) as (url, _):
+        log = tmp_path / "serve.log"
+        with server_process(tiny_checkpoint, log, command, cwd=tmp_path, max_new_tokens="64") as (url, _):
             context = browser.new_context(viewport={"width": 1280, "height": 900})
             page = context.new_page()
             page.goto(url + "/", wait_until="domcontentloaded")
