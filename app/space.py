@@ -7,12 +7,10 @@ does its start-up work (packing the weights for its GPU workers, reporting to th
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 
 from core.settings import Settings
 
-log = logging.getLogger(__name__)
 SPACE_HOST, SPACE_PORT = "0.0.0.0", 7860  # where a Space's proxy looks for the app
 
 
