@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 
 from core.settings import Settings
 
@@ -56,9 +57,20 @@ def launch_space(settings: Settings, engine=None) -> None:
     server = build_server(settings, engine)
     warn_if_open(settings)
     front_door = Middleware(lambda gradio_app: server.gate(OwnRoutesFirst(gradio_app, server.api)))
-    server.web.demo.launch(
-        server_name=settings.host,
-        server_port=settings.port,
-        app_kwargs={"middleware": [front_door], "lifespan": server.lifespan},
-        **launch_options(settings, server.web.folder),
-    )
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        server.web.demo.launch(
+            server_name=settings.host,
+            server_port=settings.port,
+            app_kwargs={"middleware": [front_door], "lifespan": server.lifespan},
+            **launch_options(settings, server.web.folder),
+        )
+    finally:  # the server's files go, whatever stopped it
+        server.stop()
+        server.web.folder.remove()
+
+
+def interrupt(signum, frame):
+    """A stop signal (`docker stop`, a Space's restart) as Ctrl-C, on which `launch()` closes its
+    server and returns; by default it ended the process where it stood."""
+    raise KeyboardInterrupt

@@ -34,14 +34,16 @@ CALLS = {
 
 @pytest.fixture(scope="module")
 def space(tiny_checkpoint, tmp_path_factory):
-    log = tmp_path_factory.mktemp("space") / "space.log"
+    folder = tmp_path_factory.mktemp("space")
     # Spaces listens on 0.0.0.0; the test keeps to loopback, which also shows PHI4MM_HOST is read
-    settings = {"host": "127.0.0.1", "api_key": KEY, "max_new_tokens": "64"}  # short answers: a fast test
+    settings = {"host": "127.0.0.1", "api_key": KEY, "max_new_tokens": "64", "tmp": str(folder)}
     command = (sys.executable, "space_app.py")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("SPACE_HOST", SPACE_HOST)  # as Spaces sets it
-        with server_process(tiny_checkpoint, log, command, cwd=ROOT, **settings) as (url, _):
+        with server_process(tiny_checkpoint, folder / "space.log", command, cwd=ROOT, **settings) as (url, _):
             yield url
+    # stopped as Spaces and Docker stop it (SIGTERM): its private folder (uploads, copies) is gone
+    assert [path.name for path in folder.iterdir()] == ["space.log"]
 
 
 def get(url: str, key: str | None = KEY, host: str | None = None) -> tuple[int, bytes]:
