@@ -129,6 +129,18 @@ def without_paths(text: str | None) -> str | None:
     return None if text is None else re.sub(r"(?<![\w.])/[^\s'\"]+", "<path>", text)
 
 
+def _first_run_note(settings: Settings) -> str:
+    """The download is named only when there is one: not for a local folder or a cached model."""
+    from app.cli_download import is_cached
+
+    notes = []
+    if settings.backend == "local" and not is_cached(settings.model, settings.revision):
+        notes.append("downloading about 12 GB first, with a bar per file")
+    if settings.device != "cpu":
+        notes.append("a compiled decode path takes about a minute per adapter on a GPU")
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
 def serve(settings: Settings) -> None:
     from fastapi import FastAPI, Response
 
@@ -146,10 +158,7 @@ def serve(settings: Settings) -> None:
     metrics = ServerMetrics(admission)
     started = time.perf_counter()
     where = f"from {settings.base_url}" if settings.backend == "openai" else f"on {settings.device}"
-    say(
-        f"loading {settings.model} {where} (the first run downloads about 12 GB; "
-        "a compiled decode path takes about a minute per adapter on a GPU)..."
-    )
+    say(f"loading {settings.model} {where}{_first_run_note(settings)}...")
     web = build_web(settings, metrics.record_reply)
     service = web.service
     metrics.watch(service)
