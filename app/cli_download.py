@@ -50,6 +50,7 @@ def size_line(model: str, files) -> str:
 
 
 def cmd_download(args) -> int:
+    import huggingface_hub.utils
     from huggingface_hub import constants, snapshot_download
 
     model = args.model or DEFAULT_MODEL
@@ -64,7 +65,11 @@ def cmd_download(args) -> int:
         raise ModelUnavailable(f"cannot download {model}: offline mode is on (HF_HUB_OFFLINE).")
     revision = hub_revision(model, args.revision)
     try:
-        files = snapshot_download(model, revision=revision, dry_run=True)
+        huggingface_hub.utils.disable_progress_bars()  # the dry run's own "Fetching" bar says nothing
+        try:
+            files = snapshot_download(model, revision=revision, dry_run=True)
+        finally:
+            huggingface_hub.utils.enable_progress_bars()
         print(f"phi4mm: {size_line(model, files)}", file=sys.stderr, flush=True)
         path = snapshot_download(model, revision=revision)  # the hub's own bars, one per file
     except Exception as err:  # noqa: BLE001 - the hub's errors (no such repo, no network, disk full): one line
