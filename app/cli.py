@@ -192,7 +192,10 @@ def _with_formatter(add_parser):
 
 
 def cmd_tiny_checkpoint(args) -> int:
+    from app.cli_common import quiet_libraries
     from tooling.tiny_checkpoint import write_tiny_checkpoint
+
+    quiet_libraries(False)
 
     print(write_tiny_checkpoint(args.dir, seed=args.seed))
     return 0

@@ -67,8 +67,8 @@ def print_metrics(final) -> None:
     print(metrics_line(final.metrics), file=sys.stderr)
 
 
-def stream_to_stdout(replies, verbose: bool):
-    """Print replies as they come; the last reply back. A guard refusal cannot un-print what was
+def stream_to_stdout(replies, verbose: bool) -> None:
+    """Print replies as they come. A guard refusal cannot un-print what was
     shown (never the blocked text itself), so it starts on a line of its own."""
     final = None
     for reply in replies:
@@ -78,7 +78,6 @@ def stream_to_stdout(replies, verbose: bool):
     sys.stdout.write("\n")
     if verbose and final is not None and final.metrics is not None:
         print_metrics(final)
-    return final
 
 
 def write_whole(path: str | Path, text: str) -> None:

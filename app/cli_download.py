@@ -1,6 +1,6 @@
 """`phi4mm download`: the model into the Hugging Face cache before the first run, with its size
-first, then one progress bar per file; an interrupted download resumes where it stopped (the hub's
-snapshot_download keeps the parts it has)."""
+first, then the hub's own progress (huggingface_hub 2.x: files done, and bytes on a terminal); an
+interrupted download resumes where it stopped (snapshot_download keeps the files it has)."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def cmd_download(args) -> int:
         finally:
             huggingface_hub.utils.enable_progress_bars()
         print(f"phi4mm: {size_line(model, files)}", file=sys.stderr, flush=True)
-        path = snapshot_download(model, revision=revision)  # the hub's own bars, one per file
+        path = snapshot_download(model, revision=revision)  # the hub's own bars
     except Exception as err:  # noqa: BLE001 - the hub's errors (no such repo, no network, disk full): one line
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelUnavailable(f"cannot download {model}: {detail}") from None

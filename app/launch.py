@@ -135,7 +135,7 @@ def _first_run_note(settings: Settings) -> str:
 
     notes = []
     if settings.backend == "local" and not is_cached(settings.model, settings.revision):
-        notes.append("downloading about 12 GB first, with a bar per file")
+        notes.append("downloading about 12 GB first")
     if settings.device != "cpu":
         notes.append("a compiled decode path takes about a minute per adapter on a GPU")
     return f" ({'; '.join(notes)})" if notes else ""
