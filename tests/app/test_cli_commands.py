@@ -70,3 +70,15 @@ def test_the_size_line_comes_from_the_hubs_dry_run(sizes, cached, line):
 
     files = [SimpleNamespace(file_size=s, will_download=not c) for s, c in zip(sizes, cached)]
     assert size_line("m", files).startswith(f"m: {line}")
+
+
+def test_torchs_cuda_home_warning_is_silenced_where_commands_run():
+    """torch.utils.cpp_extension warns "No CUDA runtime is found, using CUDA_HOME" on import when
+    CUDA_HOME is set and no GPU is seen (summarize and doctor showed it)."""
+    probe = "from app.cli_common import quiet_libraries; {}import torch.utils.cpp_extension"
+    env = {**ENV, "CUDA_HOME": "/tmp"}
+    for quiet, shown in (("", True), ("quiet_libraries(False); ", False)):
+        run = subprocess.run(
+            [sys.executable, "-c", probe.format(quiet)], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert ("No CUDA runtime is found" in run.stderr) == shown, run.stderr
