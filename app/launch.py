@@ -89,6 +89,18 @@ def say(line: str) -> None:
     print(f"phi4mm: {line}", flush=True)
 
 
+def _first_run_note(settings: Settings) -> str:
+    """The download is named only when there is one: not for a local folder or a cached model."""
+    from app.cli_download import is_cached
+
+    notes = []
+    if settings.backend == "local" and not is_cached(settings.model, settings.revision):
+        notes.append("downloading about 12 GB first")
+    if settings.device != "cpu":
+        notes.append("a compiled decode path takes about a minute per adapter on a GPU")
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
 def serve(settings: Settings) -> None:
     from app.http_server import GracefulServer
     from app.server import build_server
@@ -97,10 +109,7 @@ def serve(settings: Settings) -> None:
     tune_malloc()
     started = time.perf_counter()
     where = f"from {settings.base_url}" if settings.backend == "openai" else f"on {settings.device}"
-    say(
-        f"loading {settings.model} {where} (the first run downloads about 12 GB; "
-        "a compiled decode path takes about a minute per adapter on a GPU)..."
-    )
+    say(f"loading {settings.model} {where}{_first_run_note(settings)}...")
     server = build_server(settings)
     engine = server.web.service.engine
     say(

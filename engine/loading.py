@@ -135,6 +135,11 @@ def load_model(options: LoadOptions):
     revision = resolve_revision(options)
     local = Path(options.model).expanduser()
     looks_local = local.exists() or options.model.startswith(("/", ".", "~"))
+    if looks_local and not local.is_dir():  # a path, not a hub id: no `hf download` to suggest
+        raise ModelUnavailable(
+            f"There is no folder {options.model!r}. Point --model at a checkpoint folder, give a hub id, "
+            "or try the app without real weights:  phi4mm tiny-checkpoint ./tiny  then  --model ./tiny"
+        )
     if looks_local and not (local / "config.json").is_file():
         raise ModelUnavailable(missing_weights_message(options.model, None, "there is no checkpoint in that folder."))
     source = str(local) if looks_local else hub_source(options.model, revision)

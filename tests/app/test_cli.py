@@ -49,7 +49,8 @@ def test_console_script_writes_a_checkpoint_and_answers(tmp_path):
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.endswith("\n")  # the answer (may be only hidden control tokens on a random model)
-    match = METRICS.match(run.stderr.strip().splitlines()[-1])
+    assert len(run.stderr.splitlines()) == 1, run.stderr  # --verbose: the metrics line alone, no load log
+    match = METRICS.match(run.stderr.strip())
     assert match and match.group(1) == "base" and match.group(3) == "5"
 
 
@@ -121,7 +122,10 @@ def test_missing_weights_message_without_traceback(tmp_path):
 def test_missing_local_folder_message(tmp_path, capsys):
     assert main(["ask", "--model", str(tmp_path / "nowhere"), "hello"]) == 2
     err = capsys.readouterr().err
-    assert "no checkpoint in that folder" in err and "phi4mm tiny-checkpoint" in err
+    assert "There is no folder" in err and "phi4mm tiny-checkpoint" in err
+    assert "hf download" not in err  # a path is not a hub id
+    assert main(["ask", "--model", str(tmp_path), "hello"]) == 2  # a folder, but no checkpoint in it
+    assert "no checkpoint in that folder" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
@@ -256,7 +260,7 @@ def test_help_gives_every_flag_its_default():
         "--limit",
         "--max-inflight",
     }
-    for name in ("ask", "serve", "transcribe", "summarize"):
+    for name in ("ask", "chat", "download", "serve", "transcribe", "summarize"):
         help_text = commands[name].format_help()
         for action in commands[name]._actions:
             flags = set(action.option_strings)

@@ -191,14 +191,21 @@ def test_a_failing_segment_is_noted_and_the_rest_kept(engine, tmp_path, monkeypa
     assert "leaves out 1 segment" in result.notes[-1] and result.summary  # the summary was still made
 
 
-def test_ctrl_c_while_transcribing_keeps_and_writes_what_is_finished(tiny_checkpoint, tmp_path):
-    """It used to end in `KeyError: 'result'`, exit 1 and no file written."""
+@pytest.mark.parametrize(
+    "minutes, stage", [(3, "Transcribing segment 2"), (0.5, "Summarising the whole recording")], ids=["asr", "summary"]
+)
+def test_ctrl_c_keeps_what_is_finished_and_writes_no_broken_file(tiny_checkpoint, tmp_path, minutes, stage):
+    """Ctrl-C while transcribing used to end in `KeyError: 'result'`, then in a 1-byte summary file;
+    while summarising, in `{}` and a note that the model gave no valid JSON. Now the transcript of
+    what is finished is written, the summary file not at all, and no temporary file is left."""
     import signal
     import subprocess
     import sys
     import time
 
-    write_meeting(tmp_path / "long.wav", 3, tmp_path)
+    write_meeting(tmp_path / "rec.wav", minutes, tmp_path)
+    outputs = tmp_path / "out"
+    outputs.mkdir()
     err = tmp_path / "err.txt"
     with err.open("w") as stderr:
         run = subprocess.Popen(
@@ -207,26 +214,29 @@ def test_ctrl_c_while_transcribing_keeps_and_writes_what_is_finished(tiny_checkp
                 "-m",
                 "app.cli",
                 "summarize",
-                str(tmp_path / "long.wav"),
+                str(tmp_path / "rec.wav"),
                 "--model",
                 str(tiny_checkpoint),
                 "--max-batch",
                 "1",  # one segment at a time
+                "--format",
+                "json",
                 "--out",
-                str(tmp_path / "summary.md"),
+                str(outputs / "s.json"),
                 "--transcript-out",
-                str(tmp_path / "t.txt"),
+                str(outputs / "t.txt"),
             ],
             stdout=subprocess.PIPE,
             stderr=stderr,
         )
         deadline = time.monotonic() + 120
-        while "Transcribing segment 2" not in err.read_text() and time.monotonic() < deadline:
+        while stage not in err.read_text() and time.monotonic() < deadline:
             time.sleep(0.1)
         run.send_signal(signal.SIGINT)
-        run.communicate(timeout=120)
+        out, _ = run.communicate(timeout=120)
     log = err.read_text()
     assert run.returncode == 130 and "Traceback" not in log, log[-2000:]
-    assert "\r" not in log and "phi4mm: Transcribing segment 1 of" in log  # no bars in a file: a line per stage
-    assert "Cancelled" in log and "not transcribed" in log
-    assert (tmp_path / "t.txt").read_text().startswith("[00:00:00") and (tmp_path / "summary.md").exists()
+    assert "\r" not in log and "s left)" in log  # a plain line per stage, with the time left
+    assert "s.json not written: the summary was not finished" in log and "JSON" not in log
+    assert out == b"" and (outputs / "t.txt").read_text().startswith("[00:00:00")
+    assert [p.name for p in outputs.iterdir()] == ["t.txt"]  # no summary, no temporary file
