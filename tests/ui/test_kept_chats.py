@@ -1,0 +1,86 @@
+"""Chats kept in the browser, in a real Chromium at desktop and phone widths: the list, open,
+rename, delete, the Markdown and JSON downloads, a reload that keeps them, and an attachment that
+is named but not kept. Screenshots go to artifacts/screenshots/."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.ui.test_browser import EXAMPLE_PHOTO, FOOTER, last_answer, open_app, send, shot, wait_for
+
+pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(params=[1280, 390], ids=["desktop", "phone"])
+def page(request, browser, web_server):
+    context = browser.new_context(viewport={"width": request.param, "height": 800}, accept_downloads=True)
+    page = context.new_page()
+    page.width = request.param
+    open_app(page, web_server)
+    yield page
+    context.close()
+
+
+def kept_titles(page) -> list[str]:
+    return page.locator("#kept-chats table td").all_inner_texts()
+
+
+def downloaded(page, button: str) -> str:
+    with page.expect_download() as download:
+        page.locator(f"#{button}").click()
+    return open(download.value.path(), encoding="utf-8").read()
+
+
+def short_answers(page) -> None:
+    page.locator("button.label-wrap", has_text="Settings").first.click()
+    tokens = page.locator("#max-tokens input[type=number]")
+    tokens.fill("24")
+    tokens.press("Enter")
+
+
+def test_a_chat_is_kept_renamed_exported_reloaded_and_deleted(page):
+    short_answers(page)
+    send(page, "Kept hello", EXAMPLE_PHOTO)
+    wait_for(lambda: FOOTER in last_answer(page))
+    wait_for(lambda: kept_titles(page) == ["Kept hello"], timeout=15)
+    assert page.locator("#chat-name textarea, #chat-name input").first.input_value() == "Kept hello"
+
+    name = page.locator("#chat-name textarea, #chat-name input").first
+    name.fill("Sunset talk")
+    page.locator("#chat-rename").click()
+    wait_for(lambda: kept_titles(page) == ["Sunset talk"], timeout=15)
+    shot(page, f"kept-chat-{page.width}")
+
+    wait_for(lambda: page.locator("#chat-md").is_enabled(), timeout=15)
+    markdown = downloaded(page, "chat-md")
+    assert markdown.startswith("# Sunset talk\n") and "## You" in markdown and "Kept hello" in markdown
+    assert "sunset.png (attachments are not kept" in markdown and "## Phi-4" in markdown
+    exported = json.loads(downloaded(page, "chat-json"))
+    assert exported["title"] == "Sunset talk"
+    roles = [m["role"] for m in exported["messages"]]
+    assert roles[-2:] == ["user", "assistant"] and "Kept hello" in exported["messages"][-2]["content"]
+    assert "adapter" in exported["messages"][-1]["metrics"] and "<sub>" not in exported["messages"][-1]["content"]
+
+    page.reload()  # the chats live in this browser alone, and survive a reload
+    page.wait_for_selector("#chat-input textarea", timeout=30_000)
+    wait_for(lambda: kept_titles(page) == ["Sunset talk"], timeout=15)
+    assert not page.locator("#chatbot .message").count()
+    short_answers(page)
+    page.locator("#kept-chats table td", has_text="Sunset talk").click()
+    wait_for(lambda: "Kept hello" in page.inner_text("#chatbot"), timeout=15)
+    assert "attachments are not kept" in page.inner_text("#chatbot")
+    send(page, "And a second question")  # a reopened chat goes on, and stays one kept chat
+    wait_for(lambda: FOOTER in last_answer(page) and "second" in page.inner_text("#chatbot"))
+    wait_for(lambda: "second question" in downloaded(page, "chat-md"), timeout=15)
+    assert kept_titles(page) == ["Sunset talk"]
+    shot(page, f"kept-chat-reopened-{page.width}")
+
+    page.locator("#chat-delete").click()
+    wait_for(lambda: kept_titles(page) == [], timeout=15)
+    assert not page.locator("#chatbot .message").count() and not page.locator("#chat-md").is_enabled()
+    page.reload()
+    page.wait_for_selector("#chat-input textarea", timeout=30_000)
+    page.wait_for_timeout(500)
+    assert kept_titles(page) == []
