@@ -21,7 +21,7 @@ def warning(err: Exception) -> str:
     """Our errors carry a message for the user and are logged in one line; anything else is a bug:
     logged with its traceback, and summarised."""
     if isinstance(err, Phi4mmError):
-        log.info("refused a browser request: %s", err)
+        log.warning("refused a browser request: %s", err)
         return f"{WARNING}{err}"
     log.exception("unexpected error in a browser request")
     return f"{WARNING}Something went wrong on the server; it has been logged. Please try again."

@@ -84,3 +84,36 @@ def test_a_chat_is_kept_renamed_exported_reloaded_and_deleted(page):
     page.wait_for_selector("#chat-input textarea", timeout=30_000)
     page.wait_for_timeout(500)
     assert kept_titles(page) == []
+
+
+def test_a_forged_kept_chat_reads_no_server_file(web_server, tmp_path):
+    """Kept chats come back from the browser, which can forge them: one naming a server file, at
+    any depth, is refused by app/event_guard.py before the chat code sees it, for every event
+    that takes the kept chats; the file's contents never reach the client."""
+    import httpx
+
+    from tests.api.test_security import KEYED, PROCESSED
+    from tooling.hostile_client import SECRET, file_data
+
+    secret = tmp_path / "notes.txt"
+    secret.write_text(SECRET)
+    forged = [
+        {"title": "forged", "messages": [{"role": "user", "content": [{"type": "file", "file": file_data(secret)}]}]},
+        {"title": file_data(secret), "messages": [{"role": "assistant", "content": "hi", "extra": file_data(secret)}]},
+    ]
+    with httpx.Client(headers=KEYED, timeout=60) as client:
+        config = client.get(web_server + "/config").json()
+        names = {"_load_chat_history": [forged], "_load_conversation": [0, forged], "rename": [0, forged, "x"]}
+        names |= {"show_chat": [0, forged], "_delete_conversation": [0, forged]}
+        events = {i: names[d["api_name"]] for i, d in enumerate(config["dependencies"]) if d["api_name"] in names}
+        assert len(events) == len(names)
+        for index, data in events.items():
+            session = f"forger{index}"
+            body = {"data": data, "fn_index": index, "session_hash": session}
+            assert client.post(web_server + "/gradio_api/queue/join", json=body).status_code == 200
+            with client.stream("GET", web_server + f"/gradio_api/queue/data?session_hash={session}") as stream:
+                result = next(line for line in stream.iter_lines() if any(f'"{m}"' in line for m in PROCESSED))
+            event = json.loads(result.split("data:", 1)[1])
+            assert event["msg"] == "process_completed" and event["success"] is False
+            assert "was not uploaded to this server" in result
+            assert SECRET not in result and str(secret) not in result
