@@ -236,7 +236,9 @@ def build_app(web) -> gr.Blocks:
                         stop_speech = gr.Button("Stop", variant="stop", elem_id="speech-stop")
                 with gr.Column():
                     transcript = gr.Textbox(label="Transcript", lines=8, buttons=["copy"], elem_id="speech-transcript")
-                    translation = gr.Textbox(label="Translation", lines=8, buttons=["copy"], visible=False)
+                    translation = gr.Textbox(
+                        label="Translation", lines=8, buttons=["copy"], visible=False, elem_id="speech-translation"
+                    )
                     # only a translation has a second box; an understanding task answers in the first, relabelled
                     task.change(
                         lambda chosen: (

@@ -197,7 +197,7 @@ def test_the_speech_tab_describes_sounds(page, tmp_path):
     answer = page.locator("#speech-transcript textarea")
     wait_for(lambda: answer.input_value().strip())
     assert page.locator("#speech-transcript").get_by_text("Answer", exact=True).is_visible()
-    assert not page.get_by_label("Translation", exact=True).is_visible()
+    assert not page.locator("#speech-translation").is_visible()
     shot(page, "speech-describe-sounds")
 
 
