@@ -56,6 +56,7 @@ class WebApp:
         # the last chunk, with the metrics of what was generated (Gradio's own cancel closes the stream
         # and loses them)
         self._answers: dict[tuple[str, str], threading.Event] = {}
+        self._queued: dict[tuple[str, str], threading.Event] = {}  # the same for answers still in the queue
 
     def default_options(self) -> ChatOptions:
         s = self.settings
@@ -67,17 +68,23 @@ class WebApp:
         if cancel is not None:
             cancel.set()
 
+    def answer_queued(self, session: str, tab: str) -> None:
+        """The page has sent a question that may wait in the queue: a Stop from now on stops it too."""
+        self._queued[(session, tab)] = threading.Event()
+
     def stop_answer(self, session: str, tab: str) -> None:
-        """Stop the answer a browser session's tab is streaming; it ends as "cancelled", with metrics."""
-        cancel = self._answers.get((session, tab))
-        if cancel is not None:
-            cancel.set()
+        """Stop the answer a browser session's tab is streaming, or has queued; it ends as
+        "cancelled", with the metrics of what was generated."""
+        for cancel in (self._answers.get((session, tab)), self._queued.get((session, tab))):
+            if cancel is not None:
+                cancel.set()
 
     @contextlib.contextmanager
     def _answering(self, session: str, tab: str):
-        """The cancel of one answer, known to `stop_answer` while it runs; set at the end (Stop, a
-        closed page) so generation always stops."""
-        cancel = self._answers[(session, tab)] = threading.Event()
+        """The cancel of one answer (the one made when it was queued, if it was), known to
+        `stop_answer` while it runs; set at the end (Stop, a closed page) so generation always stops."""
+        cancel = self._queued.pop((session, tab), None) or threading.Event()
+        self._answers[(session, tab)] = cancel
         try:
             yield cancel
         finally:

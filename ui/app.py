@@ -126,10 +126,15 @@ def build_app(web) -> gr.Blocks:
         yield transcript, translation, _text_file(DOWNLOAD_NAMES.get(task, "transcript.txt"), text)
 
     def stopper(tab: str):
+        """The tab's Stop: it ends the tab's answer, running or queued (`queued`)."""
+
         def stop_answer(request: gr.Request):
             web.stop_answer(request.session_hash, tab)
 
-        return stop_answer
+        def queued(request: gr.Request):
+            web.answer_queued(request.session_hash, tab)
+
+        return stop_answer, queued
 
     @gpu
     def summarize(
@@ -213,9 +218,12 @@ def build_app(web) -> gr.Blocks:
                         False, label="Read the answer aloud (your browser's own voice)", elem_id="read-aloud"
                     )
             answer = gr.Markdown(label="Answer", elem_id="photo-answer")
-            asked = ask.click(photo_by_voice, [photo, voice, typed], answer, api_name="photo_by_voice")
+            stop_answer, queued = stopper("photo")
+            asked = ask.click(queued, None, None).then(
+                photo_by_voice, [photo, voice, typed], answer, api_name="photo_by_voice"
+            )
             asked.then(None, [read_aloud, answer], None, js=READ_ALOUD_JS, queue=False)
-            stop_photo.click(stopper("photo"), None, None)
+            stop_photo.click(stop_answer, None, None)
         with gr.Tab("Speech"):
             with gr.Row():
                 with gr.Column():
@@ -253,10 +261,11 @@ def build_app(web) -> gr.Blocks:
                         queue=False,
                     )
                     download = gr.File(label="Download .txt")
-            run.click(
+            stop_answer, queued = stopper("speech")
+            run.click(queued, None, None).then(
                 transcribe, [speech, task, language, cot], [transcript, translation, download], api_name="transcribe"
             )
-            stop_speech.click(stopper("speech"), None, None)
+            stop_speech.click(stop_answer, None, None)
         with gr.Tab("Meeting"):
             with gr.Row():
                 with gr.Column():

@@ -24,12 +24,16 @@ class ChatBox(KeptChatsInterface):
       and was not kept. Here Stop asks the web glue to stop generating, and the answer ends as
       any other does, marked as stopped, with its metrics."""
 
-    def __init__(self, *args, stop_fn, **kwargs):
-        self.stop_fn = stop_fn
+    def __init__(self, *args, web, **kwargs):
+        self.web = web
         super().__init__(*args, **kwargs)
 
-    def _clear_and_save_textbox(self, message):
+    def _clear_and_save_textbox(self, message, request: gr.Request):
+        self.web.answer_queued(request.session_hash, "chat")  # a Stop stops it while it waits, too
         return type(self.textbox)("", interactive=False, placeholder=self.textbox.placeholder), message
+
+    def stop_chat(self, request: gr.Request):
+        self.web.stop_answer(request.session_hash, "chat")
 
     def _setup_stop_events(self, event_triggers, events_to_cancel, after_success) -> None:
         answering = utils.async_lambda(lambda: gr.MultimodalTextbox(submit_btn=False, stop_btn=self.original_stop_btn))
@@ -39,7 +43,7 @@ class ChatBox(KeptChatsInterface):
             trigger(answering, None, [self.textbox], api_visibility="undocumented")
         for event in events_to_cancel:
             event.then(done, None, [self.textbox], api_visibility="undocumented")
-        self.textbox.stop(self.stop_fn, None, None, api_visibility="undocumented")
+        self.textbox.stop(self.stop_chat, None, None, api_visibility="undocumented")
 
 
 def chat_tab(web) -> None:
@@ -68,9 +72,6 @@ def chat_tab(web) -> None:
         except Exception as err:  # the request's boundary: a short message, never a traceback
             yield from ((shown, "") for shown in failed(warning(err), request))
 
-    def stop_chat(request: gr.Request):
-        web.stop_answer(request.session_hash, "chat")
-
     inputs = [  # render=False: ChatInterface places them in its Settings accordion
         gr.Textbox(
             "", label="System prompt", placeholder="Optional. Safety instructions always apply.", lines=2, render=False
@@ -89,7 +90,7 @@ def chat_tab(web) -> None:
     metrics = gr.Textbox(label="Metrics", visible=False, render=False)
     ChatBox(
         fn=chat,
-        stop_fn=stop_chat,
+        web=web,
         multimodal=True,
         chatbot=gr.Chatbot(
             height=520,

@@ -175,12 +175,10 @@ class KeptChatsInterface(gr.ChatInterface):
         self.delete_button.click(self._delete_conversation, current, current).then(
             lambda: ([], []), None, [self.chatbot, self.chatbot_state]
         )
-        gr.on(
-            [self.conversation_id.change, self.saved_conversations.change],
-            show_chat,
-            current,
-            [self.chat_name, self.markdown_button, self.json_button],
-        )
+        # the name box changes with the open chat only, never under a user typing a new name
+        self.conversation_id.change(chat_name, current, [self.chat_name])
+        files = [self.markdown_button, self.json_button]
+        gr.on([self.conversation_id.change, self.saved_conversations.change], downloads, current, files)
 
 
 def rename(index, saved, name: str):
@@ -190,15 +188,19 @@ def rename(index, saved, name: str):
     return chats
 
 
-def show_chat(index, saved):
-    """The open chat's name and its two downloads; nothing to download before a chat is kept."""
+def chat_name(index, saved) -> str:
+    chats = kept_chats(saved)
+    return chats[index]["title"] if (index := chosen(index, chats)) is not None else ""
+
+
+def downloads(index, saved):
+    """The open chat as Markdown and as JSON; nothing to download before a chat is kept."""
     chats = kept_chats(saved)
     if (index := chosen(index, chats)) is None:
         off = gr.DownloadButton(value=None, interactive=False)
-        return "", off, off
+        return off, off
     chat = chats[index]
     return (
-        chat["title"],
         gr.DownloadButton(value=download(chat, "md", as_markdown(chat)), interactive=True),
         gr.DownloadButton(value=download(chat, "json", as_json(chat)), interactive=True),
     )

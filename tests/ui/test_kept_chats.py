@@ -104,7 +104,7 @@ def test_a_forged_kept_chat_reads_no_server_file(web_server, tmp_path):
     with httpx.Client(headers=KEYED, timeout=60) as client:
         config = client.get(web_server + "/config").json()
         names = {"_load_chat_history": [forged], "_load_conversation": [0, forged], "rename": [0, forged, "x"]}
-        names |= {"show_chat": [0, forged], "_delete_conversation": [0, forged]}
+        names |= {"chat_name": [0, forged], "downloads": [0, forged], "_delete_conversation": [0, forged]}
         events = {i: names[d["api_name"]] for i, d in enumerate(config["dependencies"]) if d["api_name"] in names}
         assert len(events) == len(names)
         for index, data in events.items():
