@@ -24,6 +24,7 @@ import gradio as gr
 
 from ui.page_text import FOOTER
 
+STORAGE_KEY = "phi4mm-kept-chats"
 MAX_CHATS = 100  # localStorage holds about 5 MB per site
 TITLE_CHARS = 60
 ROLES = {"user": "You", "assistant": "Phi-4"}
@@ -123,6 +124,11 @@ class KeptChatsInterface(gr.ChatInterface):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, save_history=True, **kwargs)
+        # Gradio names the store after a component id and encrypts it with a secret made at each start,
+        # so a server restart (or a new release's layout) lost every chat. The secret goes to every
+        # page in /config, so it protects nothing: fixed ones keep the chats.
+        self.saved_conversations.storage_key = STORAGE_KEY
+        self.saved_conversations.secret = STORAGE_KEY
 
     def _render_history_area(self):
         # Gradio's own, less the New chat icon (a file in Gradio's package, which this server does not serve)

@@ -117,3 +117,18 @@ def test_a_forged_kept_chat_reads_no_server_file(web_server, tmp_path):
             assert event["msg"] == "process_completed" and event["success"] is False
             assert "was not uploaded to this server" in result
             assert SECRET not in result and str(secret) not in result
+
+
+def test_kept_chats_outlive_a_server_restart():
+    """Where the browser keeps them, and the key they are read with, are the same for every start."""
+    from core.settings import Settings
+    from tests.ui.test_page_layout import Glue
+    from ui.app import build_app
+
+    stores = [
+        {k: v for k, v in block.get_config().items() if k in ("storage_key", "secret")}
+        for demo in (build_app(Glue(Settings())), build_app(Glue(Settings())))
+        for block in demo.blocks.values()
+        if block.get_block_name() == "browserstate"
+    ]
+    assert len(stores) == 2 and stores[0] == stores[1] and stores[0]["storage_key"]
