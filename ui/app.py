@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from pathlib import Path
 
 import gradio as gr
 
@@ -14,7 +12,7 @@ from prompts import tasks
 from prompts.languages import SPEECH_LANGUAGES
 from ui.chat_tab import chat_tab
 from ui.gpu import gpu
-from ui.page_text import FOOTER, STOPPED, WARNING, failed, page_text, refusal, warning
+from ui.page_text import FOOTER, STOPPED, WARNING, failed, page_text, refusal, text_file, warning
 
 MODEL_EVENTS = {"_submit_fn", "_stream_fn", "chat", "photo_by_voice", "transcribe", "summarize", "live_stop"}
 MODEL_GROUP = "gpu"  # the concurrency group of every event that runs the model
@@ -69,18 +67,11 @@ def _meeting_outputs(result) -> tuple[str, str, list[str]]:
     """A MeetingResult -> (transcript, summary with its notes, download files)."""
     shown = result.summary + "".join(f"\n\n> ⚠️ {note}" for note in result.notes + result.remarks)
     files = [
-        _text_file("transcript.txt", result.transcript_txt()),
-        _text_file("transcript.srt", result.transcript_srt()),
-        _text_file(f"summary.{result.summary_suffix}", result.summary),
+        text_file("transcript.txt", result.transcript_txt()),
+        text_file("transcript.srt", result.transcript_srt()),
+        text_file(f"summary.{result.summary_suffix}", result.summary),
     ]
     return result.transcript_txt(), shown, files
-
-
-def _text_file(name: str, text: str) -> str:
-    """A per-request file for download (its own temporary folder, never shared between users)."""
-    path = Path(tempfile.mkdtemp(prefix="phi4mm-")) / name
-    path.write_text(text, encoding="utf-8")
-    return str(path)
 
 
 def build_app(web) -> gr.Blocks:
@@ -123,7 +114,7 @@ def build_app(web) -> gr.Blocks:
             else:
                 transcript = f"{transcript} {STOPPED}"
         text = "\n\n".join(t for t in (transcript, translation) if t)
-        yield transcript, translation, _text_file(DOWNLOAD_NAMES.get(task, "transcript.txt"), text)
+        yield transcript, translation, text_file(DOWNLOAD_NAMES.get(task, "transcript.txt"), text)
 
     def stopper(tab: str):
         """The tab's Stop: it ends the tab's answer, running or queued (`queued`)."""

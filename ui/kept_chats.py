@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from pathlib import Path
 
 import gradio as gr
 
-from ui.page_text import FOOTER
+from ui.page_text import FOOTER, text_file
 
 STORAGE_KEY = "phi4mm-kept-chats"
 MAX_CHATS = 100  # localStorage holds about 5 MB per site
@@ -110,11 +108,9 @@ def as_json(chat: dict) -> str:
 
 
 def download(chat: dict, suffix: str, text: str) -> str:
-    """A per-request file for download, named after the chat (its own temporary folder)."""
+    """A file for download named after the chat."""
     name = "".join(c if c.isalnum() or c in " -_" else "_" for c in chat["title"]).strip() or "chat"
-    path = Path(tempfile.mkdtemp(prefix="phi4mm-")) / f"{name[:40]}.{suffix}"
-    path.write_text(text, encoding="utf-8")
-    return str(path)
+    return text_file(f"{name[:40]}.{suffix}", text)
 
 
 class KeptChatsInterface(gr.ChatInterface):

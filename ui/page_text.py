@@ -1,10 +1,12 @@
 """What the page adds around an answer (its metrics line, the stopped mark, error notes), how it
-takes them out again before a history goes back to the web glue, and how an error reaches the
-page, a gradio_client caller and the server's console."""
+takes them out again before a history goes back to the web glue, how an error reaches the page, a
+gradio_client caller and the server's console, and the files it offers for download."""
 
 from __future__ import annotations
 
 import logging
+import tempfile
+from pathlib import Path
 
 import gradio as gr
 
@@ -75,3 +77,10 @@ def failed(message: str, request: gr.Request | None):
 def from_api(request: gr.Request | None) -> bool:
     """gradio_client marks its calls; the page's do not carry the mark."""
     return request is not None and request.headers.get("x-gradio-user") == "api"
+
+
+def text_file(name: str, text: str) -> str:
+    """A per-request file for download (its own temporary folder, never shared between users)."""
+    path = Path(tempfile.mkdtemp(prefix="phi4mm-")) / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
