@@ -192,7 +192,9 @@ class ConversationService:
             final = dataclasses.replace(final, logprobs=logprobs)
         return text, final
 
-    def understand(self, audio: AudioPart, task: str, max_new_tokens: int | None = None) -> Iterator[Reply]:
+    def understand(
+        self, audio: AudioPart, task: str, max_new_tokens: int | None = None, cancel: threading.Event | None = None
+    ) -> Iterator[Reply]:
         """Audio understanding (prompts.tasks.AUDIO_TASKS): the sounds, the music, or the spoken
         question answered. The spoken question's prompt is the audio alone (an empty text)."""
         if task not in tasks.AUDIO_TASKS:
@@ -201,10 +203,15 @@ class ConversationService:
             )
         prompt = tasks.AUDIO_TASKS[task][1]
         parts = [audio, TextPart(prompt)] if prompt else [audio]
-        return self.chat([Message("user", parts)], SamplingParams(max_new_tokens=max_new_tokens or 512))
+        return self.chat([Message("user", parts)], SamplingParams(max_new_tokens=max_new_tokens or 512), cancel=cancel)
 
     def transcribe(
-        self, audio: AudioPart, translate_to: str | None = None, cot: bool = False, max_new_tokens: int | None = None
+        self,
+        audio: AudioPart,
+        translate_to: str | None = None,
+        cot: bool = False,
+        max_new_tokens: int | None = None,
+        cancel: threading.Event | None = None,
     ) -> Iterator[Reply]:
         """ASR, speech translation, or both with <sep> (split with prompts.tasks)."""
         if cot and not translate_to:
@@ -217,7 +224,9 @@ class ConversationService:
         except ValueError as err:
             raise InvalidRequest(str(err), param="translate_to") from None
         budget = max_new_tokens or tasks.transcript_token_budget(audio.seconds) * (2 if cot else 1)
-        return self.chat([Message("user", [audio, TextPart(prompt)])], SamplingParams(max_new_tokens=budget))
+        return self.chat(
+            [Message("user", [audio, TextPart(prompt)])], SamplingParams(max_new_tokens=budget), cancel=cancel
+        )
 
 
 def open_service(settings: Settings, on_finish=None, engine=None) -> ConversationService:

@@ -15,7 +15,7 @@ import soundfile as sf
 from app.live_meeting import LiveMeeting
 from app.meeting import MeetingOptions, MeetingSummarizer
 from app.service import ConversationService, Reply
-from core.errors import MediaError, Overloaded
+from core.errors import InvalidRequest, MediaError, Overloaded
 from core.settings import Settings
 from engine.request import SamplingParams
 from media.audio import load_audio
@@ -52,6 +52,11 @@ class WebApp:
         self.upload_dirs = [os.path.realpath(d) for d in upload_dirs]
         self._meeting_cancels: dict[str, threading.Event] = {}  # browser session -> its running meeting
         self._live: dict[str, LiveMeeting] = {}  # browser session -> the meeting it is recording
+        # (browser session, tab) -> its answer's cancel: Stop ends generation and the engine still sends
+        # the last chunk, with the metrics of what was generated (Gradio's own cancel closes the stream
+        # and loses them)
+        self._answers: dict[tuple[str, str], threading.Event] = {}
+        self._queued: dict[tuple[str, str], threading.Event] = {}  # the same for answers still in the queue
 
     def default_options(self) -> ChatOptions:
         s = self.settings
@@ -62,6 +67,30 @@ class WebApp:
         cancel = self._meeting_cancels.get(session)
         if cancel is not None:
             cancel.set()
+
+    def answer_queued(self, session: str, tab: str) -> None:
+        """The page has sent a question that may wait in the queue: a Stop from now on stops it too."""
+        self._queued[(session, tab)] = threading.Event()
+
+    def stop_answer(self, session: str, tab: str) -> None:
+        """Stop the answer a browser session's tab is streaming, or has queued; it ends as
+        "cancelled", with the metrics of what was generated."""
+        for cancel in (self._answers.get((session, tab)), self._queued.get((session, tab))):
+            if cancel is not None:
+                cancel.set()
+
+    @contextlib.contextmanager
+    def _answering(self, session: str, tab: str):
+        """The cancel of one answer (the one made when it was queued, if it was), known to
+        `stop_answer` while it runs; set at the end (Stop, a closed page) so generation always stops."""
+        cancel = self._queued.pop((session, tab), None) or threading.Event()
+        self._answers[(session, tab)] = cancel
+        try:
+            yield cancel
+        finally:
+            cancel.set()
+            if self._answers.get((session, tab)) is cancel:
+                del self._answers[(session, tab)]
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -123,10 +152,12 @@ class WebApp:
 
     # -- uses ------------------------------------------------------------------------------
 
-    def stream_answer(self, messages: list[Message], options: ChatOptions) -> Iterator[Shown]:
+    def stream_answer(
+        self, messages: list[Message], options: ChatOptions, session: str = "", tab: str = "chat"
+    ) -> Iterator[Shown]:
         """The answer so far after each reply, the last with its metrics line, which begins with
-        what the newest message's media lost (a video's sound left out, say). Closing the
-        iterator (Stop, or the browser going away) cancels generation."""
+        what the newest message's media lost (a video's sound left out, say). `stop_answer(session,
+        tab)` or closing the iterator (the browser going away) cancels generation."""
         notes = " · ".join(p.sound_left_out for p in messages[-1].parts if getattr(p, "sound_left_out", ""))
         if (options.system_prompt or "").strip():
             messages = [Message("system", [TextPart(options.system_prompt)])] + messages
@@ -135,51 +166,56 @@ class WebApp:
             temperature=float(options.temperature),
             top_p=float(options.top_p),
         )
-        cancel, answer = threading.Event(), ""
-        try:
+        answer = ""
+        with self._answering(session, tab) as cancel:
             for reply in self.service.chat(messages, params, max_crops=int(options.max_crops), cancel=cancel):
                 answer = reply.text if reply.replace else answer + reply.text
                 finished = " · ".join(filter(None, (notes, metrics_line(reply))))
-                yield Shown(answer, finished if reply.finish_reason else "")
-        finally:
-            cancel.set()
+                yield Shown(answer, finished if reply.finish_reason else "", reply.finish_reason == "cancelled")
 
-    def chat(self, text: str, files: list, history: list[dict], options: ChatOptions) -> Iterator[Shown]:
+    def chat(
+        self, text: str, files: list, history: list[dict], options: ChatOptions, session: str = ""
+    ) -> Iterator[Shown]:
+        if not text.strip() and not any(files or []):
+            raise InvalidRequest("Type a message or attach a file first.", param="message")
         messages = self.history_messages(history, options.video_frames)
         messages.append(Message("user", self.user_parts(text, files, options.video_frames)))
-        yield from self.stream_answer(messages, options)
+        yield from self.stream_answer(messages, options, session, "chat")
 
     def photo_by_voice(
-        self, image_path: str | None, audio_path: str | None, question: str, options: ChatOptions
+        self, image_path: str | None, audio_path: str | None, question: str, options: ChatOptions, session: str = ""
     ) -> Iterator[Shown]:
         parts = [ImagePart(load_image(self.uploaded(image_path), self.limits))] if image_path else []
         if audio_path:
             parts.append(load_audio(self.uploaded(audio_path), self.limits))
         if question.strip():
             parts.append(TextPart(question.strip()))
-        yield from self.stream_answer([Message("user", parts)], options)
+        yield from self.stream_answer([Message("user", parts)], options, session, "photo")
 
     def speech(
-        self, audio_path: str, language: str | None, cot: bool, task: str | None = None
-    ) -> Iterator[tuple[str, str]]:
-        """(transcript, translation) so far. Plain translation fills only the second; an audio
-        understanding `task` (prompts.tasks.AUDIO_TASKS) fills the first with its answer."""
+        self, audio_path: str, language: str | None, cot: bool, task: str | None = None, session: str = ""
+    ) -> Iterator[tuple[str, str, bool]]:
+        """(transcript, translation, stopped) so far. Plain translation fills only the second; an audio
+        understanding `task` (prompts.tasks.AUDIO_TASKS) fills the first with its answer. `stopped`:
+        `stop_answer(session, "speech")` ended it."""
         audio = load_audio(self.uploaded(audio_path), self.limits, max_seconds=self.limits.max_task_audio_seconds)
-        answer = ""
-        if task:
-            for reply in self.service.understand(audio, task):
+        answer, stopped = "", False
+        with self._answering(session, "speech") as cancel:
+            if task:
+                for reply in self.service.understand(audio, task, cancel=cancel):
+                    answer = reply.text if reply.replace else answer + reply.text
+                    yield answer, "", reply.finish_reason == "cancelled"
+                return
+            for reply in self.service.transcribe(audio, translate_to=language, cot=cot, cancel=cancel):
                 answer = reply.text if reply.replace else answer + reply.text
-                yield answer, ""
-            return
-        for reply in self.service.transcribe(audio, translate_to=language, cot=cot):
-            answer = reply.text if reply.replace else answer + reply.text
-            if cot:
-                split = tasks.split_transcript_translation(answer)
-                yield split.transcript, split.translation or ""
-            else:
-                yield ("", answer) if language else (answer, "")
-        if cot and (split := tasks.split_transcript_translation(answer)).translation is None:  # never silently empty
-            yield split.transcript, tasks.NO_TRANSLATION
+                stopped = reply.finish_reason == "cancelled"
+                if cot:
+                    split = tasks.split_transcript_translation(answer)
+                    yield split.transcript, split.translation or "", stopped
+                else:
+                    yield ("", answer, stopped) if language else (answer, "", stopped)
+        if cot and not stopped and (split := tasks.split_transcript_translation(answer)).translation is None:
+            yield split.transcript, tasks.NO_TRANSLATION, False  # never silently empty
 
     def summarize(
         self,

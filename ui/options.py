@@ -21,7 +21,8 @@ class ChatOptions:
 @dataclass
 class Shown:
     """An answer as far as it has come: its text, and once it has finished, its metrics line
-    ("vision adapter · first token 120 ms · …"; empty until then)."""
+    ("vision adapter · first token 120 ms · …"; empty until then), and whether Stop ended it."""
 
     text: str
     metrics: str = ""
+    stopped: bool = False

@@ -116,7 +116,7 @@ def test_transcribe_and_translate(client):
         handle_file(str(EXAMPLES / "question.wav")), "Translate", "French", True, api_name="/transcribe"
     )
     text = Path(download).read_text()
-    assert download.endswith("transcript.txt") and transcript in text and translation in text
+    assert download.endswith("translation.txt") and transcript in text and translation in text
     assert translation  # no separate translation is said, never a silently empty box
     transcript, translation, _ = client.predict(
         handle_file(str(EXAMPLES / "question.wav")), "Transcribe", "English", False, api_name="/transcribe"
@@ -168,3 +168,47 @@ def test_audio_understanding_answers_in_the_first_box(client, task):
         handle_file(str(EXAMPLES / "question.wav")), task, api_name="/transcribe"
     )
     assert answer and translation == "" and download
+    assert (
+        Path(download).name
+        == {  # named for what it holds: not a transcript
+            "Describe the sounds": "sounds-answer.txt",
+            "Describe the music": "music-answer.txt",
+            "Answer the spoken question": "question-answer.txt",
+        }[task]
+    )
+
+
+def test_photo_by_voice_needs_no_audio(client):
+    """The page asks with a typed question alone; so may a client, without naming the audio."""
+    parameters = client.view_api(return_format="dict")["named_endpoints"]["/photo_by_voice"]["parameters"]
+    assert [p["parameter_name"] for p in parameters if not p["parameter_has_default"]] == ["image"]
+    answer = client.predict(
+        handle_file(str(EXAMPLES / "sunset.png")), question="What colour is the sky?", api_name="/photo_by_voice"
+    )
+    assert "vision adapter" in answer
+
+
+@pytest.mark.parametrize("text", ["", "   "])
+def test_chat_refuses_an_empty_message(client, text):
+    with pytest.raises(AppError, match="^Type a message or attach a file first.$"):
+        client.predict({"text": text, "files": []}, *SETTINGS, api_name="/chat")
+
+
+def server_log(url: str, tmp_path_factory) -> Path:
+    """The log of the shared server at `url` (tooling/server.py writes one per server)."""
+    logs = tmp_path_factory.getbasetemp().glob("server*/serve.log")
+    return next(log for log in logs if f"{url}/" in log.read_text())
+
+
+def test_a_user_error_is_one_line_in_the_server_log(client, web_server, tmp_path, tmp_path_factory):
+    """A bad file is the user's error, not a bug: one line in the console, not Gradio's traceback."""
+    log = server_log(web_server, tmp_path_factory)
+    before = len(log.read_text())
+    (tmp_path / "broken.wav").write_bytes(b"not a recording" * 100)
+    with pytest.raises(AppError, match="broken.wav"):
+        client.predict(handle_file(str(tmp_path / "broken.wav")), api_name="/transcribe")
+    added = log.read_text()[before:]
+    assert "Traceback" not in added, added
+    assert [line for line in added.splitlines() if "broken.wav" in line] == [
+        next(line for line in added.splitlines() if line.startswith("WARNING ui.page_text: refused"))
+    ]

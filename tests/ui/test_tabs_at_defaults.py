@@ -64,6 +64,7 @@ def test_photo_by_voice_at_defaults(page):
 def test_speech_at_defaults_and_translate_to_only_when_translating(page):
     open_tab(page, "Speech")
     assert not page.get_by_label("Translate to").is_visible()
+    assert not page.locator("#speech-translation").is_visible()  # no second box for a transcript
     page.locator("#speech-input input[type=file]").set_input_files(str(QUESTION))
     page.wait_for_timeout(500)
     page.get_by_role("button", name="Run", exact=True).click()
@@ -71,6 +72,7 @@ def test_speech_at_defaults_and_translate_to_only_when_translating(page):
     no_errors(page)
     page.get_by_label("Translate", exact=True).check()
     wait_for(lambda: page.get_by_label("Translate to").is_visible(), timeout=5)
+    wait_for(lambda: page.locator("#speech-translation").is_visible(), timeout=5)
     shot(page, f"defaults-speech-{page.width}")
 
 
