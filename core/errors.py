@@ -65,7 +65,12 @@ def generation_failed(err: BaseException) -> Phi4mmError:
         return GenerationFailed(
             "The server ran out of memory while answering this request; try a shorter conversation or less media."
         )
-    return GenerationFailed("Generating this answer failed on the server (it has been logged); please try again.")
+    # Not transient: the same request fails the same way again, so no "try again"; the error's type
+    # names the problem without a traceback or a server path.
+    return GenerationFailed(
+        f"Generating this answer failed on the server ({type(err).__name__}; it has been logged). "
+        "The same request will fail again: change the message or its media, or start a new chat."
+    )
 
 
 def release_memory(err: BaseException) -> None:
