@@ -109,14 +109,19 @@ def cancelled_generations(url: str) -> int:
     return json.load(urllib.request.urlopen(url + "/health", timeout=5))["finished"].get("cancelled", 0)
 
 
-def test_stop_stops_a_long_answer_and_the_app_keeps_working(page, web_server, tmp_path):
-    cancelled_before = cancelled_generations(web_server)
+def start_a_long_photo_answer(page) -> None:
+    """A 4096-token answer about the example photo, well under way."""
     page.locator("button.label-wrap", has_text="Settings").first.click()
     tokens = page.locator("#max-tokens input[type=number]")
     tokens.fill("4096")
     tokens.press("Enter")
     send(page, "Describe every detail.", EXAMPLE_PHOTO)
     wait_for(lambda: len(last_answer(page)) > 40)
+
+
+def test_stop_stops_a_long_answer_and_the_app_keeps_working(page, web_server, tmp_path):
+    cancelled_before = cancelled_generations(web_server)
+    start_a_long_photo_answer(page)
     page.get_by_role("button", name="Stop").click()
     time.sleep(1.0)
     stopped_at = len(last_answer(page))
@@ -126,6 +131,7 @@ def test_stop_stops_a_long_answer_and_the_app_keeps_working(page, web_server, tm
     assert "⚙ (stopped) · vision adapter · first token" in last_answer(page)  # marked, with its metrics
     wait_for(lambda: cancelled_generations(web_server) > cancelled_before, timeout=30)  # the engine stopped too
     shot(page, "03-stopped")
+    tokens = page.locator("#max-tokens input[type=number]")
     tokens.fill("32")
     tokens.press("Enter")
     again = tmp_path / "again.png"  # a browser fires no change event for re-selecting the same file

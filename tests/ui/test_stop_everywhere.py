@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import soundfile as sf
 
-from tests.ui.test_browser import EXAMPLE_PHOTO, last_answer, send, shot, wait_for
+from tests.ui.test_browser import EXAMPLE_PHOTO, last_answer, shot, start_a_long_photo_answer, wait_for
 from tests.ui.test_tabs_at_defaults import open_tab, page  # noqa: F401 (the fixture: both widths)
 from tooling.inputs import make_tone
 
@@ -16,12 +16,7 @@ STOPPED = "(stopped) · "
 
 
 def test_chat_stop(page):  # noqa: F811
-    page.locator("button.label-wrap", has_text="Settings").first.click()
-    tokens = page.locator("#max-tokens input[type=number]")
-    tokens.fill("4096")
-    tokens.press("Enter")
-    send(page, "Describe every detail.", EXAMPLE_PHOTO)
-    wait_for(lambda: len(last_answer(page)) > 40)
+    start_a_long_photo_answer(page)
     page.get_by_role("button", name="Stop").click()
     wait_for(lambda: STOPPED + "vision adapter · first token" in last_answer(page), timeout=30)
     shot(page, f"stop-chat-{page.width}")
