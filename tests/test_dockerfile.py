@@ -100,6 +100,6 @@ def test_the_install_steps_work_in_a_clean_environment(tmp_path):
     wanted = tomllib.loads((work / "pyproject.toml").read_text())["project"]["dependencies"]
     pip(python, "install", "--dry-run", "--no-index", *steps[0], *wanted)  # one resolution, no conflict
     pip(python, "install", *isolation(), *[str(work) if arg == "." else arg for arg in steps[-1]])  # WORKDIR's "."
-    code = "import app.cli, ui.app; print(app.cli.__file__, *sorted(p.name for p in ui.app.EXAMPLES.iterdir()))"
+    code = "import app.cli, ui.chat_tab as t; print(app.cli.__file__, *sorted(p.name for p in t.EXAMPLES.iterdir()))"
     app_file, *examples = run(python, "-c", code, cwd=tmp_path).split()
     assert app_file.startswith(str(tmp_path / "venv")) and {"sunset.png", "question.wav"} <= set(examples)

@@ -34,7 +34,7 @@ def installed(tmp_path_factory) -> Path:
 
 
 def test_the_wheel_ships_the_examples_and_a_click_on_one_is_answered(installed, tiny_checkpoint, browser, tmp_path):
-    code = "import app, ui.app; print(app.__file__, ui.app.EXAMPLES)"
+    code = "import app, ui.chat_tab; print(app.__file__, ui.chat_tab.EXAMPLES)"
     where = run(installed / "bin" / "python", "-c", code, cwd=tmp_path)  # not the checkout: "" is on sys.path
     app_file, examples = where.split()
     assert app_file.startswith(str(installed)), where  # phi4mm comes from the new environment
