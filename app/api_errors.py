@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from app.protocol import CONTENT_TYPES, ErrorDetail, ErrorResponse
-from core.errors import GenerationFailed, InvalidRequest, ModelUnavailable, Overloaded, Phi4mmError
+from core.errors import GenerationFailed, InvalidRequest, ModelUnavailable, Overloaded, Phi4mmError, generation_failed
 
 log = logging.getLogger(__name__)
 # pydantic names the union member it tried in an error's location ("str", "list[...]"): not a field
@@ -92,7 +92,7 @@ def response_for(err: BaseException, headers: dict | None = None) -> JSONRespons
         err = invalid_body(err.errors())
     if not isinstance(err, Phi4mmError):
         log.error("unexpected error in an API request", exc_info=err)
-        err = GenerationFailed("The server failed to answer this request (it has been logged); please try again.")
+        err = generation_failed(err)  # a bug repeats: no "try again"
         return JSONResponse(error_body(str(err), "server_error"), status_code=500, headers=headers)
     if isinstance(err, Overloaded):
         headers["Retry-After"] = str(err.retry_after)

@@ -12,6 +12,7 @@ from typing import Callable, Iterator
 import torch
 
 from core.errors import InvalidRequest, PromptTooLong, ShuttingDown, first_line, generation_failed, release_memory
+from engine.audio_clips import encode_each_clip_alone
 from engine.control_tokens import ControlTokens
 from engine.counters import EngineCounters
 from engine.decode import ModelRunner, PreparedPrompt
@@ -108,6 +109,7 @@ class Engine(ChatEngine):
         self.processor = processor
         self.limits = limits
         install_fast_features(processor)
+        encode_each_clip_alone(model)  # engine/audio_clips.py: transformers fails on 2 clips over 40 s
         self.tokenizer = processor.tokenizer
         # transformers saves processor and tokenizer templates to one file, so either may hold it; a
         # checkpoint with neither is rendered by the template's pure-Python twin (prompts/chat_format.py)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from core.errors import Phi4mmError
+from core.errors import Phi4mmError, generation_failed
 from ui.options import Shown
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ def warning(err: Exception) -> str:
         log.warning("refused a browser request: %s", err)
         return f"{WARNING}{err}"
     log.exception("unexpected error in a browser request")
-    return f"{WARNING}Something went wrong on the server; it has been logged. Please try again."
+    return f"{WARNING}{generation_failed(err)}"  # a bug repeats: no "try again"
 
 
 def refusal(err: Exception) -> gr.Error:

@@ -276,3 +276,22 @@ def test_transcriptions(client, tmp_path, response_format):
 def test_transcription_of_a_broken_file_is_a_clear_400(client):
     with pytest.raises(openai.BadRequestError, match="could not be decoded|corrupt|no audio"):
         client.audio.transcriptions.create(model="phi4mm", file=("broken.wav", b"RIFF nonsense" * 10))
+
+
+def test_a_conversation_with_a_short_and_a_long_voice_note_answers_every_turn(client):
+    """A 2 s voice note, then a 60 s one (transformers' own encoder fails on the pair), then text:
+    every turn answers, and the 60 s note costs its 750 audio tokens on top of the first turn."""
+    from tooling.inputs import encode_audio, make_tone
+
+    def voice_note(seconds):
+        wav = base64.b64encode(encode_audio(make_tone(seconds), 16000, "wav")).decode()
+        return {"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": wav, "format": "wav"}}]}
+
+    messages, prompt_tokens = [], []
+    for turn in (voice_note(2.0), voice_note(60.0), {"role": "user", "content": "And in one word?"}):
+        messages.append(turn)
+        completion = client.chat.completions.create(model="phi4mm", messages=messages, max_tokens=6)
+        assert completion.choices[0].message.content and completion.usage.completion_tokens >= 1
+        messages.append({"role": "assistant", "content": completion.choices[0].message.content})
+        prompt_tokens.append(completion.usage.prompt_tokens)
+    assert prompt_tokens[1] - prompt_tokens[0] > 750

@@ -133,12 +133,23 @@ def test_fast_features_match_transformers():
     diff = (want["audio_input_features"] - got["audio_input_features"]).abs()
     assert want["audio_input_features"].shape == got["audio_input_features"].shape
     assert diff.max() < 0.05 and diff.mean() < 1e-4
-    # batches keep the reference path (it masks padding)
+
+
+def test_each_clip_of_a_batch_has_the_features_it_has_alone():
+    """The engine encodes each clip alone (engine/audio_clips.py), so each clip's frames in a
+    batch must be bit-for-bit the frames it gets alone, and close to transformers' batched ones."""
+    reference, fast = Phi4MultimodalFeatureExtractor(), FastLogMelExtractor()
+    audio = (np.random.default_rng(1).standard_normal(16000 * 3) * 0.1).astype(np.float32)
     pair = [audio[:16000], audio[:24000]]
-    assert torch.equal(
-        reference(pair, sampling_rate=16000, return_tensors="pt")["audio_input_features"],
-        fast(pair, sampling_rate=16000, return_tensors="pt")["audio_input_features"],
-    )
+    batch = fast(pair, sampling_rate=16000, return_tensors="pt")
+    want = reference(pair, sampling_rate=16000, return_tensors="pt")
+    assert torch.equal(batch["audio_attention_mask"], want["audio_attention_mask"])
+    for row, clip in enumerate(pair):
+        alone = fast([clip], sampling_rate=16000, return_tensors="pt")["audio_input_features"][0]
+        assert torch.equal(batch["audio_input_features"][row, : len(alone)], alone)
+        assert not batch["audio_input_features"][row, len(alone) :].any()  # log 1: nothing past the clip
+        diff = (want["audio_input_features"][row, : len(alone)] - alone).abs()
+        assert diff.max() < 0.05 and diff.mean() < 1e-4
 
 
 def test_unsupported_codec_and_wrong_extension(speech, tmp_path):

@@ -212,3 +212,19 @@ def test_a_user_error_is_one_line_in_the_server_log(client, web_server, tmp_path
     assert [line for line in added.splitlines() if "broken.wav" in line] == [
         next(line for line in added.splitlines() if line.startswith("WARNING ui.page_text: refused"))
     ]
+
+
+def test_a_chat_with_a_short_and_a_long_voice_note_answers_every_turn(client, tmp_path):
+    """The browser chat keeps both notes in its history: a 2 s one, a 60 s one, then a typed turn."""
+    from tooling.inputs import encode_audio, make_tone
+
+    for seconds in (2, 60):
+        (tmp_path / f"{seconds}s.wav").write_bytes(encode_audio(make_tone(float(seconds)), 16000, "wav"))
+    turns = [
+        {"text": "", "files": [handle_file(str(tmp_path / "2s.wav"))]},
+        {"text": "And this one?", "files": [handle_file(str(tmp_path / "60s.wav"))]},
+        {"text": "Say it in one word.", "files": []},
+    ]
+    for turn in turns:
+        answer, metrics = client.predict(turn, *SETTINGS, api_name="/chat")
+        assert answer and metrics.startswith("speech adapter · first token"), metrics
