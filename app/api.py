@@ -38,6 +38,7 @@ from app.chat_request import (
     ADAPTER_MODELS,
     ChatPlan,
     choice,
+    completion_body,
     openai_logprobs,
     plan,
     read_request,
@@ -50,6 +51,7 @@ from app.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
     Delta,
+    FunctionCallDelta,
     Model,
     ModelList,
     Segment,
@@ -57,7 +59,8 @@ from app.protocol import (
     Transcription,
 )
 from app.service import ConversationService
-from app.tool_calls import could_be_call
+from app.tool_calls import PREFIX, could_be_call
+from app.tool_stream import CallStream
 from app.transcription import TranscriptionOptions, spoken_language
 from core.errors import InvalidRequest, Phi4mmError
 from core.settings import Settings
@@ -187,7 +190,7 @@ def build_router(
             usage=usage([final.metrics for _, final in results]),
             choices=[choice(i, text, final, chat_plan.tools) for i, (text, final) in enumerate(results)],
         )
-        return JSONResponse(answer.model_dump(exclude_none=True), headers=headers)
+        return JSONResponse(completion_body(answer), headers=headers)
 
     return router
 
@@ -263,8 +266,9 @@ def _sse(
 ) -> Iterator[str]:
     """The answer as server-sent events, each a chunk like `template`, then (with
     `stream_options.include_usage`) one chunk with empty `choices` and the usage, as OpenAI sends
-    it. With tools offered, text that may still become a call is held back; a well-formed call
-    goes out as one `tool_calls` delta, anything else as text. Whatever fails after the response
+    it. With tools offered, text that may still become a call is held back; a call a grammar
+    shapes streams as it is written (app/tool_stream.py), any other well-formed call goes out as one
+    `tool_calls` delta at the end, anything else as text. Whatever fails after the response
     has started (it cannot become an error status any more) ends the stream with an error event
     and `[DONE]`; a guard refusal cannot retract streamed text, so it arrives as the last delta
     with finish_reason content_filter."""
@@ -285,25 +289,37 @@ def _sse(
     try:
         yield event(Delta(role="assistant", content=""))
         held, final = "", None  # held: text that may still turn out to be a tool call
+        calls = CallStream() if chat_plan.shaped_calls else None  # a shaped call streams as written
         for reply in service.chat(messages, chat_plan.params[0], cancel=cancel, **chat_plan.options()):
             if reply.finish_reason:  # its text joins what is held, below
                 final = reply
                 break
             text = reply.text
+            if calls is not None and calls.started:
+                yield from (event(Delta(tool_calls=[d])) for d in calls.feed(text))
+                continue
             if chat_plan.tools and (held or could_be_call(text)):
                 held += text
+                if calls is not None and held.lstrip().startswith(PREFIX):
+                    yield from (event(Delta(tool_calls=[d])) for d in calls.feed(held))
+                    held = ""
+                    continue
                 text, held = ("", held) if could_be_call(held) else (held, "")
             if text:
                 yield event(Delta(content=text), logprobs=reply.logprobs)
         if final is not None:
             text = final.text if final.replace else held + final.text  # a guard refusal replaces it all
-            answer = choice(0, text, final, chat_plan.tools)
-            if answer.message.tool_calls:
-                calls = [
-                    ToolCallDelta(index=i, id=c.id, function=c.function)
+            if calls is not None and calls.started:
+                yield from (event(Delta(tool_calls=[d])) for d in calls.feed(text))
+                yield event(Delta(), "tool_calls" if final.finish_reason == "stop" else final.finish_reason)
+            elif (answer := choice(0, text, final, chat_plan.tools)).message.tool_calls:
+                whole = [
+                    ToolCallDelta(
+                        index=i, id=c.id, type="function", function=FunctionCallDelta(**c.function.model_dump())
+                    )
                     for i, c in enumerate(answer.message.tool_calls)
                 ]
-                yield event(Delta(tool_calls=calls), "tool_calls")
+                yield event(Delta(tool_calls=whole), "tool_calls")
             else:
                 yield event(Delta(content=text or None), final.finish_reason, logprobs=final.logprobs)
             if include_usage:

@@ -14,6 +14,7 @@ from app.api_errors import ModelNotFound, NotAJsonObject
 from app.protocol import (
     AssistantMessage,
     AudioContent,
+    ChatCompletion,
     ChatCompletionRequest,
     ChatMessage,
     Choice,
@@ -21,12 +22,13 @@ from app.protocol import (
     ImageContent,
     NamedToolChoice,
     TokenLogprob,
+    Tool,
     TopLogprob,
     Usage,
     VideoContent,
 )
 from app.service import Reply
-from app.tool_calls import as_text, called_tools, forced_call, parse_calls, tool_list
+from app.tool_calls import as_text, call_or_answer, called_tools, forced_call, parse_calls, tool_list
 from core.errors import InvalidRequest
 from core.settings import Settings
 from engine.grammar import GrammarSpec
@@ -37,6 +39,7 @@ from media.parts import Message
 from media.payloads import parse_messages
 
 ADAPTER_MODELS = ("vision", "speech")  # naming one forces that LoRA adapter, as vLLM serves them
+ROLE_NAMES = {"developer": "system"}  # OpenAI's newer name for the system role
 
 
 @dataclass
@@ -49,6 +52,7 @@ class ChatPlan:
     max_crops: int | None  # vLLM's mm_processor_kwargs.dynamic_hd; None: the server's budget
     tool_choice: str = "auto"  # "auto", "required" or a function's name (for a remote engine)
     parallel_tool_calls: bool = True
+    shaped_calls: bool = False  # a grammar spells any call out exactly: its arguments stream as written
 
     def options(self) -> dict:
         """What `ConversationService.chat` takes besides the messages and sampling."""
@@ -103,7 +107,10 @@ def to_messages(raw: list[ChatMessage], settings: Settings) -> list[Message]:
     if not raw:
         raise InvalidRequest("`messages` must be a non-empty list.", param="messages")
     return parse_messages(
-        [{"role": message.role, "content": _content(message, i)} for i, message in enumerate(raw)],
+        [
+            {"role": ROLE_NAMES.get(message.role, message.role), "content": _content(message, i)}
+            for i, message in enumerate(raw)
+        ],
         MediaLimits.from_settings(settings),
     )
 
@@ -117,6 +124,7 @@ def sampling(body: ChatCompletionRequest, settings: Settings) -> SamplingParams:
         "temperature": body.temperature,
         "top_p": body.top_p,
         "top_k": body.top_k,
+        "min_p": body.min_p,
         "repetition_penalty": body.repetition_penalty,
         "presence_penalty": body.presence_penalty,
         "frequency_penalty": body.frequency_penalty,
@@ -151,36 +159,31 @@ def plan(body: ChatCompletionRequest, settings: Settings) -> ChatPlan:
             f"The model {body.model!r} does not exist here; this server serves "
             f"{settings.served_name()!r} (and {' and '.join(ADAPTER_MODELS)} to force an adapter)."
         )
-    params = sampling(body, settings)
-    grammar, tools, source = None, None, "response_format"
-    if body.response_format and body.response_format.type != "text":
-        schema = {"type": "object"}
-        if body.response_format.type == "json_schema":
-            if body.response_format.json_schema is None:
-                raise InvalidRequest("response_format json_schema needs its `json_schema`.", param="response_format")
-            schema = body.response_format.json_schema.json_schema
-        grammar = GrammarSpec.json_schema(schema)
-    if body.tools and body.tool_choice != "none":
-        tools = tool_list(body.tools)
-        if body.tool_choice == "required" or isinstance(body.tool_choice, NamedToolChoice):
-            if grammar is not None:
-                raise InvalidRequest(
-                    "A forced tool call and response_format cannot both shape one answer.", param="tool_choice"
-                )
-            # a named function is called once; "required" allows several unless parallel calls are off
-            parallel = body.parallel_tool_calls is not False and not isinstance(body.tool_choice, NamedToolChoice)
-            grammar, source = forced_call(called_tools(body.tools, body.tool_choice), parallel), "tools"
+    if body.stop_token_ids:
+        raise InvalidRequest(
+            "`stop_token_ids` is not supported here; `stop` takes the strings to end at.", param="stop_token_ids"
+        )
+    tools = tool_list(body.tools) if body.tools and body.tool_choice != "none" else None
+    last = next((m.role for m in reversed(body.messages) if m.role not in ("system", "developer")), None)
+    grammar, source = answer_grammar(
+        body.tools if tools else None, body.tool_choice, body.parallel_tool_calls, body.response_format, last == "tool"
+    )
     if grammar is not None:  # a bad schema is refused here, with a 400, not on the first token
         grammar.compiled(source)
     if body.top_logprobs is not None and not body.logprobs:
         raise InvalidRequest("`top_logprobs` needs `logprobs: true`.", param="top_logprobs")
     logprobs = (body.top_logprobs or 0) if body.logprobs else None
-    params = dataclasses.replace(params, grammar=grammar, logprobs=logprobs)
-    params.validate()
+    params = dataclasses.replace(sampling(body, settings), grammar=grammar, logprobs=logprobs)
+    _validate(params, "max_completion_tokens" if body.max_completion_tokens is not None else "max_tokens")
     if body.n > 1 and body.stream:
         raise InvalidRequest("`n` above 1 is served without `stream`.", param="n")
     seeds = [None if params.seed is None else params.seed + i for i in range(body.n)]
     max_crops = body.mm_processor_kwargs.dynamic_hd if body.mm_processor_kwargs else None
+    if max_crops is not None and not 1 <= max_crops <= 64:
+        raise InvalidRequest(
+            f"`mm_processor_kwargs.dynamic_hd` must be a whole number from 1 to 64 (got {max_crops}).",
+            param="mm_processor_kwargs.dynamic_hd",
+        )
     choice = body.tool_choice.function.name if isinstance(body.tool_choice, NamedToolChoice) else body.tool_choice
     return ChatPlan(
         [dataclasses.replace(params, seed=seed) for seed in seeds],
@@ -189,7 +192,51 @@ def plan(body: ChatCompletionRequest, settings: Settings) -> ChatPlan:
         max_crops,
         choice or "auto",
         body.parallel_tool_calls is not False,
+        shaped_calls=tools is not None and grammar is not None and grammar.kind == "lark",
     )
+
+
+def answer_grammar(
+    tools: list[Tool] | None, tool_choice, parallel_calls: bool | None, response_format, answered: bool = False
+) -> tuple[GrammarSpec | None, str]:
+    """(the grammar the answer must match or None, the field that brought it), as OpenAI combines them:
+    - a forced call (`tool_choice` "required" or named) is the whole answer; once the conversation
+      ends with a tool's result (`answered`) and a `response_format` is given, the final answer
+      follows the format instead (what a forced tool with an output type is for: openai-agents
+      sends both on every turn);
+    - tools on "auto" with a format: a call, or text that follows the format;
+    - a format alone shapes the text.
+    Shared by every route that takes tools (chat completions, responses)."""
+    answer = _format_schema(response_format)
+    forced = tools and (tool_choice == "required" or isinstance(tool_choice, NamedToolChoice))
+    if forced and not (answer is not None and answered):
+        # a named function is called once; "required" allows several unless parallel calls are off
+        parallel = parallel_calls is not False and not isinstance(tool_choice, NamedToolChoice)
+        return forced_call(called_tools(tools, tool_choice), parallel), "tools"
+    if tools and answer is not None and not forced:
+        return call_or_answer(tools, answer, parallel_calls is not False), "response_format"
+    return (None if answer is None else GrammarSpec.json_schema(answer)), "response_format"
+
+
+def _format_schema(response_format) -> dict | None:
+    """The JSON schema `response_format` asks for, or None for free text."""
+    if not response_format or response_format.type == "text":
+        return None
+    if response_format.type == "json_object":
+        return {"type": "object"}
+    if response_format.json_schema is None:
+        raise InvalidRequest("response_format json_schema needs its `json_schema`.", param="response_format")
+    return response_format.json_schema.json_schema
+
+
+def _validate(params: SamplingParams, tokens_field: str) -> None:
+    """SamplingParams.validate, its errors naming the request's own field for the answer's length."""
+    try:
+        params.validate()
+    except InvalidRequest as err:
+        if err.param != "max_new_tokens":
+            raise
+        raise InvalidRequest(str(err).replace("max_new_tokens", tokens_field), param=tokens_field) from None
 
 
 def usage(metrics: list[Metrics | None]) -> Usage:
@@ -211,6 +258,16 @@ def openai_logprobs(entries: list[EngineTokenLogprob] | None) -> ChoiceLogprobs 
             for e in entries
         ]
     )
+
+
+def completion_body(answer: ChatCompletion) -> dict:
+    """The JSON body: fields that are None left out, except a tool-call message's `content: null`
+    (OpenAI sends it, and some clients read the key)."""
+    body = answer.model_dump(exclude_none=True)
+    for dumped, parsed in zip(body["choices"], answer.choices):
+        if parsed.message.tool_calls:
+            dumped["message"]["content"] = None
+    return body
 
 
 def choice(index: int, text: str, final: Reply, tools: str | None) -> Choice:

@@ -132,6 +132,8 @@ class ChatCompletionRequest(Lenient):
     temperature: float | None = None
     top_p: float | None = None
     top_k: int | None = None  # vLLM's extension
+    min_p: float | None = None  # vLLM's extension
+    stop_token_ids: list[int] | None = None  # vLLM's extension: refused with a reason (app/chat_request.py)
     repetition_penalty: float | None = None  # vLLM's extension
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
@@ -186,20 +188,32 @@ class Choice(BaseModel):
     logprobs: ChoiceLogprobs | None = None
 
 
+# OpenAI's name for the serving configuration an answer came from; one server, one configuration
+SYSTEM_FINGERPRINT = "fp_phi4mm"
+
+
 class ChatCompletion(BaseModel):
     id: str
     object: Literal["chat.completion"] = "chat.completion"
     created: int
     model: str
+    system_fingerprint: str = SYSTEM_FINGERPRINT
     choices: list[Choice]
     usage: Usage
 
 
+class FunctionCallDelta(BaseModel):
+    name: str | None = None  # on a call's first delta only
+    arguments: str  # the next piece of the arguments' JSON text
+
+
 class ToolCallDelta(BaseModel):
+    """A call's first delta carries its id, type and name; the next ones only argument pieces."""
+
     index: int
-    id: str
-    type: Literal["function"] = "function"
-    function: FunctionCall
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: FunctionCallDelta
 
 
 class Delta(BaseModel):
@@ -219,6 +233,7 @@ class ChatCompletionChunk(BaseModel):
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
     created: int
     model: str
+    system_fingerprint: str = SYSTEM_FINGERPRINT
     choices: list[ChunkChoice]
     usage: Usage | None = None
 

@@ -117,6 +117,9 @@ class ConversationService:
             max_crops=max_crops,
             tools=tools,
             adapter=adapter,
+            # an assistant message last is the answer's start (a prefill); a trailing system
+            # message joins the system prompt above, and the answer is a new turn
+            prefill=bool(messages) and messages[-1].role == "assistant",
             **tool_use,
         )
         return request, media, override

@@ -19,7 +19,9 @@ import uuid
 
 from app.protocol import FunctionCall, NamedToolChoice, Tool, ToolCall
 from core.errors import InvalidRequest
+from engine.finite_schema import DATA_KEYWORDS
 from engine.grammar import GrammarSpec
+from engine.schema_relax import relaxed
 
 PREFIX = "functools"
 
@@ -53,22 +55,54 @@ def called_tools(tools: list[Tool], choice) -> list[Tool]:
 def forced_call(tools: list[Tool], parallel: bool = True) -> GrammarSpec:
     """A grammar whose only sentences are `functools[…]` with one call of `tools` (or, when
     `parallel`, one or more), each with arguments that match its schema."""
-    calls = [
-        {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["name", "arguments"],
-            "properties": {
-                "name": {"const": t.function.name},
-                "arguments": t.function.parameters or {"type": "object"},
-            },
-        }
-        for t in tools
-    ]
-    schema = {"type": "array", "minItems": 1, "items": {"anyOf": calls}, "x-guidance": {"whitespace_flexible": False}}
+    return GrammarSpec.lark(f"start: calls\n{_calls_rule(tools, parallel)}")
+
+
+def call_or_answer(tools: list[Tool], answer: dict, parallel: bool = True) -> GrammarSpec:
+    """Tools on "auto" with a response format: the answer is either such a call or JSON that
+    matches `answer` (OpenAI's pair: the format shapes the text, never a call)."""
+    text = json.dumps({**relaxed(answer), "x-guidance": {"whitespace_flexible": False}})
+    return GrammarSpec.lark(f"start: calls | answer\n{_calls_rule(tools, parallel)}\nanswer: %json {text}")
+
+
+def _calls_rule(tools: list[Tool], parallel: bool) -> str:
+    """The Lark rule `calls`. Each tool's parameters sit whole under the schema's `$defs` with
+    every `$ref` in them rewritten to point there, so `#/$defs/Addr` (pydantic's nested models)
+    or `#` (recursion) still resolves once the parameters are no longer the document's root."""
+    defs, calls = {}, []
+    for i, t in enumerate(tools):
+        defs[f"tool{i}"] = _rebased(relaxed(t.function.parameters or {"type": "object"}), f"#/$defs/tool{i}")
+        calls.append(
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["name", "arguments"],
+                "properties": {"name": {"const": t.function.name}, "arguments": {"$ref": f"#/$defs/tool{i}"}},
+            }
+        )
+    schema = {
+        "$defs": defs,
+        "type": "array",
+        "minItems": 1,
+        "items": {"anyOf": calls},
+        "x-guidance": {"whitespace_flexible": False},
+    }
     if not parallel:
         schema["maxItems"] = 1
-    return GrammarSpec.lark(f'start: "{PREFIX}" calls\ncalls: %json {json.dumps(schema)}')
+    return f'calls: "{PREFIX}" %json {json.dumps(schema)}'
+
+
+def _rebased(node, base: str):
+    """`node` with each local `$ref` (`#…`) moved under `base`; JSON values (`enum`, `const`…) untouched."""
+    if isinstance(node, list):
+        return [_rebased(item, base) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: (v if k in DATA_KEYWORDS else _rebased(v, base)) for k, v in node.items()}
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#"):
+        out["$ref"] = base + ref[1:]
+    return out
 
 
 def as_text(calls: list[ToolCall]) -> str:

@@ -224,19 +224,24 @@ class Engine(ChatEngine):
 
     # -- preparing ---------------------------------------------------------------------------
 
-    def render(self, chat: list[dict]) -> str:
+    def render(self, chat: list[dict], prefill: bool = False) -> str:
+        """The prompt; with `prefill` the last (assistant) message is left open for the answer to continue."""
         if self.chat_template:
             return self.processor.apply_chat_template(
-                chat, chat_template=self.chat_template, tokenize=False, add_generation_prompt=True
+                chat,
+                chat_template=self.chat_template,
+                tokenize=False,
+                add_generation_prompt=not prefill,
+                continue_final_message=prefill,
             )
-        return chat_format.render(chat)
+        return chat_format.render(chat, continue_final_message=prefill)
 
     def prepare(self, request: GenerationRequest) -> PreparedPrompt:
         request.validate()
         chat, images, audios = to_chat(request.messages, request.tools, self.controls.neutralise)
         # the same chat with no user text: what the template alone places (a few dozen tokens)
-        skeleton = self.render(to_chat(request.messages, request.tools, _left_out)[0])
-        prompt = self.render(chat)
+        skeleton = self.render(to_chat(request.messages, request.tools, _left_out)[0], request.prefill)
+        prompt = self.render(chat, request.prefill)
         kwargs = {"images": images, "dynamic_hd": request.max_crops or self.limits.max_crops} if images else {}
         if audios:
             kwargs.update(audio=audios, sampling_rate=SAMPLE_RATE)

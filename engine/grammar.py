@@ -19,6 +19,7 @@ import torch
 
 from core.errors import InvalidRequest
 from engine.finite_schema import endless_problem
+from engine.schema_relax import relaxed
 
 
 def _llguidance():
@@ -40,8 +41,8 @@ class GrammarSpec:
     @classmethod
     def json_schema(cls, schema: dict) -> "GrammarSpec":
         # one space after separators and no free-form whitespace: random or unsure models
-        # otherwise fill strings of newlines between tokens
-        return cls("json_schema", json.dumps({**schema, "x-guidance": {"whitespace_flexible": False}}))
+        # otherwise fill strings of newlines between tokens; keywords llguidance refuses relaxed
+        return cls("json_schema", json.dumps({**relaxed(schema), "x-guidance": {"whitespace_flexible": False}}))
 
     @classmethod
     def lark(cls, grammar: str) -> "GrammarSpec":

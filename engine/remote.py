@@ -113,6 +113,10 @@ class RemoteEngine(ChatEngine):
         extra = {}
         if params.top_k:
             extra["top_k"] = params.top_k
+        if request.prefill:  # vLLM's names for continuing the last (assistant) message
+            extra.update(continue_final_message=True, add_generation_prompt=False)
+        if params.min_p:
+            extra["min_p"] = params.min_p
         if params.repetition_penalty != 1.0:
             extra["repetition_penalty"] = params.repetition_penalty
         if request.max_crops:

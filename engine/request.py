@@ -23,6 +23,7 @@ class SamplingParams:
     temperature: float = 0.0  # 0 means greedy
     top_p: float = 1.0
     top_k: int = 0  # 0 means no top-k cut
+    min_p: float = 0.0  # drop tokens under min_p x the likeliest one's probability; 0 means none
     repetition_penalty: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
@@ -50,6 +51,8 @@ class SamplingParams:
             raise bad("top_p", "greater than 0 and at most 1", self.top_p)
         if not isinstance(self.top_k, int) or isinstance(self.top_k, bool) or self.top_k < 0:
             raise bad("top_k", "a whole number of at least 0", self.top_k)
+        if not number(self.min_p) or not 0.0 <= self.min_p <= 1.0:
+            raise bad("min_p", "between 0 and 1", self.min_p)
         if not number(self.repetition_penalty) or not 0.0 < self.repetition_penalty <= 10.0:
             raise bad("repetition_penalty", "greater than 0 and at most 10", self.repetition_penalty)
         if self.seed is not None and (
@@ -80,6 +83,8 @@ class GenerationRequest:
     # a forced call is already the request's grammar.
     tool_choice: str = "auto"
     parallel_tool_calls: bool = True
+    # The last message is the start of the assistant's answer: the answer continues it (a prefill).
+    prefill: bool = False
     # The LoRA adapter to answer with; None: the router's choice from the conversation's media.
     adapter: str | None = None
 
@@ -106,8 +111,10 @@ class GenerationRequest:
             raise InvalidRequest(
                 f"`max_crops` must be a whole number from 1 to 64 (got {self.max_crops!r}).", param="max_crops"
             )
-        if self.messages[-1].role not in ("user", "tool"):
-            raise InvalidRequest("The last message must come from the user (or be a tool's result).", param="messages")
+        if self.prefill and self.messages[-1].role != "assistant":
+            raise InvalidRequest("A prefill needs an assistant message last.", param="messages")
+        if self.messages[-1].role not in ("user", "tool", "assistant"):
+            raise InvalidRequest("The last message must come from the user, a tool or the assistant.", param="messages")
         self.params.validate()
 
 

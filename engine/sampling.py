@@ -148,7 +148,7 @@ def _occurrence_penalty(scores: torch.Tensor, which: list[int], samplers: list[S
 
 
 def _warp(scores: torch.Tensor, params: list[SamplingParams]) -> torch.Tensor:
-    """Temperature, then top-k, then top-p, each row with its own values (transformers' warpers)."""
+    """Temperature, then top-k, then top-p, then min-p, each row with its own values (transformers' warpers)."""
     scores = scores / scores.new_tensor([p.temperature for p in params])[:, None]
     ks = [min(p.top_k, scores.shape[1]) for p in params]
     if any(ks):
@@ -164,6 +164,13 @@ def _warp(scores: torch.Tensor, params: list[SamplingParams]) -> torch.Tensor:
         drop = cumulative <= (1 - block.new_tensor([params[i].top_p for i in cut]))[:, None]
         drop[:, -1] = False  # the likeliest token always stays
         scores[cut] = block.masked_fill(drop.scatter(1, order, drop), float("-inf"))
+    floors = [i for i, p in enumerate(params) if p.min_p > 0.0]
+    if floors:  # min_p x the likeliest probability, as log-probabilities: the likeliest always stays
+        block = scores[floors].log_softmax(dim=-1)
+        floor = (
+            block.max(dim=-1, keepdim=True).values + block.new_tensor([params[i].min_p for i in floors])[:, None].log()
+        )
+        scores[floors] = scores[floors].masked_fill(block < floor, float("-inf"))
     return scores
 
 

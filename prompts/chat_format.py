@@ -23,6 +23,10 @@ def render_content(content) -> str:
     return "".join(out)
 
 
-def render(messages: list[dict], add_generation_prompt: bool = True) -> str:
+def render(messages: list[dict], add_generation_prompt: bool = True, continue_final_message: bool = False) -> str:
+    """`continue_final_message`: the last message stays open (no `<|end|>`), as transformers' option
+    of that name leaves it, for the answer to continue it."""
     text = "".join(f"<|{m['role']}|>{render_content(m['content'])}<|end|>" for m in messages)
+    if continue_final_message:
+        return text[: -len("<|end|>")]
     return text + ("<|assistant|>" if add_generation_prompt else "<|endoftext|>")

@@ -182,7 +182,7 @@ def test_a_forced_call_round_trip(client):
     assert second.choices[0].finish_reason in ("stop", "length", "tool_calls")
 
 
-def test_a_named_call_streams_as_a_tool_call_delta(client):
+def test_a_named_call_streams_its_arguments_as_written(client):
     chunks = list(
         client.chat.completions.create(
             model="phi4mm",
@@ -193,12 +193,15 @@ def test_a_named_call_streams_as_a_tool_call_delta(client):
             tool_choice={"type": "function", "function": {"name": "get_weather"}},
         )
     )
-    calls = [c for c in chunks if c.choices and c.choices[0].delta.tool_calls]
-    assert len(calls) == 1 and calls[0].choices[0].finish_reason == "tool_calls"
-    delta = calls[0].choices[0].delta.tool_calls[0]
-    assert delta.index == 0 and delta.function.name == "get_weather"
-    assert json.loads(delta.function.arguments)["city"] in ("Paris", "Oslo")
+    deltas = [c.choices[0].delta.tool_calls[0] for c in chunks if c.choices and c.choices[0].delta.tool_calls]
+    first, pieces = deltas[0], deltas[1:]
+    assert first.index == 0 and first.id.startswith("call_") and first.function.name == "get_weather"
+    assert first.function.arguments == "" and len(pieces) > 1  # OpenAI's shape: the head, then pieces
+    assert all(d.index == 0 and d.id is None and d.function.name is None for d in pieces)
+    assert json.loads("".join(d.function.arguments for d in pieces))["city"] in ("Paris", "Oslo")
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
     assert not any(c.choices and c.choices[0].delta.content for c in chunks)  # nothing of the call as text
+    assert {c.system_fingerprint for c in chunks} == {"fp_phi4mm"}
 
 
 def test_tool_choice_none_and_unknown_names(client):

@@ -1,5 +1,5 @@
 """The vectorised sampler against transformers' own logits processors, row by row: the same
-tokens for greedy and seeded rows under every setting (temperature, top-k, top-p, repetition,
+tokens for greedy and seeded rows under every setting (temperature, top-k, top-p, min-p, repetition,
 presence and frequency penalties), whatever else shares the batch."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import pytest
 import torch
 from transformers import (
     LogitsProcessorList,
+    MinPLogitsWarper,
     RepetitionPenaltyLogitsProcessor,
     SuppressTokensLogitsProcessor,
     TemperatureLogitsWarper,
@@ -28,6 +29,7 @@ SETTINGS = [
     SamplingParams(repetition_penalty=0.8),  # greedy with a penalty
     SamplingParams(temperature=1.1, presence_penalty=1.5, frequency_penalty=0.5, seed=5),
     SamplingParams(top_k=1, temperature=2.0, seed=6),
+    SamplingParams(temperature=1.5, top_p=0.9, min_p=0.1, seed=7),
 ]
 
 
@@ -47,6 +49,7 @@ def reference(params: SamplingParams, ids: torch.Tensor, logits: torch.Tensor, g
     warpers = [TemperatureLogitsWarper(params.temperature)]
     warpers += [TopKLogitsWarper(params.top_k)] if params.top_k else []
     warpers += [TopPLogitsWarper(params.top_p)] if params.top_p < 1 else []
+    warpers += [MinPLogitsWarper(params.min_p)] if params.min_p else []
     scores = LogitsProcessorList(warpers)(ids, scores)
     return int(torch.multinomial(scores.softmax(-1), 1, generator=generator)[0, 0])
 

@@ -98,7 +98,7 @@ def test_parse_messages_builds_typed_parts():
     [
         ([], "empty"),
         ([Message("robot", [TextPart("hi")])], "role 'robot'"),
-        ([Message("user", [TextPart("hi")]), Message("assistant", [TextPart("yo")])], "last message"),
+        ([Message("user", [TextPart("hi")]), Message("system", [TextPart("yo")])], "last message"),
         ([Message("assistant", [ImagePart(make_photo())]), Message("user", [TextPart("hi")])], "only user messages"),
         ([Message("user", [AudioPart(np.zeros(0, np.float32))])], "empty audio"),
         ([Message("user", ["raw string"])], "unsupported part"),
@@ -107,6 +107,17 @@ def test_parse_messages_builds_typed_parts():
 def test_bad_conversations(engine, messages, match):
     with pytest.raises(InvalidRequest, match=match):
         engine.generate(GenerationRequest(messages))
+
+
+def test_a_prefill_needs_an_assistant_message_last(engine):
+    with pytest.raises(InvalidRequest, match="prefill"):
+        engine.generate(GenerationRequest([Message("user", [TextPart("hi")])], prefill=True))
+
+
+def test_a_prefill_is_continued_in_the_prompt(engine):
+    chat = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+    assert engine.render(chat, prefill=True).endswith("<|assistant|>Hello")
+    assert engine.render(chat).endswith("Hello<|end|><|assistant|>")
 
 
 def test_control_tokens_in_user_text_cannot_forge_turns_or_media(engine):
