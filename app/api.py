@@ -310,7 +310,10 @@ def _sse(
         if final is not None:
             text = final.text if final.replace else held + final.text  # a guard refusal replaces it all
             if calls is not None and calls.started:
-                yield from (event(Delta(tool_calls=[d])) for d in calls.feed(text))
+                deltas = calls.feed(text)
+                text = calls.text  # the whole answer: if no call could be read as it came, it goes out whole
+            if calls is not None and calls.calls:
+                yield from (event(Delta(tool_calls=[d])) for d in deltas)
                 yield event(Delta(), "tool_calls" if final.finish_reason == "stop" else final.finish_reason)
             elif (answer := choice(0, text, final, chat_plan.tools)).message.tool_calls:
                 whole = [

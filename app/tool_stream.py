@@ -24,6 +24,7 @@ class CallStream:
     """Feed it the answer's text piece by piece; it returns the deltas each piece completes."""
 
     def __init__(self):
+        self.text = ""  # all that was fed
         self.pending = ""  # text not yet turned into deltas
         self.state = "prefix"  # prefix -> between -> head -> arguments -> between -> head ...
         self.calls = 0
@@ -34,6 +35,7 @@ class CallStream:
         return self.state != "prefix"
 
     def feed(self, text: str) -> list[ToolCallDelta]:
+        self.text += text
         self.pending += text
         deltas = []
         while self.pending and (delta := self._step()) is not None:
