@@ -111,7 +111,9 @@ def test_tools_on_auto_with_a_format_give_a_call_or_the_format(client):
         else:
             assert set(json.loads(answer.message.content)) == {"ok"}
             kinds.add("format")
-    assert kinds  # either is right; what the grammar forbids (free text) never came
+    # each answer is one or the other (never free text), and both can come: with the tiny
+    # checkpoint's weights these four seeds give both on CPU (before: never a call)
+    assert kinds == {"call", "format"}
 
 
 @pytest.mark.parametrize(
