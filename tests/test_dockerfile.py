@@ -10,6 +10,7 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
 import tomllib
 import torch
 
@@ -89,6 +90,7 @@ def copied_tree(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow  # a clean virtual environment installed
 def test_the_install_steps_work_in_a_clean_environment(tmp_path):
     """The dependency line resolves, offline, together with what pyproject asks for (a pin that
     differs is a conflict); `pip install --no-deps .` installs the app from the copied files alone,

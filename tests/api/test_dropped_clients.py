@@ -15,6 +15,8 @@ import pytest
 
 from tooling.server import running_server
 
+pytestmark = pytest.mark.slow  # a server of its own, and 64 streams
+
 STREAMS = 64
 
 

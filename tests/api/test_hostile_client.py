@@ -6,8 +6,12 @@ client got through in 7 of its 10 rows (the closing note of issue 25 has the tab
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import API_KEY
 from tooling.hostile_client import HostileClient, secret_targets, table
+
+pytestmark = pytest.mark.slow  # thousands of attacks
 
 
 def test_a_hostile_client_gets_nothing_through(web_server, tmp_path):

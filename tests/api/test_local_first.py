@@ -19,6 +19,8 @@ import pytest
 
 from tooling.server import server_process
 
+pytestmark = pytest.mark.slow  # a server of its own, and waits for sessions, files and connections to expire
+
 KEY = "local-first-key-5b1f0bf"
 SESSION_S = 4  # login_hours 0.001
 TTL_S = 6  # file_ttl_minutes 0.1

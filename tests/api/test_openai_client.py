@@ -250,6 +250,7 @@ def test_disconnect_mid_stream_cancels_generation(web_server, client):
     assert quick.choices[0].finish_reason in ("stop", "length")  # the slot is free for the next request
 
 
+@pytest.mark.slow  # a 72 s meeting written and transcribed per format
 @pytest.mark.parametrize("response_format", ["json", "text", "srt", "verbose_json"])
 def test_transcriptions(client, tmp_path, response_format):
     from tooling.inputs import write_meeting

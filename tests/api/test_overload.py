@@ -11,6 +11,8 @@ import pytest
 
 from tooling.server import running_server
 
+pytestmark = pytest.mark.slow  # a server of its own
+
 BURST = 10
 
 

@@ -20,6 +20,8 @@ from tests.api.test_openai_client import AUDIO, IMAGE
 from tests.conftest import API_KEY
 from tooling.server import PHI4MM, free_port, running_server
 
+pytestmark = pytest.mark.slow  # a second server in front of the shared one
+
 
 @pytest.fixture(scope="module")
 def chained(web_server, tiny_checkpoint, tmp_path_factory):

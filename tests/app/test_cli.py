@@ -29,6 +29,7 @@ def media(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow  # two console-script subprocesses
 def test_console_script_writes_a_checkpoint_and_answers(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     run = subprocess.run(
@@ -74,7 +75,7 @@ def test_ask_streams_and_reports_metrics(tiny_checkpoint, media, capsys, flags, 
     assert out.endswith("\n") and "adapter=" not in out
 
 
-@pytest.mark.parametrize("decode", ["dynamic", "static", "compiled"])
+@pytest.mark.parametrize("decode", ["dynamic", "static", pytest.param("compiled", marks=pytest.mark.slow)])
 def test_ask_without_verbose_prints_only_the_answer(tiny_checkpoint, engine, capsys, decode):
     """Every decode path gives the same answer as the session's (dynamic, unbatched) engine."""
     from app.service import ConversationService
@@ -108,6 +109,7 @@ def test_bad_parameter_is_a_clear_error(tiny_checkpoint, capsys):
     assert "`temperature` must be between 0 and 2" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a console-script subprocess
 def test_missing_weights_message_without_traceback(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     run = subprocess.run([PHI4MM, "ask", "hello"], capture_output=True, text=True, timeout=300, env=env)
@@ -279,6 +281,7 @@ def test_one_default_for_max_new_tokens():
     ).stdout.replace("\n", " ").replace("  ", "")
 
 
+@pytest.mark.slow  # a console-script subprocess each
 @pytest.mark.parametrize("command", [["ask", "hi"], ["serve", "--port", "0"]])
 def test_an_unreachable_hub_fails_fast_with_one_message(tmp_path, command):
     """No --model, not cached, no network: it took 171 s (ask) and 153 s (serve) and printed 80 to

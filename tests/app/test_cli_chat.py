@@ -13,6 +13,8 @@ import pytest
 
 from tooling.inputs import make_photo
 
+pytestmark = pytest.mark.slow  # an interactive phi4mm chat subprocess
+
 METRICS = re.compile(r"adapter=(\w+) prompt_tokens=(\d+) completion_tokens=(\d+)")
 
 

@@ -72,6 +72,7 @@ def test_the_size_line_comes_from_the_hubs_dry_run(sizes, cached, line):
     assert size_line("m", files).startswith(f"m: {line}")
 
 
+@pytest.mark.slow  # a subprocess per command
 def test_torchs_cuda_home_warning_is_silenced_where_commands_run():
     """torch.utils.cpp_extension warns "No CUDA runtime is found, using CUDA_HOME" on import when
     CUDA_HOME is set and no GPU is seen (summarize and doctor showed it)."""

@@ -25,6 +25,7 @@ def test_version():
     assert out.returncode == 0 and out.stdout.startswith("phi4mm ")
 
 
+@pytest.mark.slow  # phi4mm doctor as a subprocess
 def test_a_sound_checkpoint_is_ready_with_its_self_check(tiny_checkpoint):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     out = subprocess.run(

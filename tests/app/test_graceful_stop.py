@@ -13,6 +13,8 @@ import pytest
 
 from tooling.server import server_process
 
+pytestmark = pytest.mark.slow  # a server of its own per signal count
+
 STREAMS = 6
 
 

@@ -47,6 +47,7 @@ class CountingService(ConversationService):
         return super().chat(messages, params, **kwargs)
 
 
+@pytest.mark.slow  # a meeting fed at a microphone's pace
 def test_the_transcript_grows_while_recording_and_stop_only_summarises(engine, microphone):
     service = CountingService(engine)
     live = LiveMeeting(MeetingSummarizer(service), MeetingOptions(**FAST), max_seconds=4 * 3600)
@@ -78,6 +79,7 @@ def _has_audio(parts) -> bool:
     return any(type(p).__name__ == "AudioPart" for p in parts)
 
 
+@pytest.mark.slow  # an hour of chunks
 def test_an_hour_holds_no_more_than_a_minute(engine):
     """3,600 one-second chunks at 48 kHz: the whole hour would be 690 MB as float32."""
     live = LiveMeeting(MeetingSummarizer(ConversationService(engine)), MeetingOptions(**FAST), max_seconds=4 * 3600)

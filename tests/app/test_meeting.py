@@ -47,6 +47,7 @@ def parse_srt(text: str) -> list[tuple[float, float, str]]:
     return cues
 
 
+@pytest.mark.slow  # 35 minutes transcribed
 def test_35_minutes_take_the_chunked_path(engine, meeting_35):
     path, seconds = meeting_35
     samples = load_long_audio(path, MediaLimits(), MediaLimits().max_meeting_seconds)
@@ -84,6 +85,7 @@ def test_cut_points_fall_in_pauses(meeting_35):
         assert np.abs(around).max() < 0.01  # within a pause, not inside a word
 
 
+@pytest.mark.slow  # 10 minutes transcribed
 def test_10_minutes_take_the_single_prompt_path(engine, tmp_path, monkeypatch):
     path = tmp_path / "meeting.wav"
     write_meeting(path, 10, tmp_path)
@@ -143,6 +145,7 @@ def test_unreadable_files_fail_fast(tmp_path, content, match):
         load_long_audio(path, MediaLimits(), 3600)
 
 
+@pytest.mark.slow  # a meeting summarised end to end
 def test_cli_summarize(tiny_checkpoint, tmp_path, capsys):
     path = tmp_path / "standup.wav"
     write_meeting(path, 2, tmp_path)
@@ -191,6 +194,7 @@ def test_a_failing_segment_is_noted_and_the_rest_kept(engine, tmp_path, monkeypa
     assert "leaves out 1 segment" in result.notes[-1] and result.summary  # the summary was still made
 
 
+@pytest.mark.slow  # a phi4mm summarize subprocess each
 @pytest.mark.parametrize(
     "minutes, stage", [(3, "Transcribing segment 2"), (0.5, "Summarising the whole recording")], ids=["asr", "summary"]
 )

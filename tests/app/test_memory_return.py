@@ -7,6 +7,10 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
+pytestmark = pytest.mark.slow  # a subprocess pushes six 8000 x 8000 photos through the processor
+
 SCRIPT = textwrap.dedent("""
     import gc, io, sys
     from app.launch import tune_malloc

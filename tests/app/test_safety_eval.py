@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from app.cli import main
 from safety import probes
+
+pytestmark = pytest.mark.slow  # the safety evaluation runs as a subprocess
 
 
 def test_safety_eval_prints_three_rates_both_ways(tiny_checkpoint, capsys, caplog):

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import urllib.request
 
+import pytest
+
 
 def test_health(web_server):
     body = json.load(urllib.request.urlopen(web_server + "/health", timeout=5))
     assert body["status"] == "ok" and body["adapters"] == ["vision", "speech"] and body["device"] == "cpu"
 
 
+@pytest.mark.slow  # a server of its own
 def test_serve_says_where_it_is_and_when_it_is_ready(tiny_checkpoint, tmp_path):
     """Without --verbose it used to print nothing at all."""
     from tooling.server import running_server

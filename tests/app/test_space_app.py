@@ -17,6 +17,8 @@ from gradio_client import Client, handle_file
 
 from tooling.server import server_process
 
+pytestmark = pytest.mark.slow  # a Space of its own
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "ui" / "examples"
 KEY, SPACE_HOST = "space-key", "someone-phi4mm.hf.space"

@@ -19,6 +19,8 @@ from gradio_client import Client, handle_file
 
 from tooling.server import server_process
 
+pytestmark = pytest.mark.slow  # a Space (with the spaces stand-in) of its own
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "ui" / "examples"
 LIMIT_S = 40  # a call may ask for this much at most (PHI4MM_ZERO_GPU_MAX_S)

@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # the full-size model at 2 layers on a CPU
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

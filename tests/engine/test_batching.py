@@ -107,6 +107,7 @@ def test_a_closed_stream_leaves_the_batch(batched):
     assert engine.generate(request("audio", tokens=4))[2].finish_reason == "length"  # still serving
 
 
+@pytest.mark.slow  # 18 s in the everyday tier (the static path's first build)
 def test_a_lone_request_moves_between_the_static_cache_and_the_batch(tiny_checkpoint, engine, solo):
     """With the fast path on, a request running alone decodes on the compiled static cache; when
     others join its cache moves into the batch, and back when they are done. None of this

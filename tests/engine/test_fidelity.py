@@ -22,6 +22,7 @@ def test_greedy_tokens_equal_generate(engine, reference_model, modality):
     assert text == engine.tokenizer.decode(tokens, skip_special_tokens=True)
 
 
+@pytest.mark.slow  # a full forward over 4,000 tokens per new token
 def test_tokens_across_the_longrope_switch_equal_full_recomputation(engine):
     """Crossing the original 4,096-token context switches every rotary frequency to the long
     factors. transformers 5.23's `generate` gets this wrong (it drops the cache but then feeds only

@@ -31,6 +31,7 @@ def test_decoder_shape_matches_the_report():
     assert bare.num_attention_heads == 32 and not bare.tie_word_embeddings  # why we keep our own
 
 
+@pytest.mark.slow  # builds the full-size model
 def test_parameter_counts_within_five_percent(meta_model):
     decoder = _count(meta_model, lambda n: "embed_tokens_extend" not in n)
     vision = _count(meta_model, lambda n: "image_embed" in n)

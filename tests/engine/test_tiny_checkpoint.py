@@ -80,6 +80,7 @@ def test_lora_weights_are_nonzero(tiny_checkpoint):
         assert all(".model.layers." in k and "embed_tokens_extend" not in k for k in weights)
 
 
+@pytest.mark.slow  # writes two more checkpoints
 def test_deterministic_for_a_seed(tiny_checkpoint, tmp_path):
     again = write_tiny_checkpoint(tmp_path / "again", seed=0)
     other = write_tiny_checkpoint(tmp_path / "other", seed=1)

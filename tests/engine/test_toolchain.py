@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from engine import toolchain
@@ -36,6 +37,7 @@ def test_each_missing_piece_is_named(monkeypatch, tmp_path):
     assert compile_problem(CUDA) == "no Python headers (Python.h) for torch.compile: install python3-dev"
 
 
+@pytest.mark.slow  # phi4mm doctor as a subprocess
 def test_without_a_compiler_the_compiled_path_falls_back_and_doctor_says_why(tiny_checkpoint):
     env = {**os.environ, "CXX": "/nonexistent/c++", "HF_HUB_OFFLINE": "1"}  # inductor's variable on a CPU
     doctor = subprocess.run(

@@ -189,6 +189,7 @@ def test_a_video_past_the_chat_audio_cap_keeps_its_frames_and_says_its_sound_is_
     assert int((ids == engine.tokenizer.audio_token_id).sum()) == 0
 
 
+@pytest.mark.slow  # 150 s of video written and decoded
 def test_frames_and_sound_are_decoded_with_bounded_memory(tmp_path):
     """Two and a half minutes of 48 kHz stereo: the native-rate samples alone would be 58 MB as
     float32. Decoding holds the 16 kHz soundtrack (9.6 MB), its blocks and the frames."""

@@ -14,6 +14,8 @@ import soundfile as sf
 from tests.conftest import API_KEY
 from tooling.inputs import make_photo, write_video_with_speech
 
+pytestmark = pytest.mark.slow  # a browser
+
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "artifacts" / "screenshots"
 EXAMPLE_PHOTO = ROOT / "ui" / "examples" / "sunset.png"

@@ -12,6 +12,8 @@ from gradio_client.exceptions import AppError
 from tests.conftest import API_KEY
 from tooling.inputs import write_video, write_video_with_speech
 
+pytestmark = pytest.mark.slow  # every Gradio endpoint through gradio_client, real generation
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "ui" / "examples"
 SETTINGS = ("", 24, 0, 1, 36, 4)  # system prompt, max tokens, temperature, top-p, crops, video frames
 

@@ -14,6 +14,8 @@ import pytest
 from tooling.clean_venv import build_wheel, clean_venv, pip, run
 from tooling.server import server_process
 
+pytestmark = pytest.mark.slow  # a wheel built, installed and served, then a browser
+
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "artifacts" / "screenshots"
 NOT_SOURCE = shutil.ignore_patterns(

@@ -10,6 +10,8 @@ import pytest
 
 from tests.ui.test_browser import EXAMPLE_PHOTO, FOOTER, last_answer, open_app, send, shot, wait_for
 
+pytestmark = pytest.mark.slow  # a browser
+
 pytest.importorskip("playwright.sync_api")
 
 

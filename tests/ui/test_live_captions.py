@@ -15,6 +15,8 @@ from tests.ui.conftest import CHROMIUM, FLAGS
 from tests.ui.test_browser import open_app, shot, wait_for
 from tooling.inputs import write_meeting
 
+pytestmark = pytest.mark.slow  # a browser
+
 STAMP = re.compile(r"^\[(\d\d:\d\d:\d\d) - (\d\d:\d\d:\d\d)\] ", re.MULTILINE)
 
 

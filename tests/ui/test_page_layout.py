@@ -13,6 +13,8 @@ from core.settings import Settings
 from tests.ui.test_browser import open_app, shot
 from ui.app import build_app
 
+pytestmark = pytest.mark.slow  # a browser
+
 LOCAL = "Nothing leaves this computer."
 TABS = ["Chat", "Photo by voice", "Speech", "Meeting"]
 

@@ -11,6 +11,8 @@ from tests.ui.test_browser import EXAMPLE_PHOTO, last_answer, shot, start_a_long
 from tests.ui.test_tabs_at_defaults import open_tab, page  # noqa: F401 (the fixture: both widths)
 from tooling.inputs import make_tone
 
+pytestmark = pytest.mark.slow  # a browser
+
 pytest.importorskip("playwright.sync_api")
 STOPPED = "(stopped) · "
 

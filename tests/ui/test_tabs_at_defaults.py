@@ -7,6 +7,8 @@ import pytest
 
 from tests.ui.test_browser import EXAMPLE_PHOTO, FOOTER, ROOT, last_answer, open_app, send, shot, wait_for
 
+pytestmark = pytest.mark.slow  # a browser
+
 pytest.importorskip("playwright.sync_api")
 QUESTION = ROOT / "ui" / "examples" / "question.wav"
 
