@@ -113,7 +113,7 @@ def build_server(settings: Settings, engine=None) -> Server:
     api_errors.install(api, on_error=server.count)
 
     @api.get("/health")
-    def health():
+    async def health():  # on the event loop: it answers however many worker threads are busy
         engine = web.service.engine
         return {
             "status": "stopping" if admission.closed else "ok",
