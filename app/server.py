@@ -84,6 +84,9 @@ class Server:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app):
+        import anyio.to_thread
+
+        anyio.to_thread.current_default_thread_limiter().total_tokens = self.settings.worker_threads
         yield
         self.web.folder.remove()  # here, not at exit: after a SIGTERM uvicorn re-raises it, and no `finally` runs
 
