@@ -293,14 +293,13 @@ class Engine(ChatEngine):
 
     # -- generating --------------------------------------------------------------------------
 
-    def stream(self, request: GenerationRequest, prepared: PreparedPrompt | None = None) -> Iterator[Chunk]:
+    def stream(self, request: GenerationRequest) -> Iterator[Chunk]:
         """The chunks of the answer. Everything that can refuse the request (validation, media,
         limits, forged control tokens, the grammar) runs here, on the call, so a server can answer
-        with an error status before it starts a stream; decoding starts on the first `next`.
-        `prepared`: `prepare(request)` already done by the caller."""
+        with an error status before it starts a stream; decoding starts on the first `next`."""
         started = time.perf_counter()
         self._check_open()
-        prepared = prepared or self.prepare(request)
+        prepared = self.prepare(request)
         sampler = self.sampler(request, prepared)
         return self._decoded(request, prepared, sampler, started)
 
