@@ -6,6 +6,7 @@ allowed 8, `/health` answering meanwhile); a client that leaves frees its place 
 from __future__ import annotations
 
 import json
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,7 +15,7 @@ import openai
 import pytest
 
 from tests.api.test_openai_client import IMAGE
-from tooling.server import running_server
+from tooling.server import running_server, server_process
 
 STREAMS = 48
 # The local server's limits, small enough for the tiny model's prompts to cross: a "hi" renders
@@ -41,16 +42,25 @@ REFUSALS = {
 
 
 @pytest.fixture(scope="module")
-def local(tiny_checkpoint, tmp_path_factory):
+def local_process(tiny_checkpoint, tmp_path_factory):
     # worker_threads 8: anyio's default limiter set to 8; every stream may run at once
-    with running_server(
+    with server_process(
         tiny_checkpoint,
         tmp_path_factory.mktemp("checks") / "serve.log",
         worker_threads="8",
         max_inflight=str(STREAMS),
         **LIMITS,
-    ) as url:
-        yield url
+    ) as (url, process):
+        yield url, process
+
+
+@pytest.fixture(scope="module")
+def local(local_process):
+    return local_process[0]
+
+
+def threads(process) -> int:
+    return len(os.listdir(f"/proc/{process.pid}/task"))
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +99,11 @@ def test_the_official_client_sees_a_refused_stream_as_an_error_status(local):
     assert refused.value.status_code == 400 and "context window" in refused.value.message
 
 
-def test_48_streams_through_8_worker_threads_all_finish_and_health_answers(local):
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc")
+def test_48_streams_through_8_worker_threads_all_finish_and_health_answers(local_process):
+    local, process = local_process
     client = openai.OpenAI(base_url=local + "/v1", api_key="unused", max_retries=0, timeout=300)
+    before = threads(process)
 
     def one(i: int) -> str | None:
         chunks = client.chat.completions.create(
@@ -100,12 +113,14 @@ def test_48_streams_through_8_worker_threads_all_finish_and_health_answers(local
 
     with ThreadPoolExecutor(STREAMS) as pool:
         results = [pool.submit(one, i) for i in range(STREAMS)]
-        most = 0  # streams in flight at once, as /health tells while they run
+        most = extra = 0  # streams in flight at once, as /health tells while they run; threads added
         while not all(r.done() for r in results):
             most = max(most, health(local)["in_flight"])
+            extra = max(extra, threads(process) - before)
             time.sleep(0.1)
         reasons = [r.result() for r in results]
     assert most > 8  # more streams than worker threads, and /health answered meanwhile
+    assert extra < STREAMS // 2, extra  # no thread per stream (the batcher's and the 8 workers at most)
     assert set(reasons) <= {"stop", "length"} and len(reasons) == STREAMS
 
 
