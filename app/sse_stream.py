@@ -84,11 +84,10 @@ class Handoff:
     def _produce(self) -> None:
         """In its own thread: the events of an engine that decodes in its consumer's thread."""
         try:
-            for event in self.events:
+            for event in self.events:  # the last is DONE
                 if self._closed:
                     break
                 self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, DONE)
         except RuntimeError:  # the loop has closed
             pass
         finally:
@@ -123,17 +122,21 @@ class EventStream(Response):
                     tasks.cancel_scope.cancel()
 
                 tasks.start_soon(watch)
-                await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-                while (event := await self.handoff.queue.get()) is not DONE:
-                    await send({"type": "http.response.body", "body": event.encode(), "more_body": True})
-                await send({"type": "http.response.body", "body": DONE.encode(), "more_body": False})
+                try:
+                    await self._send_events(send)
+                except OSError:  # the client left while we were sending
+                    pass
                 tasks.cancel_scope.cancel()
-        except OSError:  # the client left while we were sending
-            pass
         finally:
             self.cancel.set()
             self.ticket.release()
             self.handoff.close()
+
+    async def _send_events(self, send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        while (event := await self.handoff.queue.get()) is not DONE:
+            await send({"type": "http.response.body", "body": event.encode(), "more_body": True})
+        await send({"type": "http.response.body", "body": DONE.encode(), "more_body": False})
 
 
 def sse_events(replies, chat_plan: ChatPlan, template: ChatCompletionChunk, include_usage: bool) -> Iterator[str]:
