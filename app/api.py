@@ -13,33 +13,31 @@ remote engine cannot be reached or the server is stopping. Media URLs are never 
 server-side request forgery): send a data: URI.
 
 A request is admitted before its media is decoded, so the slots bound that memory too, and a
-client that goes away (streaming or not) cancels its generation and frees its slot at once.
+client that goes away (streaming or not) cancels its generation and frees its slot at once. A
+stream is refused with the same status and body as any request: everything that can refuse it
+runs before its 200 (app/sse_stream.py sends it).
 """
 
 from __future__ import annotations
 
 import io
-import json
-import logging
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator
 
 import anyio
 from fastapi import APIRouter, File, Form, Request, UploadFile
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.admission import Admission
-from app.api_errors import APIError, ModelNotFound, TooLarge, error_body
+from app.api_errors import APIError, ModelNotFound, TooLarge
 from app.chat_request import (
     ADAPTER_MODELS,
     ChatPlan,
     choice,
     completion_body,
-    openai_logprobs,
     plan,
     read_request,
     to_messages,
@@ -50,26 +48,20 @@ from app.metrics import ServerMetrics
 from app.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
-    Delta,
-    FunctionCallDelta,
     Model,
     ModelList,
     Segment,
-    ToolCallDelta,
     Transcription,
 )
 from app.service import ConversationService
-from app.tool_calls import PREFIX, could_be_call
-from app.tool_stream import CallStream
+from app.sse_stream import EventStream, Handoff, client_left, sse_events
 from app.transcription import TranscriptionOptions, spoken_language
-from core.errors import InvalidRequest, Phi4mmError
+from core.errors import Phi4mmError
 from core.settings import Settings
-from engine.request import Metrics
 from media.audio_stream import checked, decode_to_16k
 from media.files import read_bytes
 from media.limits import SAMPLE_RATE, MediaLimits
 
-log = logging.getLogger(__name__)
 ADAPTER_HEADER = "X-Phi4mm-Adapter"
 # The API's routes by their label in /metrics (app/gate.py counts what it refuses under these too).
 ENDPOINTS = {"/v1/models": "models", "/v1/chat/completions": "chat", "/v1/audio/transcriptions": "transcriptions"}
@@ -86,7 +78,7 @@ def build_router(
         return response
 
     @router.get("/models")
-    def models(request: Request):
+    async def models(request: Request):
         names = [settings.served_name(), *ADAPTER_MODELS]  # as vLLM lists a base model and its LoRAs
         return answered("models", JSONResponse(ModelList(data=[Model(id=name) for name in names]).model_dump()))
 
@@ -164,12 +156,7 @@ def build_router(
             id=f"chatcmpl-{uuid.uuid4().hex}", created=int(time.time()), model=settings.served_name(), choices=[]
         )
         if body.stream:
-            cancel = threading.Event()
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            events = _sse(service, messages, chat_plan, template, cancel, include_usage)
-            return ClosingStreamingResponse(
-                _until_disconnect(events, ticket, cancel), media_type="text/event-stream", headers=headers
-            )
+            return await _stream(body, messages, chat_plan, template, ticket, headers)
 
         def answers(cancel: threading.Event):
             def one(params):
@@ -192,21 +179,27 @@ def build_router(
         )
         return JSONResponse(completion_body(answer), headers=headers)
 
-    return router
+    async def _stream(body, messages, chat_plan: ChatPlan, template, ticket, headers) -> EventStream:
+        """Everything that can refuse the request runs before the 200 (service.chat refuses on
+        the call), so a bad stream gets the same error status and body as a bad request."""
+        cancel, handoff = threading.Event(), Handoff(service.engine.pushes)
 
+        def checked():
+            options = chat_plan.options()
+            return service.chat(messages, chat_plan.params[0], cancel=cancel, on_token=handoff.on_token(), **options)
 
-class ClosingStreamingResponse(StreamingResponse):
-    """A StreamingResponse that always closes its body iterator. When the client goes away while
-    Starlette is sending a chunk, the sending task is cancelled there and the iterator is left
-    suspended at its `yield`: its `finally` (which frees the slot) then ran only whenever the
-    garbage collector got to it, and sometimes not for minutes."""
-
-    async def __call__(self, scope, receive, send):
         try:
-            await super().__call__(scope, receive, send)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self.body_iterator.aclose()
+            replies = await run_in_threadpool(checked)
+        except BaseException as err:
+            ticket.release()
+            if isinstance(err, Phi4mmError):
+                raise APIError(err, headers) from None
+            raise
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        handoff.start(sse_events(replies, chat_plan, template, include_usage))
+        return EventStream(handoff, ticket, cancel, headers)
+
+    return router
 
 
 async def until_disconnect(request: Request, work):
@@ -215,8 +208,7 @@ async def until_disconnect(request: Request, work):
     cancel = threading.Event()
 
     async def watch():
-        while not await request.is_disconnected():
-            await anyio.sleep(0.25)
+        await client_left(request.receive)
         cancel.set()
 
     def attempt():  # errors come back as values: raised inside the task group they would arrive wrapped
@@ -234,105 +226,3 @@ async def until_disconnect(request: Request, work):
     if err is not None:
         raise err
     return value
-
-
-async def _until_disconnect(events: Iterator[str], ticket, cancel: threading.Event):
-    """Runs the blocking event stream off the event loop. When the client goes away, Starlette
-    cancels this mid-await. Nothing in `finally` may await then (an await in a cancelled scope is
-    cancelled again, so the slot would never be given back): it sets `cancel`, which ends the
-    generation at its next step, gives the slot back at once, and closes the stream in a thread
-    once the step that is still running returns."""
-    done, turn = object(), threading.Lock()
-
-    def step():
-        with turn:
-            return next(events, done)
-
-    def close():
-        with turn:
-            events.close()
-
-    try:
-        while (event := await anyio.to_thread.run_sync(step, abandon_on_cancel=True)) is not done:
-            yield event
-    finally:
-        cancel.set()
-        ticket.release()
-        threading.Thread(target=close, name="close-stream", daemon=True).start()
-
-
-def _sse(
-    service, messages, chat_plan: ChatPlan, template: ChatCompletionChunk, cancel: threading.Event, include_usage: bool
-) -> Iterator[str]:
-    """The answer as server-sent events, each a chunk like `template`, then (with
-    `stream_options.include_usage`) one chunk with empty `choices` and the usage, as OpenAI sends
-    it. With tools offered, text that may still become a call is held back; a call a grammar
-    shapes streams as it is written (app/tool_stream.py), any other well-formed call goes out as one
-    `tool_calls` delta at the end, anything else as text. Whatever fails after the response
-    has started (it cannot become an error status any more) ends the stream with an error event
-    and `[DONE]`; a guard refusal cannot retract streamed text, so it arrives as the last delta
-    with finish_reason content_filter."""
-
-    def event(delta: Delta | None, finish: str | None = None, metrics: Metrics | None = None, logprobs=None) -> str:
-        body = template.model_dump(exclude={"usage", "choices"})
-        body["choices"] = (
-            []
-            if delta is None
-            else [{"index": 0, "delta": delta.model_dump(exclude_none=True), "finish_reason": finish}]
-        )
-        if logprobs := openai_logprobs(logprobs):
-            body["choices"][0]["logprobs"] = logprobs.model_dump()
-        if metrics:
-            body["usage"] = usage([metrics]).model_dump()
-        return f"data: {json.dumps(body)}\n\n"
-
-    try:
-        yield event(Delta(role="assistant", content=""))
-        held, final = "", None  # held: text that may still turn out to be a tool call
-        calls = CallStream() if chat_plan.shaped_calls else None  # a shaped call streams as written
-        for reply in service.chat(messages, chat_plan.params[0], cancel=cancel, **chat_plan.options()):
-            if reply.finish_reason:  # its text joins what is held, below
-                final = reply
-                break
-            text = reply.text
-            if calls is not None and calls.started:
-                yield from (event(Delta(tool_calls=[d])) for d in calls.feed(text))
-                continue
-            if chat_plan.tools and (held or could_be_call(text)):
-                held += text
-                if calls is not None and held.lstrip().startswith(PREFIX):
-                    yield from (event(Delta(tool_calls=[d])) for d in calls.feed(held))
-                    held = ""
-                    continue
-                text, held = ("", held) if could_be_call(held) else (held, "")
-            if text:
-                yield event(Delta(content=text), logprobs=reply.logprobs)
-        if final is not None:
-            text = final.text if final.replace else held + final.text  # a guard refusal replaces it all
-            if calls is not None and calls.started:
-                deltas = calls.feed(text)
-                text = calls.text  # the whole answer: if no call could be read as it came, it goes out whole
-            if calls is not None and calls.calls:
-                yield from (event(Delta(tool_calls=[d])) for d in deltas)
-                yield event(Delta(), "tool_calls" if final.finish_reason == "stop" else final.finish_reason)
-            elif (answer := choice(0, text, final, chat_plan.tools)).message.tool_calls:
-                whole = [
-                    ToolCallDelta(
-                        index=i, id=c.id, type="function", function=FunctionCallDelta(**c.function.model_dump())
-                    )
-                    for i, c in enumerate(answer.message.tool_calls)
-                ]
-                yield event(Delta(tool_calls=whole), "tool_calls")
-            else:
-                yield event(Delta(content=text or None), final.finish_reason, logprobs=final.logprobs)
-            if include_usage:
-                yield event(None, metrics=final.metrics)
-    except Exception as err:  # noqa: BLE001 - the stream's last word, whatever went wrong
-        if isinstance(err, Phi4mmError):
-            kind = "invalid_request_error" if isinstance(err, InvalidRequest) else "server_error"
-            body = error_body(str(err), kind)
-        else:
-            log.error("an answer failed while streaming", exc_info=err)
-            body = error_body("Generating this answer failed on the server.", "server_error")
-        yield f"data: {json.dumps(body)}\n\n"
-    yield "data: [DONE]\n\n"

@@ -84,6 +84,9 @@ class Server:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app):
+        import anyio.to_thread
+
+        anyio.to_thread.current_default_thread_limiter().total_tokens = self.settings.worker_threads
         yield
         self.web.folder.remove()  # here, not at exit: after a SIGTERM uvicorn re-raises it, and no `finally` runs
 
@@ -113,7 +116,7 @@ def build_server(settings: Settings, engine=None) -> Server:
     api_errors.install(api, on_error=server.count)
 
     @api.get("/health")
-    def health():
+    async def health():  # on the event loop: it answers however many worker threads are busy
         engine = web.service.engine
         return {
             "status": "stopping" if admission.closed else "ok",

@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 from core.errors import InvalidRequest
 from core.settings import Settings
 from engine.backends import open_engine
-from engine.request import GenerationRequest, Metrics, SamplingParams, TokenLogprob
+from engine.request import PENDING, GenerationRequest, Metrics, SamplingParams, TokenLogprob
 from engine.router import choose_adapter
 from media.parts import AudioPart, ImagePart, Message, TextPart, VideoPart
 from prompts import tasks
@@ -86,7 +86,8 @@ class ConversationService:
     ) -> tuple[GenerationRequest, set[str], bool]:
         """(the request the engine will run, the conversation's media, override attempt?).
         `tools`: the JSON tool list (app/tool_calls.py) and `tool_use` how to use it (tool_choice,
-        parallel_tool_calls: GenerationRequest's fields); `adapter`: one the caller forces."""
+        parallel_tool_calls: GenerationRequest's fields, as is `on_token`, for a caller that is told
+        of each token instead of waiting for it); `adapter`: one the caller forces."""
         user_system = "\n\n".join(
             p.text for m in messages if m.role == "system" for p in m.parts if isinstance(p, TextPart)
         )
@@ -134,15 +135,24 @@ class ConversationService:
         adapter: str | None = None,
         **tool_use,
     ) -> Iterator[Reply]:
+        """The replies of one answer. Everything that can refuse the request (the input guard, and
+        the engine's checks: media, limits, control tokens, grammar) runs on this call, before any
+        reply is asked for: the API answers a refused stream with the same 4xx as any request.
+        The call does CPU work (media preprocessing): run it off an event loop."""
         request, media, override = self.build_request(
             messages, params or SamplingParams(), max_crops, cancel, tools, adapter, **tool_use
         )
+        return self._replies(request, self.engine.stream(request), media, override)
+
+    def _replies(self, request: GenerationRequest, stream, media: set[str], override: bool) -> Iterator[Reply]:
         guarded = GuardedText(self.guard, media)
-        stream = self.engine.stream(request)
         final, started, logprobs = None, False, []  # logprobs: of tokens whose text is not out yet
         try:
             for chunk in stream:
                 started = True
+                if chunk is PENDING:  # nothing ready yet (GenerationRequest.on_token)
+                    yield PENDING
+                    continue
                 logprobs += chunk.logprobs or []
                 verdict = guarded.feed(chunk.text)
                 if not verdict.blocked and chunk.finish_reason:

@@ -65,6 +65,9 @@ class Settings:
     # Generations run at once; None: max_batch for the local engine, 32 for a remote one (vLLM
     # batches them itself).
     max_inflight: int | None = None
+    # Worker threads for blocking work (media decoding, preparing prompts, non-streamed answers):
+    # anyio's limit, 40 by default. A stream holds none while it answers (app/sse_stream.py).
+    worker_threads: int = 40
     # Requests queued while every generation slot is busy; past this, the web app shows a clear
     # "busy" error and the API answers 429 with Retry-After.
     queue_size: int = 16

@@ -36,7 +36,7 @@ from transformers import DynamicCache
 
 from core.errors import ShuttingDown, release_memory
 from engine.decode import PreparedPrompt
-from engine.request import GenerationRequest
+from engine.request import PENDING, GenerationRequest
 from engine.sampling import Sampler, choose_rows
 from engine.static_decode import StaticRun
 
@@ -53,6 +53,11 @@ class Row:
     cache: DynamicCache | None = None  # a long row's own cache (batch rows share the batcher's)
     tokens: list[int] = field(default_factory=list)  # the answer so far
     _ids: torch.Tensor | None = None  # prompt + answer as far as it was last built
+
+    def put(self, item) -> None:
+        self.out.put(item)
+        if self.request.on_token is not None:
+            self.request.on_token()
 
     @property
     def ids(self) -> torch.Tensor:
@@ -120,7 +125,12 @@ class DecodeBatcher:
     @staticmethod
     def _tokens(row: Row) -> Iterator[int]:
         try:
-            while (item := row.out.get()) is not None:
+            while True:
+                if row.request.on_token is not None and row.out.empty():
+                    yield PENDING  # the caller is told of the next token (GenerationRequest.on_token)
+                    continue
+                if (item := row.out.get()) is None:
+                    return
                 if isinstance(item, BaseException):
                     raise item
                 yield item
@@ -136,7 +146,7 @@ class DecodeBatcher:
                     self._wake.wait()
                 if self._closing:
                     for row in self.rows + self.long + self.pending:
-                        row.out.put(ShuttingDown())
+                        row.put(ShuttingDown())
                     self._reset()
                     self.long, self.pending = [], []
                     return
@@ -147,7 +157,7 @@ class DecodeBatcher:
             except Exception as err:  # noqa: BLE001 - a fault outside any one row's forward pass
                 log.exception("decode loop step failed")
                 for row in set(self.rows + self.long + joining):
-                    row.out.put(err)
+                    row.put(err)
                 self._reset()
                 self.long = []
 
@@ -175,7 +185,7 @@ class DecodeBatcher:
 
     def _fail(self, row: Row, err: Exception) -> None:
         log.error("one request failed in the decode loop", exc_info=err)
-        row.out.put(err)
+        row.put(err)
         row.done.set()
         if row in self.long:
             self.long.remove(row)
@@ -192,13 +202,13 @@ class DecodeBatcher:
 
     def _emit(self, row: Row, token: int) -> None:
         row.tokens.append(token)
-        row.out.put(token)
+        row.put(token)
         if self.runner.finished(row.prepared, len(row.tokens), token):
             row.done.set()  # the consumer will finish on this token: no step is wasted on the row
 
     def _prefill(self, row: Row, alone: bool) -> None:
         if row.done.is_set() or row.request.cancel.is_set():
-            row.out.put(None)
+            row.put(None)
             return
         runner = self.runner
         if alone and not self.rows and self.engine.static_fits(row.prepared):
@@ -330,14 +340,14 @@ class DecodeBatcher:
 
     def _drop_finished(self) -> None:
         for row in [r for r in self.long if r.done.is_set() or r.request.cancel.is_set()]:
-            row.out.put(None)
+            row.put(None)
             self.long.remove(row)
         keep = [i for i, row in enumerate(self.rows) if not (row.done.is_set() or row.request.cancel.is_set())]
         if len(keep) == len(self.rows):
             return
         for i, row in enumerate(self.rows):
             if i not in keep:
-                row.out.put(None)  # a cancelled row's consumer sees the end; a finished one is gone
+                row.put(None)  # a cancelled row's consumer sees the end; a finished one is gone
         if not keep:
             self._reset()
             return

@@ -20,7 +20,7 @@ from engine.grammar import GrammarTokenizer
 from engine.loading import LoadOptions, load_model
 from engine.model_config import END_TOKENS
 from engine.protocol import ChatEngine
-from engine.request import Chunk, GenerationRequest, SamplingParams, TokenLogprob
+from engine.request import PENDING, Chunk, GenerationRequest, SamplingParams, TokenLogprob
 from engine.router import BASE, LoraRouter, choose_adapter
 from engine.sampling import Sampler
 from engine.self_check import check_fast_path
@@ -207,6 +207,12 @@ class Engine(ChatEngine):
         return self.static is not None and self.static.fits(prepared.prompt_tokens, prepared.max_new_tokens)
 
     @property
+    def pushes(self) -> bool:
+        """Whether a request's `on_token` is honoured: only the batcher's thread decodes apart from
+        the consumer (a lone request without it decodes in the consumer's own thread)."""
+        return self.batcher is not None
+
+    @property
     def concurrency(self) -> int:
         """Requests worth having in flight at once: what the batcher decodes together."""
         return self.batcher.max_batch if self.batcher else 1
@@ -293,11 +299,18 @@ class Engine(ChatEngine):
     # -- generating --------------------------------------------------------------------------
 
     def stream(self, request: GenerationRequest) -> Iterator[Chunk]:
-        """Yield chunks of the answer. Validation and media errors raise before the first chunk."""
+        """The chunks of the answer. Everything that can refuse the request (validation, media,
+        limits, forged control tokens, the grammar) runs here, on the call, so a server can answer
+        with an error status before it starts a stream; decoding starts on the first `next`."""
         started = time.perf_counter()
         self._check_open()
         prepared = self.prepare(request)
         sampler = self.sampler(request, prepared)
+        return self._decoded(request, prepared, sampler, started)
+
+    def _decoded(
+        self, request: GenerationRequest, prepared: PreparedPrompt, sampler: Sampler, started: float
+    ) -> Iterator[Chunk]:
         if self.batcher:
             tokens = self.batcher.submit(request, prepared, sampler)
         else:
@@ -369,7 +382,7 @@ class Engine(ChatEngine):
         detokenizer = IncrementalDetokenizer(self.tokenizer)
         stops = StopMatcher(request.params.stop)
         completion: list[int] = []
-        first_token_at = None
+        first_token_at, ended = None, False
         try:
             while True:
                 try:
@@ -379,6 +392,9 @@ class Engine(ChatEngine):
                         log.error("generation failed for one request", exc_info=err)
                     self.counters.finish("error")
                     raise generation_failed(err) from None
+                if token is PENDING:  # nothing ready yet (GenerationRequest.on_token)
+                    yield PENDING
+                    continue
                 finish, delta = None, ""
                 if token is None:  # the producer stopped: cancelled
                     finish = "cancelled"
@@ -399,11 +415,7 @@ class Engine(ChatEngine):
                 token_ids = [token] if token is not None else []
                 logprobs = self._logprobs(sampler, token_ids)
                 if finish is None:
-                    try:
-                        yield Chunk(delta, token_ids, adapter, logprobs=logprobs)
-                    except GeneratorExit:  # the consumer closed the stream (Stop, a dropped client)
-                        self.counters.finish("cancelled")
-                        raise
+                    yield Chunk(delta, token_ids, adapter, logprobs=logprobs)
                     continue
                 last = self.last_chunk(
                     delta + stops.flush(),
@@ -416,7 +428,12 @@ class Engine(ChatEngine):
                     first_token_at,
                 )
                 last.logprobs = logprobs
+                ended = True
                 yield last
                 return
+        except GeneratorExit:  # the consumer closed the stream (Stop, a dropped client)
+            if not ended:
+                self.counters.finish("cancelled")
+            raise
         finally:
             tokens.close()

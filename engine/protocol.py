@@ -20,11 +20,13 @@ class ChatEngine(ABC):
     decode_mode: str  # the decode path serving requests (compiled, static, dynamic; "remote")
     decode_fallback: str | None  # why a chosen fast path is not serving, if it is not
     counters: EngineCounters  # finish reasons and tokens generated, for /health and /metrics
+    pushes: bool = False  # honours GenerationRequest.on_token (its streams never wait)
 
     @abstractmethod
     def stream(self, request: GenerationRequest) -> Iterator[Chunk]:
-        """Chunks of the answer; the last has `finish_reason` and `metrics`. Bad requests raise
-        before the first chunk; closing the iterator (or `request.cancel`) stops generating."""
+        """Chunks of the answer; the last has `finish_reason` and `metrics`. A request that is
+        refused (bad input, limits, the remote's 4xx) raises on the call itself, before any chunk
+        is asked for; closing the iterator (or `request.cancel`) stops generating."""
 
     @abstractmethod
     def close(self) -> None:

@@ -103,7 +103,7 @@ class RemoteEngine(ChatEngine):
         return self._base_model
 
     def stream(self, request: GenerationRequest) -> Iterator[Chunk]:
-        """Yield chunks of the answer. Errors before the first token raise before the first chunk.
+        """The chunks of the answer. A refusal (ours, or the remote's 4xx) raises on the call.
         Tools and a JSON schema go to the remote as OpenAI fields (vLLM has its own tool parsers
         and grammars); its tool calls come back as the `functools[…]` text our own engine writes."""
         started = time.perf_counter()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from core.errors import InvalidRequest
 from core.settings import DEFAULTS
@@ -87,6 +87,10 @@ class GenerationRequest:
     prefill: bool = False
     # The LoRA adapter to answer with; None: the router's choice from the conversation's media.
     adapter: str | None = None
+    # Called from the engine's thread whenever a token (or the end) is ready for this request. With
+    # it, an engine that `pushes` never makes its stream wait: the stream yields `PENDING` when
+    # nothing is ready, and the caller asks again after the next call (app/sse_stream.py).
+    on_token: Callable[[], None] | None = None
 
     def validate(self) -> None:
         if not self.messages:
@@ -116,6 +120,14 @@ class GenerationRequest:
         if self.messages[-1].role not in ("user", "tool", "assistant"):
             raise InvalidRequest("The last message must come from the user, a tool or the assistant.", param="messages")
         self.params.validate()
+
+
+class _Pending:
+    def __repr__(self) -> str:
+        return "PENDING"
+
+
+PENDING = _Pending()  # what a stream with `on_token` yields while nothing is ready (never a Chunk)
 
 
 @dataclass

@@ -1,0 +1,220 @@
+"""A chat answer as server-sent events, handed to the event loop without a worker thread.
+
+The request was checked before any of this runs (app/service.py `chat` refuses on the call), so
+a refusal is an error status; what fails after the 200 can only end the stream with an error
+event. The events reach the HTTP layer through an asyncio queue:
+- from a local engine that `pushes` (its batcher's thread decodes), the engine's thread calls
+  `Handoff.wake` (`loop.call_soon_threadsafe`) for each token, and the event loop runs the
+  answer's own steps (detokenising, the output guard, the event's JSON) up to the next `PENDING`:
+  no thread is held per stream;
+- from an engine that decodes in its consumer's thread (the remote backend, a lone local request
+  without the batcher), one plain thread per stream iterates and queues each event.
+The client leaving is read from ASGI `receive()` (http.disconnect): it cancels generation and
+gives the admission slot back at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from typing import Iterator
+
+import anyio
+from starlette.responses import Response
+
+from app.api_errors import error_body
+from app.chat_request import ChatPlan, choice, openai_logprobs, usage
+from app.protocol import ChatCompletionChunk, Delta, FunctionCallDelta, ToolCallDelta
+from app.tool_calls import PREFIX, could_be_call
+from app.tool_stream import CallStream
+from core.errors import InvalidRequest, Phi4mmError
+from engine.request import PENDING, Metrics
+
+log = logging.getLogger(__name__)
+DONE = "data: [DONE]\n\n"
+
+
+async def client_left(receive) -> None:
+    """Returns when the client has gone (once the body is read, `receive()` waits for just that)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+class Handoff:
+    """Moves one answer's events from where they are made to the coroutine that sends them."""
+
+    def __init__(self, pushes: bool):
+        self.loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue[str] = asyncio.Queue()
+        self.pushes = pushes  # the events are made on the loop, woken by the engine's thread
+        self.events: Iterator[str] | None = None
+        self._woken = False
+        self._closed = False
+
+    def on_token(self):
+        """What the request's `on_token` is: None where the engine does not push."""
+        return self.wake if self.pushes else None
+
+    def wake(self) -> None:
+        """From the engine's thread: a token is ready. Wakes that come together make one step."""
+        if self._woken:
+            return
+        self._woken = True
+        try:
+            self.loop.call_soon_threadsafe(self._step)
+        except RuntimeError:  # the loop has closed (the server stopped): nobody is listening
+            pass
+
+    def start(self, events: Iterator[str]) -> None:
+        self.events = events
+        if self.pushes:
+            self._step()
+        else:
+            threading.Thread(target=self._produce, name="sse-stream", daemon=True).start()
+
+    def _step(self) -> None:
+        """On the loop: every event that is ready, up to the next PENDING (never waits)."""
+        self._woken = False
+        while not self._closed and (event := next(self.events, DONE)) is not PENDING:
+            self.queue.put_nowait(event)
+            if event is DONE:
+                self._closed = True
+
+    def _produce(self) -> None:
+        """In its own thread: the events of an engine that decodes in its consumer's thread."""
+        try:
+            for event in self.events:  # the last is DONE
+                if self._closed:
+                    break
+                self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
+        except RuntimeError:  # the loop has closed
+            pass
+        finally:
+            self.events.close()
+
+    def close(self) -> None:
+        """On the loop, when the response ends (or the client left): no more events are made."""
+        if not self._closed:
+            self._closed = True
+            if self.pushes:
+                self.events.close()  # runs only on the loop, so never while a step is running
+            # a producing thread stops at its next event; the request's cancel ends that soon
+
+
+class EventStream(Response):
+    """The ASGI response of one streamed answer. Its `finally` never awaits: it runs when the
+    client left too, in a cancelled scope, and must give the slot back there."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, handoff: Handoff, ticket, cancel: threading.Event, headers: dict[str, str]):
+        self.handoff, self.ticket, self.cancel = handoff, ticket, cancel
+        self.status_code, self.background = 200, None
+        self.init_headers(headers)
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            async with anyio.create_task_group() as tasks:
+
+                async def watch():
+                    await client_left(receive)
+                    tasks.cancel_scope.cancel()
+
+                tasks.start_soon(watch)
+                try:
+                    await self._send_events(send)
+                except OSError:  # the client left while we were sending
+                    pass
+                tasks.cancel_scope.cancel()
+        finally:
+            self.cancel.set()
+            self.ticket.release()
+            self.handoff.close()
+
+    async def _send_events(self, send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        while (event := await self.handoff.queue.get()) is not DONE:
+            await send({"type": "http.response.body", "body": event.encode(), "more_body": True})
+        await send({"type": "http.response.body", "body": DONE.encode(), "more_body": False})
+
+
+def sse_events(replies, chat_plan: ChatPlan, template: ChatCompletionChunk, include_usage: bool) -> Iterator[str]:
+    """The answer's replies (app/service.py) as server-sent events, each a chunk like `template`,
+    then (with `stream_options.include_usage`) one chunk with empty `choices` and the usage, as
+    OpenAI sends it; `PENDING` passes through. With tools offered, text that may still become a
+    call is held back; a call a grammar shapes streams as it is written (app/tool_stream.py), any
+    other well-formed call goes out as one `tool_calls` delta at the end, anything else as text.
+    Whatever fails after the response has started (it cannot become an error status any more)
+    ends the stream with an error event and `[DONE]`; a guard refusal cannot retract streamed
+    text, so it arrives as the last delta with finish_reason content_filter."""
+
+    def event(delta: Delta | None, finish: str | None = None, metrics: Metrics | None = None, logprobs=None) -> str:
+        body = template.model_dump(exclude={"usage", "choices"})
+        body["choices"] = (
+            []
+            if delta is None
+            else [{"index": 0, "delta": delta.model_dump(exclude_none=True), "finish_reason": finish}]
+        )
+        if logprobs := openai_logprobs(logprobs):
+            body["choices"][0]["logprobs"] = logprobs.model_dump()
+        if metrics:
+            body["usage"] = usage([metrics]).model_dump()
+        return f"data: {json.dumps(body)}\n\n"
+
+    try:
+        yield event(Delta(role="assistant", content=""))
+        held, final = "", None  # held: text that may still turn out to be a tool call
+        calls = CallStream() if chat_plan.shaped_calls else None  # a shaped call streams as written
+        for reply in replies:
+            if reply is PENDING:
+                yield PENDING
+                continue
+            if reply.finish_reason:  # its text joins what is held, below
+                final = reply
+                break
+            text = reply.text
+            if calls is not None and calls.started:
+                yield from (event(Delta(tool_calls=[d])) for d in calls.feed(text))
+                continue
+            if chat_plan.tools and (held or could_be_call(text)):
+                held += text
+                if calls is not None and held.lstrip().startswith(PREFIX):
+                    yield from (event(Delta(tool_calls=[d])) for d in calls.feed(held))
+                    held = ""
+                    continue
+                text, held = ("", held) if could_be_call(held) else (held, "")
+            if text:
+                yield event(Delta(content=text), logprobs=reply.logprobs)
+        if final is not None:
+            text = final.text if final.replace else held + final.text  # a guard refusal replaces it all
+            if calls is not None and calls.started:
+                deltas = calls.feed(text)
+                text = calls.text  # the whole answer: if no call could be read as it came, it goes out whole
+            if calls is not None and calls.calls:
+                yield from (event(Delta(tool_calls=[d])) for d in deltas)
+                yield event(Delta(), "tool_calls" if final.finish_reason == "stop" else final.finish_reason)
+            elif (answer := choice(0, text, final, chat_plan.tools)).message.tool_calls:
+                whole = [
+                    ToolCallDelta(
+                        index=i, id=c.id, type="function", function=FunctionCallDelta(**c.function.model_dump())
+                    )
+                    for i, c in enumerate(answer.message.tool_calls)
+                ]
+                yield event(Delta(tool_calls=whole), "tool_calls")
+            else:
+                yield event(Delta(content=text or None), final.finish_reason, logprobs=final.logprobs)
+            if include_usage:
+                yield event(None, metrics=final.metrics)
+    except Exception as err:  # noqa: BLE001 - the stream's last word, whatever went wrong
+        if isinstance(err, Phi4mmError):
+            kind = "invalid_request_error" if isinstance(err, InvalidRequest) else "server_error"
+            body = error_body(str(err), kind)
+        else:
+            log.error("an answer failed while streaming", exc_info=err)
+            body = error_body("Generating this answer failed on the server.", "server_error")
+        yield f"data: {json.dumps(body)}\n\n"
+    finally:
+        replies.close()  # closing the replies stops the generation (a dropped client, Stop)
+    yield DONE

@@ -1,0 +1,140 @@
+"""Streams against real servers: every refusal comes before the 200, with the same status and body
+as the same request unstreamed, on the local engine and through the `openai` backend (a second
+server whose remote is the first); streams hold no worker thread (48 of them through a server
+allowed 8, `/health` answering meanwhile); a client that leaves frees its place at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import openai
+import pytest
+
+from tests.api.test_openai_client import IMAGE
+from tooling.server import running_server, server_process
+
+STREAMS = 48
+# The local server's limits, small enough for the tiny model's prompts to cross: a "hi" renders
+# to about 130 tokens with the system prompt, and the example photo to about 900 media tokens.
+LIMITS = {"context_window": "400", "max_media_tokens": "300"}
+HI = [{"role": "user", "content": "hi"}]
+BAD_PNG = "data:image/png;base64,AAAA"
+REFUSALS = {
+    "prompt too long": {"messages": [{"role": "user", "content": "hello " * 400}]},
+    "too many media tokens": {"messages": [{"role": "user", "content": [IMAGE, {"type": "text", "text": "?"}]}]},
+    "input guard": {"messages": [{"role": "user", "content": "x" * 40_000}]},
+    "no finite grammar": {
+        "messages": HI,
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {
+                "name": "endless",
+                "schema": {"type": "object", "properties": {"n": {"$ref": "#"}}, "required": ["n"]},
+            },
+        },
+    },
+    "bad image": {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": BAD_PNG}}]}]},
+}
+
+
+@pytest.fixture(scope="module")
+def local_process(tiny_checkpoint, tmp_path_factory):
+    # worker_threads 8: anyio's default limiter set to 8; every stream may run at once
+    with server_process(
+        tiny_checkpoint,
+        tmp_path_factory.mktemp("checks") / "serve.log",
+        worker_threads="8",
+        max_inflight=str(STREAMS),
+        **LIMITS,
+    ) as (url, process):
+        yield url, process
+
+
+@pytest.fixture(scope="module")
+def local(local_process):
+    return local_process[0]
+
+
+def threads(process) -> int:
+    return len(os.listdir(f"/proc/{process.pid}/task"))
+
+
+@pytest.fixture(scope="module")
+def front(local, tiny_checkpoint, tmp_path_factory):
+    with running_server(
+        tiny_checkpoint, tmp_path_factory.mktemp("front") / "serve.log", backend="openai", base_url=local + "/v1"
+    ) as url:
+        yield url
+
+
+def health(url: str) -> dict:
+    return httpx.get(url + "/health", timeout=10).json()
+
+
+def post(url: str, body: dict, stream: bool) -> tuple[int, bytes]:
+    """(status, the whole body as sent) of one chat request, read as a raw stream either way."""
+    body = {"model": "phi4mm", "max_tokens": 4, **body, "stream": stream}
+    with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=120) as response:
+        return response.status_code, response.read()
+
+
+@pytest.mark.parametrize("server", ["local", "front"])
+@pytest.mark.parametrize("kind", REFUSALS)
+def test_a_refused_stream_gets_the_status_and_body_of_the_refused_request(request, server, kind):
+    url = request.getfixturevalue(server)
+    status, body = post(url, REFUSALS[kind], stream=False)
+    assert 400 <= status < 500, body
+    assert post(url, REFUSALS[kind], stream=True) == (status, body)  # was 200 and an error event
+    assert json.loads(body)["error"]["message"]
+
+
+def test_the_official_client_sees_a_refused_stream_as_an_error_status(local):
+    client = openai.OpenAI(base_url=local + "/v1", api_key="unused", max_retries=0, timeout=60)
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model="phi4mm", stream=True, **REFUSALS["prompt too long"])
+    assert refused.value.status_code == 400 and "context window" in refused.value.message
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc")
+def test_48_streams_through_8_worker_threads_all_finish_and_health_answers(local_process):
+    local, process = local_process
+    client = openai.OpenAI(base_url=local + "/v1", api_key="unused", max_retries=0, timeout=300)
+    before = threads(process)
+
+    def one(i: int) -> str | None:
+        chunks = client.chat.completions.create(
+            model="phi4mm", messages=[{"role": "user", "content": f"Story {i}"}], max_tokens=24, stream=True
+        )
+        return [c.choices[0].finish_reason for c in chunks if c.choices][-1]
+
+    with ThreadPoolExecutor(STREAMS) as pool:
+        results = [pool.submit(one, i) for i in range(STREAMS)]
+        most = extra = 0  # streams in flight at once, as /health tells while they run; threads added
+        while not all(r.done() for r in results):
+            most = max(most, health(local)["in_flight"])
+            extra = max(extra, threads(process) - before)
+            time.sleep(0.1)
+        reasons = [r.result() for r in results]
+    assert most > 8  # more streams than worker threads, and /health answered meanwhile
+    assert extra < STREAMS // 2, extra  # no thread per stream (the batcher's and the 8 workers at most)
+    assert set(reasons) <= {"stop", "length"} and len(reasons) == STREAMS
+
+
+def test_a_client_that_leaves_frees_its_place_and_its_row_at_once(local):
+    before = health(local)
+    cancelled = before["finished"].get("cancelled", 0)
+    body = {"model": "phi4mm", "messages": HI, "max_tokens": 1500, "stream": True}
+    with httpx.Client(timeout=60) as client, client.stream("POST", local + "/v1/chat/completions", json=body) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if '"content": "' in line and '"content": ""' not in line:
+                break  # then hang up
+    deadline = time.monotonic() + 30
+    while (state := health(local))["in_flight"] or state["finished"].get("cancelled", 0) == cancelled:
+        assert time.monotonic() < deadline, state
+        time.sleep(0.05)
+    assert state["tokens_generated"] - before["tokens_generated"] < 1500  # it stopped long before the end
