@@ -39,8 +39,19 @@ class TooLarge(InvalidRequest):
     """A body or upload over the size limit (413)."""
 
 
-class ModelNotFound(InvalidRequest):
+class NotFound(InvalidRequest):
+    """A request names something this server does not have (404 with `code`)."""
+
+    def __init__(self, message: str, param: str | None = None, code: str = "not_found"):
+        super().__init__(message, param)
+        self.code = code
+
+
+class ModelNotFound(NotFound):
     """A request names a model this server does not serve (404, code model_not_found)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, "model", "model_not_found")
 
 
 def error_body(
@@ -102,8 +113,8 @@ def response_for(err: BaseException, headers: dict | None = None) -> JSONRespons
         return JSONResponse(error_body(str(err), "server_error", code="engine_unavailable"), 503, headers)
     if isinstance(err, TooLarge):
         return JSONResponse(error_body(str(err), code="request_too_large"), 413, headers)
-    if isinstance(err, ModelNotFound):
-        return JSONResponse(error_body(str(err), param="model", code="model_not_found"), 404, headers)
+    if isinstance(err, NotFound):
+        return JSONResponse(error_body(str(err), param=err.param, code=err.code), 404, headers)
     if isinstance(err, InvalidRequest):
         return JSONResponse(
             error_body(str(err), param=err.param), 422 if isinstance(err, NotAJsonObject) else 400, headers

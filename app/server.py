@@ -104,6 +104,7 @@ def build_server(settings: Settings, engine=None) -> Server:
     from app.api import build_router
     from app.audio_api import build_audio_router
     from app.metrics import ServerMetrics
+    from app.responses_api import build_responses_router
 
     admission = Admission(settings.inflight(), settings.queue_size)
     metrics = ServerMetrics(admission)
@@ -114,6 +115,7 @@ def build_server(settings: Settings, engine=None) -> Server:
     api.router.lifespan_context = server.lifespan
     api.include_router(build_router(web.service, settings, admission, metrics))
     api.include_router(build_audio_router(web.service, settings, admission, metrics))
+    api.include_router(build_responses_router(web.service, settings, admission, metrics))
     api_errors.install(api, on_error=server.count)
 
     @api.get("/health")
