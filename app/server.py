@@ -105,6 +105,7 @@ def build_server(settings: Settings, engine=None) -> Server:
     from app.audio_api import build_audio_router
     from app.metrics import ServerMetrics
     from app.responses_api import build_responses_router
+    from app.tokenize_api import build_tokenize_router
 
     admission = Admission(settings.inflight(), settings.queue_size)
     metrics = ServerMetrics(admission)
@@ -116,6 +117,7 @@ def build_server(settings: Settings, engine=None) -> Server:
     api.include_router(build_router(web.service, settings, admission, metrics))
     api.include_router(build_audio_router(web.service, settings, admission, metrics))
     api.include_router(build_responses_router(web.service, settings, admission, metrics))
+    api.include_router(build_tokenize_router(web.service, settings, admission, metrics))
     api_errors.install(api, on_error=server.count)
 
     @api.get("/health")

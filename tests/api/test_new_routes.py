@@ -240,3 +240,21 @@ def test_openapi_documents_requests_and_answers(web_server):
     assert list(doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]) == ["text/plain"]
     form = doc["paths"]["/v1/audio/translations"]["post"]["requestBody"]["content"]["multipart/form-data"]
     assert "file" in schemas[form["schema"]["$ref"].split("/")[-1]]["required"]
+
+
+def test_tokenize_and_detokenize_as_vllm_has_them(web_server, client):
+    said = post(web_server + "/tokenize", json={"model": "phi4mm", "prompt": "Hello world", "return_token_strs": True})
+    tokens = said.json()
+    assert tokens["count"] == len(tokens["tokens"]) == len(tokens["token_strs"]) > 0 and tokens["max_model_len"] > 0
+    assert post(web_server + "/detokenize", json={"tokens": tokens["tokens"]}).json() == {"prompt": "Hello world"}
+    hi = [{"role": "user", "content": "Hello world"}]
+    counted = post(web_server + "/tokenize", json={"messages": hi}).json()["count"]
+    assert counted == client.chat.completions.create(model="phi4mm", messages=hi, max_tokens=1).usage.prompt_tokens
+    for url, body, param in (
+        ("/tokenize", {"prompt": "a", "messages": hi}, "prompt"),
+        ("/tokenize", {"prompt": "a", "model": "gpt-4o"}, "model"),
+        ("/detokenize", {"tokens": [-1]}, "tokens"),
+        ("/detokenize", {"tokens": "1 2"}, "tokens"),
+    ):
+        refused = post(web_server + url, json=body)
+        assert refused.status_code in (400, 404) and refused.json()["error"]["param"] == param
