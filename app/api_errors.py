@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
@@ -151,8 +150,10 @@ def install(api: FastAPI, on_error=lambda path, status: None) -> None:
             log.info("%s %s: the client left before its request was complete", request.method, request.url.path)
             on_error(request.url.path, CLIENT_CLOSED)
             return Response(status_code=CLIENT_CLOSED)
-        if isinstance(err, HTTPException):  # FastAPI's own (a 404, a 405, ...): answered as FastAPI does
-            return await http_exception_handler(request, err)
+        if isinstance(err, HTTPException):  # FastAPI's own (a 404, a 405, a broken multipart body): its
+            # status and words, in OpenAI's body like every other error
+            kind = "invalid_request_error" if err.status_code < 500 else "server_error"
+            return JSONResponse(error_body(str(err.detail), kind), err.status_code, err.headers)
         headers = None
         if isinstance(err, APIError):
             headers, inner = err.headers, err.error
