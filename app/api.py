@@ -2,8 +2,8 @@
 conversation service (so the safety mitigations and the output guard apply).
 
     POST /v1/chat/completions       text, image_url (data: URIs only), input_audio; stream: true -> SSE
-    POST /v1/audio/transcriptions   multipart `file`, Whisper-compatible; response_format json/text/srt
-    GET  /v1/models
+    GET  /v1/models, /v1/models/{id}
+    (the audio routes are app/audio_api.py's, /v1/responses app/responses_api.py's, /tokenize app/tokenize_api.py's)
 
 The wire format is app/protocol.py's models; errors are raised here and answered by the one
 handler in app/api_errors.py with OpenAI's body: 400 bad input (422 a body that is no JSON
@@ -20,15 +20,14 @@ runs before its 200 (app/sse_stream.py sends it).
 
 from __future__ import annotations
 
-import io
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import anyio
-from fastapi import APIRouter, File, Form, Request, UploadFile
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.admission import Admission
@@ -43,28 +42,31 @@ from app.chat_request import (
     to_messages,
     usage,
 )
-from app.meeting import MeetingResult, MeetingSummarizer, Tracker
 from app.metrics import ServerMetrics
+from app.openapi import documented
 from app.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
+    ChatCompletionRequest,
     Model,
     ModelList,
-    Segment,
-    Transcription,
 )
 from app.service import ConversationService
 from app.sse_stream import EventStream, Handoff, client_left, sse_events
-from app.transcription import TranscriptionOptions, spoken_language
 from core.errors import Phi4mmError
 from core.settings import Settings
-from media.audio_stream import checked, decode_to_16k
-from media.files import read_bytes
-from media.limits import SAMPLE_RATE, MediaLimits
 
 ADAPTER_HEADER = "X-Phi4mm-Adapter"
 # The API's routes by their label in /metrics (app/gate.py counts what it refuses under these too).
-ENDPOINTS = {"/v1/models": "models", "/v1/chat/completions": "chat", "/v1/audio/transcriptions": "transcriptions"}
+ENDPOINTS = {
+    "/v1/models": "models",
+    "/v1/chat/completions": "chat",
+    "/v1/audio/transcriptions": "transcriptions",
+    "/v1/audio/translations": "translations",
+    "/v1/responses": "responses",
+    "/tokenize": "tokenize",
+    "/detokenize": "detokenize",
+}
 
 
 def build_router(
@@ -77,65 +79,19 @@ def build_router(
         metrics.requests.labels(endpoint, str(response.status_code)).inc()
         return response
 
-    @router.get("/models")
+    names = [settings.served_name(), *ADAPTER_MODELS]  # as vLLM lists a base model and its LoRAs
+
+    @router.get("/models", **documented(ModelList))
     async def models(request: Request):
-        names = [settings.served_name(), *ADAPTER_MODELS]  # as vLLM lists a base model and its LoRAs
         return answered("models", JSONResponse(ModelList(data=[Model(id=name) for name in names]).model_dump()))
 
-    @router.post("/audio/transcriptions")
-    async def transcriptions(
-        request: Request,
-        file: UploadFile = File(...),
-        model: str = Form("phi4mm"),
-        response_format: str = Form("json"),
-        language: str | None = Form(None),
-        prompt: str | None = Form(None),
-        temperature: float = Form(0.0),
-        granularities: list[str] | None = Form(None, alias="timestamp_granularities[]"),
-    ):
-        """Whisper-API compatible: the transcript of ~30 s segments cut at quiet points."""
-        if model not in (settings.served_name(), "speech", "whisper-1"):
-            raise ModelNotFound(f"The model {model!r} does not exist here; transcribe with {settings.served_name()!r}.")
-        options = TranscriptionOptions.checked(response_format, language, prompt, temperature, granularities)
-        return answered("transcriptions", await _transcribe(request, file, options))
+    @router.get("/models/{model_id:path}", **documented(Model))  # :path: a hub id has a slash
+    async def model(model_id: str):
+        if model_id not in names:
+            raise ModelNotFound(f"The model {model_id!r} does not exist here.")
+        return answered("models", JSONResponse(Model(id=model_id).model_dump()))
 
-    async def _transcribe(request: Request, file: UploadFile, options: TranscriptionOptions):
-        limits = MediaLimits.from_settings(settings)
-        data = file.file.read(max_body + 1)
-        if len(data) > max_body:
-            raise TooLarge(f"The file is over {settings.max_upload_mb} MB.")
-        headers = {ADAPTER_HEADER: "speech"}
-        verbose = options.response_format == "verbose_json"
-
-        def run(cancel: threading.Event):
-            seconds = limits.max_task_audio_seconds
-            samples = checked(decode_to_16k(io.BytesIO(read_bytes(data, limits, "audio")), seconds), seconds)
-            segments, notes = MeetingSummarizer(service).transcribe(
-                samples, options.meeting_options(), Tracker(1, lambda *_: None), cancel
-            )
-            language = options.language.lower() if options.language else None
-            if verbose and language is None:
-                language = spoken_language(service, samples, cancel)
-            return samples, segments, notes, language
-
-        try:
-            with admission.enter():  # before decoding: the slots bound the decoded audio's memory too
-                samples, segments, notes, language = await until_disconnect(request, run)
-        except Phi4mmError as err:
-            raise APIError(err, headers, param="file") from None
-        result = MeetingResult("single", len(samples) / SAMPLE_RATE, segments, "", "text", notes)
-        text = " ".join(s.text for s in segments if s.text)
-        if options.response_format == "text":
-            return PlainTextResponse(text, headers=headers)
-        if options.response_format == "srt":
-            return PlainTextResponse(result.transcript_srt(), headers=headers)
-        body = Transcription(text=text)
-        if verbose:
-            body.language, body.duration = language, result.duration
-            body.segments = [Segment(id=i, start=s.start, end=s.end, text=s.text) for i, s in enumerate(segments)]
-        return JSONResponse(body.model_dump(exclude_none=True), headers=headers)
-
-    @router.post("/chat/completions")
+    @router.post("/chat/completions", **documented(ChatCompletion, streams=True, request=ChatCompletionRequest))
     async def chat_completions(request: Request):
         return answered("chat", await _chat(request))
 

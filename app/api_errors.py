@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
@@ -39,8 +38,19 @@ class TooLarge(InvalidRequest):
     """A body or upload over the size limit (413)."""
 
 
-class ModelNotFound(InvalidRequest):
+class NotFound(InvalidRequest):
+    """A request names something this server does not have (404 with `code`)."""
+
+    def __init__(self, message: str, param: str | None = None, code: str = "not_found"):
+        super().__init__(message, param)
+        self.code = code
+
+
+class ModelNotFound(NotFound):
     """A request names a model this server does not serve (404, code model_not_found)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, "model", "model_not_found")
 
 
 def error_body(
@@ -102,8 +112,8 @@ def response_for(err: BaseException, headers: dict | None = None) -> JSONRespons
         return JSONResponse(error_body(str(err), "server_error", code="engine_unavailable"), 503, headers)
     if isinstance(err, TooLarge):
         return JSONResponse(error_body(str(err), code="request_too_large"), 413, headers)
-    if isinstance(err, ModelNotFound):
-        return JSONResponse(error_body(str(err), param="model", code="model_not_found"), 404, headers)
+    if isinstance(err, NotFound):
+        return JSONResponse(error_body(str(err), param=err.param, code=err.code), 404, headers)
     if isinstance(err, InvalidRequest):
         return JSONResponse(
             error_body(str(err), param=err.param), 422 if isinstance(err, NotAJsonObject) else 400, headers
@@ -140,8 +150,10 @@ def install(api: FastAPI, on_error=lambda path, status: None) -> None:
             log.info("%s %s: the client left before its request was complete", request.method, request.url.path)
             on_error(request.url.path, CLIENT_CLOSED)
             return Response(status_code=CLIENT_CLOSED)
-        if isinstance(err, HTTPException):  # FastAPI's own (a 404, a 405, ...): answered as FastAPI does
-            return await http_exception_handler(request, err)
+        if isinstance(err, HTTPException):  # FastAPI's own (a 404, a 405, a broken multipart body): its
+            # status and words, in OpenAI's body like every other error
+            kind = "invalid_request_error" if err.status_code < 500 else "server_error"
+            return JSONResponse(error_body(str(err.detail), kind), err.status_code, err.headers)
         headers = None
         if isinstance(err, APIError):
             headers, inner = err.headers, err.error

@@ -8,6 +8,7 @@ import binascii
 import dataclasses
 from dataclasses import dataclass
 
+from pydantic import BaseModel
 from pydantic_core import from_json
 
 from app.api_errors import ModelNotFound, NotAJsonObject
@@ -134,10 +135,10 @@ def sampling(body: ChatCompletionRequest, settings: Settings) -> SamplingParams:
     return SamplingParams(**{name: value for name, value in given.items() if value is not None})
 
 
-def read_request(raw: bytes) -> ChatCompletionRequest:
+def read_request(raw: bytes, model: type[BaseModel] = ChatCompletionRequest) -> ChatCompletionRequest:
     """The body -> the protocol model. pydantic's JSON parser stops at 200 levels of nesting, so a
     100,000-deep object is refused at once (400) instead of taking the stack json.loads needs; what
-    is not a JSON object at all is refused as unreadable (422)."""
+    is not a JSON object at all is refused as unreadable (422). `model`: the route's request model."""
     try:
         parsed = from_json(raw)
     except ValueError as err:
@@ -146,7 +147,7 @@ def read_request(raw: bytes) -> ChatCompletionRequest:
         parsed = None
     if not isinstance(parsed, dict):
         raise NotAJsonObject()
-    return ChatCompletionRequest.model_validate(parsed)
+    return model.model_validate(parsed)
 
 
 def plan(body: ChatCompletionRequest, settings: Settings) -> ChatPlan:

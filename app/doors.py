@@ -20,7 +20,14 @@ import re
 
 from app.private_folder import PrivateFolder
 
-OWN_ROUTES = ("/v1/", "/health", "/metrics", "/openapi.json")  # /login, /logout: the gate itself
+OWN_ROUTES = (
+    "/v1/",
+    "/health",
+    "/metrics",
+    "/openapi.json",
+    "/tokenize",
+    "/detokenize",
+)  # /login, /logout: the gate itself
 PAGE_FILES = {"/", "/config", "/theme.css", "/favicon.ico", "/robots.txt", "/manifest.json"}
 PAGE_FOLDERS = ("/assets/", "/static/", "/svelte/", "/pwa_icon")
 GRADIO_ROUTES = {

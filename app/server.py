@@ -98,12 +98,17 @@ class Server:
 def build_server(settings: Settings, engine=None) -> Server:
     """The engine (`engine`, or the settings') and everything served around it; `settings` already
     holds the key (app/launch.py: with_key_from_file)."""
+    import importlib.metadata
+
     from fastapi import FastAPI, Response
 
-    from app import api_errors
+    from app import api_errors, openapi
     from app.admission import Admission
     from app.api import build_router
+    from app.audio_api import build_audio_router
     from app.metrics import ServerMetrics
+    from app.responses_api import build_responses_router
+    from app.tokenize_api import build_tokenize_router
 
     admission = Admission(settings.inflight(), settings.queue_size)
     metrics = ServerMetrics(admission)
@@ -113,6 +118,9 @@ def build_server(settings: Settings, engine=None) -> Server:
     server = Server(settings, web, api, admission, metrics)
     api.router.lifespan_context = server.lifespan
     api.include_router(build_router(web.service, settings, admission, metrics))
+    api.include_router(build_audio_router(web.service, settings, admission, metrics))
+    api.include_router(build_responses_router(web.service, settings, admission, metrics))
+    api.include_router(build_tokenize_router(web.service, settings, admission, metrics))
     api_errors.install(api, on_error=server.count)
 
     @api.get("/health")
@@ -132,8 +140,10 @@ def build_server(settings: Settings, engine=None) -> Server:
             "in_flight": admission.running,
         }
 
-    @api.get("/metrics")
+    @api.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
     def prometheus():
         return Response(metrics.scrape(), media_type=metrics.content_type)
+
+    openapi.install(api, "phi4mm", importlib.metadata.version("phi4mm"))
 
     return server
