@@ -16,6 +16,7 @@ from engine.audio_clips import encode_each_clip_alone
 from engine.control_tokens import ControlTokens
 from engine.counters import EngineCounters
 from engine.decode import ModelRunner, PreparedPrompt
+from engine.fast_start import start_decoder
 from engine.grammar import GrammarTokenizer
 from engine.loading import LoadOptions, load_model
 from engine.model_config import END_TOKENS
@@ -24,7 +25,6 @@ from engine.request import Chunk, GenerationRequest, SamplingParams, TokenLogpro
 from engine.router import LoraRouter, choose_adapter
 from engine.sampling import Sampler
 from engine.self_check import check_fast_path
-from engine.fast_start import start_decoder
 from engine.static_decode import StaticRun, resolve_mode
 from engine.text_stream import IncrementalDetokenizer, StopMatcher
 from engine.toolchain import compile_problem

@@ -10,7 +10,7 @@ import time
 import torch
 
 from engine.compile_cache import cache_key, compile_cache, default_folder
-from engine.slot_decoder import BUCKETS, SlotDecoder
+from engine.slot_decoder import BUCKETS, SlotDecoder, bucket_of
 
 log = logging.getLogger(__name__)  # `serve` prints this logger's lines (app/launch.py)
 
@@ -19,10 +19,10 @@ CPU_ROWS = 1  # one request on the static cache, as before the slots; the schedu
 
 
 def slot_rows(engine, capacity: int, wanted: int | None) -> int:
-    """Rows of the slot cache: `wanted`, else on a GPU as many (up to the largest bucket) as fit in
-    CUDA_SHARE of free memory, else CPU_ROWS."""
+    """Rows of the slot cache: `wanted` (up to a bucket), else on a GPU as many (up to the largest
+    bucket) as fit in CUDA_SHARE of free memory, else CPU_ROWS."""
     if wanted:
-        return wanted
+        return bucket_of(min(wanted, BUCKETS[-1]))
     if engine.device.type != "cuda":
         return CPU_ROWS
     text = engine.model.config.get_text_config(decoder=True)
