@@ -2,11 +2,14 @@
 
 The cache is `rows x capacity` per layer, allocated once; each row holds one request at its own
 length (its positions and its attention mask are its own). A decode step runs the first `bucket`
-rows (1, 2, 4, 8 or 16, as vLLM does: one graph per bucket), so the rows in use are kept
-packed at the front: `release` moves the last row into the freed one. Each row's LoRA adapter is a
-row of a one-hot tensor (engine/router.py `by_rows`), read inside the step, so a change of mix
-never recompiles. Rows of a bucket that hold no request compute garbage into their own free row
-and are never read.
+rows (1, 2, 4, 8 or 16, as vLLM does), so the rows in use are kept packed at the front: `release`
+moves the last row into the freed one. Rows of a bucket that hold no request compute garbage into
+their own free row, which nothing reads. Each row's LoRA adapter is a row of a one-hot tensor
+(engine/router.py `by_rows`) read inside the step, so a change of mix never recompiles.
+
+Compiled, that is two graphs: batch 1, and one whose batch size is symbolic for every larger
+bucket (dynamo always specialises a size of 1); on a GPU, CUDA graphs then record one replay per
+bucket, which costs no compiling. Start-up compiles and warms every bucket (`warm_up`).
 
 The seam a scheduler drives (every call inside the runner's turn, engine/decode.py):
 
@@ -74,8 +77,10 @@ class SlotDecoder:
         self.dtype, self.device = dtype, device
         window = getattr(self.model.config.get_text_config(decoder=True), "sliding_window", None)
         self.capacity = min(capacity, window or capacity)  # tokens a row holds: prompt + answer must fit
+        if rows not in BUCKETS:
+            raise ValueError(f"rows must be one of the batch buckets {BUCKETS}, not {rows}")
         self.rows = rows
-        self.buckets = [b for b in BUCKETS if b <= rows] or [rows]
+        self.buckets = [b for b in BUCKETS if b <= rows]
         self.cache = SlotCache(self.model.config, rows, self.capacity, dtype, device)
         adapters = runner.router.adapters
         self.weights = torch.zeros(rows, max(len(adapters), 1), dtype=dtype, device=device)  # rows' adapters
@@ -201,6 +206,11 @@ class SlotDecoder:
         return out.logits[:, -1].float()
 
     def _run(self, tokens: torch.Tensor, advance: torch.Tensor) -> torch.Tensor:
+        if len(tokens) > 1:
+            # one graph for every bucket past 1 (size 1 is always a graph of its own in dynamo); CUDA
+            # graphs still record one replay per bucket, which costs no compiling
+            torch._dynamo.mark_dynamic(tokens, 0, min=2, max=self.rows)
+            torch._dynamo.mark_dynamic(advance, 0, min=2, max=self.rows)
         try:
             with self.runner.router.by_rows(self.weights):
                 return self._decode_fn(tokens, advance)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
+from engine.compile_cache import MEGA_CACHE, cache_key
 from engine.engine import Engine
 from engine.loading import LoadOptions
 from engine.request import GenerationRequest, SamplingParams
@@ -25,10 +26,14 @@ def request(modality: str) -> GenerationRequest:
 
 
 @pytest.fixture(scope="module")
-def slots(tiny_checkpoint, tmp_path_factory):
+def compile_folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("compile")
+
+
+@pytest.fixture(scope="module")
+def slots(tiny_checkpoint, compile_folder):
     engine = Engine.load(LoadOptions(model=str(tiny_checkpoint), device="cpu"))
-    folder = tmp_path_factory.mktemp("compile")
-    assert engine.set_decode("compiled", static_rows=16, compile_cache=str(folder)) == "compiled"
+    assert engine.set_decode("compiled", static_rows=16, compile_cache=str(compile_folder)) == "compiled"
     assert engine.static.buckets == list(BUCKETS) and engine.static.uncompiled == []
     return engine
 
@@ -142,3 +147,12 @@ def test_a_full_decoder_and_a_taken_slot_are_refused(slots):
     with pytest.raises(RuntimeError, match="taken"):
         batch.admit(0, "text")
     batch.release(0)
+
+
+def test_compiled_graphs_are_kept_on_disk_under_their_key(slots, compile_folder):
+    """What a second start loads (bench/startup.py measures that start): one folder per key, and a
+    different cache shape, dtype or device is a different key."""
+    engine = slots
+    key = cache_key(engine.model, engine.device, dtype=engine.dtype, rows=16, capacity=engine.static.capacity)
+    assert (compile_folder / key / MEGA_CACHE).stat().st_size > 0
+    assert key != cache_key(engine.model, engine.device, dtype=engine.dtype, rows=8, capacity=engine.static.capacity)
