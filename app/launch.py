@@ -97,8 +97,22 @@ def _first_run_note(settings: Settings) -> str:
     if settings.backend == "local" and not is_cached(settings.model, settings.revision):
         notes.append("downloading about 12 GB first")
     if settings.device != "cpu":
-        notes.append("a compiled decode path takes about a minute per adapter on a GPU")
+        notes.append("the first start compiles the decode step on a GPU; later starts reuse it")
     return f" ({'; '.join(notes)})" if notes else ""
+
+
+class _Say(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        say(record.getMessage())
+
+
+def show_compile_progress() -> None:
+    """engine/fast_start.py's lines (one per compiled graph: which, how long) printed by `say`."""
+    progress = logging.getLogger("engine.fast_start")
+    progress.setLevel(logging.INFO)
+    progress.propagate = False  # printed once, with or without --verbose
+    if not any(isinstance(h, _Say) for h in progress.handlers):
+        progress.addHandler(_Say())
 
 
 def serve(settings: Settings) -> None:
@@ -110,6 +124,7 @@ def serve(settings: Settings) -> None:
     started = time.perf_counter()
     where = f"from {settings.base_url}" if settings.backend == "openai" else f"on {settings.device}"
     say(f"loading {settings.model} {where}{_first_run_note(settings)}...")
+    show_compile_progress()
     server = build_server(settings)
     engine = server.web.service.engine
     say(

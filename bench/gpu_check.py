@@ -6,6 +6,9 @@ same figures as JSON: the device, and per figure a `value` and its `baseline`.
     python bench/gpu_check.py                          # a GPU (target: under 8 minutes on one H100)
     python bench/gpu_check.py --layers 2 --tokens 4 --clips 1 --streams 4 --out /tmp/gpu_check.json   # CPU smoke (CI)
 
+Start-up (`phi4mm serve`, cold and warm compile cache, bench/startup.py) runs on a GPU, last; on a
+CPU only with --startup.
+
 A figure that fails (or needs CUDA, on a CPU) is reported with its reason; the others still run.
 Never commit the JSON of a CPU run.
 """
@@ -122,6 +125,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=32, help="espeak-ng clips for RTFx")
     parser.add_argument("--streams", type=int, default=16, help="concurrent mixed streams")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--startup", action=argparse.BooleanOptionalAction, help="default: on a GPU only")
     args = parser.parse_args()
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
@@ -155,6 +159,7 @@ def main() -> None:
         else:
             for figure in FOUR_BIT:
                 report.add(figure, None, None, FOUR_BIT[figure], "CUDA only (bitsandbytes)")
+        measure_startup(tiny, report, args, folder, cuda)
     print(f"\n# {time.perf_counter() - report.started:.0f} s in all; wrote {args.out}")
 
 
@@ -162,6 +167,32 @@ FOUR_BIT = {
     "4-bit nf4: decode tok/s, base (vs bf16, both dynamic)": "tok/s",
     "4-bit nf4: peak memory, load + one answer (vs bf16 weights)": "GiB",
 }
+
+
+STARTUP = ("serve start-up, compiled, cold (vs dynamic)", "serve start-up, compiled, warm (vs dynamic)")
+
+
+def measure_startup(tiny: Path, report: Report, args, folder: Path, cuda: bool) -> None:
+    """`phi4mm serve` until /health, compiled with an empty and then a filled compile cache, each
+    against --decode dynamic (bench/startup.py), on the full size written to disk."""
+    if not (cuda if args.startup is None else args.startup):
+        for figure in STARTUP:
+            report.add(figure, None, None, "s", "skipped on a CPU (--startup, or bench/startup.py)")
+        return
+    from bench.startup import measure
+
+    times = {}
+
+    def cold():
+        device = torch.device("cuda" if cuda else "cpu")
+        checkpoint = folder / "full"  # measure_four_bit's, when it ran
+        if not checkpoint.is_dir():
+            checkpoint = write_full_size_checkpoint(tiny, checkpoint, device, args.layers)
+        times.update(measure(str(checkpoint), None, 900, show=lambda line: print(f"<!-- {line} -->", flush=True)))
+        return times["cold"], times["dynamic"]
+
+    report.attempt(STARTUP[0], "s", cold)
+    report.attempt(STARTUP[1], "s", lambda: (times["warm"], times["dynamic"]))
 
 
 def free_gpu() -> None:
@@ -216,7 +247,7 @@ def measure_bf16(engine, report: Report, args, folder: Path) -> None:
     report.attempt("decode tok/s, base (dynamic vs generate)", "tok/s", dynamic_speed)
     fast = "compiled" if cuda else "static"
     started = time.perf_counter()
-    mode = engine.set_decode(fast)
+    mode = engine.set_decode(fast, static_rows=args.streams)  # a bucket per batch size up to the streams
     report.add(
         f"start-up of the {fast} path: compiling + self-check",
         time.perf_counter() - started,
@@ -287,6 +318,16 @@ def measure_bf16(engine, report: Report, args, folder: Path) -> None:
         return many, one
 
     report.attempt(f"{args.streams} mixed streams, aggregate tok/s (vs 1 stream)", "tok/s", streams)
+
+    def slot_streams():
+        from bench.slots import slot_tokens_per_s
+
+        slot_tokens_per_s(engine, 2, 2)  # warm-up
+        return slot_tokens_per_s(engine, args.streams, n), slot_tokens_per_s(engine, 1, n)
+
+    report.attempt(
+        f"{args.streams} mixed streams on the {mode} step, aggregate decode tok/s (vs 1 stream)", "tok/s", slot_streams
+    )
     report.attempt(
         f"batcher host overhead per step, {args.streams} streams (on a GPU includes the read-back wait)",
         "µs",

@@ -62,6 +62,12 @@ class Settings:
     # Tokens (prompt + answer) the static KV cache holds; longer requests decode on the dynamic
     # path. At most 4,096, where the model's long-RoPE factors take over.
     static_cache_tokens: int = 4096
+    # Rows (requests at once) of the static KV cache; each is compiled for batch sizes 1, 2, 4, 8, 16
+    # up to it. None: on a GPU as many as half its free memory holds (up to 16), on a CPU 1.
+    static_cache_rows: int | None = None
+    # Folder of compiled decode steps, one subfolder per model, torch version, device and cache shape,
+    # so that a second start skips most of the compile wait; None: ~/.cache/phi4mm/compile.
+    compile_cache: str | None = None
     # Generations run at once; None: max_batch for the local engine, 32 for a remote one (vLLM
     # batches them itself).
     max_inflight: int | None = None

@@ -26,6 +26,6 @@ def open_engine(settings: Settings):
     engine = Engine.load(
         LoadOptions.from_settings(settings), settings.context_window, MediaLimits.from_settings(settings)
     )
-    engine.set_decode(settings.decode, settings.static_cache_tokens)
+    engine.set_decode(settings.decode, settings.static_cache_tokens, settings.static_cache_rows, settings.compile_cache)
     engine.enable_batching(settings.max_batch)
     return engine

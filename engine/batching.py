@@ -212,7 +212,7 @@ class DecodeBatcher:
             return
         runner = self.runner
         if alone and not self.rows and self.engine.static_fits(row.prepared):
-            with runner.turn([row.prepared.adapter]):
+            with runner.turn(None):  # the slot decoder applies the adapter itself
                 solo = StaticRun.start(self.engine.static, row.prepared, row.sampler)
             self._solo, self.rows = solo, [row]
             return  # its first token comes from the decode step, like every later one
@@ -234,7 +234,7 @@ class DecodeBatcher:
     def _decode_step(self) -> None:
         if self._solo is not None:
             try:
-                with self.runner.turn([self.rows[0].prepared.adapter]):
+                with self.runner.turn(None):
                     token = self._solo.advance()
             except Exception as err:  # noqa: BLE001 - the lone row fails alone
                 self._fail(self.rows[0], err)
@@ -327,8 +327,8 @@ class DecodeBatcher:
         row = self.rows[0]
         layers = [(layer.keys, layer.values) for layer in self._cache.layers]
         try:
-            with self.runner.turn([row.prepared.adapter]):
-                solo = StaticRun.resume(self.engine.static, row.ids, row.sampler, layers)
+            with self.runner.turn(None):
+                solo = StaticRun.resume(self.engine.static, row.ids, row.sampler, layers, row.prepared.adapter)
         except Exception as err:  # noqa: BLE001
             log.warning(
                 "moving a request onto the static cache failed (%s); it stays on the dynamic path", type(err).__name__

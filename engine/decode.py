@@ -16,7 +16,7 @@ Sampler (engine/sampling.py) is part of this contract.
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -57,11 +57,12 @@ class ModelRunner:
         self.slot = threading.Lock()
 
     @contextmanager
-    def turn(self, adapters: list[str]):
+    def turn(self, adapters: list[str] | None):
         """The one way into a forward pass: the slot, row i under adapters[i] (one adapter for
         all rows is the ordinary path), and inference mode for the pass alone, never across a
-        yield, so grad mode is the caller's own again between tokens."""
-        with self.slot, self.router.mixed(adapters), torch.inference_mode():
+        yield, so grad mode is the caller's own again between tokens. None: the slot decoder
+        (engine/slot_decoder.py) gives each row its adapter itself, and PEFT's state is left alone."""
+        with self.slot, self.router.mixed(adapters) if adapters else nullcontext(), torch.inference_mode():
             yield
 
     def new_cache(self) -> DynamicCache:

@@ -16,15 +16,16 @@ from engine.audio_clips import encode_each_clip_alone
 from engine.control_tokens import ControlTokens
 from engine.counters import EngineCounters
 from engine.decode import ModelRunner, PreparedPrompt
+from engine.fast_start import start_decoder
 from engine.grammar import GrammarTokenizer
 from engine.loading import LoadOptions, load_model
 from engine.model_config import END_TOKENS
 from engine.protocol import ChatEngine
 from engine.request import PENDING, Chunk, GenerationRequest, SamplingParams, TokenLogprob
-from engine.router import BASE, LoraRouter, choose_adapter
+from engine.router import LoraRouter, choose_adapter
 from engine.sampling import Sampler
 from engine.self_check import check_fast_path
-from engine.static_decode import StaticDecoder, StaticRun, resolve_mode
+from engine.static_decode import StaticRun, resolve_mode
 from engine.text_stream import IncrementalDetokenizer, StopMatcher
 from engine.toolchain import compile_problem
 from media.audio_features import install_fast_features
@@ -146,10 +147,16 @@ class Engine(ChatEngine):
 
         self.batcher = DecodeBatcher(self, max_batch) if max_batch > 1 else None
 
-    def set_decode(self, mode: str = "auto", static_tokens: int = 4096, compile_prefill: bool = False) -> str:
-        """Chooses the decode path (engine/static_decode.py) -> the resolved mode. The static
-        cache holds `static_tokens`, at most up to the long-RoPE switch. `compile_prefill`
-        compiles the prefill too in compiled mode (off by default: engine/static_decode.py)."""
+    def set_decode(
+        self,
+        mode: str = "auto",
+        static_tokens: int = 4096,
+        static_rows: int | None = None,
+        compile_cache: str | None = None,
+    ) -> str:
+        """Chooses the decode path (engine/static_decode.py) -> the resolved mode. Each row of the
+        slot cache holds `static_tokens`, at most up to the long-RoPE switch; `static_rows` rows
+        (None: engine/fast_start.py sizes it). Compiled graphs are kept in `compile_cache`."""
         mode = resolve_mode(mode, self.model, self.device)
         self.static, self.decode_mode, self.decode_fallback, self.self_check_s = None, "dynamic", None, 0.0
         if mode == "dynamic":
@@ -160,20 +167,7 @@ class Engine(ChatEngine):
             return "dynamic"
         capacity = min(static_tokens, self.runner.longrope_switch_at or static_tokens, self.context_window)
         try:
-            self.static = StaticDecoder(
-                self.runner, self.dtype, self.device, capacity, mode == "compiled", compile_prefill
-            )
-            if mode == "compiled":
-                adapters = [BASE, *self.adapters] if self.adapters else [BASE]
-                # measured at full size on an H200: about a minute per adapter (bench/RESULTS.md)
-                log.info(
-                    "compiling the decode step for %d adapter(s) before serving; --decode dynamic "
-                    "starts at once, at about a third of the speed",
-                    len(adapters),
-                )
-                started = time.perf_counter()
-                self.static.warm_up(adapters)
-                log.info("compiled in %.0f s", time.perf_counter() - started)
+            self.static = start_decoder(self, mode, capacity, static_rows, compile_cache)
             started = time.perf_counter()
             problem = check_fast_path(self)
             self.self_check_s = time.perf_counter() - started
@@ -333,12 +327,12 @@ class Engine(ChatEngine):
         static = self.static_fits(prepared) and self._static_owner.acquire(blocking=False)
         try:
             if static:
-                with runner.turn(adapters):
+                with runner.turn(None):  # the slot decoder applies the adapter itself
                     run = StaticRun.start(self.static, prepared, sampler)
             ids, cache = prepared.input_ids, runner.new_cache()
             while not request.cancel.is_set():
                 self._check_open()
-                with runner.turn(adapters):
+                with runner.turn(None if static else adapters):
                     if static:
                         token = run.advance()  # reads back the token before last: the device stays a step ahead
                     else:

@@ -51,6 +51,8 @@ class LoraRouter:
         self._masks: list[tuple[str, torch.Tensor]] | None = None  # (adapter, (rows, 1, 1) 0/1) for that pass
         self._mask_cache: dict[tuple[str, ...], list[tuple[str, torch.Tensor]]] = {}
         self._scaled_masks: dict[tuple[str, float], torch.Tensor] = {}  # (adapter, scaling) -> mask * scaling
+        # (rows, len(adapters)) 0/1, column j = adapters[j]: the slot decoder's rows (engine/slot_decoder.py)
+        self._row_weights: torch.Tensor | None = None
         # Installed once, up front: compiled graphs guard on a module's hooks, and adding them
         # later would force a recompile in the middle of serving
         from peft.tuners.lora import LoraLayer
@@ -91,6 +93,22 @@ class LoraRouter:
         finally:
             self.row_adapters = self._masks = None
 
+    @contextmanager
+    def by_rows(self, weights: torch.Tensor):
+        """One forward pass in which row i takes adapter j's update times weights[i, j] (a one-hot
+        row, or zeros for the base model). The adapters are a tensor read inside the pass, not
+        Python state, so one compiled graph serves every mix: only its values change between steps.
+        Every adapter's update is computed for every row (masked, like `mixed`): on a GPU that reads
+        each adapter's LoRA weights once per step, whatever the mix."""
+        if self.active != MIXED and self.adapters:
+            self.model.disable_adapters()
+            self.active = MIXED
+        self._row_weights = weights
+        try:
+            yield
+        finally:
+            self._row_weights = None
+
     def _row_masks(self, adapters: tuple[str, ...]) -> list[tuple[str, torch.Tensor]]:
         """(adapter, its rows' mask) for each adapter some row uses, made once per batch make-up
         (a batch keeps its make-up for many steps), in the LoRA weights' dtype, on their device."""
@@ -108,6 +126,8 @@ class LoraRouter:
         return masks
 
     def _add_row_updates(self, module, args, output):
+        if self._row_weights is not None:
+            return self._add_weighted_updates(module, args[0], output)
         if self._masks is None:
             return None  # an ordinary forward pass: PEFT applied the active adapter itself
         x = args[0]
@@ -115,6 +135,14 @@ class LoraRouter:
             lora_a, lora_b = module.lora_A[name], module.lora_B[name]
             update = lora_b(lora_a(x.to(lora_a.weight.dtype)))  # every row; the mask keeps its own
             output = torch.addcmul(output, update.to(output.dtype), self._scaled(name, mask, module.scaling[name]))
+        return output
+
+    def _add_weighted_updates(self, module, x, output):
+        weights = self._row_weights[: x.shape[0]]  # a bucket's rows are the first rows of the slots
+        for j, name in enumerate(self.adapters):
+            lora_a, lora_b = module.lora_A[name], module.lora_B[name]
+            update = lora_b(lora_a(x.to(lora_a.weight.dtype))).to(output.dtype)
+            output = torch.addcmul(output, update, weights[:, j, None, None] * module.scaling[name])
         return output
 
     def _scaled(self, name: str, mask: torch.Tensor, scaling: float) -> torch.Tensor:

@@ -115,14 +115,14 @@ def test_a_lone_request_moves_between_the_static_cache_and_the_batch(tiny_checkp
     from torch._dynamo.utils import counters
 
     fast = Engine.load(LoadOptions(model=str(tiny_checkpoint), device="cpu"))
-    fast.set_decode("compiled")  # compiles every adapter's graph up front
+    fast.set_decode("compiled")  # compiles the decode step up front
     graphs = counters["stats"]["unique_graphs"]
     fast.enable_batching(8)
     widths, mixed = [], fast.router.mixed
     fast.router.mixed = lambda adapters: widths.append(len(adapters)) or mixed(adapters)
     gate = threading.Event()  # the loop stops after 3 lone steps until the others are submitted
     step = fast.static.step
-    fast.static.step = lambda token: (fast.batcher.solo_steps < 3 or gate.wait(60)) and step(token)
+    fast.static.step = lambda *args: (fast.batcher.solo_steps < 3 or gate.wait(60)) and step(*args)
     long = request("image", tokens=300)
     expected = engine.generate(request("image", tokens=300))[1]
     stream = fast.stream(long)
