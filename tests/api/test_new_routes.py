@@ -136,6 +136,7 @@ def test_a_forced_tool_call_and_its_output(client):  # one call: a random model 
         model="phi4mm",
         input=[{"role": "user", "content": "Weather in Paris?"}, call.model_dump(exclude_none=True), result],
         tools=[WEATHER],
+        tool_choice="required",  # forced until a tool result, then the format (on auto: a call or the format)
         text={"format": VERDICT},
         max_output_tokens=40,
     )

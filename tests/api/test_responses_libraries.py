@@ -54,7 +54,10 @@ def test_openai_agents_with_a_tool_and_an_output_type(agents_sdk, streamed):
         model=model,
         tools=[agents.function_tool(weather_tool(calls))],
         output_type=Verdict,
-        model_settings=agents.ModelSettings(max_tokens=60, parallel_tool_calls=False),
+        # On auto a random model may call the tool on every turn; kept required, the server forces
+        # the call until a tool result, then the output type (OpenAI's forced tool + format)
+        model_settings=agents.ModelSettings(max_tokens=60, tool_choice="required", parallel_tool_calls=False),
+        reset_tool_choice=False,
     )
     if streamed:
 
@@ -68,7 +71,7 @@ def test_openai_agents_with_a_tool_and_an_output_type(agents_sdk, streamed):
     else:
         result = agents.Runner.run_sync(agent, "Weather in Paris?", max_turns=4)
     assert isinstance(result.final_output, Verdict)
-    assert set(calls) <= {"Paris", "Oslo"}  # whatever the tool was asked, it was asked rightly
+    assert len(calls) == 1 and calls[0] in ("Paris", "Oslo")
 
 
 def test_openai_agents_a_required_tool_ends_the_run(agents_sdk):
