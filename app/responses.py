@@ -5,6 +5,7 @@ media decoding are app/chat_request.py's; the answer becomes output items; and a
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -163,26 +164,33 @@ def finished(
 class ResponseStore:
     """Conversations kept for `previous_response_id`: each response's whole conversation (without
     its instructions, which OpenAI does not carry over) as chat messages, the newest `count`,
-    none older than `minutes`. A message keeps its media as sent (base64), so the count bounds
-    memory too."""
+    none older than `minutes`, together at most `max_bytes` (a message keeps its media as sent,
+    base64, and each response holds its whole conversation, so a count alone does not bound memory)."""
 
-    def __init__(self, count: int, minutes: float):
-        self.count, self.seconds = count, minutes * 60
-        self._kept: OrderedDict[str, tuple[float, list[dict]]] = OrderedDict()
+    def __init__(self, count: int, minutes: float, max_bytes: int = 512 * 2**20):
+        self.count, self.seconds, self.max_bytes = count, minutes * 60, max_bytes
+        self._kept: OrderedDict[str, tuple[float, int, list[dict]]] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
 
     def keep(self, response_id: str, conversation: list[dict]) -> None:
+        size = len(json.dumps(conversation))
         with self._lock:
-            self._kept[response_id] = (time.monotonic(), conversation)
+            if response_id in self._kept:
+                self._bytes -= self._kept.pop(response_id)[1]
+            self._kept[response_id] = (time.monotonic(), size, conversation)
+            self._bytes += size
             self._forget()
 
     def conversation(self, response_id: str) -> list[dict] | None:
         with self._lock:
             self._forget()
             kept = self._kept.get(response_id)
-        return None if kept is None else list(kept[1])
+        return None if kept is None else list(kept[2])
 
     def _forget(self) -> None:
         oldest = time.monotonic() - self.seconds
-        while self._kept and (len(self._kept) > self.count or next(iter(self._kept.values()))[0] < oldest):
-            self._kept.popitem(last=False)
+        while self._kept and (
+            len(self._kept) > self.count or self._bytes > self.max_bytes or next(iter(self._kept.values()))[0] < oldest
+        ):
+            self._bytes -= self._kept.popitem(last=False)[1][1]

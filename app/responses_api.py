@@ -42,7 +42,7 @@ def build_responses_router(
     service: ConversationService, settings: Settings, admission: Admission, metrics: ServerMetrics
 ) -> APIRouter:
     router = APIRouter(prefix="/v1")
-    store = ResponseStore(settings.responses_kept, settings.responses_kept_minutes)
+    store = ResponseStore(settings.responses_kept, settings.responses_kept_minutes, settings.responses_kept_mb * 2**20)
     max_body = settings.max_upload_mb * 2**20
 
     @router.post("/responses", **documented(ResponseObject, streams=True, request=ResponsesRequest))

@@ -114,9 +114,11 @@ class Settings:
     # Serve /metrics without the key (for a scraper on a trusted network).
     metrics_public: bool = False
     # Responses API answers kept in memory for a later `previous_response_id` (the newest this many,
-    # none older than the minutes below); each keeps its conversation's media as sent.
+    # none older than the minutes below, at most the megabytes below together); each keeps its
+    # conversation's media as sent.
     responses_kept: int = 64
     responses_kept_minutes: float = 60.0
+    responses_kept_mb: int = 512
     # Engine backend: local (this process hosts the model) or openai (a remote compatible server).
     backend: str = "local"
     # The remote server's base URL for the openai backend, e.g. http://gpu-box:8000/v1.

@@ -223,6 +223,13 @@ def test_the_response_store_keeps_the_newest_and_forgets_the_old(monkeypatch):
     assert store.conversation("a") is None and store.conversation("c") == [{"role": "user", "content": "c"}]
     now[0] += 61
     assert store.conversation("c") is None
+    by_size = ResponseStore(count=10, minutes=1, max_bytes=150)
+    by_size.keep("small", [{"role": "user", "content": "x"}])
+    by_size.keep("large", [{"role": "user", "content": "y" * 60}])
+    assert by_size.conversation("small") is not None  # both kept: 125 bytes of JSON together
+    by_size.keep("larger", [{"role": "user", "content": "z" * 60}])
+    assert by_size.conversation("small") is None and by_size.conversation("large") is None
+    assert by_size.conversation("larger") is not None
 
 
 def test_openapi_documents_requests_and_answers(web_server):
