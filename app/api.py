@@ -75,25 +75,21 @@ def build_router(
     router = APIRouter(prefix="/v1")
     max_body = settings.max_upload_mb * 2**20
 
-    def answered(endpoint: str, response):
-        metrics.requests.labels(endpoint, str(response.status_code)).inc()
-        return response
-
     names = [settings.served_name(), *ADAPTER_MODELS]  # as vLLM lists a base model and its LoRAs
 
     @router.get("/models", **documented(ModelList))
     async def models(request: Request):
-        return answered("models", JSONResponse(ModelList(data=[Model(id=name) for name in names]).model_dump()))
+        return metrics.answered("models", JSONResponse(ModelList(data=[Model(id=name) for name in names]).model_dump()))
 
     @router.get("/models/{model_id:path}", **documented(Model))  # :path: a hub id has a slash
     async def model(model_id: str):
         if model_id not in names:
             raise ModelNotFound(f"The model {model_id!r} does not exist here.")
-        return answered("models", JSONResponse(Model(id=model_id).model_dump()))
+        return metrics.answered("models", JSONResponse(Model(id=model_id).model_dump()))
 
     @router.post("/chat/completions", **documented(ChatCompletion, streams=True, request=ChatCompletionRequest))
     async def chat_completions(request: Request):
-        return answered("chat", await _chat(request))
+        return metrics.answered("chat", await _chat(request))
 
     async def _chat(request: Request):
         raw = await request.body()

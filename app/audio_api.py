@@ -42,10 +42,6 @@ def build_audio_router(
 ) -> APIRouter:
     router = APIRouter(prefix="/v1/audio")
 
-    def answered(endpoint: str, response):
-        metrics.requests.labels(endpoint, str(response.status_code)).inc()
-        return response
-
     max_body = settings.max_upload_mb * 2**20
     limits = MediaLimits.from_settings(settings)
 
@@ -65,7 +61,7 @@ def build_audio_router(
         options = TranscriptionOptions.checked(
             response_format, language, prompt, temperature, granularities, stream=stream
         )
-        return answered("transcriptions", await _answer(request, file, options))
+        return metrics.answered("transcriptions", await _answer(request, file, options))
 
     @router.post("/translations", **documented(Transcription, TEXT_FORMATS))
     async def translations(
@@ -78,7 +74,7 @@ def build_audio_router(
     ):
         check_model(model, settings)
         options = TranscriptionOptions.checked(response_format, None, prompt, temperature, None, translate=True)
-        return answered("translations", await _answer(request, file, options))
+        return metrics.answered("translations", await _answer(request, file, options))
 
     def samples_of(file: UploadFile):
         data = file.file.read(max_body + 1)

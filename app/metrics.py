@@ -59,6 +59,11 @@ class ServerMetrics:
         if endpoint is not None:
             self.requests.labels(endpoint, str(status)).inc()
 
+    def answered(self, endpoint: str, response):
+        """Counts a route's answer under its endpoint label and hands it back."""
+        self.requests.labels(endpoint, str(response.status_code)).inc()
+        return response
+
     def record_reply(self, reply) -> None:
         """The service calls this once per generation with its last reply (UI, API and CLI alike)."""
         self.finished.labels(reply.finish_reason or "cancelled").inc()

@@ -47,9 +47,7 @@ def build_responses_router(
 
     @router.post("/responses", **documented(ResponseObject, streams=True, request=ResponsesRequest))
     async def responses(request: Request):
-        response = await _respond(request)
-        metrics.requests.labels("responses", str(response.status_code)).inc()
-        return response
+        return metrics.answered("responses", await _respond(request))
 
     def conversation_of(body: ResponsesRequest) -> list[dict]:
         """The earlier conversation (previous_response_id), then this request's input."""

@@ -62,8 +62,7 @@ def build_tokenize_router(
     engine = service.engine
 
     def answered(endpoint: str, body: BaseModel) -> JSONResponse:
-        metrics.requests.labels(endpoint, "200").inc()
-        return JSONResponse(body.model_dump(exclude_none=True))
+        return metrics.answered(endpoint, JSONResponse(body.model_dump(exclude_none=True)))
 
     def tokenizer_for(model: str | None):
         if model not in (None, settings.served_name(), *ADAPTER_MODELS):

@@ -119,14 +119,15 @@ def test_a_response_not_stored_cannot_be_continued(client):
     assert err.value.body["param"] == "previous_response_id"
 
 
+# one call, forced: a random model would add calls up to the cap
+ONE_FORCED_CALL = dict(tools=[WEATHER], tool_choice="required", parallel_tool_calls=False, max_output_tokens=120)
+
+
 def test_a_forced_tool_call_and_its_output(client):  # one call: a random model would add calls to the cap
     called = client.responses.create(
         model="phi4mm",
         input="Weather in Paris?",
-        tools=[WEATHER],
-        tool_choice="required",
-        parallel_tool_calls=False,
-        max_output_tokens=120,
+        **ONE_FORCED_CALL,
     )
     call = called.output[0]
     assert call.type == "function_call" and call.name == "get_weather"
@@ -168,10 +169,7 @@ def test_a_streamed_tool_call_has_argument_events(client):
     with client.responses.stream(
         model="phi4mm",
         input="Weather?",
-        tools=[WEATHER],
-        tool_choice="required",
-        parallel_tool_calls=False,
-        max_output_tokens=120,
+        **ONE_FORCED_CALL,
     ) as s:
         events = list(s)
         final = s.get_final_response()
