@@ -134,7 +134,7 @@ class Engine(ChatEngine):
         # The static cache serves one request at a time; a second one meanwhile decodes dynamically.
         self._static_owner = threading.Lock()
         self.batcher = None  # a DecodeBatcher once enable_batching is called
-        self.static = None  # a StaticDecoder once set_decode picks the static or compiled path
+        self.static = None  # a SlotDecoder once set_decode picks the static or compiled path
         self.counters = EngineCounters()  # finish reasons and tokens generated, for /health and /metrics
         self.closing = False  # set by close(): new requests are refused, open ones end
         self.decode_mode = "dynamic"  # the decode path serving requests (set_decode)
