@@ -3,12 +3,12 @@
 The request was checked before any of this runs (app/service.py `chat` refuses on the call), so
 a refusal is an error status; what fails after the 200 can only end the stream with an error
 event. The events reach the HTTP layer through an asyncio queue:
-- from a local engine that `pushes` (its batcher's thread decodes), the engine's thread calls
+- from a local engine that `pushes` (its scheduler's thread decodes), the engine's thread calls
   `Handoff.wake` (`loop.call_soon_threadsafe`) for each token, and the event loop runs the
   answer's own steps (detokenising, the output guard, the event's JSON) up to the next `PENDING`:
   no thread is held per stream;
 - from an engine that decodes in its consumer's thread (the remote backend, a lone local request
-  without the batcher), one plain thread per stream iterates and queues each event.
+  one at a time), one plain thread per stream iterates and queues each event.
 The client leaving is read from ASGI `receive()` (http.disconnect): it cancels generation and
 gives the admission slot back at once.
 """

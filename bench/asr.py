@@ -78,8 +78,7 @@ def main() -> None:
         for label, batch in (("one at a time", 1), (f"batched x{args.max_batch}", args.max_batch)):
             engine.enable_batching(batch)
             seconds, tokens = transcribe_all(engine, clips)
-            if engine.batcher:
-                engine.batcher.close()
+            engine.scheduler.close()
             rtfx[batch] = audio_s / seconds
             print(f"{label:<16} {seconds:>8.2f} {tokens:>7} {rtfx[batch]:>8.1f}")
         print(f"# batched / one at a time: {rtfx[args.max_batch] / rtfx[1]:.2f}")

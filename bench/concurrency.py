@@ -2,11 +2,12 @@
 (text, image, audio, image+audio in turn: four streams are four adapters' worth of rows), with
 continuous batching and without it (one request at a time), in the same process. Each level runs
 both ways `--repeats` times, alternating; it prints the medians, the median of the paired ratios
-batched / one at a time, and the batcher's host overhead per batched step (µs outside the forward
+batched / one at a time, and the scheduler's host overhead per batched step (µs outside the forward
 pass: building inputs, sampling, handing tokens over; on a GPU the read-back also waits there).
 
     python bench/concurrency.py [--streams 1 4 16] [--max-new-tokens 64] [--repeats 3]
                                 [--decode MODE] [--full-size [--layers N]]
+    python bench/concurrency.py --server ...   # the same through a real server (bench/server_streams.py)
 
 With a static or compiled decode path, a request running alone (every one-at-a-time request,
 and a batch of one) takes the fast path.
@@ -68,9 +69,15 @@ def main() -> None:
     parser.add_argument("--full-size", action="store_true", help="the released architecture, random weights (GPU)")
     parser.add_argument("--layers", type=int)
     parser.add_argument("--decode", default="auto", help="auto | compiled | static | dynamic")
+    parser.add_argument("--server", action="store_true", help="through a real `phi4mm serve` (HTTP and media)")
     args = parser.parse_args()
     transformers.logging.set_verbosity_error()
     warnings.filterwarnings("ignore")
+    if args.server:
+        from bench.server_streams import run
+
+        run(args.streams, args.max_new_tokens, args.repeats, args.decode)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         engine, described, _ = open_bench_engine(Path(tmp), args.full_size, args.layers, args.decode)
         print(
@@ -90,9 +97,13 @@ def main() -> None:
                 serial.append(aggregate_tokens_per_s(engine, streams, args.max_new_tokens))
                 engine.enable_batching(max(streams, 2))
                 batched.append(aggregate_tokens_per_s(engine, streams, args.max_new_tokens))
-                batcher = engine.batcher
-                batcher.close()
-                host, steps, rows = host + batcher.host_seconds, steps + batcher.steps, rows + batcher.rows_stepped
+                scheduler = engine.scheduler
+                scheduler.close()
+                host, steps, rows = (
+                    host + scheduler.host_seconds,
+                    steps + scheduler.steps,
+                    rows + scheduler.rows_stepped,
+                )
                 ratios.append(batched[-1] / serial[-1])
             single = single or statistics.median(batched)
             per_step = f"{host / steps * 1e6:.0f}" if steps else "-"  # a lone row on the static path has none

@@ -311,10 +311,10 @@ def measure_bf16(engine, report: Report, args, folder: Path) -> None:
         engine.enable_batching(args.streams)
         aggregate_tokens_per_s(engine, 2, 2)  # warm-up
         many = aggregate_tokens_per_s(engine, args.streams, n)
-        batcher = engine.batcher
-        host["per_step"] = batcher.host_seconds / max(batcher.steps, 1) * 1e6
+        scheduler = engine.scheduler
+        host["per_step"] = scheduler.host_seconds / max(scheduler.steps, 1) * 1e6
         one = aggregate_tokens_per_s(engine, 1, n)
-        batcher.close()
+        scheduler.close()
         return many, one
 
     report.attempt(f"{args.streams} mixed streams, aggregate tok/s (vs 1 stream)", "tok/s", streams)
@@ -329,7 +329,7 @@ def measure_bf16(engine, report: Report, args, folder: Path) -> None:
         f"{args.streams} mixed streams on the {mode} step, aggregate decode tok/s (vs 1 stream)", "tok/s", slot_streams
     )
     report.attempt(
-        f"batcher host overhead per step, {args.streams} streams (on a GPU includes the read-back wait)",
+        f"scheduler host overhead per step, {args.streams} streams (on a GPU includes the read-back wait)",
         "µs",
         lambda: (host["per_step"], None),
     )
@@ -341,7 +341,7 @@ def measure_bf16(engine, report: Report, args, folder: Path) -> None:
         serial = aggregate_tokens_per_s(engine, 4, n)
         engine.enable_batching(4)
         batched = aggregate_tokens_per_s(engine, 4, n)
-        engine.batcher.close()
+        engine.scheduler.close()
         return batched, serial
 
     report.attempt("4 mixed-adapter streams batched, aggregate tok/s (vs one at a time)", "tok/s", mixed_adapters)
@@ -353,8 +353,7 @@ def measure_bf16(engine, report: Report, args, folder: Path) -> None:
         for batch in (1, 16):
             engine.enable_batching(batch)
             results[batch] = seconds / transcribe_all(engine, clips)[0]
-            if engine.batcher:
-                engine.batcher.close()
+            engine.scheduler.close()
         return results[16], results[1]
 
     report.attempt(f"RTFx, {args.clips} espeak-ng clips, batched x16 (vs one at a time)", "x", rtfx)

@@ -1,15 +1,15 @@
-"""The decode contract: what the engine (engine/engine.py), the static/compiled runner
-(engine/static_decode.py) and the batcher (engine/batching.py) share, and nothing else of each
-other's. One token, on one screen:
+"""The decode contract: what the scheduler (engine/scheduler.py), its row caches
+(engine/row_caches.py), the slot decoder (engine/slot_decoder.py) and the start-up self-check
+share, and nothing else of each other's. One token, on one screen:
 
     with runner.turn([prepared.adapter]):                      # the model is ours for one pass
         logits, cache = runner.forward(prepared, ids, cache)   # prompt (with media) or one token
         token = sampler.choose(ids, logits)                    # penalties, warpers, argmax or draw
     ids = torch.cat([ids, token[:, None]], dim=1)              # outside the turn: others step now
 
-`Engine.decode_alone` is that loop; the batcher runs the same pass for many rows at once
-(`runner.turn(adapters)` with one adapter per row, `engine.sampling.choose_rows` for their
-tokens), and the static path swaps `runner.forward` for a step on its preallocated cache. The
+The scheduler runs that pass for many rows at once (`runner.turn(adapters)` with one adapter per
+row, `engine.sampling.choose_rows` for their tokens), and the slot decoder swaps `runner.forward`
+for a step on its preallocated cache. The
 Sampler (engine/sampling.py) is part of this contract.
 """
 

@@ -1,17 +1,18 @@
-"""The engine: one hosted model, the LoRA router, and streaming generation with cancellation."""
+"""The engine: one hosted model, the LoRA router, and streaming generation with cancellation. A
+facade over its parts: prompt preparation (engine/prompt_prep.py), the one decode loop
+(engine/scheduler.py, over the caches of engine/row_caches.py), output processing
+(engine/output.py), and the fast path's start-up (engine/fast_start.py, engine/self_check.py)."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 import time
-from collections import Counter
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 
-from core.errors import InvalidRequest, PromptTooLong, ShuttingDown, first_line, generation_failed, release_memory
+from core.errors import ShuttingDown, first_line, release_memory
 from engine.audio_clips import encode_each_clip_alone
 from engine.control_tokens import ControlTokens
 from engine.counters import EngineCounters
@@ -20,62 +21,21 @@ from engine.fast_start import start_decoder
 from engine.grammar import GrammarTokenizer
 from engine.loading import LoadOptions, load_model
 from engine.model_config import END_TOKENS
+from engine.output import OutputProcessing
+from engine.prompt_prep import PromptPreparation
 from engine.protocol import ChatEngine
-from engine.request import PENDING, Chunk, GenerationRequest, SamplingParams, TokenLogprob
-from engine.router import LoraRouter, choose_adapter
+from engine.request import Chunk, GenerationRequest, SamplingParams
+from engine.router import LoraRouter
 from engine.sampling import Sampler
+from engine.scheduler import Scheduler
 from engine.self_check import check_fast_path
-from engine.static_decode import StaticRun, resolve_mode
-from engine.text_stream import IncrementalDetokenizer, StopMatcher
+from engine.static_decode import resolve_mode
 from engine.toolchain import compile_problem
 from media.audio_features import install_fast_features
-from media.limits import SAMPLE_RATE, MediaLimits
-from media.parts import Message, TextPart, prompt_items
-from prompts import chat_format
+from media.limits import MediaLimits
+from media.parts import Message, TextPart
 
 log = logging.getLogger(__name__)
-
-
-def joined_items(parts) -> Iterator[tuple[str, object]]:
-    """`prompt_items` with adjacent texts joined into one: the template concatenates them anyway,
-    and a control token split across parts (`"<|en"`, `"d|>"`) must be seen whole to be neutralised."""
-    texts = []
-    for kind, item in prompt_items(parts):
-        if kind == "text":
-            texts.append(item)
-            continue
-        if texts:
-            yield "text", "".join(texts)
-            texts = []
-        yield kind, item
-    if texts:
-        yield "text", "".join(texts)
-
-
-def to_chat(messages: list[Message], tools: str | None, text_of: Callable[[str], str]) -> tuple[list[dict], list, list]:
-    """Typed messages -> (template input with placeholders in order, images, audio clips). Every
-    text that is not ours passes through `text_of`: the engine's neutraliser for the prompt, or
-    one that empties it for the prompt's skeleton (engine/control_tokens.py). The tool list closes
-    the first system turn inside `<|tool|>…<|/tool|>` (Phi-4-mini's model card), after its text;
-    the tags are ours, the list's own text is not."""
-    chat, media = [], {"image": [], "audio": []}
-    for message in messages:
-        content = []
-        for kind, item in joined_items(message.parts):
-            if kind == "text":
-                content.append({"type": "text", "text": text_of(item)})
-            else:
-                content.append({"type": kind})
-                media[kind].append(item)
-        if tools and message.role == "system":
-            content.append({"type": "text", "text": f"<|tool|>{text_of(tools)}<|/tool|>"})
-            tools = None
-        chat.append({"role": message.role, "content": content})
-    return chat, media["image"], media["audio"]
-
-
-def _left_out(text: str) -> str:
-    return ""
 
 
 def _standard_strides(module, args):
@@ -97,7 +57,7 @@ def hold_standard_strides(model):
     return handle
 
 
-class Engine(ChatEngine):
+class Engine(PromptPreparation, OutputProcessing, ChatEngine):
     def __init__(
         self,
         model,
@@ -131,10 +91,8 @@ class Engine(ChatEngine):
         switch = config.original_max_position_embeddings if rope.get("rope_type") == "longrope" else None
         self.runner = ModelRunner(model, self.router, end_ids, switch)  # engine/decode.py: the decode contract
         self.grammar_tokenizer = GrammarTokenizer(self.tokenizer, config.vocab_size)  # built on first use
-        # The static cache serves one request at a time; a second one meanwhile decodes dynamically.
-        self._static_owner = threading.Lock()
-        self.batcher = None  # a DecodeBatcher once enable_batching is called
         self.static = None  # a SlotDecoder once set_decode picks the static or compiled path
+        self.scheduler = Scheduler(self, 1)  # the one decode loop; enable_batching sizes it
         self.counters = EngineCounters()  # finish reasons and tokens generated, for /health and /metrics
         self.closing = False  # set by close(): new requests are refused, open ones end
         self.decode_mode = "dynamic"  # the decode path serving requests (set_decode)
@@ -143,9 +101,8 @@ class Engine(ChatEngine):
 
     def enable_batching(self, max_batch: int) -> None:
         """Decode up to `max_batch` concurrent requests together (1: one at a time)."""
-        from engine.batching import DecodeBatcher
-
-        self.batcher = DecodeBatcher(self, max_batch) if max_batch > 1 else None
+        self.scheduler.close()
+        self.scheduler = Scheduler(self, max_batch)
 
     def set_decode(
         self,
@@ -194,22 +151,21 @@ class Engine(ChatEngine):
         """Graceful stop: refuse new requests and end the open ones with a clear error. Never
         blocks (it runs in a signal handler); the decode loop ends between two steps."""
         self.closing = True
-        if self.batcher is not None:
-            self.batcher.close(wait=False)
+        self.scheduler.close(wait=False)
 
     def static_fits(self, prepared: PreparedPrompt) -> bool:
         return self.static is not None and self.static.fits(prepared.prompt_tokens, prepared.max_new_tokens)
 
     @property
     def pushes(self) -> bool:
-        """Whether a request's `on_token` is honoured: only the batcher's thread decodes apart from
-        the consumer (a lone request without it decodes in the consumer's own thread)."""
-        return self.batcher is not None
+        """Whether a request's `on_token` is honoured: the scheduler decodes on a thread of its own
+        (one at a time, the consumer's own thread runs the loop)."""
+        return self.scheduler.threaded
 
     @property
     def concurrency(self) -> int:
-        """Requests worth having in flight at once: what the batcher decodes together."""
-        return self.batcher.max_batch if self.batcher else 1
+        """Requests worth having in flight at once: what the scheduler decodes together."""
+        return self.scheduler.max_batch
 
     @property
     def adapters(self) -> tuple[str, ...]:
@@ -224,72 +180,6 @@ class Engine(ChatEngine):
 
     # -- preparing ---------------------------------------------------------------------------
 
-    def render(self, chat: list[dict], prefill: bool = False) -> str:
-        """The prompt; with `prefill` the last (assistant) message is left open for the answer to continue."""
-        if self.chat_template:
-            return self.processor.apply_chat_template(
-                chat,
-                chat_template=self.chat_template,
-                tokenize=False,
-                add_generation_prompt=not prefill,
-                continue_final_message=prefill,
-            )
-        return chat_format.render(chat, continue_final_message=prefill)
-
-    def prepare(self, request: GenerationRequest) -> PreparedPrompt:
-        request.validate()
-        chat, images, audios = to_chat(request.messages, request.tools, self.controls.neutralise)
-        # the same chat with no user text: what the template alone places (a few dozen tokens)
-        skeleton = self.render(to_chat(request.messages, request.tools, _left_out)[0], request.prefill)
-        prompt = self.render(chat, request.prefill)
-        kwargs = {"images": images, "dynamic_hd": request.max_crops or self.limits.max_crops} if images else {}
-        if audios:
-            kwargs.update(audio=audios, sampling_rate=SAMPLE_RATE)
-        # Within the model's reach, an answer is clipped to the room the prompt leaves (below); past
-        # it, the number is a mistake, and clipping it would quietly run the longest answer there is
-        if request.params.max_new_tokens > self.model.config.max_position_embeddings:
-            raise InvalidRequest(
-                f"`max_tokens` is {request.params.max_new_tokens}; this model's whole context "
-                f"window is {self.model.config.max_position_embeddings} tokens.",
-                param="max_tokens",
-            )
-        self.controls.check_text(prompt, skeleton)
-        inputs = self.processor(text=prompt, return_tensors="pt", return_text_replacement_offsets=True, **kwargs)
-        self.controls.check_ids(
-            inputs["input_ids"], self.tokenizer(skeleton, return_tensors="pt")["input_ids"], self._expanded(inputs)
-        )
-        prompt_tokens = int(inputs["input_ids"].shape[1])
-        media_tokens = int(torch.isin(inputs["input_ids"], torch.tensor(self.media_token_ids)).sum())
-        if media_tokens > self.limits.max_media_tokens:
-            raise PromptTooLong(
-                f"The images and audio of this conversation come to {media_tokens} tokens; this server takes "
-                f"up to {self.limits.max_media_tokens} per request. Send fewer or smaller photos, a lower crop "
-                "budget, or shorter audio.",
-                param="messages",
-            )
-        if prompt_tokens >= self.context_window:
-            raise PromptTooLong(
-                f"The prompt is {prompt_tokens} tokens long (text plus image and audio tokens), but the "
-                f"context window holds {self.context_window}. Shorten the conversation or send less media.",
-                param="messages",
-            )
-        inputs = inputs.to(device=self.device, dtype=self.dtype)  # casts only the float tensors
-        inputs.pop("num_img_tokens", None)
-        return PreparedPrompt(
-            inputs=dict(inputs),
-            adapter=request.adapter or choose_adapter(request.messages),
-            prompt_tokens=prompt_tokens,
-            max_new_tokens=min(request.params.max_new_tokens, self.context_window - prompt_tokens),
-        )
-
-    def _expanded(self, inputs) -> Counter:
-        """How many tokens the processor put in place of the media placeholders, by placeholder
-        (and takes that bookkeeping out of the model's inputs)."""
-        expanded = Counter({self.processor.image_token: 0, self.processor.audio_token: 0})
-        for replaced in inputs.pop("text_replacement_offsets")[0]:
-            expanded[replaced["text"]] += replaced["replacement"].count(replaced["text"])
-        return expanded
-
     # -- generating --------------------------------------------------------------------------
 
     def stream(self, request: GenerationRequest) -> Iterator[Chunk]:
@@ -302,13 +192,8 @@ class Engine(ChatEngine):
         sampler = self.sampler(request, prepared)
         return self._decoded(request, prepared, sampler, started)
 
-    def _decoded(
-        self, request: GenerationRequest, prepared: PreparedPrompt, sampler: Sampler, started: float
-    ) -> Iterator[Chunk]:
-        if self.batcher:
-            tokens = self.batcher.submit(request, prepared, sampler)
-        else:
-            tokens = self.decode_alone(request, prepared, sampler)
+    def _decoded(self, request: GenerationRequest, prepared: PreparedPrompt, sampler: Sampler, started: float):
+        tokens = self.scheduler.submit(request, prepared, sampler)
         yield from self._chunks(request, prepared, tokens, started, sampler)
 
     def sampler(self, request: GenerationRequest, prepared: PreparedPrompt) -> Sampler:
@@ -316,118 +201,6 @@ class Engine(ChatEngine):
             request.params, self.device, self.media_token_ids, prepared.prompt_tokens, self.grammar_tokenizer
         )
 
-    def decode_alone(
-        self, request: GenerationRequest, prepared: PreparedPrompt, sampler: Sampler | None = None
-    ) -> Iterator[int]:
-        """Token ids of one request decoded on its own (no batcher), until cancelled or the
-        consumer stops asking: engine/decode.py's loop. The model is taken per step
-        (`runner.turn`), so concurrent requests interleave; a request that fits the static cache
-        (and finds it free) steps there instead."""
-        runner, sampler, adapters = self.runner, sampler or self.sampler(request, prepared), [prepared.adapter]
-        static = self.static_fits(prepared) and self._static_owner.acquire(blocking=False)
-        try:
-            if static:
-                with runner.turn(None):  # the slot decoder applies the adapter itself
-                    run = StaticRun.start(self.static, prepared, sampler)
-            ids, cache = prepared.input_ids, runner.new_cache()
-            while not request.cancel.is_set():
-                self._check_open()
-                with runner.turn(None if static else adapters):
-                    if static:
-                        token = run.advance()  # reads back the token before last: the device stays a step ahead
-                    else:
-                        logits, cache = runner.forward(prepared, ids, cache)
-                        ids = torch.cat([ids, sampler.choose(ids, logits)[:, None]], dim=1)
-                yield token if static else int(ids[0, -1])
-        except Exception as err:
-            release_memory(err)
-            raise
-        finally:
-            if static:
-                self._static_owner.release()
-
-    def _logprobs(self, sampler: Sampler, token_ids: list[int]) -> list[TokenLogprob] | None:
-        """The sampler's record of these tokens, with their text, when the request asked for it."""
-        if sampler.logprobs is None:
-            return None
-        entries = [sampler.chosen.popleft() for _ in token_ids]
-
-        def text(token: int) -> str:
-            return self.tokenizer.decode([token])
-
-        return [TokenLogprob(text(t), lp, [(text(i), v) for i, v in top]) for t, lp, top in entries]
-
     def _check_open(self) -> None:
         if self.closing:
             raise ShuttingDown()
-
-    def _chunks(
-        self,
-        request: GenerationRequest,
-        prepared: PreparedPrompt,
-        tokens: Iterator[int],
-        started: float,
-        sampler: Sampler,
-    ) -> Iterator[Chunk]:
-        """Token ids -> text chunks: detokenising, stop strings, the length cap, finish reason and
-        metrics. Runs in the consumer's thread, off the decode loop. Closing `tokens` tells the
-        producer this request is done."""
-        adapter = prepared.adapter
-        detokenizer = IncrementalDetokenizer(self.tokenizer)
-        stops = StopMatcher(request.params.stop)
-        completion: list[int] = []
-        first_token_at, ended = None, False
-        try:
-            while True:
-                try:
-                    token = next(tokens, None)
-                except Exception as err:  # this request failed; the engine and other requests go on
-                    if not isinstance(err, ShuttingDown):
-                        log.error("generation failed for one request", exc_info=err)
-                    self.counters.finish("error")
-                    raise generation_failed(err) from None
-                if token is PENDING:  # nothing ready yet (GenerationRequest.on_token)
-                    yield PENDING
-                    continue
-                finish, delta = None, ""
-                if token is None:  # the producer stopped: cancelled
-                    finish = "cancelled"
-                else:
-                    first_token_at = first_token_at or time.perf_counter()
-                    completion.append(token)
-                    self.counters.add_tokens(1)
-                    if token in self.runner.end_ids:
-                        finish = "stop"
-                    else:
-                        delta = stops.feed(detokenizer.push(token))
-                        if stops.stopped:
-                            finish = "stop"
-                        elif len(completion) >= prepared.max_new_tokens:
-                            finish = "length"
-                    if finish and not stops.stopped:  # bytes of a character the answer ended inside
-                        delta += stops.feed(detokenizer.flush())
-                token_ids = [token] if token is not None else []
-                logprobs = self._logprobs(sampler, token_ids)
-                if finish is None:
-                    yield Chunk(delta, token_ids, adapter, logprobs=logprobs)
-                    continue
-                last = self.last_chunk(
-                    delta + stops.flush(),
-                    token_ids,
-                    adapter,
-                    finish,
-                    prepared.prompt_tokens,
-                    len(completion),
-                    started,
-                    first_token_at,
-                )
-                last.logprobs = logprobs
-                ended = True
-                yield last
-                return
-        except GeneratorExit:  # the consumer closed the stream (Stop, a dropped client)
-            if not ended:
-                self.counters.finish("cancelled")
-            raise
-        finally:
-            tokens.close()

@@ -15,7 +15,7 @@ from engine.slot_decoder import BUCKETS, SlotDecoder, bucket_of
 log = logging.getLogger(__name__)  # `serve` prints this logger's lines (app/launch.py)
 
 CUDA_SHARE = 0.5  # of the GPU memory free after loading, for the slot cache (a guess: leaves room for prefills)
-CPU_ROWS = 1  # one request on the static cache, as before the slots; the scheduler may ask for more
+CPU_ROWS = 1  # one request on the static cache (more rows: more buckets to compile and check); others decode dynamically
 
 
 def slot_rows(engine, capacity: int, wanted: int | None) -> int:

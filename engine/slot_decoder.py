@@ -131,7 +131,8 @@ class SlotDecoder:
         """Appends tokens[i] ((n,) or (n, 1), on the device) to slots[i] -> (n, vocab) logits."""
         rows = [self._slots.index(slot) for slot in slots]
         bucket = bucket_of(len(self._slots))
-        tokens = tokens.reshape(-1)
+        with torch.inference_mode():  # an inference tensor, whoever made it: graphs guard on the kind
+            tokens = tokens.reshape(-1) if tokens.is_inference() else tokens.reshape(-1).clone()
         if rows == list(range(bucket)):  # every row of the bucket steps (a lone request, a full batch)
             batch, advance = tokens[:, None], None
         else:
@@ -164,8 +165,6 @@ class SlotDecoder:
         self._slots.pop()
         self._lengths.pop()
 
-    # -- moving a request's cache in and out (the dynamic batcher's rows) ------------------------
-
     def load(self, slot, layers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         """Copies a batch-1 (keys, values) per layer into `slot`'s row."""
         row, length = self._slots.index(slot), layers[0][0].shape[2]
@@ -174,20 +173,6 @@ class SlotDecoder:
             layer.values[row, :, :length].copy_(values[0])
         self.cache.lengths[row] = length
         self._lengths[row] = length
-
-    def attach(self, slot, adapter: str) -> None:
-        """Takes a free row for `slot` under `adapter`, empty until `load` fills it."""
-        self._set_adapter(len(self._slots), adapter)
-        self._slots.append(slot)
-        self._lengths.append(0)
-
-    def export(self, slot, length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """The first `length` cached positions of `slot` as batch-1 (keys, values) per layer, copied out."""
-        row = self._slots.index(slot)
-        return [
-            (layer.keys[row : row + 1, :, :length].clone(), layer.values[row : row + 1, :, :length].clone())
-            for layer in self.cache.layers
-        ]
 
     # -- the step (what torch.compile sees) -----------------------------------------------------
 

@@ -55,8 +55,8 @@ def run_together(engine: Engine, jobs: dict, on_chunk=None, hold=None) -> dict:
                 on_chunk(name, req, tokens)
         results[name] = tokens
 
-    submitted, submit = [], engine.batcher.submit
-    engine.batcher.submit = lambda req, *rest: submitted.append(req) or submit(req, *rest)
+    submitted, submit = [], engine.scheduler.submit
+    engine.scheduler.submit = lambda req, *rest: submitted.append(req) or submit(req, *rest)
     threads = [threading.Thread(target=run, args=item) for item in jobs.items()]
     with hold or engine.runner.slot:  # the loop may take the first arrivals, but cannot step until all are in
         for thread in threads:
@@ -75,7 +75,7 @@ def test_mixed_adapter_batches_match_each_request_alone(batched, solo):
         assert tokens == solo[modality], modality
     widest = max(batches, key=len)
     assert len(widest) >= 6 and set(widest) == set(EXPECTED_ADAPTER.values())  # base, vision, speech in one pass
-    assert engine.batcher.rows_stepped > engine.batcher.steps  # really decoded together
+    assert engine.scheduler.rows_stepped > engine.scheduler.steps  # really decoded together
 
 
 def test_cancelling_one_request_leaves_the_others_unchanged(batched, solo):
@@ -95,7 +95,7 @@ def test_cancelling_one_request_leaves_the_others_unchanged(batched, solo):
     assert all(results[m] == solo[m] for m in ("text", "image", "audio"))
     assert 3 <= len(results["cancelled"]) < 400
     assert engine.finished["cancelled"] == 1
-    assert wait_until(lambda: not engine.batcher.rows)  # the batch empties
+    assert wait_until(lambda: not engine.scheduler.rows)  # the batch empties
 
 
 def test_a_closed_stream_leaves_the_batch(batched):
@@ -103,37 +103,36 @@ def test_a_closed_stream_leaves_the_batch(batched):
     stream = engine.stream(request("text", tokens=400))
     next(stream)
     stream.close()
-    assert wait_until(lambda: not engine.batcher.rows and not engine.batcher.pending)
+    assert wait_until(lambda: not engine.scheduler.rows and not engine.scheduler.pending)
     assert engine.generate(request("audio", tokens=4))[2].finish_reason == "length"  # still serving
 
 
-@pytest.mark.slow  # 18 s in the everyday tier (the static path's first build)
-def test_a_lone_request_moves_between_the_static_cache_and_the_batch(tiny_checkpoint, engine, solo):
-    """With the fast path on, a request running alone decodes on the compiled static cache; when
-    others join its cache moves into the batch, and back when they are done. None of this
-    changes anyone's tokens."""
+@pytest.mark.slow  # 18 s in the everyday tier (the compiled path's first build)
+def test_every_row_of_a_mixed_batch_decodes_on_the_one_compiled_step(tiny_checkpoint, engine, solo):
+    """With the fast path on, a request running alone and the three that join it all decode on the
+    slot cache, in one compiled step whatever their adapters: no cache moves between paths, nothing
+    compiles while serving, and nobody's tokens change."""
     from torch._dynamo.utils import counters
 
     fast = Engine.load(LoadOptions(model=str(tiny_checkpoint), device="cpu"))
-    fast.set_decode("compiled")  # compiles the decode step up front
+    fast.set_decode("compiled", static_rows=4)  # compiles every bucket up front
     graphs = counters["stats"]["unique_graphs"]
     fast.enable_batching(8)
-    widths, mixed = [], fast.router.mixed
-    fast.router.mixed = lambda adapters: widths.append(len(adapters)) or mixed(adapters)
-    gate = threading.Event()  # the loop stops after 3 lone steps until the others are submitted
-    step = fast.static.step
-    fast.static.step = lambda *args: (fast.batcher.solo_steps < 3 or gate.wait(60)) and step(*args)
+    dynamic = []  # forward passes outside the slot cache (the dynamic path's mixed adapters)
+    mixed = fast.router.mixed
+    fast.router.mixed = lambda adapters: dynamic.append(adapters) or mixed(adapters)
+    buckets, step = [], fast.static.step
+    fast.static.step = lambda tokens, rows: buckets.append(len(fast.static._slots)) or step(tokens, rows)
     long = request("image", tokens=300)
     expected = engine.generate(request("image", tokens=300))[1]
     stream = fast.stream(long)
     tokens = list(next(stream).token_ids)
-    assert wait_until(lambda: fast.batcher.solo_steps == 3)  # alone: on the static cache
-    others = run_together(fast, {m: request(m) for m in ("text", "audio", "image+audio")}, hold=opened(gate))
-    assert max(widths) == 4  # then batched with the three others
-    solo_steps = fast.batcher.solo_steps
+    others = run_together(fast, {m: request(m) for m in ("text", "audio", "image+audio")})
     tokens += [t for chunk in stream for t in chunk.token_ids]
-    assert fast.batcher.solo_steps > solo_steps or len(expected) < 300  # alone again once they finished
     assert tokens == expected
     assert all(others[m] == solo[m] for m in others)
+    assert max(buckets) == 4 and (buckets[-1] == 1 or len(expected) < 300)  # together, then alone again
+    assert dynamic == []  # every prefill and step on the slot cache
     assert fast.static.uncompiled == []
     assert counters["stats"]["unique_graphs"] == graphs  # nothing compiled while serving
+    fast.scheduler.close()

@@ -11,6 +11,7 @@ import pytest
 from engine.engine import Engine
 from engine.loading import LoadOptions
 from tests.engine.conftest import request
+from tests.engine.test_batching import wait_until
 
 
 def finishes_while_paused(engine: Engine, paused_tokens: int) -> list[int]:
@@ -36,7 +37,7 @@ def batching_engine(tiny_checkpoint):
     engine = Engine.load(LoadOptions(model=str(tiny_checkpoint), device="cpu"))
     engine.enable_batching(4)
     yield engine
-    engine.batcher.close()
+    engine.scheduler.close()
 
 
 def test_a_long_context_request_does_not_hold_the_batch(batching_engine):
@@ -44,13 +45,13 @@ def test_a_long_context_request_does_not_hold_the_batch(batching_engine):
     one step per round: it no longer takes the engine for its whole answer."""
     engine = batching_engine
     prepared = engine.prepare(request("image", tokens=6000))
-    assert not engine.batcher.accepts(prepared)  # really the long-context path
+    assert prepared.prompt_tokens + prepared.max_new_tokens > engine.runner.longrope_switch_at  # really long
     assert len(finishes_while_paused(engine, 6000)) == 5
-    assert engine.batcher.long == [] or all(r.done.is_set() for r in engine.batcher.long)
+    assert wait_until(lambda: engine.scheduler.idle)  # no row left behind
 
 
 def test_one_at_a_time_engines_interleave_requests(tiny_checkpoint):
-    engine = Engine.load(LoadOptions(model=str(tiny_checkpoint), device="cpu"))  # no batcher
+    engine = Engine.load(LoadOptions(model=str(tiny_checkpoint), device="cpu"))  # one at a time
     assert len(finishes_while_paused(engine, 400)) == 5
 
 

@@ -8,7 +8,6 @@ import pytest
 from engine.engine import Engine
 from engine.loading import LoadOptions
 from engine.request import GenerationRequest, SamplingParams
-from engine.static_decode import StaticRun
 from media.parts import Message, TextPart
 from tests.engine.conftest import reference_tokens
 from tooling.inputs import EXPECTED_ADAPTER, MODALITIES
@@ -55,20 +54,22 @@ def test_sampled_tokens_equal_the_dynamic_path(engine, compiled):
 
 
 def test_the_next_step_is_queued_before_a_token_is_read(compiled):
-    """The host never waits for the device between tokens: by the time advance() hands back
-    token k, the decode step that computes token k+1 has already been issued."""
-    prepared = compiled.prepare(request(MODALITIES["text"]()))
-    issued = []
+    """The host never waits for the device between tokens (the scheduler's `ahead`, on by default
+    on a GPU): the decode step after token k is issued before token k is handed to the reader."""
+    compiled.enable_batching(4)
+    compiled.scheduler.ahead = True
+    issued = []  # (the token stepped, how many tokens its row had been handed by then)
     step = compiled.static.step
-    compiled.static.step = lambda token, slots: issued.append(token) or step(token, slots)
+    compiled.static.step = lambda tokens, rows: (
+        issued.append((int(tokens[0]), len(rows[0].tokens))) or step(tokens, rows)
+    )
     try:
-        with compiled.runner.turn(None):
-            run = StaticRun.start(compiled.static, prepared, compiled.sampler(request([]), prepared))
-            for k in range(1, 6):
-                token = run.advance()
-                assert len(issued) == k and int(issued[-1]) == token
+        answer = compiled.generate(request(MODALITIES["text"](), tokens=6))[1]
     finally:
         del compiled.static.step
+        compiled.enable_batching(1)
+    assert [token for token, _ in issued] == answer[: len(issued)] and len(issued) >= 5
+    assert [handed for _, handed in issued] == list(range(len(issued)))  # token k stepped before it was handed
 
 
 def test_requests_longer_than_the_static_cache_take_the_dynamic_path(tiny_checkpoint, reference_model):
@@ -117,6 +118,6 @@ def test_multi_turn_equals_generate_on_every_path(path, engine, compiled, tiny_c
         else:  # decoded in one batch beside a text request
             other.enable_batching(4)
             tokens = run_together(other, {"multi": multi_turn(), "text": request(MODALITIES["text"]())})["multi"]
-            assert other.batcher.rows_stepped > other.batcher.steps  # really batched together
-            other.batcher.close()
+            assert other.scheduler.rows_stepped > other.scheduler.steps  # really batched together
+            other.scheduler.close()
     assert tokens == expected

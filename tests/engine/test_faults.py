@@ -14,10 +14,9 @@ from core.errors import GenerationFailed, ShuttingDown
 from engine.engine import Engine
 from engine.loading import LoadOptions
 from engine.request import GenerationRequest, SamplingParams
-from engine.static_decode import StaticRun
 from media.parts import Message, TextPart
 from tests.engine.conftest import request
-from tests.engine.test_batching import run_together, wait_until
+from tests.engine.test_batching import wait_until
 
 POISON = "zebra quartz"  # the marked request's prompt carries these words
 
@@ -38,7 +37,7 @@ def faulty(tiny_checkpoint):
     engine.model.register_forward_pre_hook(hook, with_kwargs=True)
     threads = threading.active_count()
     yield engine, fault, marker
-    engine.batcher.close()
+    engine.scheduler.close()
     assert threading.active_count() <= threads  # the decode loop ended: no thread left behind
 
 
@@ -58,8 +57,8 @@ def poisoned(tokens: int = 16) -> GenerationRequest:
 def run_with_errors(engine, jobs: dict) -> tuple[dict, dict]:
     """Like run_together, but a request that raises records its error instead of ending the test."""
     results, errors, submitted = {}, {}, []
-    submit = engine.batcher.submit
-    engine.batcher.submit = lambda req, *rest: submitted.append(req) or submit(req, *rest)
+    submit = engine.scheduler.submit
+    engine.scheduler.submit = lambda req, *rest: submitted.append(req) or submit(req, *rest)
 
     def run(name, req):
         results[name] = []
@@ -99,7 +98,7 @@ def test_a_failing_prefill_fails_only_its_request(faulty, solo, error, message):
     assert message in str(errors["bad"]) and "injected" not in str(errors["bad"])  # for people, not Python
     assert all(results[m] == solo[m] for m in ("text", "image", "audio"))
     assert engine.finished["error"] == 1
-    assert wait_until(lambda: not engine.batcher.rows and not engine.batcher.long)
+    assert wait_until(lambda: engine.scheduler.idle)
     assert engine.generate(request("text", tokens=4))[2].finish_reason == "length"  # still serving
 
 
@@ -118,7 +117,7 @@ def test_a_failing_batched_step_fails_only_the_row_that_fails_alone(faulty, solo
     assert set(errors) == {"audio"} and isinstance(errors["audio"], GenerationFailed)
     assert results["text"] == solo["text"] and results["image"] == solo["image"]
     assert 1 <= len(results["audio"]) < len(solo["audio"])  # it got its first token, then failed
-    assert wait_until(lambda: not engine.batcher.rows)
+    assert wait_until(lambda: not engine.scheduler.rows)
 
 
 def test_an_out_of_memory_on_one_call_is_survived_by_everyone(faulty, solo):
@@ -138,34 +137,31 @@ def test_an_out_of_memory_on_one_call_is_survived_by_everyone(faulty, solo):
     assert all(results[m] == solo[m] for m in results)
 
 
-def test_a_failed_move_to_the_static_cache_keeps_the_request_going(tiny_checkpoint, engine, solo, monkeypatch):
-    """The batch shrinks to one row, whose move onto the static cache runs out of memory: it
-    stays on the dynamic path and finishes with its lone answer (on main it waited forever)."""
-    fast = Engine.load(LoadOptions(model=str(tiny_checkpoint), device="cpu"))
-    fast.set_decode("static")
-    fast.enable_batching(8)
-    failures = []
+def test_an_out_of_memory_in_a_slot_cache_step_is_survived_by_everyone(faulty, solo):
+    """The same on the static slot cache: the failed step advanced no row, each retries alone."""
+    engine, fault, _ = faulty
+    assert engine.set_decode("static") == "static"
+    calls = {"n": 0}
 
-    def failing_resume(*args):
-        failures.append(1)
-        raise torch.OutOfMemoryError("injected")
+    def third_slot_step(kwargs, router):
+        if kwargs["input_ids"].shape[0] > 1:  # only slot steps of a bucket of 2 or more
+            calls["n"] += 1
+            return calls["n"] == 3
+        return False
 
-    monkeypatch.setattr(StaticRun, "resume", failing_resume)
-    results = run_together(
-        fast, {"long": request("image", tokens=40), "text": request("text"), "audio": request("audio")}
-    )
-    fast.batcher.close()
-    assert failures
-    assert results["long"] == engine.generate(request("image", tokens=40))[1]
-    assert results["text"] == solo["text"] and results["audio"] == solo["audio"]
+    fault["error"], fault["when"] = torch.OutOfMemoryError("injected"), third_slot_step
+    results, errors = run_with_errors(engine, others())
+    assert fault["raised"] == 1 and errors == {}
+    assert all(results[m] == solo[m] for m in results)
+    assert engine.scheduler._slots is not None and engine.static.free == engine.static.rows  # all on it, all freed
 
 
 def test_submit_after_close_is_refused_at_once(faulty):
     engine, _, _ = faulty
-    engine.batcher.close()
+    engine.scheduler.close()
     req = request("text", tokens=4)
     with pytest.raises(ShuttingDown, match="shutting down"):
-        engine.batcher.submit(req, engine.prepare(req))
+        engine.scheduler.submit(req, engine.prepare(req))
 
 
 def test_close_ends_open_generations_with_a_clear_error(faulty):

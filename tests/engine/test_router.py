@@ -84,7 +84,9 @@ def test_the_adapter_changes_the_answer(engine):
     answers = {}
     for adapter in ("vision", "speech", "base"):
         prepared.adapter = adapter
-        answers[adapter] = list(itertools.islice(engine.decode_alone(request, prepared), 12))
+        answers[adapter] = list(
+            itertools.islice(engine.scheduler.submit(request, prepared, engine.sampler(request, prepared)), 12)
+        )
     assert len({tuple(a) for a in answers.values()}) == 3
 
 

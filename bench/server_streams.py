@@ -1,0 +1,141 @@
+"""Concurrency through a real server: `phi4mm serve` on the tiny checkpoint (started here), N
+streaming chat requests mixing text, image, audio and image+audio, sent all at once and then one
+after another, over HTTP with their media as base64 (decoding included). Also a lone request
+against the same engine called directly in this process (no HTTP, no server), the "direct path".
+
+Prints, per stream count, the aggregate tokens/s both ways and their ratio (median of the paired
+ratios over `--repeats` rounds, alternating), and the lone request's tokens/s through the server
+against the direct path. Tokens are counted from each stream's `usage` (a random model may end early).
+
+    python bench/concurrency.py --server [--streams 1 4 16] [--max-new-tokens 96] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import soundfile
+
+from engine.engine import Engine
+from engine.loading import LoadOptions
+from engine.request import GenerationRequest, SamplingParams
+from media.limits import SAMPLE_RATE
+from media.parts import Message
+from tooling.inputs import MODALITIES, make_photo, make_tone
+from tooling.server import running_server
+from tooling.tiny_checkpoint import write_tiny_checkpoint
+
+KEY = "bench-key"
+
+
+def _data_url(kind: str, data: bytes) -> str:
+    return f"data:{kind};base64," + base64.b64encode(data).decode()
+
+
+def _contents() -> dict[str, list[dict]]:
+    """The same four kinds as tooling.inputs.MODALITIES, as an OpenAI client sends them."""
+    png, wav = io.BytesIO(), io.BytesIO()
+    make_photo().save(png, format="PNG")
+    soundfile.write(wav, make_tone(), SAMPLE_RATE, format="WAV")
+    image = {"type": "image_url", "image_url": {"url": _data_url("image/png", png.getvalue())}}
+    audio = {"type": "input_audio", "input_audio": {"data": base64.b64encode(wav.getvalue()).decode(), "format": "wav"}}
+    return {
+        "text": [{"type": "text", "text": "Hello, how are you?"}],
+        "image": [image, {"type": "text", "text": "Describe the image."}],
+        "audio": [audio, {"type": "text", "text": "Transcribe the audio clip into text."}],
+        "image+audio": [image, audio],
+    }
+
+
+def _one_stream(http: httpx.Client, url: str, content: list[dict], max_tokens: int) -> int:
+    """Streams one answer -> its completion tokens (from the usage chunk)."""
+    body = {
+        "messages": [{"role": "user", "content": content}],
+        "max_tokens": max_tokens,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    tokens = 0
+    headers = {"Authorization": f"Bearer {KEY}"}
+    with http.stream("POST", url + "/v1/chat/completions", json=body, headers=headers) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if line.startswith("data: {"):
+                event = json.loads(line[6:])
+                if "error" in event:
+                    raise RuntimeError(event["error"]["message"])
+                if event.get("usage"):
+                    tokens = event["usage"]["completion_tokens"]
+    return tokens
+
+
+def through_server(url: str, streams: int, max_tokens: int, together: bool) -> float:
+    """Aggregate tokens/s of `streams` requests (kinds in turn), all at once or one after another."""
+    contents = list(_contents().values())
+    jobs = [contents[i % len(contents)] for i in range(streams)]
+    counts = [0] * streams
+    with httpx.Client(timeout=600, limits=httpx.Limits(max_connections=streams + 1)) as http:
+
+        def run(i: int) -> None:
+            counts[i] = _one_stream(http, url, jobs[i], max_tokens)
+
+        began = time.perf_counter()
+        if together:
+            threads = [threading.Thread(target=run, args=(i,)) for i in range(streams)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        else:
+            for i in range(streams):
+                run(i)
+        return sum(counts) / (time.perf_counter() - began)
+
+
+def direct(engine: Engine, max_tokens: int) -> float:
+    """One request of each kind in turn on the engine itself, no server -> tokens/s."""
+    tokens, began = 0, time.perf_counter()
+    for parts in MODALITIES.values():
+        request = GenerationRequest([Message("user", parts())], SamplingParams(max_new_tokens=max_tokens))
+        tokens += sum(len(chunk.token_ids) for chunk in engine.stream(request))
+    return tokens / (time.perf_counter() - began)
+
+
+def run(streams: list[int], max_tokens: int, repeats: int, decode: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = write_tiny_checkpoint(Path(tmp) / "tiny", seed=0)
+        engine = Engine.load(LoadOptions(model=str(checkpoint), device="cpu"))
+        engine.set_decode(decode)
+        settings = {"api_key": KEY, "decode": decode, "max_batch": str(max(streams + [2]))}
+        with running_server(checkpoint, Path(tmp) / "serve.log", **settings) as url:
+            print(f"# through a real server (HTTP, media as base64), tiny checkpoint, CPU, decode {decode}")
+            through_server(url, 4, 4, together=True)  # warm-up: every kind once
+            direct(engine, 4)
+            lone_server, lone_direct = [], []
+            for _ in range(repeats):
+                lone_server.append(through_server(url, 4, max_tokens, together=False))
+                lone_direct.append(direct(engine, max_tokens))
+            ratio = statistics.median(s / d for s, d in zip(lone_server, lone_direct))
+            print(
+                f"lone request (each kind in turn): server {statistics.median(lone_server):.1f} tok/s, "
+                f"direct {statistics.median(lone_direct):.1f} tok/s, server/direct {ratio:.2f}"
+            )
+            print(f"{'streams':>7} {'one_after_another_tps':>22} {'together_tps':>13} {'ratio':>6}")
+            for count in streams:
+                serial, together = [], []
+                for _ in range(repeats):
+                    serial.append(through_server(url, count, max_tokens, together=False))
+                    together.append(through_server(url, count, max_tokens, together=True))
+                ratios = [t / s for t, s in zip(together, serial)]
+                print(
+                    f"{count:>7} {statistics.median(serial):>22.1f} {statistics.median(together):>13.1f} "
+                    f"{statistics.median(ratios):>6.2f}  (rounds {min(ratios):.2f}-{max(ratios):.2f})"
+                )

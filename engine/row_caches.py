@@ -1,0 +1,221 @@
+"""Where the scheduler's rows keep their KV caches, and how each kind takes a decode step. Three
+kinds, one seam (engine/scheduler.py drives it, every call inside the runner's turn):
+
+    logits = rows.admit(row)                  # prefill the row's prompt (with media) -> (1, vocab)
+    logits, failed = rows.step(members, tokens)
+                                              # append tokens[i] to members[i] -> (n - len(failed), vocab)
+    rows.release(row)                         # the row's cache is free again
+
+- `SlotRows`: the static slot cache and its one step per batch bucket (engine/slot_decoder.py),
+  compiled or eager; every adapter mix in one graph. Rows that fit its capacity.
+- `PaddedRows`: transformers' DynamicCache, rows left-padded to one length (the dynamic path:
+  CPUs, quantized models, or no slot free).
+- `OwnRows`: each row alone on its own DynamicCache, for rows whose prompt plus answer crosses
+  the long-RoPE switch (4,096 tokens), which changes the rotary frequencies for the whole batch.
+
+A failed step is retried row by row; a row that fails alone is returned in `failed` with its
+error, the others' logits come back as if nothing had happened (an out-of-memory also gives the
+allocator's cache back).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from transformers import DynamicCache
+
+from core.errors import release_memory
+from engine.slot_decoder import SlotDecoder
+
+log = logging.getLogger(__name__)
+
+
+class SlotRows:
+    def __init__(self, runner, decoder: SlotDecoder):
+        self.runner, self.decoder = runner, decoder
+
+    def takes(self, row) -> bool:
+        return self.decoder.free > 0 and self.decoder.fits(row.prepared.prompt_tokens, row.prepared.max_new_tokens)
+
+    def admit(self, row) -> torch.Tensor:
+        with self.runner.turn(None):  # the slot decoder applies each row's adapter itself
+            return self.decoder.admit(row, row.prepared)
+
+    def step(self, members: list, tokens: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        try:
+            with self.runner.turn(None):
+                return self.decoder.step(tokens, members), {}
+        except Exception as err:  # noqa: BLE001 - find the row that fails, if any
+            _retrying(err)
+        # a failed step advanced no row (lengths move after the forward pass): each row steps alone
+        logits, failed = [], {}
+        for i, row in enumerate(members):
+            try:
+                with self.runner.turn(None):
+                    logits.append(self.decoder.step(tokens[i : i + 1], [row]))
+            except Exception as err:  # noqa: BLE001
+                failed[row] = err
+        return _stacked(logits, tokens), failed
+
+    def release(self, row) -> None:
+        self.decoder.release(row)
+
+
+class PaddedRows:
+    """Rows left-padded to a common cache length; the attention mask hides the padding and each
+    row keeps its own positions, so every row computes what it would compute alone."""
+
+    def __init__(self, runner, max_rows: int):
+        self.runner, self.max_rows = runner, max_rows
+        self.members: list = []  # in the cache's row order
+        self._cache: DynamicCache | None = None
+        self._mask: torch.Tensor | None = None  # (B, L) 1 = a real token, 0 = left padding
+        self._lengths: torch.Tensor | None = None  # (B,) real tokens cached per row
+
+    def takes(self, row) -> bool:
+        switch = self.runner.longrope_switch_at
+        fits = switch is None or row.prepared.prompt_tokens + row.prepared.max_new_tokens <= switch
+        return fits and len(self.members) < self.max_rows
+
+    def admit(self, row) -> torch.Tensor:
+        with self.runner.turn([row.prepared.adapter]):
+            logits, cache = self.runner.forward(row.prepared, row.prepared.input_ids, self.runner.new_cache())
+        self._join(row, cache)
+        return logits
+
+    def step(self, members: list, tokens: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        assert members == self.members, "a padded batch steps all its rows together"
+        mask = torch.cat([self._mask, self._mask.new_ones(len(members), 1)], dim=1)
+        # one row has no padding (release trims it): the model's own positions and causal mask are
+        # then exact, and building a padded mask per step costs ~15 % of a small step
+        padded = {} if len(members) == 1 else {"attention_mask": mask, "position_ids": self._lengths[:, None]}
+        try:
+            with self.runner.turn([row.prepared.adapter for row in members]):
+                out = self.runner.model(
+                    input_ids=tokens.view(-1, 1), past_key_values=self._cache, use_cache=True, **padded
+                )
+        except Exception as err:  # noqa: BLE001 - find the row that fails, if any
+            _retrying(err)
+            return self._step_each(tokens)
+        self._mask, self._lengths = mask, self._lengths + 1
+        return out.logits[:, -1, :], {}
+
+    def release(self, row) -> None:
+        if row not in self.members:
+            return
+        keep = [i for i, member in enumerate(self.members) if member is not row]
+        self.members = [self.members[i] for i in keep]
+        if not keep:
+            self._cache = self._mask = self._lengths = None
+            return
+        index = torch.tensor(keep, device=self._mask.device)
+        mask = self._mask[index]
+        start = int((mask.sum(dim=0) == 0).long().cumprod(dim=0).sum())  # columns that are padding in every row
+        layers = [(layer.keys[index, :, start:], layer.values[index, :, start:]) for layer in self._cache.layers]
+        self._cache = self._dynamic(layers)
+        self._mask, self._lengths = mask[:, start:], self._lengths[index]
+
+    def _dynamic(self, layers) -> DynamicCache:
+        return DynamicCache(ddp_cache_data=layers, config=self.runner.model.config)
+
+    def _join(self, row, cache: DynamicCache) -> None:
+        length = cache.get_seq_length()
+        mask = torch.ones(1, length, dtype=torch.long, device=row.prepared.input_ids.device)
+        if not self.members:
+            self.members, self._cache, self._mask = [row], cache, mask
+            self._lengths = torch.tensor([length], device=mask.device)
+            return
+        width = max(length, self._mask.shape[1])
+        layers = [
+            (
+                torch.cat([_left_pad(old.keys, width), _left_pad(new.keys, width)]),
+                torch.cat([_left_pad(old.values, width), _left_pad(new.values, width)]),
+            )
+            for old, new in zip(self._cache.layers, cache.layers)
+        ]
+        self._cache = self._dynamic(layers)
+        self._mask = torch.cat([_left_pad(self._mask, width, dim=1), _left_pad(mask, width, dim=1)])
+        self._lengths = torch.cat([self._lengths, self._lengths.new_tensor([length])])
+        self.members.append(row)
+
+    def _step_each(self, tokens: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """After a failed batched step: each row takes it on its own slice of the cache (the failed
+        pass left some layers one position longer; slicing to the old width undoes that), and the
+        rows that succeed rejoin the batch in their order."""
+        members, cache, mask, width = self.members, self._cache, self._mask, self._mask.shape[1]
+        self.members, self._cache, self._mask, self._lengths = [], None, None, None
+        logits, failed = [], {}
+        for i, row in enumerate(members):
+            start = int((mask[i] == 0).sum())  # left padding
+            alone = self._dynamic(
+                [
+                    (layer.keys[i : i + 1, :, start:width], layer.values[i : i + 1, :, start:width])
+                    for layer in cache.layers
+                ]
+            )
+            try:
+                with self.runner.turn([row.prepared.adapter]):
+                    out = self.runner.model(
+                        input_ids=tokens[i : i + 1].view(1, 1), past_key_values=alone, use_cache=True
+                    )
+            except Exception as err:  # noqa: BLE001
+                failed[row] = err
+                continue
+            logits.append(out.logits[:, -1, :])
+            self._join(row, alone)
+        return _stacked(logits, tokens), failed
+
+
+class OwnRows:
+    """Each row on its own DynamicCache, stepped alone: `ModelRunner.forward` recomputes the whole
+    sequence once when a row crosses the long-RoPE switch, as transformers' Phi-4 code intends."""
+
+    def __init__(self, runner):
+        self.runner = runner
+        self.caches: dict = {}  # row -> its cache
+
+    def takes(self, row) -> bool:
+        return True
+
+    def admit(self, row) -> torch.Tensor:
+        with self.runner.turn([row.prepared.adapter]):
+            logits, self.caches[row] = self.runner.forward(
+                row.prepared, row.prepared.input_ids, self.runner.new_cache()
+            )
+        return logits
+
+    def step(self, members: list, tokens: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        logits, failed = [], {}
+        for i, row in enumerate(members):
+            ids = torch.cat([row.ids, tokens[i : i + 1].view(1, 1)], dim=1)
+            try:
+                with self.runner.turn([row.prepared.adapter]):
+                    step, self.caches[row] = self.runner.forward(row.prepared, ids, self.caches[row])
+            except Exception as err:  # noqa: BLE001
+                failed[row] = err
+                continue
+            logits.append(step)
+        return _stacked(logits, tokens), failed
+
+    def release(self, row) -> None:
+        self.caches.pop(row, None)
+
+
+def _retrying(err: Exception) -> None:
+    log.warning("a batched decode step failed (%s); retrying each request alone", type(err).__name__)
+    release_memory(err)
+
+
+def _stacked(logits: list[torch.Tensor], tokens: torch.Tensor) -> torch.Tensor:
+    return torch.cat(logits) if logits else torch.empty(0, 0, device=tokens.device)
+
+
+def _left_pad(tensor: torch.Tensor, width: int, dim: int = 2) -> torch.Tensor:
+    """Zeros before `tensor` along `dim` (the sequence axis) up to `width`."""
+    missing = width - tensor.shape[dim]
+    if missing == 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[dim] = missing
+    return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)

@@ -1,0 +1,307 @@
+"""The one decode loop: every request the local engine serves is a row here, a lone one as a batch
+of one. Each round admits waiting requests (prefill), chooses every row's next token in one
+vectorised pass (engine/sampling.py `choose_rows`), takes one decode step for every row, and
+hands each row its token. Rows join and leave between two rounds; no cache ever moves between
+paths. Where a row's cache lives is engine/row_caches.py's business:
+
+- on the slot cache (static or compiled, every adapter mix in one graph per batch bucket) when
+  the engine has one, the row fits it, and a slot is free;
+- else on the padded dynamic batch, while prompt plus answer stay under the long-RoPE switch;
+- else alone on a cache of its own (past the switch), still one step per round.
+
+Prefill does not stall decoding: while rows are decoding, a round admits one new request, so a
+burst of arrivals costs each running row at most one prefill between two of its tokens. Media
+decoding, the processor and every check run earlier, in the caller's thread (Engine.stream).
+
+On a GPU the next step is queued before the chosen tokens are read back, so the device is one
+step ahead of the host (which detokenises and sends meanwhile); a row that just chose its end
+token wastes that one step. On a CPU there is nothing to overlap, and the step waits for the
+read-back so that a finished row is not stepped.
+
+With `max_batch` > 1 the loop runs on a thread of its own and each reader is woken per token
+(`GenerationRequest.on_token`). One at a time (`max_batch` 1, ZeroGPU's setting: no thread may
+outlive a GPU call) the reader that needs a token runs the next round in its own thread, and rows
+beyond the first decode alone, interleaved.
+
+One request's failure fails it alone: a failing prefill ends that request; a failing step is
+retried row by row (row_caches), and only a row that fails alone gets the error.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+
+from core.errors import ShuttingDown, release_memory
+from engine.decode import PreparedPrompt
+from engine.request import PENDING, GenerationRequest
+from engine.row_caches import OwnRows, PaddedRows, SlotRows
+from engine.sampling import Sampler, choose_rows
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)  # rows are compared by identity (their fields hold tensors)
+class Row:
+    request: GenerationRequest
+    prepared: PreparedPrompt
+    sampler: Sampler
+    out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)  # token ids; None = stopped; or an error
+    done: threading.Event = field(default_factory=threading.Event)  # no more tokens are wanted
+    tokens: list[int] = field(default_factory=list)  # the answer so far
+    caches: object = None  # the row_caches kind holding its cache
+    _ids: torch.Tensor | None = None  # prompt + answer as far as it was last built
+
+    def put(self, item) -> None:
+        self.out.put(item)
+        if self.request.on_token is not None:
+            self.request.on_token()
+
+    @property
+    def leaving(self) -> bool:
+        return self.done.is_set() or self.request.cancel.is_set()
+
+    @property
+    def ids(self) -> torch.Tensor:
+        """(1, n) prompt + answer, for what reads the whole history (penalties, a grammar, a long
+        row's forward pass). Built when read, extending the last one built."""
+        built = self.prepared.input_ids if self._ids is None else self._ids
+        missing = self.prepared.prompt_tokens + len(self.tokens) - built.shape[1]
+        if missing:
+            built = torch.cat([built, built.new_tensor([self.tokens[-missing:]])], dim=1)
+        self._ids = built
+        return built
+
+
+class Scheduler:
+    def __init__(self, engine, max_batch: int):
+        self.engine = engine  # for its slot decoder; the model only through its runner
+        self.runner = engine.runner
+        self.max_batch = max_batch
+        self.threaded = max_batch > 1
+        self.ahead = engine.device.type == "cuda"  # queue the next step before reading tokens back
+        self.pending: list[Row] = []  # submitted, waiting to be admitted
+        self.rows: list[Row] = []  # decoding, in the order of `_logits`
+        self._logits: torch.Tensor | None = None  # (len(rows), vocab): each row's next-token logits
+        self._slots: SlotRows | None = None
+        self._padded = PaddedRows(self.runner, max_batch if max_batch > 1 else 1)
+        self._own = OwnRows(self.runner)
+        self._wake = threading.Condition()
+        self._drive = threading.Lock()  # the one reader running a round, when not threaded
+        self._thread: threading.Thread | None = None
+        self._closing = False
+        self.steps = 0  # decode rounds that stepped two rows or more
+        self.rows_stepped = 0  # rows over those rounds (mean batch = rows_stepped / steps)
+        self.solo_steps = 0  # rounds that stepped one row
+        self.host_seconds = 0.0  # time of rounds outside the forward passes (inputs, sampling, hand-off)
+
+    # -- the callers' side ------------------------------------------------------------------------
+
+    def submit(
+        self, request: GenerationRequest, prepared: PreparedPrompt, sampler: Sampler | None = None
+    ) -> Iterator[int]:
+        row = Row(request, prepared, sampler or self.engine.sampler(request, prepared))
+        with self._wake:
+            if self._closing:
+                raise ShuttingDown()
+            self.pending.append(row)
+            if self._thread is None and self.threaded:
+                self._thread = threading.Thread(target=self._loop, name="decode-scheduler", daemon=True)
+                self._thread.start()
+                atexit.register(self.close)  # never kill the loop inside a forward pass at exit
+            self._wake.notify()
+        return self._tokens(row)
+
+    def close(self, wait: bool = True) -> None:
+        """Stops the loop between two rounds; waiting and running requests end with ShuttingDown."""
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        if wait and self._thread is not None:
+            self._thread.join(timeout=5)
+        if not self.threaded and self._drive.acquire(blocking=False):  # else the driving reader ends it
+            try:
+                self._turn(wait=False)
+            finally:
+                self._drive.release()
+
+    @property
+    def idle(self) -> bool:
+        return not self.rows and not self.pending
+
+    def _tokens(self, row: Row) -> Iterator[int]:
+        try:
+            while True:
+                if row.request.on_token is not None and self.threaded and row.out.empty():
+                    yield PENDING  # the caller is told of the next token (GenerationRequest.on_token)
+                    continue
+                if (item := self._next(row)) is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            row.done.set()  # finished, closed or cancelled: the loop drops the row at its next round
+
+    def _next(self, row: Row):
+        """The row's next item. With no loop thread, the reader that needs a token runs the next
+        round itself (one reader at a time), which steps every row once."""
+        while not self.threaded and row.out.empty():
+            with self._drive:
+                if row.out.empty() and not self._turn(wait=False):
+                    break
+        return row.out.get()
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while self._turn(wait=True):
+            pass
+
+    def _turn(self, wait: bool) -> bool:
+        """One round: admit, then step every row once -> False once closed. `wait`: sleep until
+        there is work (the loop's thread); otherwise return at once."""
+        self._drop(lambda row: row.leaving, stopped=True)  # readers that left make room first
+        with self._wake:
+            while wait and self.idle and not self._closing:
+                self._wake.wait()
+            if self._closing:
+                self._end_all(ShuttingDown())
+                return False
+            joining = self._joining()
+        try:
+            for row in joining:
+                self._admit(row)
+            if self.rows:
+                self._round()
+        except Exception as err:  # noqa: BLE001 - a fault outside any one row's forward pass
+            log.exception("decode loop round failed")
+            self._end_all(err)
+        return True
+
+    def _joining(self) -> list[Row]:
+        """Who is admitted this round (under the lock): everyone while nothing decodes or one at a
+        time, else one, so that a burst costs running rows one prefill between two steps."""
+        room = len(self.pending) if not self.threaded else self.max_batch - len(self.rows)
+        if self.rows and self.threaded:
+            room = min(room, 1)
+        joining, self.pending = self.pending[: max(room, 0)], self.pending[max(room, 0) :]
+        return joining
+
+    def _admit(self, row: Row) -> None:
+        if row.leaving:
+            row.put(None)
+            return
+        row.caches = self._caches_for(row)
+        try:
+            logits = row.caches.admit(row)
+        except Exception as err:  # noqa: BLE001 - a failing prefill fails its request alone
+            self._fail(row, err)
+            return
+        self.rows.append(row)
+        self._logits = logits if self._logits is None else torch.cat([self._logits.float(), logits.float()])
+
+    def _caches_for(self, row: Row):
+        static = self.engine.static
+        if static is not None and (self._slots is None or self._slots.decoder is not static):
+            self._slots = SlotRows(self.runner, static)  # set_decode made a new one (no rows in use)
+        if static is not None and self._slots.takes(row) and (self.threaded or static.free == static.rows):
+            return self._slots
+        if self._padded.takes(row) and (self.threaded or not self._padded.members):
+            return self._padded
+        return self._own
+
+    def _round(self) -> None:
+        began = time.perf_counter()
+        rows = self.rows
+        tokens = choose_rows(
+            [row.sampler for row in rows],
+            [row.ids if row.sampler.reads_history else None for row in rows],
+            self._logits,
+        )
+        if self.ahead:  # rows known to end here (length cap, reader gone) are not stepped
+            going = [i for i, row in enumerate(rows) if len(row.tokens) + 1 < row.prepared.max_new_tokens]
+            chosen = None
+        else:
+            chosen = tokens.tolist()
+            going = [
+                i
+                for i, row in enumerate(rows)
+                if not self.runner.finished(row.prepared, len(row.tokens) + 1, chosen[i])
+            ]
+        going = [i for i in going if not rows[i].leaving]
+        for i in set(range(len(rows))) - set(going):
+            rows[i].caches.release(rows[i])
+        forward, failed = self._step([rows[i] for i in going], tokens if len(going) == len(rows) else tokens[going])
+        for i, (row, token) in enumerate(zip(rows, chosen or tokens.tolist())):  # one read-back for all
+            self._emit(row, token)
+            if i not in going and not row.done.is_set():
+                row.put(None)  # cancelled meanwhile: its consumer sees the end
+        for row, err in failed.items():  # after its token: that one was chosen before the failure
+            self._fail(row, err)
+        self.host_seconds += time.perf_counter() - began - forward
+
+    def _step(self, going: list[Row], tokens: torch.Tensor) -> tuple[float, dict]:
+        """One decode step for `going` (tokens[i] appended to going[i]), each kind of cache its own
+        step -> (seconds spent in them, the rows that failed alone: their errors). `rows` and
+        `_logits` become the rows that go on."""
+        began, kept, logits, failures = time.perf_counter(), [], [], {}
+        for caches in (self._slots, self._padded, self._own):
+            index = [i for i, row in enumerate(going) if row.caches is caches]
+            if not index:
+                continue
+            members = [going[i] for i in index]
+            step_logits, failed = caches.step(members, tokens if len(index) == len(going) else tokens[index])
+            failures.update(failed)
+            kept += [row for row in members if row not in failed]
+            if len(failed) < len(members):
+                logits.append(step_logits)
+        if len(going) > 1:
+            self.steps += 1
+            self.rows_stepped += len(going)
+        elif going:
+            self.solo_steps += 1
+        self.rows = kept
+        self._logits = (logits[0] if len(logits) == 1 else torch.cat([x.float() for x in logits])) if kept else None
+        return time.perf_counter() - began, failures
+
+    def _emit(self, row: Row, token: int) -> None:
+        row.tokens.append(token)
+        row.put(token)
+        if self.runner.finished(row.prepared, len(row.tokens), token):
+            row.done.set()  # the consumer will finish on this token
+
+    def _drop(self, leaving, stopped: bool) -> None:
+        """Rows for which `leaving(row)` holds leave the batch (their caches are freed)."""
+        keep = [i for i, row in enumerate(self.rows) if not leaving(row)]
+        if len(keep) == len(self.rows):
+            return
+        for i, row in enumerate(self.rows):
+            if i not in keep:
+                row.caches.release(row)
+                if stopped:
+                    row.put(None)  # a cancelled row's consumer sees the end; a finished one is gone
+        self._logits = self._logits[keep] if keep else None
+        self.rows = [self.rows[i] for i in keep]
+
+    def _fail(self, row: Row, err: Exception) -> None:
+        log.error("one request failed in the decode loop", exc_info=err)
+        if row.caches is not None:
+            row.caches.release(row)
+        row.put(err)
+        row.done.set()
+        release_memory(err)
+
+    def _end_all(self, err: Exception) -> None:
+        for row in self.rows + self.pending:
+            if row.caches is not None:
+                row.caches.release(row)
+            row.put(err)
+        self.rows, self.pending, self._logits = [], [], None
