@@ -15,7 +15,7 @@ from engine.slot_decoder import BUCKETS, SlotDecoder, bucket_of
 log = logging.getLogger(__name__)  # `serve` prints this logger's lines (app/launch.py)
 
 CUDA_SHARE = 0.5  # of the GPU memory free after loading, for the slot cache (a guess: leaves room for prefills)
-CPU_ROWS = 1  # one request on the static cache (more rows: more buckets to compile and check); others decode dynamically
+CPU_ROWS = 1  # one request on the static cache (each row: more buckets to compile, check); others: dynamic
 
 
 def slot_rows(engine, capacity: int, wanted: int | None) -> int:
