@@ -78,6 +78,24 @@ def test_mixed_adapter_batches_match_each_request_alone(batched, solo):
     assert engine.scheduler.rows_stepped > engine.scheduler.steps  # really decoded together
 
 
+def test_stepping_ahead_of_the_read_back_changes_no_token(batched, solo):
+    """The GPU's order (the next step queued before the tokens are read back, so a row that just
+    ended is stepped once more) gives every row the tokens it gets alone, cancelled rows included."""
+    engine, _ = batched
+    engine.scheduler.ahead = True
+    jobs = {modality: request(modality) for modality in MODALITIES}
+    jobs["cancelled"] = request("image", tokens=400)
+
+    def cancel_after_two(name, req, tokens):
+        if name == "cancelled" and len(tokens) == 2:
+            req.cancel.set()
+
+    results = run_together(engine, jobs, cancel_after_two)
+    assert all(results[m] == solo[m] for m in MODALITIES)
+    assert 2 <= len(results["cancelled"]) < 400
+    assert wait_until(lambda: engine.scheduler.idle)
+
+
 def test_cancelling_one_request_leaves_the_others_unchanged(batched, solo):
     engine, _ = batched
     jobs = {
