@@ -22,6 +22,7 @@ from engine.grammar import GrammarTokenizer
 from engine.loading import LoadOptions, load_model
 from engine.model_config import END_TOKENS
 from engine.output import OutputProcessing
+from engine.output_head import columns_for_batches, hold_standard_strides
 from engine.prompt_prep import PromptPreparation
 from engine.protocol import ChatEngine
 from engine.request import Chunk, GenerationRequest, SamplingParams
@@ -36,25 +37,6 @@ from media.limits import MediaLimits
 from media.parts import Message, TextPart
 
 log = logging.getLogger(__name__)
-
-
-def _standard_strides(module, args):
-    """transformers hands the output head the prompt's last position as a view with the whole
-    prompt's strides; PyTorch's matmul cannot fold such a tensor into a matrix, so it runs a batched
-    product, which in bf16 on a CPU first copies the whole transposed head (200,064 x 3,072): 3.2 s
-    of every prefill on this CPU at full size. The same rows with standard strides take 0.04 s
-    (bench/RESULTS.md); what the batched product costs on a GPU is not measured. `generate` gets
-    this too: it runs the same model."""
-    hidden = args[0]
-    return (hidden.reshape(-1, hidden.shape[-1]).view(hidden.shape), *args[1:])
-
-
-def hold_standard_strides(model):
-    """Installs `_standard_strides` on the model's output head, once per model -> its handle."""
-    handle = getattr(model.lm_head, "phi4mm_strides_hook", None)
-    if handle is None:
-        handle = model.lm_head.phi4mm_strides_hook = model.lm_head.register_forward_pre_hook(_standard_strides)
-    return handle
 
 
 class Engine(PromptPreparation, OutputProcessing, ChatEngine):
@@ -82,6 +64,8 @@ class Engine(PromptPreparation, OutputProcessing, ChatEngine):
         self.context_window = context_window or config.max_position_embeddings
         self.router = LoraRouter(model, tuple(getattr(model, "peft_config", {})))
         self.strides_hook = hold_standard_strides(model)  # before any compile: graphs guard on hooks
+        if device.type == "cpu":
+            columns_for_batches(model.lm_head)
         end_ids = {self.tokenizer.convert_tokens_to_ids(t) for t in END_TOKENS}
         eos = model.generation_config.eos_token_id
         end_ids |= set(eos if isinstance(eos, list) else [eos] if eos is not None else [])

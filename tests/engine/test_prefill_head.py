@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from torch.profiler import ProfilerActivity, profile
 
-from engine.engine import hold_standard_strides
+from engine.output_head import hold_standard_strides
 from engine.request import GenerationRequest, SamplingParams
 from media.parts import Message, TextPart
 

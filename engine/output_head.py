@@ -1,0 +1,56 @@
+"""The model's output head (hidden -> 200,064 logits) where PyTorch's matmul takes a slow road.
+
+Two shapes, both measured on this 2-core CPU (bench/RESULTS.md):
+- a prefill's last position comes as a view with the whole prompt's strides (`_standard_strides`);
+- a decode batch, (rows, 1, hidden): `F.linear` runs a general matrix product that costs about as
+  much per row as a row alone (tiny checkpoint, fp32: 8.8 ms for 4 rows, 17.7 for 16, against 1.6
+  for one), while the same product taken as weight @ rows^T costs 2.5 and 8.3 ms
+  (`columns_for_batches`). Installed on a CPU in fp32 only: a GPU's kernels are another story
+  (not measured), and in bf16 at full size the two forms are within 15 % of each other either way.
+"""
+
+from __future__ import annotations
+
+import types
+
+import torch
+from torch.nn import functional
+
+
+def _standard_strides(module, args):
+    """transformers hands the output head the prompt's last position as a view with the whole
+    prompt's strides; PyTorch's matmul cannot fold such a tensor into a matrix, so it runs a batched
+    product, which in bf16 on a CPU first copies the whole transposed head (200,064 x 3,072): 3.2 s
+    of every prefill on this CPU at full size. The same rows with standard strides take 0.04 s
+    (bench/RESULTS.md); what the batched product costs on a GPU is not measured. `generate` gets
+    this too: it runs the same model."""
+    hidden = args[0]
+    return (hidden.reshape(-1, hidden.shape[-1]).view(hidden.shape), *args[1:])
+
+
+def hold_standard_strides(model):
+    """Installs `_standard_strides` on the model's output head, once per model -> its handle."""
+    handle = getattr(model.lm_head, "phi4mm_strides_hook", None)
+    if handle is None:
+        handle = model.lm_head.phi4mm_strides_hook = model.lm_head.register_forward_pre_hook(_standard_strides)
+    return handle
+
+
+def _rows_as_columns(self, hidden: torch.Tensor) -> torch.Tensor:
+    if hidden.dim() == 3 and hidden.shape[0] > 1 and hidden.shape[1] == 1 and self.bias is None:
+        rows = hidden.reshape(hidden.shape[0], hidden.shape[2])
+        return (self.weight @ rows.T).T.unsqueeze(1)  # (rows, 1, vocab), column-major: no copy
+    return functional.linear(hidden, self.weight, self.bias)
+
+
+def columns_for_batches(head: torch.nn.Linear) -> None:
+    """Gives the output head `_rows_as_columns` as its forward (once; its weights stay its own)."""
+    # fp32 only: in bf16 at full size (200,064 x 3,072) the two are within 15 % either way (this CPU)
+    if (
+        getattr(head, "phi4mm_columns", False)
+        or type(head) is not torch.nn.Linear
+        or head.weight.dtype != torch.float32
+    ):
+        return
+    head.forward = types.MethodType(_rows_as_columns, head)
+    head.phi4mm_columns = True
