@@ -18,10 +18,10 @@ def client(web_server):
     return openai.OpenAI(base_url=web_server + "/v1", api_key=API_KEY, max_retries=0, timeout=120)
 
 
-def not_found(call) -> dict:
+def not_found(call, *args, **kwargs) -> dict:
     """OpenAI's 404 body for a response that is not kept."""
     with pytest.raises(openai.NotFoundError) as err:
-        call()
+        call(*args, **kwargs)
     return err.value.body
 
 
@@ -30,10 +30,10 @@ def test_a_kept_response_is_read_back_and_deleted(client):
     read = client.responses.retrieve(made.id)
     assert read.model_dump() == made.model_dump()  # the response as it was sent
     client.responses.delete(made.id)  # the SDK reads no body: a 2xx is the answer
-    body = not_found(lambda: client.responses.retrieve(made.id))
+    body = not_found(client.responses.retrieve, made.id)
     assert body["type"] == "invalid_request_error" and made.id in body["message"]
-    not_found(lambda: client.responses.delete(made.id))
-    not_found(lambda: client.responses.create(model="phi4mm", input="And?", previous_response_id=made.id))
+    not_found(client.responses.delete, made.id)
+    not_found(client.responses.create, model="phi4mm", input="And?", previous_response_id=made.id)
 
 
 def test_a_delete_answers_as_openai_does(web_server, client):
@@ -46,7 +46,7 @@ def test_a_delete_answers_as_openai_does(web_server, client):
 def test_a_response_not_stored_or_never_made_is_not_found(client):
     unstored = client.responses.create(model="phi4mm", input="Hi", max_output_tokens=1, store=False)
     for response_id in (unstored.id, "resp_never"):
-        body = not_found(lambda: client.responses.retrieve(response_id))
+        body = not_found(client.responses.retrieve, response_id)
         assert body["message"] == f"Response with id {response_id!r} not found." and body["code"] is None
 
 
