@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -154,14 +155,22 @@ def test_48_streams_through_8_worker_threads_all_finish_and_health_answers(local
     assert set(reasons) <= {"stop", "length"} and len(reasons) == STREAMS
 
 
-def test_a_client_that_leaves_frees_its_place_and_its_row_at_once(local):
+LEAVING = {  # route: (body, a line of the answer's first text)
+    "/v1/chat/completions": ({"messages": HI, "max_tokens": 1500}, re.compile(r'"content": "[^"]')),
+    "/v1/responses": ({"input": HI, "max_output_tokens": 1500}, re.compile(r'"delta": "[^"]')),
+}
+
+
+@pytest.mark.parametrize("route", LEAVING)
+def test_a_client_that_leaves_frees_its_place_and_its_row_at_once(local, route):
     before = health(local)
     cancelled = before["finished"].get("cancelled", 0)
-    body = {"model": "phi4mm", "messages": HI, "max_tokens": 1500, "stream": True}
-    with httpx.Client(timeout=60) as client, client.stream("POST", local + "/v1/chat/completions", json=body) as r:
+    body, text = LEAVING[route]
+    body = {"model": "phi4mm", **body, "stream": True}
+    with httpx.Client(timeout=60) as client, client.stream("POST", local + route, json=body) as r:
         assert r.status_code == 200
         for line in r.iter_lines():
-            if '"content": "' in line and '"content": ""' not in line:
+            if text.search(line):
                 break  # then hang up
     deadline = time.monotonic() + 30
     while (state := health(local))["in_flight"] or state["finished"].get("cancelled", 0) == cancelled:
