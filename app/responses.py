@@ -114,9 +114,10 @@ def chat_request(body: ResponsesRequest, conversation: list[dict]) -> ChatComple
     )
 
 
-def renamed(err: InvalidRequest) -> InvalidRequest:
-    """An error about the chat request, naming the Responses API's field instead."""
-    if err.param:
+def renamed(err: Exception) -> Exception:
+    """An error about the chat request, naming the Responses API's field instead (any other
+    error as it is)."""
+    if isinstance(err, InvalidRequest) and err.param:
         err.param = PARAMS.get(err.param.split(".")[0].split("[")[0], err.param)
     return err
 

@@ -95,7 +95,7 @@ def build_responses_router(
             messages = await run_in_threadpool(to_messages, chat_body.messages, settings)
         except BaseException as err:
             ticket.release()
-            raise renamed_error(err) from None
+            raise renamed(err) from None
         headers = {ADAPTER_HEADER: service.adapter_for(messages, chat_plan.adapter)}
         template = ResponseObject(
             id=new_id("resp"),
@@ -127,7 +127,7 @@ def build_responses_router(
                 ticket,
                 headers,
                 lambda r: response_events(r, chat_plan, template, keep),
-                renamed_error,
+                renamed,
             )
 
         def answer(cancel: threading.Event):
@@ -137,7 +137,7 @@ def build_responses_router(
             with ticket:
                 text, final = await until_disconnect(request, answer)
         except Phi4mmError as err:
-            raise APIError(renamed_error(err), headers) from None
+            raise APIError(renamed(err), headers) from None
         reply = choice(0, text, final, chat_plan.tools)
         response = finished(template, reply, final.finish_reason, final.metrics, output_items(reply))
         keep(response)
@@ -149,8 +149,3 @@ def build_responses_router(
 def missing(response_id: str) -> NotFound:
     """OpenAI's 404 for a response not kept: never made, `store: false`, forgotten or deleted."""
     return NotFound(f"Response with id {response_id!r} not found.", code=None)
-
-
-def renamed_error(err: Exception) -> Exception:
-    """An error of the chat path, naming the Responses API's fields where it names one."""
-    return renamed(err) if isinstance(err, InvalidRequest) else err
