@@ -52,7 +52,7 @@ from app.protocol import (
     ModelList,
 )
 from app.service import ConversationService
-from app.sse_stream import EventStream, Handoff, client_left, sse_events
+from app.sse_stream import EventStream, client_left, open_stream, sse_events
 from core.errors import Phi4mmError
 from core.settings import Settings
 
@@ -132,24 +132,10 @@ def build_router(
         return JSONResponse(completion_body(answer), headers=headers)
 
     async def _stream(body, messages, chat_plan: ChatPlan, template, ticket, headers) -> EventStream:
-        """Everything that can refuse the request runs before the 200 (service.chat refuses on
-        the call), so a bad stream gets the same error status and body as a bad request."""
-        cancel, handoff = threading.Event(), Handoff(service.engine.pushes)
-
-        def checked():
-            options = chat_plan.options()
-            return service.chat(messages, chat_plan.params[0], cancel=cancel, on_token=handoff.on_token(), **options)
-
-        try:
-            replies = await run_in_threadpool(checked)
-        except BaseException as err:
-            ticket.release()
-            if isinstance(err, Phi4mmError):
-                raise APIError(err, headers) from None
-            raise
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        handoff.start(sse_events(replies, chat_plan, template, include_usage))
-        return EventStream(handoff, ticket, cancel, headers)
+        return await open_stream(
+            service, messages, chat_plan, ticket, headers, lambda r: sse_events(r, chat_plan, template, include_usage)
+        )
 
     return router
 

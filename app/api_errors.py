@@ -88,6 +88,9 @@ def invalid_body(errors: list[dict]) -> InvalidRequest:
                 f"Unsupported content part type {error['ctx']['tag']!r}; use {', '.join(CONTENT_TYPES)}.",
                 param=field_path(error["loc"]),
             )
+        if error["type"] == "unsupported_item":  # a Responses input item (app/responses_protocol.py)
+            kind = error["input"].get("type") if isinstance(error["input"], dict) else None
+            return InvalidRequest(f"Unsupported item type {kind!r}; {error['msg']}.", param=field_path(error["loc"]))
     deepest = max((field_path(e["loc"]) for e in errors), key=lambda p: p.count(".") + p.count("["))
     reasons = list(
         dict.fromkeys(e["msg"][:1].lower() + e["msg"][1:] for e in errors if field_path(e["loc"]) == deepest)

@@ -20,12 +20,12 @@ from starlette.concurrency import run_in_threadpool
 from app.admission import Admission
 from app.api import ADAPTER_HEADER, until_disconnect
 from app.api_errors import APIError, TooLarge
-from app.blocking_stream import ClosingStreamingResponse, blocking_events
 from app.meeting import MeetingResult, MeetingSummarizer, Tracker
 from app.metrics import ServerMetrics
 from app.openapi import documented
 from app.protocol import Segment, Transcription
 from app.service import ConversationService
+from app.sse_stream import EventStream, Handoff
 from app.transcription import TranscriptionOptions, check_model, spoken_language, transcript_events, vtt
 from core.errors import Phi4mmError
 from core.settings import Settings
@@ -124,10 +124,10 @@ def build_audio_router(
         except BaseException:
             ticket.release()
             raise
-        cancel = threading.Event()
-        events = transcript_events(service, samples, options, cancel)
-        return ClosingStreamingResponse(
-            blocking_events(events, ticket, cancel), media_type="text/event-stream", headers=HEADERS
-        )
+        # the file is checked above, before the 200; its segments are asked of the model one after
+        # another, each in the stream's own thread (Handoff without `pushes`)
+        cancel, handoff = threading.Event(), Handoff(pushes=False)
+        handoff.start(transcript_events(service, samples, options, cancel))
+        return EventStream(handoff, ticket, cancel, HEADERS)
 
     return router

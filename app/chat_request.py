@@ -51,9 +51,11 @@ class ChatPlan:
     tools: str | None  # the JSON tool list for the system turn; None: no tools offered
     adapter: str | None  # forced by the request's `model`; None: chosen by the conversation's media
     max_crops: int | None  # vLLM's mm_processor_kwargs.dynamic_hd; None: the server's budget
-    tool_choice: str = "auto"  # "auto", "required" or a function's name (for a remote engine)
+    # how the answer uses the tools and the format, as AnswerShape decided (for a remote engine)
+    tool_choice: str = "auto"
     parallel_tool_calls: bool = True
     shaped_calls: bool = False  # a grammar spells any call out exactly: its arguments stream as written
+    answer_schema: dict | None = None
 
     def options(self) -> dict:
         """What `ConversationService.chat` takes besides the messages and sampling."""
@@ -63,6 +65,7 @@ class ChatPlan:
             "max_crops": self.max_crops,
             "tool_choice": self.tool_choice,
             "parallel_tool_calls": self.parallel_tool_calls,
+            "answer_schema": self.answer_schema,
         }
 
 
@@ -166,11 +169,12 @@ def plan(body: ChatCompletionRequest, settings: Settings) -> ChatPlan:
         )
     tools = tool_list(body.tools) if body.tools and body.tool_choice != "none" else None
     last = next((m.role for m in reversed(body.messages) if m.role not in ("system", "developer")), None)
-    grammar, source = answer_grammar(
+    shape = answer_shape(
         body.tools if tools else None, body.tool_choice, body.parallel_tool_calls, body.response_format, last == "tool"
     )
+    grammar = shape.grammar
     if grammar is not None:  # a bad schema is refused here, with a 400, not on the first token
-        grammar.compiled(source)
+        grammar.compiled(shape.source)
     if body.top_logprobs is not None and not body.logprobs:
         raise InvalidRequest("`top_logprobs` needs `logprobs: true`.", param="top_logprobs")
     logprobs = (body.top_logprobs or 0) if body.logprobs else None
@@ -185,22 +189,33 @@ def plan(body: ChatCompletionRequest, settings: Settings) -> ChatPlan:
             f"`mm_processor_kwargs.dynamic_hd` must be a whole number from 1 to 64 (got {max_crops}).",
             param="mm_processor_kwargs.dynamic_hd",
         )
-    choice = body.tool_choice.function.name if isinstance(body.tool_choice, NamedToolChoice) else body.tool_choice
     return ChatPlan(
         [dataclasses.replace(params, seed=seed) for seed in seeds],
         tools,
         adapter,
         max_crops,
-        choice or "auto",
+        shape.tool_choice,
         body.parallel_tool_calls is not False,
         shaped_calls=tools is not None and grammar is not None and grammar.kind == "lark",
+        answer_schema=shape.schema,
     )
 
 
-def answer_grammar(
+@dataclass(frozen=True)
+class AnswerShape:
+    """What this answer may be, decided once (`answer_shape`): the local engine reads `grammar`;
+    a remote one (engine/remote.py) passes the same decision on as OpenAI's fields."""
+
+    grammar: GrammarSpec | None  # the grammar the answer must match, or None
+    source: str  # the field that brought it (a bad grammar's 400 names it)
+    tool_choice: str  # "auto", "required", a function's name, or "none": no call (the tools have answered)
+    schema: dict | None  # the JSON schema the answer's text follows (response_format), or None
+
+
+def answer_shape(
     tools: list[Tool] | None, tool_choice, parallel_calls: bool | None, response_format, answered: bool = False
-) -> tuple[GrammarSpec | None, str]:
-    """(the grammar the answer must match or None, the field that brought it), as OpenAI combines them:
+) -> AnswerShape:
+    """Tools and `response_format` combined as OpenAI does:
     - a forced call (`tool_choice` "required" or named) is the whole answer; once the conversation
       ends with a tool's result (`answered`) and a `response_format` is given, the final answer
       follows the format instead (what a forced tool with an output type is for: openai-agents
@@ -209,14 +224,17 @@ def answer_grammar(
     - a format alone shapes the text.
     Shared by every route that takes tools (chat completions, responses)."""
     answer = _format_schema(response_format)
-    forced = tools and (tool_choice == "required" or isinstance(tool_choice, NamedToolChoice))
+    named = tool_choice.function.name if isinstance(tool_choice, NamedToolChoice) else None
+    forced = tools and (tool_choice == "required" or named)
     if forced and not (answer is not None and answered):
         # a named function is called once; "required" allows several unless parallel calls are off
-        parallel = parallel_calls is not False and not isinstance(tool_choice, NamedToolChoice)
-        return forced_call(called_tools(tools, tool_choice), parallel), "tools"
+        parallel = parallel_calls is not False and not named
+        return AnswerShape(forced_call(called_tools(tools, tool_choice), parallel), "tools", named or "required", None)
     if tools and answer is not None and not forced:
-        return call_or_answer(tools, answer, parallel_calls is not False), "response_format"
-    return (None if answer is None else GrammarSpec.json_schema(answer)), "response_format"
+        grammar = call_or_answer(tools, answer, parallel_calls is not False)
+        return AnswerShape(grammar, "response_format", "auto", answer)
+    grammar = None if answer is None else GrammarSpec.json_schema(answer)
+    return AnswerShape(grammar, "response_format", "none" if forced else "auto", answer)
 
 
 def _format_schema(response_format) -> dict | None:

@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from typing import NamedTuple
 
 from app.protocol import ChatCompletionRequest, Choice
 from app.responses_protocol import (
@@ -57,7 +58,8 @@ def _content(content, where: str) -> str | list[dict]:
 
 def input_messages(items: str | list) -> list[dict]:
     """Input items -> chat messages: the developer role is the system's; function calls in a row
-    are one assistant turn with those tool calls; a call's output is a tool message."""
+    are one assistant turn with those tool calls; a call's output is a tool message; reasoning
+    items are left out (this model has no reasoning to continue)."""
     if isinstance(items, str):
         return [{"role": "user", "content": items}]
     messages: list[dict] = []
@@ -112,9 +114,10 @@ def chat_request(body: ResponsesRequest, conversation: list[dict]) -> ChatComple
     )
 
 
-def renamed(err: InvalidRequest) -> InvalidRequest:
-    """An error about the chat request, naming the Responses API's field instead."""
-    if err.param:
+def renamed(err: Exception) -> Exception:
+    """An error about the chat request, naming the Responses API's field instead (any other
+    error as it is)."""
+    if isinstance(err, InvalidRequest) and err.param:
         err.param = PARAMS.get(err.param.split(".")[0].split("[")[0], err.param)
     return err
 
@@ -161,36 +164,58 @@ def finished(
     )
 
 
+class Kept(NamedTuple):
+    at: float  # time.monotonic() when kept
+    size: int  # bytes of JSON, conversation and response together
+    conversation: list[dict]
+    response: dict | None  # the response object as sent (GET /v1/responses/{id})
+
+
 class ResponseStore:
-    """Conversations kept for `previous_response_id`: each response's whole conversation (without
-    its instructions, which OpenAI does not carry over) as chat messages, the newest `count`,
-    none older than `minutes`, together at most `max_bytes` (a message keeps its media as sent,
-    base64, and each response holds its whole conversation, so a count alone does not bound memory)."""
+    """Responses kept for `previous_response_id` and `GET /v1/responses/{id}`: each response as
+    sent and its whole conversation (without its instructions, which OpenAI does not carry over)
+    as chat messages, the newest `count`, none older than `minutes`, together at most `max_bytes`
+    (a message keeps its media as sent, base64, and each response holds its whole conversation,
+    so a count alone does not bound memory)."""
 
     def __init__(self, count: int, minutes: float, max_bytes: int = 512 * 2**20):
         self.count, self.seconds, self.max_bytes = count, minutes * 60, max_bytes
-        self._kept: OrderedDict[str, tuple[float, int, list[dict]]] = OrderedDict()
+        self._kept: OrderedDict[str, Kept] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def keep(self, response_id: str, conversation: list[dict]) -> None:
-        size = len(json.dumps(conversation))
+    def keep(self, response_id: str, conversation: list[dict], response: dict | None = None) -> None:
+        size = len(json.dumps(conversation)) + (len(json.dumps(response)) if response else 0)
         with self._lock:
-            if response_id in self._kept:
-                self._bytes -= self._kept.pop(response_id)[1]
-            self._kept[response_id] = (time.monotonic(), size, conversation)
+            self._drop(response_id)
+            self._kept[response_id] = Kept(time.monotonic(), size, conversation, response)
             self._bytes += size
             self._forget()
 
-    def conversation(self, response_id: str) -> list[dict] | None:
+    def get(self, response_id: str) -> Kept | None:
         with self._lock:
             self._forget()
-            kept = self._kept.get(response_id)
-        return None if kept is None else list(kept[2])
+            return self._kept.get(response_id)
+
+    def conversation(self, response_id: str) -> list[dict] | None:
+        kept = self.get(response_id)
+        return None if kept is None else list(kept.conversation)
+
+    def delete(self, response_id: str) -> bool:
+        """Forgets the response; False when it was not kept (or no longer)."""
+        with self._lock:
+            self._forget()
+            return self._drop(response_id)
+
+    def _drop(self, response_id: str) -> bool:
+        kept = self._kept.pop(response_id, None)
+        if kept is not None:
+            self._bytes -= kept.size
+        return kept is not None
 
     def _forget(self) -> None:
         oldest = time.monotonic() - self.seconds
         while self._kept and (
-            len(self._kept) > self.count or self._bytes > self.max_bytes or next(iter(self._kept.values()))[0] < oldest
+            len(self._kept) > self.count or self._bytes > self.max_bytes or next(iter(self._kept.values())).at < oldest
         ):
-            self._bytes -= self._kept.popitem(last=False)[1][1]
+            self._bytes -= self._kept.popitem(last=False)[1].size

@@ -1,23 +1,24 @@
 """`POST /v1/responses`, OpenAI's Responses API (the default of openai-agents and pydantic-ai), on
 the chat completions path: the request becomes a chat request (app/responses.py), planned,
 admitted, decoded and answered as one (app/chat_request.py, app/service.py); the answer comes back
-as output items, whole or as events (app/responses_stream.py). `previous_response_id` continues
-a conversation this server kept (`store`, the default) in memory, bounded by
-`responses_kept` and `responses_kept_minutes`."""
+as output items, whole or as events (app/responses_stream.py, sent as a chat stream is: checked
+before the 200, app/sse_stream.py). A response this server kept (`store`, the default) in
+memory, bounded by `responses_kept`, `responses_kept_minutes` and `responses_kept_mb`, is
+continued by `previous_response_id`, read back by `GET /v1/responses/{id}` and forgotten by
+`DELETE /v1/responses/{id}`."""
 
 from __future__ import annotations
 
 import threading
 import time
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.admission import Admission
 from app.api import ADAPTER_HEADER, until_disconnect
 from app.api_errors import APIError, NotFound, TooLarge
-from app.blocking_stream import ClosingStreamingResponse, blocking_events
 from app.chat_request import choice, plan, read_request, to_messages
 from app.metrics import ServerMetrics
 from app.openapi import documented
@@ -31,9 +32,10 @@ from app.responses import (
     output_items,
     renamed,
 )
-from app.responses_protocol import ResponseObject, ResponsesRequest, TextConfig, TextFormat
+from app.responses_protocol import DeletedResponse, ResponseObject, ResponsesRequest, TextConfig, TextFormat
 from app.responses_stream import response_events
 from app.service import ConversationService
+from app.sse_stream import open_stream
 from core.errors import InvalidRequest, Phi4mmError
 from core.settings import Settings
 
@@ -48,6 +50,20 @@ def build_responses_router(
     @router.post("/responses", **documented(ResponseObject, streams=True, request=ResponsesRequest))
     async def responses(request: Request):
         return metrics.answered("responses", await _respond(request))
+
+    @router.get("/responses/{response_id}", **documented(ResponseObject))
+    async def retrieve(response_id: str, stream: bool = Query(False)):
+        if stream:
+            raise InvalidRequest("A kept response is read back whole here; `stream` is not supported.", "stream")
+        if (found := store.get(response_id)) is None:
+            raise missing(response_id)
+        return metrics.answered("responses", JSONResponse(found.response))
+
+    @router.delete("/responses/{response_id}", **documented(DeletedResponse))
+    async def delete(response_id: str):
+        if not store.delete(response_id):
+            raise missing(response_id)
+        return metrics.answered("responses", JSONResponse(DeletedResponse(id=response_id).model_dump()))
 
     def conversation_of(body: ResponsesRequest) -> list[dict]:
         """The earlier conversation (previous_response_id), then this request's input."""
@@ -79,7 +95,7 @@ def build_responses_router(
             messages = await run_in_threadpool(to_messages, chat_body.messages, settings)
         except BaseException as err:
             ticket.release()
-            raise renamed(err) if isinstance(err, InvalidRequest) else err from None
+            raise renamed(err) from None
         headers = {ADAPTER_HEADER: service.adapter_for(messages, chat_plan.adapter)}
         template = ResponseObject(
             id=new_id("resp"),
@@ -101,13 +117,17 @@ def build_responses_router(
 
         def keep(response: ResponseObject) -> None:
             if body.store:
-                store.keep(response.id, conversation + as_history(response.output))
+                store.keep(response.id, conversation + as_history(response.output), response.model_dump(by_alias=True))
 
         if body.stream:
-            cancel = threading.Event()
-            events = response_events(service, messages, chat_plan, template, cancel, keep)
-            return ClosingStreamingResponse(
-                blocking_events(events, ticket, cancel), media_type="text/event-stream", headers=headers
+            return await open_stream(
+                service,
+                messages,
+                chat_plan,
+                ticket,
+                headers,
+                lambda r: response_events(r, chat_plan, template, keep),
+                renamed,
             )
 
         def answer(cancel: threading.Event):
@@ -117,10 +137,15 @@ def build_responses_router(
             with ticket:
                 text, final = await until_disconnect(request, answer)
         except Phi4mmError as err:
-            raise APIError(renamed(err) if isinstance(err, InvalidRequest) else err, headers) from None
+            raise APIError(renamed(err), headers) from None
         reply = choice(0, text, final, chat_plan.tools)
         response = finished(template, reply, final.finish_reason, final.metrics, output_items(reply))
         keep(response)
         return JSONResponse(response.model_dump(by_alias=True), headers=headers)
 
     return router
+
+
+def missing(response_id: str) -> NotFound:
+    """OpenAI's 404 for a response not kept: never made, `store: false`, forgotten or deleted."""
+    return NotFound(f"Response with id {response_id!r} not found.", code=None)

@@ -74,19 +74,29 @@ class FunctionCallOutputItem(Lenient):
     output: str | list[InputContent]
 
 
-def _item_type(value) -> str:
-    """An item without `type` is a message ({"role", "content"}, OpenAI's easy input form)."""
-    kind = value.get("type", "message") if isinstance(value, dict) else getattr(value, "type", "message")
-    return kind if kind in ("message", "function_call", "function_call_output") else "message"
+class ReasoningItem(Lenient):
+    """A reasoning item an agent library sends back from an earlier turn of a reasoning model.
+    This model has no reasoning to continue: accepted, and left out of the conversation."""
+
+    type: Literal["reasoning"]
 
 
+def _item_type(value):
+    """An item without `type` is a message ({"role", "content"}, OpenAI's easy input form); any
+    other type is its own tag, and one this server does not know is refused naming it."""
+    return value.get("type", "message") if isinstance(value, dict) else getattr(value, "type", "message")
+
+
+ITEM_TYPES = "message, function_call, function_call_output and reasoning"
 InputItem = Annotated[
     Union[
         Annotated[MessageItem, Tag("message")],
         Annotated[FunctionCallItem, Tag("function_call")],
         Annotated[FunctionCallOutputItem, Tag("function_call_output")],
+        Annotated[ReasoningItem, Tag("reasoning")],
     ],
-    Discriminator(_item_type),
+    # app/api_errors.py names the item's type in the message
+    Discriminator(_item_type, custom_error_type="unsupported_item", custom_error_message=f"use {ITEM_TYPES} items"),
 ]
 
 
@@ -195,3 +205,11 @@ class ResponseObject(BaseModel):
     store: bool = True
     text: TextConfig = TextConfig(format=TextFormat(type="text"))
     metadata: dict = {}
+
+
+class DeletedResponse(BaseModel):
+    """`DELETE /v1/responses/{id}`'s answer."""
+
+    id: str
+    object: Literal["response"] = "response"
+    deleted: Literal[True] = True

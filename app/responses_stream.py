@@ -3,12 +3,13 @@ answer `response.output_item.added` (a message), `response.content_part.added`,
 `response.output_text.delta` as text comes, and their `.done` events; for tool calls, each call's
 `response.output_item.added`, `response.function_call_arguments.delta` / `.done` and
 `response.output_item.done`; last `response.completed` (or `response.incomplete` at the token
-cap). Text that may still become a tool call is held back, as in a chat stream (app/api.py)."""
+cap). Text that may still become a tool call is held back, as in a chat stream; the events reach
+the client as a chat stream's do, checked before the 200 and with no thread held
+(app/sse_stream.py)."""
 
 from __future__ import annotations
 
 import itertools
-import threading
 from typing import Callable, Iterator
 
 from app.chat_request import ChatPlan, choice
@@ -16,17 +17,14 @@ from app.responses import finished, new_id, output_items
 from app.responses_protocol import FunctionCallItem, OutputMessage, OutputTextPart, ResponseObject
 from app.sse import event, stream_error
 from app.tool_calls import could_be_call
+from engine.request import PENDING
 
 
 def response_events(
-    service,
-    messages,
-    chat_plan: ChatPlan,
-    template: ResponseObject,
-    cancel: threading.Event,
-    keep: Callable[[ResponseObject], None],
+    replies, chat_plan: ChatPlan, template: ResponseObject, keep: Callable[[ResponseObject], None]
 ) -> Iterator[str]:
-    """`keep(response)` is called with the whole response before its last event."""
+    """The answer's replies (app/service.py `chat`) as events; `PENDING` passes through.
+    `keep(response)` is called with the whole response before its last event."""
     numbers = itertools.count()
 
     def emit(kind: str, **fields) -> str:
@@ -41,7 +39,10 @@ def response_events(
         message = OutputMessage(id=new_id("msg"), status="in_progress", content=[])
         where = {"item_id": message.id, "output_index": 0, "content_index": 0}
         held, shown, final = "", "", None  # held: text that may still turn out to be a tool call
-        for reply in service.chat(messages, chat_plan.params[0], cancel=cancel, **chat_plan.options()):
+        for reply in replies:
+            if reply is PENDING:
+                yield PENDING
+                continue
             if reply.finish_reason:
                 final = reply
                 break
@@ -79,6 +80,8 @@ def response_events(
         yield emit(kind, response=dump(response))
     except Exception as err:  # noqa: BLE001 - the stream's last word, whatever went wrong
         yield event(stream_error(err))
+    finally:
+        replies.close()  # closing the replies stops the generation (a dropped client)
 
 
 def _call_events(emit, dump, index: int, call: FunctionCallItem) -> Iterator[str]:

@@ -1,14 +1,16 @@
-"""A chat answer as server-sent events, handed to the event loop without a worker thread.
+"""An answer as server-sent events, handed to the event loop without a worker thread: chat
+completions' chunks here (`sse_events`), a Responses answer's events (app/responses_stream.py),
+a transcript's (app/transcription.py).
 
-The request was checked before any of this runs (app/service.py `chat` refuses on the call), so
-a refusal is an error status; what fails after the 200 can only end the stream with an error
-event. The events reach the HTTP layer through an asyncio queue:
+The request is checked before any of this runs (`open_stream`: app/service.py `chat` refuses on
+the call), so a refusal is an error status; what fails after the 200 can only end the stream
+with an error event. The events reach the HTTP layer through an asyncio queue:
 - from a local engine that `pushes` (its scheduler's thread decodes), the engine's thread calls
   `Handoff.wake` (`loop.call_soon_threadsafe`) for each token, and the event loop runs the
   answer's own steps (detokenising, the output guard, the event's JSON) up to the next `PENDING`:
   no thread is held per stream;
 - from an engine that decodes in its consumer's thread (the remote backend, a lone local request
-  one at a time), one plain thread per stream iterates and queues each event.
+  without the batcher), one plain thread per stream iterates and queues each event.
 The client leaving is read from ASGI `receive()` (http.disconnect): it cancels generation and
 gives the admission slot back at once.
 """
@@ -22,9 +24,10 @@ import threading
 from typing import Iterator
 
 import anyio
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from app.api_errors import error_body
+from app.api_errors import APIError, error_body
 from app.chat_request import ChatPlan, choice, openai_logprobs, usage
 from app.protocol import ChatCompletionChunk, Delta, FunctionCallDelta, ToolCallDelta
 from app.tool_calls import PREFIX, could_be_call
@@ -33,7 +36,8 @@ from core.errors import InvalidRequest, Phi4mmError
 from engine.request import PENDING, Metrics
 
 log = logging.getLogger(__name__)
-DONE = "data: [DONE]\n\n"
+DONE = "data: [DONE]\n\n"  # a chat stream's last event (the Responses API and transcripts send none)
+END = object()  # the end of a stream's events, in the queue
 
 
 async def client_left(receive) -> None:
@@ -77,18 +81,19 @@ class Handoff:
     def _step(self) -> None:
         """On the loop: every event that is ready, up to the next PENDING (never waits)."""
         self._woken = False
-        while not self._closed and (event := next(self.events, DONE)) is not PENDING:
+        while not self._closed and (event := next(self.events, END)) is not PENDING:
             self.queue.put_nowait(event)
-            if event is DONE:
+            if event is END:
                 self._closed = True
 
     def _produce(self) -> None:
         """In its own thread: the events of an engine that decodes in its consumer's thread."""
         try:
-            for event in self.events:  # the last is DONE
+            for event in self.events:
                 if self._closed:
                     break
                 self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, END)
         except RuntimeError:  # the loop has closed
             pass
         finally:
@@ -135,9 +140,33 @@ class EventStream(Response):
 
     async def _send_events(self, send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        while (event := await self.handoff.queue.get()) is not DONE:
+        while (event := await self.handoff.queue.get()) is not END:
             await send({"type": "http.response.body", "body": event.encode(), "more_body": True})
-        await send({"type": "http.response.body", "body": DONE.encode(), "more_body": False})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def open_stream(
+    service, messages, chat_plan: ChatPlan, ticket, headers: dict, events, refused=None
+) -> EventStream:
+    """The stream of one answer, `events(replies)` its event texts. Everything that can refuse
+    the request runs here, before the 200 (service.chat refuses on the call), so a bad stream gets
+    the same error status and body as a bad request (`refused(err)`: the error as the route names
+    it). The ticket is given back on a refusal, else when the stream ends."""
+    cancel, handoff = threading.Event(), Handoff(service.engine.pushes)
+
+    def checked():
+        options = chat_plan.options()
+        return service.chat(messages, chat_plan.params[0], cancel=cancel, on_token=handoff.on_token(), **options)
+
+    try:
+        replies = await run_in_threadpool(checked)
+    except BaseException as err:
+        ticket.release()
+        if isinstance(err, Phi4mmError):
+            raise APIError(refused(err) if refused else err, headers) from None
+        raise
+    handoff.start(events(replies))
+    return EventStream(handoff, ticket, cancel, headers)
 
 
 def sse_events(replies, chat_plan: ChatPlan, template: ChatCompletionChunk, include_usage: bool) -> Iterator[str]:

@@ -121,16 +121,7 @@ class RemoteEngine(ChatEngine):
             extra["repetition_penalty"] = params.repetition_penalty
         if request.max_crops:
             extra["mm_processor_kwargs"] = {"dynamic_hd": request.max_crops}
-        shape = {}
-        if request.tools:
-            shape["tools"] = [{"type": "function", "function": tool} for tool in json.loads(request.tools)]
-            choice = request.tool_choice
-            named = choice not in ("auto", "required")
-            shape["tool_choice"] = {"type": "function", "function": {"name": choice}} if named else choice
-            shape["parallel_tool_calls"] = request.parallel_tool_calls
-        elif params.grammar and params.grammar.kind == "json_schema":
-            schema = {k: v for k, v in json.loads(params.grammar.source).items() if k != "x-guidance"}
-            shape["response_format"] = {"type": "json_schema", "json_schema": {"name": "response", "schema": schema}}
+        shape = _openai_shape(request)
         try:
             response = self.client.chat.completions.create(
                 model=self.base_model() if adapter == BASE else adapter,
@@ -198,6 +189,25 @@ class RemoteEngine(ChatEngine):
 
     def close(self) -> None:
         """Nothing runs here to stop: each open stream hangs up on the remote when it closes."""
+
+
+def _openai_shape(request: GenerationRequest) -> dict:
+    """The request's tools and format as OpenAI's fields, as the chat path decided them (request.py:
+    a forced call until the tools have answered, then the format; on auto, a call or the format)."""
+    shape, schema = {}, request.answer_schema
+    if request.tools:
+        shape["tools"] = [{"type": "function", "function": tool} for tool in json.loads(request.tools)]
+        choice = request.tool_choice
+        named = choice not in ("auto", "required", "none")
+        shape["tool_choice"] = {"type": "function", "function": {"name": choice}} if named else choice
+        shape["parallel_tool_calls"] = request.parallel_tool_calls
+    grammar = request.params.grammar
+    if schema is None and not request.tools and grammar and grammar.kind == "json_schema":
+        # a schema the app itself set (meeting notes): the grammar is all there is
+        schema = {k: v for k, v in json.loads(grammar.source).items() if k != "x-guidance"}
+    if schema is not None:
+        shape["response_format"] = {"type": "json_schema", "json_schema": {"name": "response", "schema": schema}}
+    return shape
 
 
 def _json_or_text(text: str):

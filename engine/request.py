@@ -78,11 +78,14 @@ class GenerationRequest:
     max_crops: int | None = None
     # Tools the model may call: the JSON list the system turn carries (app/tool_calls.py).
     tools: str | None = None
-    # How the caller wants them used, for a remote engine to pass on (OpenAI's tool_choice: "auto",
-    # "required", or a function's name; and parallel_tool_calls). The local engine needs neither:
-    # a forced call is already the request's grammar.
+    # How the answer uses them and the format, for a remote engine to pass on as OpenAI's fields:
+    # tool_choice "auto", "required", a function's name, or "none" (the tools have answered and the
+    # format follows); parallel_tool_calls; the JSON schema the answer's text follows (its
+    # response_format). The local engine needs none of them: the request's grammar holds the same
+    # decision (app/chat_request.py `answer_shape`).
     tool_choice: str = "auto"
     parallel_tool_calls: bool = True
+    answer_schema: dict | None = None
     # The last message is the start of the assistant's answer: the answer continues it (a prefill).
     prefill: bool = False
     # The LoRA adapter to answer with; None: the router's choice from the conversation's media.

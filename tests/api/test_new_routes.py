@@ -243,6 +243,10 @@ def test_openapi_documents_requests_and_answers(web_server):
         assert operation["responses"]["400"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
         assert request in schemas and answer in schemas
     assert "messages" in schemas["ChatCompletionRequest"]["properties"]
+    kept = doc["paths"]["/v1/responses/{response_id}"]
+    for method, answer in (("get", "ResponseObject"), ("delete", "DeletedResponse")):
+        assert kept[method]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/" + answer)
+        assert "404" in kept[method]["responses"]
     assert list(doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]) == ["text/plain"]
     form = doc["paths"]["/v1/audio/translations"]["post"]["requestBody"]["content"]["multipart/form-data"]
     assert "file" in schemas[form["schema"]["$ref"].split("/")[-1]]["required"]

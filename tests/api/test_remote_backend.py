@@ -160,3 +160,30 @@ def test_a_video_goes_out_as_its_frames_its_sound_and_its_note(tmp_path):
     sound, rate = sf.read(io.BytesIO(base64.b64decode(message["content"][3]["input_audio"]["data"])))
     assert rate == 16000 and len(sound) == len(video.soundtrack)
     assert message["content"][4]["text"] == video.note + "\n" and "soundtrack" in video.note
+
+
+def test_chained_tools_with_a_format_as_openai_combines_them(chained):
+    """The front passes on the decision the local path makes (app/chat_request.py answer_shape): a
+    forced call until the tool has answered, then the format (it kept forcing the call); tools on
+    auto with the format: a call or the format (it sent no format with tools, so free text came)."""
+    from tests.api.test_openai_combinations import FORMAT, HI, SHIP, Ship
+
+    front, _ = chained
+    client = openai.OpenAI(base_url=front + "/v1", api_key="unused", max_retries=0, timeout=120)
+    forced = {"tools": [SHIP], "tool_choice": "required", "parallel_tool_calls": False, "response_format": FORMAT}
+    first = client.chat.completions.create(model="phi4mm", messages=HI, max_tokens=200, **forced).choices[0]
+    call = first.message.tool_calls[0]
+    Ship.model_validate_json(call.function.arguments)
+    result = {"role": "tool", "tool_call_id": call.id, "content": "shipped"}
+    history = [*HI, first.message.model_dump(exclude_none=True), result]
+    final = client.chat.completions.create(model="phi4mm", messages=history, max_tokens=20, **forced).choices[0]
+    assert final.message.tool_calls is None and set(json.loads(final.message.content)) == {"ok"}
+    auto = {"tools": [SHIP], "parallel_tool_calls": False, "response_format": FORMAT}
+    for seed in range(3):
+        answer = client.chat.completions.create(
+            model="phi4mm", messages=HI, max_tokens=200, temperature=1, seed=seed, **auto
+        ).choices[0]
+        if answer.message.tool_calls:
+            Ship.model_validate_json(answer.message.tool_calls[0].function.arguments)
+        else:
+            assert set(json.loads(answer.message.content)) == {"ok"}  # never free text

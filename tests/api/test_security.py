@@ -81,6 +81,8 @@ MORE_API_ROUTES = [
     ("POST", "/v1/audio/translations"),
     ("GET", "/v1/models/phi4mm"),
     ("POST", "/v1/responses"),
+    ("GET", "/v1/responses/resp_x"),
+    ("DELETE", "/v1/responses/resp_x"),
     ("POST", "/tokenize"),
     ("POST", "/detokenize"),
     ("GET", "/openapi.json"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -75,11 +76,31 @@ def health(url: str) -> dict:
     return httpx.get(url + "/health", timeout=10).json()
 
 
-def post(url: str, body: dict, stream: bool) -> tuple[int, bytes]:
-    """(status, the whole body as sent) of one chat request, read as a raw stream either way."""
-    body = {"model": "phi4mm", "max_tokens": 4, **body, "stream": stream}
-    with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=120) as response:
+def post(url: str, body: dict, stream: bool, route: str = "/v1/chat/completions") -> tuple[int, bytes]:
+    """(status, the whole body as sent) of one request, read as a raw stream either way."""
+    cap = {"max_tokens": 4} if route == "/v1/chat/completions" else {"max_output_tokens": 4}
+    body = {"model": "phi4mm", **cap, **body, "stream": stream}
+    with httpx.stream("POST", url + route, json=body, timeout=120) as response:
         return response.status_code, response.read()
+
+
+def as_response(chat: dict) -> dict:
+    """A refused chat body as the same Responses API request (input items, text.format)."""
+    body = {"input": [{"role": "user", "content": parts(m["content"])} for m in chat["messages"]]}
+    if fmt := chat.get("response_format"):
+        body["text"] = {"format": {"type": "json_schema", "name": "endless", "schema": fmt["json_schema"]["schema"]}}
+    return body
+
+
+def parts(content):
+    if isinstance(content, str):
+        return content
+    return [
+        {"type": "input_image", "image_url": p["image_url"]["url"]}
+        if p["type"] == "image_url"
+        else {"type": "input_text", "text": p["text"]}
+        for p in content
+    ]
 
 
 @pytest.mark.parametrize("server", ["local", "front"])
@@ -90,6 +111,16 @@ def test_a_refused_stream_gets_the_status_and_body_of_the_refused_request(reques
     assert 400 <= status < 500, body
     assert post(url, REFUSALS[kind], stream=True) == (status, body)  # was 200 and an error event
     assert json.loads(body)["error"]["message"]
+
+
+@pytest.mark.parametrize("kind", REFUSALS)
+def test_a_refused_responses_stream_gets_the_status_and_body_of_the_refused_request(local, kind):
+    body = as_response(REFUSALS[kind])
+    status, whole = post(local, body, stream=False, route="/v1/responses")
+    assert 400 <= status < 500, whole
+    streamed = post(local, body, stream=True, route="/v1/responses")
+    assert streamed == (status, whole)  # was 200 and an error event
+    assert json.loads(whole)["error"]["message"]
 
 
 def test_the_official_client_sees_a_refused_stream_as_an_error_status(local):
@@ -124,14 +155,22 @@ def test_48_streams_through_8_worker_threads_all_finish_and_health_answers(local
     assert set(reasons) <= {"stop", "length"} and len(reasons) == STREAMS
 
 
-def test_a_client_that_leaves_frees_its_place_and_its_row_at_once(local):
+LEAVING = {  # route: (body, a line of the answer's first text)
+    "/v1/chat/completions": ({"messages": HI, "max_tokens": 1500}, re.compile(r'"content": "[^"]')),
+    "/v1/responses": ({"input": HI, "max_output_tokens": 1500}, re.compile(r'"delta": "[^"]')),
+}
+
+
+@pytest.mark.parametrize("route", LEAVING)
+def test_a_client_that_leaves_frees_its_place_and_its_row_at_once(local, route):
     before = health(local)
     cancelled = before["finished"].get("cancelled", 0)
-    body = {"model": "phi4mm", "messages": HI, "max_tokens": 1500, "stream": True}
-    with httpx.Client(timeout=60) as client, client.stream("POST", local + "/v1/chat/completions", json=body) as r:
+    body, text = LEAVING[route]
+    body = {"model": "phi4mm", **body, "stream": True}
+    with httpx.Client(timeout=60) as client, client.stream("POST", local + route, json=body) as r:
         assert r.status_code == 200
         for line in r.iter_lines():
-            if '"content": "' in line and '"content": ""' not in line:
+            if text.search(line):
                 break  # then hang up
     deadline = time.monotonic() + 30
     while (state := health(local))["in_flight"] or state["finished"].get("cancelled", 0) == cancelled:
