@@ -10,7 +10,7 @@ with an error event. The events reach the HTTP layer through an asyncio queue:
   answer's own steps (detokenising, the output guard, the event's JSON) up to the next `PENDING`:
   no thread is held per stream;
 - from an engine that decodes in its consumer's thread (the remote backend, a lone local request
-  without the batcher), one plain thread per stream iterates and queues each event.
+  one at a time), one plain thread per stream iterates and queues each event.
 The client leaving is read from ASGI `receive()` (http.disconnect): it cancels generation and
 gives the admission slot back at once.
 """
