@@ -56,9 +56,14 @@ class Settings:
     # adapter); 1 decodes one request at a time.
     max_batch: int = 16
     # Decode path: auto (compiled on CUDA, dynamic elsewhere), compiled (static KV cache and
-    # torch.compile with CUDA graphs; start-up compiles one graph per adapter, about a minute each
-    # at full size), static (the same cache, uncompiled) or dynamic (a growing cache, eager).
+    # torch.compile with CUDA graphs; start-up compiles the step for every batch bucket, any
+    # adapter mix, and keeps it in the compile cache), static (the same cache, uncompiled) or
+    # dynamic (a growing cache, eager).
     decode: str = "auto"
+    # Prompt tokens prefilled per decode round while other requests are decoding, so a long new
+    # prompt costs them one chunk's time between two tokens, not its whole prefill (the first
+    # chunk holds every image and audio placeholder; 0: prompts go in whole).
+    prefill_chunk_tokens: int = 512
     # Tokens (prompt + answer) the static KV cache holds; longer requests decode on the dynamic
     # path. At most 4,096, where the model's long-RoPE factors take over.
     static_cache_tokens: int = 4096

@@ -27,5 +27,5 @@ def open_engine(settings: Settings):
         LoadOptions.from_settings(settings), settings.context_window, MediaLimits.from_settings(settings)
     )
     engine.set_decode(settings.decode, settings.static_cache_tokens, settings.static_cache_rows, settings.compile_cache)
-    engine.enable_batching(settings.max_batch)
+    engine.enable_batching(settings.max_batch, settings.prefill_chunk_tokens)
     return engine

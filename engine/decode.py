@@ -33,6 +33,7 @@ class PreparedPrompt:
     adapter: str  # the LoRA adapter the request runs under ("base": none)
     prompt_tokens: int
     max_new_tokens: int  # the request's, clipped to what the context window leaves
+    media_end: int = 0  # one past the last media placeholder (0: none): the first prefill chunk's least end
 
     @property
     def input_ids(self) -> torch.Tensor:
@@ -85,6 +86,16 @@ class ModelRunner:
         else:
             out = self.model(input_ids=ids[:, cached:], past_key_values=cache, use_cache=True)
         return out.logits[:, -1, :], cache
+
+    def prefill(self, prepared: PreparedPrompt, cache: DynamicCache, end: int) -> torch.Tensor | None:
+        """Feeds the prompt's tokens from what `cache` holds up to `end` (its media with the first
+        chunk, which must hold every media placeholder) -> the next token's logits once the whole
+        prompt is in, else None. Call in a turn."""
+        start = cache.get_seq_length()
+        media = prepared.media if start == 0 else {}
+        ids = prepared.input_ids[:, start:end]
+        out = self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1, **media)
+        return out.logits[:, -1, :] if end >= prepared.prompt_tokens else None
 
     def finished(self, prepared: PreparedPrompt, answer_tokens: int, token: int) -> bool:
         """Whether `token`, the answer's `answer_tokens`-th, ends it (an end token or the length cap)."""

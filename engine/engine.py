@@ -83,10 +83,11 @@ class Engine(PromptPreparation, OutputProcessing, ChatEngine):
         self.decode_fallback: str | None = None  # why a chosen fast path is not serving, if it is not
         self.self_check_s = 0.0  # seconds the fast path's start-up self-check took (after compiling)
 
-    def enable_batching(self, max_batch: int) -> None:
-        """Decode up to `max_batch` concurrent requests together (1: one at a time)."""
+    def enable_batching(self, max_batch: int, prefill_chunk: int = 512) -> None:
+        """Decode up to `max_batch` concurrent requests together (1: one at a time); prompts go in
+        by chunks of `prefill_chunk` tokens while others decode (engine/scheduler.py)."""
         self.scheduler.close()
-        self.scheduler = Scheduler(self, max_batch)
+        self.scheduler = Scheduler(self, max_batch, prefill_chunk)
 
     def set_decode(
         self,

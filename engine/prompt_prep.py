@@ -99,7 +99,8 @@ class PromptPreparation:
             inputs["input_ids"], self.tokenizer(skeleton, return_tensors="pt")["input_ids"], self._expanded(inputs)
         )
         prompt_tokens = int(inputs["input_ids"].shape[1])
-        media_tokens = int(torch.isin(inputs["input_ids"], torch.tensor(self.media_token_ids)).sum())
+        is_media = torch.isin(inputs["input_ids"][0], torch.tensor(self.media_token_ids))
+        media_tokens = int(is_media.sum())
         if media_tokens > self.limits.max_media_tokens:
             raise PromptTooLong(
                 f"The images and audio of this conversation come to {media_tokens} tokens; this server takes "
@@ -120,6 +121,7 @@ class PromptPreparation:
             adapter=request.adapter or choose_adapter(request.messages),
             prompt_tokens=prompt_tokens,
             max_new_tokens=min(request.params.max_new_tokens, self.context_window - prompt_tokens),
+            media_end=int(is_media.nonzero().max()) + 1 if media_tokens else 0,
         )
 
     def _expanded(self, inputs) -> Counter:

@@ -1,7 +1,8 @@
 """Where the scheduler's rows keep their KV caches, and how each kind takes a decode step. Three
-kinds, one seam (engine/scheduler.py drives it, every call inside the runner's turn):
+kinds, one seam (engine/scheduler.py drives it):
 
-    logits = rows.admit(row)                  # prefill the row's prompt (with media) -> (1, vocab)
+    rows.reserve(row)                         # room for a row whose prompt is being prefilled
+    rows.adopt(row, cache)                    # its prefilled DynamicCache (batch 1) moves in
     logits, failed = rows.step(members, tokens)
                                               # append tokens[i] to members[i] -> (n - len(failed), vocab)
     rows.release(row)                         # the row's cache is free again
@@ -38,9 +39,11 @@ class SlotRows:
     def takes(self, row) -> bool:
         return self.decoder.free > 0 and self.decoder.fits(row.prepared.prompt_tokens, row.prepared.max_new_tokens)
 
-    def admit(self, row) -> torch.Tensor:
-        with self.runner.turn(None):  # the slot decoder applies each row's adapter itself
-            return self.decoder.admit(row, row.prepared)
+    def reserve(self, row) -> None:
+        self.decoder.attach(row, row.prepared.adapter)
+
+    def adopt(self, row, cache: DynamicCache) -> None:
+        self.decoder.load(row, [(layer.keys, layer.values) for layer in cache.layers])
 
     def step(self, members: list, tokens: torch.Tensor) -> tuple[torch.Tensor, dict]:
         try:
@@ -66,8 +69,8 @@ class PaddedRows:
     """Rows left-padded to a common cache length; the attention mask hides the padding and each
     row keeps its own positions, so every row computes what it would compute alone."""
 
-    def __init__(self, runner, max_rows: int):
-        self.runner, self.max_rows = runner, max_rows
+    def __init__(self, runner):
+        self.runner = runner
         self.members: list = []  # in the cache's row order
         self._cache: DynamicCache | None = None
         self._mask: torch.Tensor | None = None  # (B, L) 1 = a real token, 0 = left padding
@@ -75,14 +78,13 @@ class PaddedRows:
 
     def takes(self, row) -> bool:
         switch = self.runner.longrope_switch_at
-        fits = switch is None or row.prepared.prompt_tokens + row.prepared.max_new_tokens <= switch
-        return fits and len(self.members) < self.max_rows
+        return switch is None or row.prepared.prompt_tokens + row.prepared.max_new_tokens <= switch
 
-    def admit(self, row) -> torch.Tensor:
-        with self.runner.turn([row.prepared.adapter]):
-            logits, cache = self.runner.forward(row.prepared, row.prepared.input_ids, self.runner.new_cache())
+    def reserve(self, row) -> None:
+        pass  # the batch grows when the row is adopted
+
+    def adopt(self, row, cache: DynamicCache) -> None:
         self._join(row, cache)
-        return logits
 
     def step(self, members: list, tokens: torch.Tensor) -> tuple[torch.Tensor, dict]:
         assert members == self.members, "a padded batch steps all its rows together"
@@ -178,12 +180,11 @@ class OwnRows:
     def takes(self, row) -> bool:
         return True
 
-    def admit(self, row) -> torch.Tensor:
-        with self.runner.turn([row.prepared.adapter]):
-            logits, self.caches[row] = self.runner.forward(
-                row.prepared, row.prepared.input_ids, self.runner.new_cache()
-            )
-        return logits
+    def reserve(self, row) -> None:
+        pass
+
+    def adopt(self, row, cache: DynamicCache) -> None:
+        self.caches[row] = cache
 
     def step(self, members: list, tokens: torch.Tensor) -> tuple[torch.Tensor, dict]:
         logits, failed = [], {}

@@ -9,9 +9,12 @@ paths. Where a row's cache lives is engine/row_caches.py's business:
 - else on the padded dynamic batch, while prompt plus answer stay under the long-RoPE switch;
 - else alone on a cache of its own (past the switch), still one step per round.
 
-Prefill does not stall decoding: while rows are decoding, a round admits one new request, so a
-burst of arrivals costs each running row at most one prefill between two of its tokens. Media
-decoding, the processor and every check run earlier, in the caller's thread (Engine.stream).
+Prefill does not stall decoding: a prompt goes in by chunks of `prefill_chunk` tokens (the first
+holds every media placeholder, so the encoders run with it), one chunk per round while rows are
+decoding, so a new request costs each running row at most one chunk's time between two of its
+tokens. Media decoding, the processor and every check run earlier, in the caller's thread
+(Engine.stream). A prompt that crosses the long-RoPE switch goes in whole (its frequencies
+depend on its length).
 
 On a GPU the next step is queued before the chosen tokens are read back, so the device is one
 step ahead of the host (which detokenises and sends meanwhile); a row that just chose its end
@@ -38,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 import torch
+from transformers import DynamicCache
 
 from core.errors import ShuttingDown, release_memory
 from engine.decode import PreparedPrompt
@@ -56,7 +60,8 @@ class Row:
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)  # token ids; None = stopped; or an error
     done: threading.Event = field(default_factory=threading.Event)  # no more tokens are wanted
     tokens: list[int] = field(default_factory=list)  # the answer so far
-    caches: object = None  # the row_caches kind holding its cache
+    home: object = None  # the row_caches kind holding its cache
+    prefill_cache: DynamicCache | None = None  # its prompt so far, while it is prefilled chunk by chunk
     _ids: torch.Tensor | None = None  # prompt + answer as far as it was last built
 
     def put(self, item) -> None:
@@ -81,17 +86,19 @@ class Row:
 
 
 class Scheduler:
-    def __init__(self, engine, max_batch: int):
+    def __init__(self, engine, max_batch: int, prefill_chunk: int = 512):
         self.engine = engine  # for its slot decoder; the model only through its runner
         self.runner = engine.runner
         self.max_batch = max_batch
+        self.prefill_chunk = prefill_chunk  # prompt tokens per round while rows decode (0: whole)
         self.threaded = max_batch > 1
         self.ahead = engine.device.type == "cuda"  # queue the next step before reading tokens back
         self.pending: list[Row] = []  # submitted, waiting to be admitted
+        self.prefilling: list[Row] = []  # admitted, their prompts going in chunk by chunk, in turn
         self.rows: list[Row] = []  # decoding, in the order of `_logits`
         self._logits: torch.Tensor | None = None  # (len(rows), vocab): each row's next-token logits
         self._slots: SlotRows | None = None
-        self._padded = PaddedRows(self.runner, max_batch if max_batch > 1 else 1)
+        self._padded = PaddedRows(self.runner)
         self._own = OwnRows(self.runner)
         self._wake = threading.Condition()
         self._drive = threading.Lock()  # the one reader running a round, when not threaded
@@ -134,7 +141,7 @@ class Scheduler:
 
     @property
     def idle(self) -> bool:
-        return not self.rows and not self.pending
+        return not self.rows and not self.pending and not self.prefilling
 
     def _tokens(self, row: Row) -> Iterator[int]:
         try:
@@ -179,6 +186,7 @@ class Scheduler:
         try:
             for row in joining:
                 self._admit(row)
+            self._prefill()
             if self.rows:
                 self._round()
         except Exception as err:  # noqa: BLE001 - a fault outside any one row's forward pass
@@ -187,34 +195,69 @@ class Scheduler:
         return True
 
     def _joining(self) -> list[Row]:
-        """Who is admitted this round (under the lock): everyone while nothing decodes or one at a
-        time, else one, so that a burst costs running rows one prefill between two steps."""
-        room = len(self.pending) if not self.threaded else self.max_batch - len(self.rows)
-        if self.rows and self.threaded:
-            room = min(room, 1)
+        """Who is admitted this round (under the lock): as many as there is room for (everyone,
+        one at a time: they decode alone, interleaved)."""
+        room = len(self.pending) if not self.threaded else self.max_batch - len(self.rows) - len(self.prefilling)
         joining, self.pending = self.pending[: max(room, 0)], self.pending[max(room, 0) :]
         return joining
 
     def _admit(self, row: Row) -> None:
+        """Gives the row a home (a slot is reserved now) and a cache for its prompt."""
         if row.leaving:
             row.put(None)
             return
-        row.caches = self._caches_for(row)
+        row.home = self._home_for(row)
         try:
-            logits = row.caches.admit(row)
-        except Exception as err:  # noqa: BLE001 - a failing prefill fails its request alone
+            row.home.reserve(row)
+        except Exception as err:  # noqa: BLE001 - an adapter that is not loaded, say
             self._fail(row, err)
             return
-        self.rows.append(row)
-        self._logits = logits if self._logits is None else torch.cat([self._logits.float(), logits.float()])
+        row.prefill_cache = self.runner.new_cache()
+        self.prefilling.append(row)
 
-    def _caches_for(self, row: Row):
+    def _prefill(self) -> None:
+        """Prompt chunks, the first waiting row's first: one chunk while rows decode, else until
+        a row is in. A finished prompt's cache moves to the row's home, and the row decodes."""
+        while self.prefilling:
+            row = self.prefilling[0]
+            if row.leaving:
+                self._unprefill(row)
+                row.put(None)
+                continue
+            try:
+                with self.runner.turn([row.prepared.adapter]):
+                    logits = self.runner.prefill(row.prepared, row.prefill_cache, self._chunk_end(row))
+                if logits is not None:
+                    row.home.adopt(row, row.prefill_cache)
+            except Exception as err:  # noqa: BLE001 - a failing prefill fails its request alone
+                self._unprefill(row)
+                self._fail(row, err)
+                continue
+            if logits is not None:
+                self._unprefill(row)
+                self.rows.append(row)
+                self._logits = logits if self._logits is None else torch.cat([self._logits.float(), logits.float()])
+            if self.rows:
+                return
+
+    def _chunk_end(self, row: Row) -> int:
+        prepared, done = row.prepared, row.prefill_cache.get_seq_length()
+        if not self.prefill_chunk or row.home is self._own:
+            return prepared.prompt_tokens
+        return min(max(done + self.prefill_chunk, prepared.media_end), prepared.prompt_tokens)
+
+    def _unprefill(self, row: Row) -> None:
+        self.prefilling.remove(row)
+        row.prefill_cache = None
+
+    def _home_for(self, row: Row):
         static = self.engine.static
         if static is not None and (self._slots is None or self._slots.decoder is not static):
             self._slots = SlotRows(self.runner, static)  # set_decode made a new one (no rows in use)
         if static is not None and self._slots.takes(row) and (self.threaded or static.free == static.rows):
             return self._slots
-        if self._padded.takes(row) and (self.threaded or not self._padded.members):
+        alone = not any(other.home is self._padded for other in self.rows + self.prefilling)
+        if self._padded.takes(row) and (self.threaded or alone):
             return self._padded
         return self._own
 
@@ -238,7 +281,7 @@ class Scheduler:
             ]
         going = [i for i in going if not rows[i].leaving]
         for i in set(range(len(rows))) - set(going):
-            rows[i].caches.release(rows[i])
+            rows[i].home.release(rows[i])
         forward, failed = self._step([rows[i] for i in going], tokens if len(going) == len(rows) else tokens[going])
         for i, (row, token) in enumerate(zip(rows, chosen or tokens.tolist())):  # one read-back for all
             self._emit(row, token)
@@ -253,12 +296,12 @@ class Scheduler:
         step -> (seconds spent in them, the rows that failed alone: their errors). `rows` and
         `_logits` become the rows that go on."""
         began, kept, logits, failures = time.perf_counter(), [], [], {}
-        for caches in (self._slots, self._padded, self._own):
-            index = [i for i, row in enumerate(going) if row.caches is caches]
+        for home in (self._slots, self._padded, self._own):
+            index = [i for i, row in enumerate(going) if row.home is home]
             if not index:
                 continue
             members = [going[i] for i in index]
-            step_logits, failed = caches.step(members, tokens if len(index) == len(going) else tokens[index])
+            step_logits, failed = home.step(members, tokens if len(index) == len(going) else tokens[index])
             failures.update(failed)
             kept += [row for row in members if row not in failed]
             if len(failed) < len(members):
@@ -285,7 +328,7 @@ class Scheduler:
             return
         for i, row in enumerate(self.rows):
             if i not in keep:
-                row.caches.release(row)
+                row.home.release(row)
                 if stopped:
                     row.put(None)  # a cancelled row's consumer sees the end; a finished one is gone
         self._logits = self._logits[keep] if keep else None
@@ -293,15 +336,16 @@ class Scheduler:
 
     def _fail(self, row: Row, err: Exception) -> None:
         log.error("one request failed in the decode loop", exc_info=err)
-        if row.caches is not None:
-            row.caches.release(row)
+        if row.home is not None:
+            row.home.release(row)
         row.put(err)
         row.done.set()
         release_memory(err)
 
     def _end_all(self, err: Exception) -> None:
-        for row in self.rows + self.pending:
-            if row.caches is not None:
-                row.caches.release(row)
+        for row in self.rows + self.prefilling + self.pending:
+            if row.home is not None:
+                row.home.release(row)
+            row.prefill_cache = None
             row.put(err)
-        self.rows, self.pending, self._logits = [], [], None
+        self.rows, self.prefilling, self.pending, self._logits = [], [], [], None

@@ -116,14 +116,14 @@ class SlotDecoder:
         """Prefills `prepared` (media merged) into a free row for `slot` -> its next-token logits.
         Eager, into an exact-size cache that is then copied in: attention over the prompt alone is
         faster than over the whole static cache (bench/RESULTS.md)."""
-        if slot in self._slots or not self.free:
-            raise RuntimeError(f"slot {slot!r} is taken" if slot in self._slots else "every slot is taken")
-        row = len(self._slots)
-        self._set_adapter(row, prepared.adapter)
-        with self.runner.router.by_rows(self.weights[row : row + 1]):
-            logits, cache = self.runner.forward(prepared, prepared.input_ids, self.runner.new_cache())
-        self._slots.append(slot)
-        self._lengths.append(0)
+        self.attach(slot, prepared.adapter)
+        row = len(self._slots) - 1
+        try:
+            with self.runner.router.by_rows(self.weights[row : row + 1]):
+                logits, cache = self.runner.forward(prepared, prepared.input_ids, self.runner.new_cache())
+        except BaseException:
+            self.release(slot)
+            raise
         self.load(slot, [(layer.keys, layer.values) for layer in cache.layers])
         return logits.float()
 
@@ -164,6 +164,15 @@ class SlotDecoder:
         self.weights[last].zero_()
         self._slots.pop()
         self._lengths.pop()
+
+    def attach(self, slot, adapter: str) -> None:
+        """Takes a free row for `slot` under `adapter`, empty until `load` fills it (a prompt
+        prefilled elsewhere, chunk by chunk)."""
+        if slot in self._slots or not self.free:
+            raise RuntimeError(f"slot {slot!r} is taken" if slot in self._slots else "every slot is taken")
+        self._set_adapter(len(self._slots), adapter)
+        self._slots.append(slot)
+        self._lengths.append(0)
 
     def load(self, slot, layers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         """Copies a batch-1 (keys, values) per layer into `slot`'s row."""

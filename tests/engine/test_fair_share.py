@@ -10,8 +10,11 @@ import pytest
 
 from engine.engine import Engine
 from engine.loading import LoadOptions
+from engine.request import GenerationRequest, SamplingParams
+from media.parts import Message, TextPart
 from tests.engine.conftest import request
 from tests.engine.test_batching import wait_until
+from tooling.inputs import MODALITIES
 
 
 def finishes_while_paused(engine: Engine, paused_tokens: int) -> list[int]:
@@ -59,3 +62,39 @@ def test_the_static_cache_serves_one_request_the_other_decodes_dynamically(tiny_
     fast = Engine.load(LoadOptions(model=str(tiny_checkpoint), device="cpu"))
     fast.set_decode("static")
     assert finishes_while_paused(fast, 400) == engine.generate(request("text", tokens=5))[1]
+
+
+@pytest.mark.parametrize("modality", ["text", "image+audio"])
+def test_a_long_prompt_goes_in_by_chunks_between_the_running_rows_steps(tiny_checkpoint, engine, modality):
+    """A new request's prompt is prefilled 32 tokens per round (its media all in the first chunk)
+    while another request decodes: the running row steps between every two chunks, and both
+    answers are token for token what each gives alone (prefilled whole)."""
+    chunked = Engine.load(LoadOptions(model=str(tiny_checkpoint), device="cpu"))
+    chunked.enable_batching(4, prefill_chunk=32)
+    events, prefill, step = [], chunked.runner.prefill, chunked.scheduler._padded.step
+    chunked.runner.prefill = lambda prepared, cache, end: events.append(("chunk", end)) or prefill(prepared, cache, end)
+    chunked.scheduler._padded.step = lambda rows, tokens: events.append(("step", len(rows))) or step(rows, tokens)
+    words = "the quick brown fox jumps over the lazy dog " * 20  # ~200 prompt tokens
+    new = GenerationRequest(
+        [Message("user", [*(p for p in MODALITIES[modality]() if not isinstance(p, TextPart)), TextPart(words)])],
+        SamplingParams(max_new_tokens=8),
+    )
+    running = chunked.stream(request("text", tokens=400))
+    first = next(running).token_ids
+    answer = chunked.generate(new)[1]
+    rest = [t for chunk in running for t in chunk.token_ids]
+    chunked.scheduler.close()
+    prepared = engine.prepare(new)
+    ends = [end for kind, end in events if kind == "chunk" and end <= prepared.prompt_tokens][1:]  # the new one's
+    assert len(ends) >= 3 and ends[-1] == prepared.prompt_tokens
+    assert ends[0] >= prepared.media_end  # every placeholder in its first chunk
+    between = [kinds for kinds in _between_chunks(events)]
+    assert all(("step", 1) in kinds for kinds in between)  # the running row stepped between two chunks
+    assert answer == engine.generate(new)[1]
+    assert first + rest == engine.generate(request("text", tokens=400))[1]
+
+
+def _between_chunks(events: list) -> list[list]:
+    """The events between each two consecutive chunks."""
+    at = [i for i, (kind, _) in enumerate(events) if kind == "chunk"][1:]  # the running request's own first
+    return [events[a + 1 : b] for a, b in zip(at, at[1:])]
