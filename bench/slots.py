@@ -11,7 +11,6 @@ import torch
 
 from engine.request import GenerationRequest, SamplingParams
 from engine.sampling import choose_rows
-from engine.static_decode import SOLO
 from media.parts import Message
 from tooling.inputs import MODALITIES
 
@@ -20,8 +19,6 @@ def slot_tokens_per_s(engine, streams: int, tokens: int) -> float:
     """Aggregate decode tok/s of `streams` rows stepped together for `tokens` steps."""
     kinds, decoder, samplers, ids, logits = list(MODALITIES), engine.static, [], [], []
     with engine.runner.turn(None):
-        if decoder.free < streams:  # a finished lone request's row stays on the solo slot until the next one
-            decoder.release(SOLO)
         for slot in range(streams):
             req = GenerationRequest(
                 [Message("user", MODALITIES[kinds[slot % len(kinds)]]())], SamplingParams(max_new_tokens=tokens)
