@@ -14,11 +14,12 @@ A second model family would be a second table and a second such object.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
-
-import torch
+from typing import TYPE_CHECKING, Iterable
 
 from engine.model_config import CHAT_TEMPLATE, END_TOKENS
+
+if TYPE_CHECKING:  # the table stays light to import: app/ reads it for model names
+    import torch
 
 INPUT_KINDS = ("image", "video", "audio")  # what a conversation's media parts are (engine/router.py)
 
@@ -98,6 +99,8 @@ class Phi4Family:
 
     def prepare_for_compile(self, model, dtype: torch.dtype, device: torch.device) -> None:
         """long-RoPE builds its long-factor frequencies on first use, which a graph cannot trace: now."""
+        import torch
+
         with torch.no_grad():
             position = torch.zeros(1, 1, dtype=torch.long, device=device)
             model.model.rotary_emb(torch.zeros(1, dtype=dtype, device=device), position)
