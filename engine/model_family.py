@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable
 
-from engine.model_config import CHAT_TEMPLATE, END_TOKENS
+from engine.model_config import END_TOKENS
 
 if TYPE_CHECKING:  # the table stays light to import: app/ reads it for model names
     import torch
@@ -36,8 +36,8 @@ class AdapterSpec:
 # Released adapters: vision r=256 (alpha 512), speech r=320 (alpha 640). An image or video with
 # audio goes to vision.
 ADAPTERS: tuple[AdapterSpec, ...] = (
-    AdapterSpec("vision", "vision-lora", frozenset({"image", "video"}), priority=2, released_rank=256),
-    AdapterSpec("speech", "speech-lora", frozenset({"audio"}), priority=1, released_rank=320),
+    AdapterSpec("vision", "vision-lora", frozenset({"image", "video"}), priority=20, released_rank=256),
+    AdapterSpec("speech", "speech-lora", frozenset({"audio"}), priority=10, released_rank=320),
 )
 
 
@@ -60,7 +60,6 @@ def adapter_for(kinds: Iterable[str]) -> str | None:
 class Phi4Family:
     """Phi-4-multimodal as transformers' native classes hold it (never remote code)."""
 
-    chat_template = CHAT_TEMPLATE  # the native processor's, for a checkpoint that ships none
     end_tokens = END_TOKENS
     # The vision/audio encoders and their projectors (`embed_tokens_extend`) and the output head
     # stay in full precision when quantizing; matched from the start of the module name.
@@ -71,16 +70,14 @@ class Phi4Family:
 
         return Phi4MultimodalForCausalLM
 
+    def media_token_ids(self, config) -> list[int]:
+        """The media placeholders' ids: image, then audio."""
+        return [config.vision_config.image_token_id, config.audio_config.audio_token_id]
+
     def media_tokens(self, processor, config) -> list[tuple[str, str, int]]:
         """(kind, the processor's placeholder, the config's id) for each media placeholder."""
-        return [
-            ("image", processor.image_token, config.vision_config.image_token_id),
-            ("audio", processor.audio_token, config.audio_config.audio_token_id),
-        ]
-
-    def media_token_ids(self, config) -> list[int]:
-        """The placeholders the model must never emit: the next step would try to fill them."""
-        return [config.vision_config.image_token_id, config.audio_config.audio_token_id]
+        placeholders = (processor.image_token, processor.audio_token)
+        return list(zip(("image", "audio"), placeholders, self.media_token_ids(config)))
 
     def longrope_switch(self, config) -> int | None:
         """The length at which long-RoPE's long factors take over; None: no long-RoPE."""
