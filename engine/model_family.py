@@ -2,7 +2,7 @@
 
 - `ADAPTERS`, the LoRA adapter table: each adapter's name, its checkpoint folder, the input kinds
   that select it and its priority when several match, and the released rank. The router, the
-  loader, the API's model names, the remote backend and the tiny checkpoint all read it when
+  loader, the API's model names, the remote backend, `phi4mm doctor` and the tiny checkpoint read it when
   called (never a copy made at import), so adding an adapter is one row here.
 - `PHI4`, the model's hooks: the class that loads it, its media token ids, the long-RoPE switch,
   the modules kept in full precision, the output head, and what the engine does to the loaded
