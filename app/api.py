@@ -33,10 +33,10 @@ from starlette.concurrency import run_in_threadpool
 from app.admission import Admission
 from app.api_errors import APIError, ModelNotFound, TooLarge
 from app.chat_request import (
-    ADAPTER_MODELS,
     ChatPlan,
     choice,
     completion_body,
+    model_names,
     plan,
     read_request,
     to_messages,
@@ -75,15 +75,14 @@ def build_router(
     router = APIRouter(prefix="/v1")
     max_body = settings.max_upload_mb * 2**20
 
-    names = [settings.served_name(), *ADAPTER_MODELS]  # as vLLM lists a base model and its LoRAs
-
     @router.get("/models", **documented(ModelList))
     async def models(request: Request):
+        names = model_names(settings, service.engine.adapters)  # the adapters loaded, no others
         return metrics.answered("models", JSONResponse(ModelList(data=[Model(id=name) for name in names]).model_dump()))
 
     @router.get("/models/{model_id:path}", **documented(Model))  # :path: a hub id has a slash
     async def model(model_id: str):
-        if model_id not in names:
+        if model_id not in model_names(settings, service.engine.adapters):
             raise ModelNotFound(f"The model {model_id!r} does not exist here.")
         return metrics.answered("models", JSONResponse(Model(id=model_id).model_dump()))
 
@@ -96,7 +95,7 @@ def build_router(
         if len(raw) > max_body:
             raise TooLarge(f"The request body is over {settings.max_upload_mb} MB.")
         body = read_request(raw)
-        chat_plan = plan(body, settings)
+        chat_plan = plan(body, settings, service.engine.adapters)
         ticket = admission.enter()  # before decoding: the slots bound the decoded media's memory too
         try:
             messages = await run_in_threadpool(to_messages, body.messages, settings)

@@ -29,11 +29,12 @@ from app.sse_stream import EventStream, Handoff
 from app.transcription import TranscriptionOptions, check_model, spoken_language, transcript_events, vtt
 from core.errors import Phi4mmError
 from core.settings import Settings
+from engine.model_family import adapter_for
+from engine.router import BASE
 from media.audio_stream import checked, decode_to_16k
 from media.files import read_bytes
 from media.limits import SAMPLE_RATE, MediaLimits
 
-HEADERS = {ADAPTER_HEADER: "speech"}
 TEXT_FORMATS = {"text": "text/plain", "srt": "text/plain", "vtt": "text/vtt"}
 
 
@@ -41,6 +42,7 @@ def build_audio_router(
     service: ConversationService, settings: Settings, admission: Admission, metrics: ServerMetrics
 ) -> APIRouter:
     router = APIRouter(prefix="/v1/audio")
+    headers = {ADAPTER_HEADER: adapter_for({"audio"}) or BASE}  # the adapter a recording selects
 
     max_body = settings.max_upload_mb * 2**20
     limits = MediaLimits.from_settings(settings)
@@ -102,17 +104,17 @@ def build_audio_router(
             with admission.enter():  # before decoding: the slots bound the decoded audio's memory too
                 samples, segments, notes, language = await until_disconnect(request, run)
         except Phi4mmError as err:
-            raise APIError(err, HEADERS, param="file") from None
+            raise APIError(err, headers, param="file") from None
         result = MeetingResult("single", len(samples) / SAMPLE_RATE, segments, "", "text", notes)
         text = " ".join(s.text for s in segments if s.text)
         if options.response_format in TEXT_FORMATS:
             body = {"text": text, "srt": result.transcript_srt(), "vtt": vtt(segments)}[options.response_format]
-            return PlainTextResponse(body, media_type=TEXT_FORMATS[options.response_format], headers=HEADERS)
+            return PlainTextResponse(body, media_type=TEXT_FORMATS[options.response_format], headers=headers)
         body = Transcription(text=text)
         if verbose:
             body.language, body.duration = language, result.duration
             body.segments = [Segment(id=i, start=s.start, end=s.end, text=s.text) for i, s in enumerate(segments)]
-        return JSONResponse(body.model_dump(exclude_none=True), headers=HEADERS)
+        return JSONResponse(body.model_dump(exclude_none=True), headers=headers)
 
     async def _stream(file: UploadFile, options: TranscriptionOptions):
         ticket = admission.enter()
@@ -120,7 +122,7 @@ def build_audio_router(
             samples = await run_in_threadpool(samples_of, file)
         except Phi4mmError as err:
             ticket.release()
-            raise APIError(err, HEADERS, param="file") from None
+            raise APIError(err, headers, param="file") from None
         except BaseException:
             ticket.release()
             raise
@@ -128,6 +130,6 @@ def build_audio_router(
         # another, each in the stream's own thread (Handoff without `pushes`)
         cancel, handoff = threading.Event(), Handoff(pushes=False)
         handoff.start(transcript_events(service, samples, options, cancel))
-        return EventStream(handoff, ticket, cancel, HEADERS)
+        return EventStream(handoff, ticket, cancel, headers)
 
     return router

@@ -39,7 +39,6 @@ from media.limits import MediaLimits
 from media.parts import Message
 from media.payloads import parse_messages
 
-ADAPTER_MODELS = ("vision", "speech")  # naming one forces that LoRA adapter, as vLLM serves them
 ROLE_NAMES = {"developer": "system"}  # OpenAI's newer name for the system role
 
 
@@ -153,15 +152,22 @@ def read_request(raw: bytes, model: type[BaseModel] = ChatCompletionRequest) -> 
     return model.model_validate(parsed)
 
 
-def plan(body: ChatCompletionRequest, settings: Settings) -> ChatPlan:
-    """Model name, sampling, grammar and tools, checked before anything is admitted or decoded."""
+def model_names(settings: Settings, adapters: tuple[str, ...]) -> list[str]:
+    """What a request may name as `model`: the served name, then each loaded LoRA adapter (naming
+    one forces it), as vLLM lists a base model and its LoRAs."""
+    return [settings.served_name(), *adapters]
+
+
+def plan(body: ChatCompletionRequest, settings: Settings, adapters: tuple[str, ...]) -> ChatPlan:
+    """Model name, sampling, grammar and tools, checked before anything is admitted or decoded.
+    `adapters`: the engine's loaded ones."""
     adapter = None
-    if body.model in ADAPTER_MODELS:
+    if body.model in adapters:
         adapter = body.model
     elif body.model not in (None, settings.served_name()):
+        forced = f" (and {' and '.join(adapters)} to force an adapter)" if adapters else ""
         raise ModelNotFound(
-            f"The model {body.model!r} does not exist here; this server serves "
-            f"{settings.served_name()!r} (and {' and '.join(ADAPTER_MODELS)} to force an adapter)."
+            f"The model {body.model!r} does not exist here; this server serves {settings.served_name()!r}{forced}."
         )
     if body.stop_token_ids:
         raise InvalidRequest(

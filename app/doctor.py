@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from core.settings import Settings
-from engine.model_config import ADAPTER_FOLDERS
+from engine.model_family import adapter_names, adapter_specs
 
 PACKAGES = ("phi4mm", "torch", "transformers", "peft", "gradio", "bitsandbytes")
 
@@ -76,9 +76,9 @@ def file_problems(folder: Path) -> list[str]:
     if not list(folder.glob("*.safetensors")):
         problems.append("no *.safetensors weights")
     problems += [
-        f"the {name} adapter folder {sub}/ is missing"
-        for name, sub in ADAPTER_FOLDERS.items()
-        if not (folder / sub / "adapter_config.json").is_file()
+        f"the {spec.name} adapter folder {spec.folder}/ is missing"
+        for spec in adapter_specs()
+        if not (folder / spec.folder / "adapter_config.json").is_file()
     ]
     return problems
 
@@ -102,7 +102,7 @@ def run_doctor(settings: Settings, say=print) -> int:
     if problems := file_problems(folder):
         say(f"not ready: in {folder}: " + "; ".join(problems))
         return 1
-    say(f"files: config, tokenizer, weights and the {' and '.join(ADAPTER_FOLDERS)} adapters in {folder}")
+    say(f"files: config, tokenizer, weights and the {' and '.join(adapter_names())} adapters in {folder}")
     from core.errors import Phi4mmError
     from engine.engine import Engine
     from engine.loading import LoadOptions

@@ -87,7 +87,7 @@ def build_responses_router(
         conversation = conversation_of(body)
         try:
             chat_body = chat_request(body, conversation)
-            chat_plan = plan(chat_body, settings)
+            chat_plan = plan(chat_body, settings, service.engine.adapters)
         except InvalidRequest as err:
             raise renamed(err) from None
         ticket = admission.enter()  # before decoding: the slots bound the decoded media's memory too

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.admission import Admission
 from app.api_errors import ModelNotFound
-from app.chat_request import ADAPTER_MODELS, read_request, to_messages
+from app.chat_request import model_names, read_request, to_messages
 from app.metrics import ServerMetrics
 from app.openapi import documented
 from app.protocol import ChatMessage, Lenient
@@ -65,7 +65,7 @@ def build_tokenize_router(
         return metrics.answered(endpoint, JSONResponse(body.model_dump(exclude_none=True)))
 
     def tokenizer_for(model: str | None):
-        if model not in (None, settings.served_name(), *ADAPTER_MODELS):
+        if model is not None and model not in model_names(settings, engine.adapters):
             raise ModelNotFound(f"The model {model!r} does not exist here.")
         tokenizer = getattr(engine, "tokenizer", None)  # the local engine's (engine/engine.py)
         if tokenizer is None:

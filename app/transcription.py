@@ -18,6 +18,7 @@ from app.sse import event, stream_error
 from core.errors import InvalidRequest
 from core.settings import Settings
 from engine.grammar import GrammarSpec
+from engine.model_family import adapter_for
 from engine.request import SamplingParams
 from media.audio_stream import SILENCE_PEAK
 from media.limits import SAMPLE_RATE
@@ -80,8 +81,9 @@ class TranscriptionOptions:
 
 
 def check_model(model: str | None, settings: Settings) -> None:
-    """The served name, `speech` or Whisper's `whisper-1`; none at all means the served model."""
-    if model not in (None, settings.served_name(), "speech", "whisper-1"):
+    """The served name, the adapter audio selects (`speech`) or Whisper's `whisper-1`; none at all
+    means the served model."""
+    if model not in (None, settings.served_name(), adapter_for({"audio"}), "whisper-1"):
         raise ModelNotFound(f"The model {model!r} does not exist here; transcribe with {settings.served_name()!r}.")
 
 

@@ -168,11 +168,12 @@ def full_size_engine(
     tiny_dir: Path, device: torch.device, layers: int | None, dtype: torch.dtype | None = None
 ) -> Engine:
     """The full-size model of `full_size_model` with random r=256/r=320 adapters."""
-    from engine.model_config import RELEASED_LORA_RANK, decoder_lora_config
+    from engine.model_config import decoder_lora_config
+    from engine.model_family import adapter_specs
 
     model, processor = full_size_model(tiny_dir, device, layers, dtype)
-    for name, rank in RELEASED_LORA_RANK.items():
-        model.add_adapter(decoder_lora_config(rank), adapter_name=name)
+    for spec in adapter_specs():
+        model.add_adapter(decoder_lora_config(spec.released_rank), adapter_name=spec.name)
     with torch.no_grad():
         for n, p in model.named_parameters():
             if "lora_B" in n:
@@ -183,15 +184,15 @@ def full_size_engine(
 def write_full_size_checkpoint(tiny_dir: Path, out: Path, device: torch.device, layers: int | None) -> Path:
     """`full_size_model` and random r=256/r=320 adapters written in the released on-disk layout,
     so that `Engine.load` (and its --quantize) reads it the way it reads the released model."""
-    from engine.model_config import RELEASED_LORA_RANK
+    from engine.model_family import adapter_specs
     from tooling.tiny_checkpoint import write_adapter
 
     model, processor = full_size_model(tiny_dir, device, layers)
     model.save_pretrained(out)
     processor.save_pretrained(out)
     generator = torch.Generator().manual_seed(0)
-    for name, rank in RELEASED_LORA_RANK.items():
-        model = write_adapter(model, name, rank, out, generator, scale=1e-2)
+    for spec in adapter_specs():
+        model = write_adapter(model, spec.folder, spec.released_rank, out, generator, scale=1e-2)
     return out
 
 

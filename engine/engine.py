@@ -13,14 +13,13 @@ from typing import Iterator
 import torch
 
 from core.errors import ShuttingDown, first_line, release_memory
-from engine.audio_clips import encode_each_clip_alone
 from engine.control_tokens import ControlTokens
 from engine.counters import EngineCounters
 from engine.decode import ModelRunner, PreparedPrompt
 from engine.fast_start import start_decoder
 from engine.grammar import GrammarTokenizer
 from engine.loading import LoadOptions, load_model
-from engine.model_config import END_TOKENS
+from engine.model_family import PHI4, Phi4Family
 from engine.output import OutputProcessing
 from engine.output_head import columns_for_batches, hold_standard_strides
 from engine.prompt_prep import PromptPreparation
@@ -47,12 +46,14 @@ class Engine(PromptPreparation, OutputProcessing, ChatEngine):
         device: torch.device,
         context_window: int | None = None,
         limits: MediaLimits = MediaLimits(),
+        family: Phi4Family = PHI4,
     ):
         self.model = model
+        self.family = family  # engine/model_family.py: what is the model's own
         self.processor = processor
         self.limits = limits
         install_fast_features(processor)
-        encode_each_clip_alone(model)  # engine/audio_clips.py: transformers fails on 2 clips over 40 s
+        family.prepare(model)
         self.tokenizer = processor.tokenizer
         # transformers saves processor and tokenizer templates to one file, so either may hold it; a
         # checkpoint with neither is rendered by the template's pure-Python twin (prompts/chat_format.py)
@@ -63,16 +64,16 @@ class Engine(PromptPreparation, OutputProcessing, ChatEngine):
         config = model.config
         self.context_window = context_window or config.max_position_embeddings
         self.router = LoraRouter(model, tuple(getattr(model, "peft_config", {})))
-        self.strides_hook = hold_standard_strides(model)  # before any compile: graphs guard on hooks
+        head = family.output_head(model)
+        self.strides_hook = hold_standard_strides(head)  # before any compile: graphs guard on hooks
         if device.type == "cpu":
-            columns_for_batches(model.lm_head)
-        end_ids = {self.tokenizer.convert_tokens_to_ids(t) for t in END_TOKENS}
+            columns_for_batches(head)
+        end_ids = {self.tokenizer.convert_tokens_to_ids(t) for t in family.end_tokens}
         eos = model.generation_config.eos_token_id
         end_ids |= set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         # The model must never emit media placeholders: the next step would try to fill them.
-        self.media_token_ids = [config.vision_config.image_token_id, config.audio_config.audio_token_id]
-        rope = config.rope_parameters or {}
-        switch = config.original_max_position_embeddings if rope.get("rope_type") == "longrope" else None
+        self.media_token_ids = family.media_token_ids(config)
+        switch = family.longrope_switch(config)
         self.runner = ModelRunner(model, self.router, end_ids, switch)  # engine/decode.py: the decode contract
         self.grammar_tokenizer = GrammarTokenizer(self.tokenizer, config.vocab_size)  # built on first use
         self.static = None  # a SlotDecoder once set_decode picks the static or compiled path

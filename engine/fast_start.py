@@ -36,7 +36,7 @@ def slot_rows(engine, capacity: int, wanted: int | None) -> int:
 def start_decoder(engine, mode: str, capacity: int, rows: int | None, folder: str | None) -> SlotDecoder:
     """The slot decoder for `mode` (static or compiled), every graph ready."""
     rows = slot_rows(engine, capacity, rows)
-    decoder = SlotDecoder(engine.runner, engine.dtype, engine.device, rows, capacity, mode == "compiled")
+    decoder = SlotDecoder(engine.runner, engine.dtype, engine.device, rows, capacity, mode == "compiled", engine.family)
     if mode != "compiled":
         return decoder
     folder = folder or default_folder()

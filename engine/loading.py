@@ -1,4 +1,5 @@
-"""Load the checkpoint with transformers' native classes (never remote code) plus both adapters."""
+"""Load the checkpoint with transformers' native classes (never remote code) plus its LoRA adapters
+(the table in engine/model_family.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import torch
 
 from core.errors import ModelUnavailable, first_line
 from core.settings import DEFAULT_MODEL, DEFAULTS, Settings
-from engine.model_config import ADAPTER_FOLDERS, DEFAULT_REVISION, END_TOKENS
+from engine.model_config import DEFAULT_REVISION
+from engine.model_family import PHI4, Phi4Family, adapter_specs
 
 log = logging.getLogger(__name__)
 
@@ -107,14 +109,13 @@ def missing_weights_message(model: str, revision: str | None, reason: str) -> st
     )
 
 
-def _quantization_config(quantize: str, dtype: torch.dtype):
+def _quantization_config(quantize: str, dtype: torch.dtype, family: Phi4Family):
     if quantize == "none":
         return None
     from transformers import BitsAndBytesConfig
 
-    # The vision/audio encoders and their projectors (`embed_tokens_extend`) and the output head
-    # stay in full precision; LoRA layers are added afterwards by PEFT and are never quantized.
-    keep = ["model.embed_tokens_extend", "lm_head"]  # matched from the start of the module name
+    # LoRA layers are added afterwards by PEFT and are never quantized
+    keep = list(family.full_precision_modules)
     if quantize == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=keep)
     return BitsAndBytesConfig(
@@ -125,10 +126,10 @@ def _quantization_config(quantize: str, dtype: torch.dtype):
     )
 
 
-def load_model(options: LoadOptions):
+def load_model(options: LoadOptions, family: Phi4Family = PHI4):
     """Return (model, processor, device). Raises ModelUnavailable with a what-to-do message."""
     from huggingface_hub.errors import HFValidationError
-    from transformers import AutoProcessor, Phi4MultimodalForCausalLM
+    from transformers import AutoProcessor
 
     device = resolve_device(options.device)
     dtype = resolve_dtype(options.dtype, device)
@@ -149,27 +150,26 @@ def load_model(options: LoadOptions):
     except (OSError, HFValidationError, ValueError) as err:
         raise ModelUnavailable(missing_weights_message(options.model, revision, first_line(err))) from None
 
-    quantization = _quantization_config(options.quantize, dtype)
+    quantization = _quantization_config(options.quantize, dtype, family)
+    model_class = family.load_class()
     attention = resolve_attention(options.attention)
     kwargs = dict(revision=fetch, dtype=dtype, quantization_config=quantization)
     if device.type == "cuda":
         kwargs["device_map"] = {"": device.index or 0}
     try:
         try:
-            model = Phi4MultimodalForCausalLM.from_pretrained(source, attn_implementation=attention, **kwargs)
+            model = model_class.from_pretrained(source, attn_implementation=attention, **kwargs)
         except (ValueError, ImportError) as err:
             if options.attention != "auto":
                 raise
             log.warning("attention %s unavailable (%s); falling back to eager", attention, first_line(err))
             attention = "eager"
-            model = Phi4MultimodalForCausalLM.from_pretrained(source, attn_implementation=attention, **kwargs)
-        for name, folder in ADAPTER_FOLDERS.items():
-            adapter_kwargs = {"subfolder": folder, **({"revision": fetch} if fetch else {})}
-            model.load_adapter(source, adapter_name=name, adapter_kwargs=adapter_kwargs)
+            model = model_class.from_pretrained(source, attn_implementation=attention, **kwargs)
+        _load_adapters(model, source, fetch)
     except OSError as err:
         raise ModelUnavailable(missing_weights_message(options.model, revision, first_line(err))) from None
     model.eval()
-    if problems := token_id_problems(processor, model.config):
+    if problems := token_id_problems(processor, model.config, family):
         raise ModelUnavailable(f"The checkpoint {options.model!r} does not agree with itself: " + "; ".join(problems))
     log.info(
         "loaded %s (revision=%s) on %s as %s, attention=%s, quantize=%s",
@@ -183,21 +183,30 @@ def load_model(options: LoadOptions):
     return model, processor, device
 
 
-def token_id_problems(processor, config) -> list[str]:
+def _load_adapters(model, source: str, revision: str | None) -> None:
+    """Every adapter of the table the checkpoint has. In a folder on disk, one whose folder is
+    missing is left out (its requests are refused; `phi4mm doctor` names it); from the hub, each
+    is loaded or the load fails."""
+    for spec in adapter_specs():
+        if Path(source).is_dir() and not (Path(source) / spec.folder / "adapter_config.json").is_file():
+            log.warning("the checkpoint has no %s/ folder: the %s adapter is not loaded", spec.folder, spec.name)
+            continue
+        adapter_kwargs = {"subfolder": spec.folder, **({"revision": revision} if revision else {})}
+        model.load_adapter(source, adapter_name=spec.name, adapter_kwargs=adapter_kwargs)
+
+
+def token_id_problems(processor, config, family: Phi4Family = PHI4) -> list[str]:
     """What is wrong between the tokenizer's and the config's token ids, naming the file to fix:
     a media placeholder the processor would write under one id while the model fills another
     would silently leave every image or clip out of the answer."""
     vocab = processor.tokenizer.get_vocab()
     problems = []
-    for what, token, config_id in (
-        ("image", processor.image_token, config.vision_config.image_token_id),
-        ("audio", processor.audio_token, config.audio_config.audio_token_id),
-    ):
+    for what, token, config_id in family.media_tokens(processor, config):
         if vocab.get(token) != config_id:
             problems.append(
                 f"the {what} token {token!r} is id {vocab.get(token)} in tokenizer.json but {config_id} in config.json"
             )
     problems += [
-        f"the end token {token!r} is missing from tokenizer.json" for token in END_TOKENS if token not in vocab
+        f"the end token {token!r} is missing from tokenizer.json" for token in family.end_tokens if token not in vocab
     ]
     return problems

@@ -1,5 +1,6 @@
 """Facts about the released model's format that the engine, the tiny checkpoint and the
-benchmarks share: special tokens, chat template, LoRA layout, and the full-size configuration.
+benchmarks share: special tokens, chat template, LoRA layout, and the full-size configuration. The
+adapters themselves are a table in engine/model_family.py.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ RELEASED_CONFIG_FILE = Path(__file__).parent / "reference" / "phi4mm-original-co
 # The hub's main branch holds remote-code weights; this PR holds the native-format ones that
 # transformers' own tests load.
 DEFAULT_REVISION = "refs/pr/70"
-
-ADAPTER_FOLDERS = {"vision": "vision-lora", "speech": "speech-lora"}
 
 # The released tokenizer's control tokens (names are the contract; the tiny checkpoint puts them at
 # the released ids below).
@@ -65,8 +64,6 @@ CHAT_TEMPLATE = (
 # LoRA sits on every decoder linear layer. The audio encoder also has `o_proj`/`down_proj`
 # modules, so the pattern is anchored on the decoder's `model.layers.N`.
 LORA_TARGET_MODULES = r"model\.layers\.\d+\.(self_attn\.(qkv_proj|o_proj)|mlp\.(gate_up_proj|down_proj))"
-# Released adapters: vision r=256 (alpha 512), speech r=320 (alpha 640).
-RELEASED_LORA_RANK = {"vision": 256, "speech": 320}
 
 
 def decoder_lora_config(rank: int):

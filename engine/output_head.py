@@ -28,11 +28,11 @@ def _standard_strides(module, args):
     return (hidden.reshape(-1, hidden.shape[-1]).view(hidden.shape), *args[1:])
 
 
-def hold_standard_strides(model):
-    """Installs `_standard_strides` on the model's output head, once per model -> its handle."""
-    handle = getattr(model.lm_head, "phi4mm_strides_hook", None)
+def hold_standard_strides(head: torch.nn.Module):
+    """Installs `_standard_strides` on the model's output head, once per head -> its handle."""
+    handle = getattr(head, "phi4mm_strides_hook", None)
     if handle is None:
-        handle = model.lm_head.phi4mm_strides_hook = model.lm_head.register_forward_pre_hook(_standard_strides)
+        handle = head.phi4mm_strides_hook = head.register_forward_pre_hook(_standard_strides)
     return handle
 
 

@@ -1,6 +1,6 @@
 """The `openai` backend: the same surface as `engine.Engine` (stream, generate, adapters,
 counters) over a remote OpenAI-compatible server: a vLLM cluster serving Phi-4-multimodal with
-its two LoRAs, or another `phi4mm serve`. The app keeps its UI, prompts and safety; only the
+its LoRAs, or another `phi4mm serve`. The app keeps its UI, prompts and safety; only the
 forward passes move.
 
 The adapter is chosen here with the same rule as the local router and named as the request's
@@ -20,13 +20,12 @@ import soundfile as sf
 
 from core.errors import InvalidRequest, ModelUnavailable, Overloaded, Phi4mmError
 from engine.counters import EngineCounters
+from engine.model_family import adapter_names
 from engine.protocol import ChatEngine
 from engine.request import Chunk, GenerationRequest
 from engine.router import BASE, choose_adapter
 from media.limits import SAMPLE_RATE, MediaLimits
 from media.parts import prompt_items
-
-ADAPTERS = ("vision", "speech")
 
 
 def image_url(image) -> dict:
@@ -85,7 +84,7 @@ class RemoteEngine(ChatEngine):
         self.model = model  # the base model's name on the remote server
         self.limits = limits
         self.device = f"remote {base_url}"
-        self.adapters = ADAPTERS
+        self.adapters = adapter_names()  # the table's: what the remote loaded is not ours to see
         self.concurrency = 8  # requests worth having in flight at once (the remote batches them)
         self.decode_mode, self.decode_fallback = "remote", None  # the remote server's own choice
         self._base_model: str | None = None  # the remote's name for it, asked once (base_model)

@@ -1,11 +1,12 @@
-"""The "mixture of LoRAs": pick the adapter from the media in the whole conversation.
+"""The "mixture of LoRAs": pick the adapter from the media in the whole conversation, by the
+adapter table (engine/model_family.py):
 
 | inputs in the conversation               | adapter |
 | text only                                | none    |
 | audio, no image                          | speech  |
 | image(s) or video frames (± audio)       | vision  |
 
-Both adapters stay loaded; switching flips which one PEFT applies, never reloading weights.
+Every adapter stays loaded; switching flips which one PEFT applies, never reloading weights.
 """
 
 from __future__ import annotations
@@ -15,19 +16,19 @@ from contextlib import contextmanager
 import torch
 
 from core.errors import AdapterMissing
+from engine.model_family import adapter_for
 from media.parts import AudioPart, ImagePart, Message, VideoPart
 
 BASE = "base"  # the name reported when no adapter is active
 MIXED = "(mixed)"  # the router's state while rows choose their own adapter (never a request's)
 
 
+PART_KINDS = {ImagePart: "image", VideoPart: "video", AudioPart: "audio"}  # model_family.INPUT_KINDS
+
+
 def choose_adapter(messages: list[Message]) -> str:
-    parts = [part for message in messages for part in message.parts]
-    if any(isinstance(part, (ImagePart, VideoPart)) for part in parts):
-        return "vision"
-    if any(isinstance(part, AudioPart) for part in parts):
-        return "speech"
-    return BASE
+    kinds = {PART_KINDS.get(type(part)) for message in messages for part in message.parts}
+    return adapter_for(kinds) or BASE
 
 
 class LoraRouter:

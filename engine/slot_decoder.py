@@ -30,6 +30,7 @@ from transformers.cache_utils import Cache, StaticLayer
 
 from core.errors import AdapterMissing
 from engine.decode import ModelRunner, PreparedPrompt
+from engine.model_family import PHI4, Phi4Family
 from engine.router import BASE
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,14 @@ class SlotCache(Cache):
 
 class SlotDecoder:
     def __init__(
-        self, runner: ModelRunner, dtype: torch.dtype, device: torch.device, rows: int, capacity: int, compiled: bool
+        self,
+        runner: ModelRunner,
+        dtype: torch.dtype,
+        device: torch.device,
+        rows: int,
+        capacity: int,
+        compiled: bool,
+        family: Phi4Family = PHI4,
     ):
         self.runner, self.model = runner, runner.model
         self.dtype, self.device = dtype, device
@@ -94,10 +102,7 @@ class SlotDecoder:
             self._ones = torch.ones(rows, dtype=torch.long, device=device)  # every row of a bucket advances
         self.uncompiled: list[str] = []  # steps that failed to compile and run eagerly instead
         if compiled:
-            # long-RoPE builds its long-factor frequencies on first use, which a graph cannot trace: now
-            with torch.no_grad():
-                position = torch.zeros(1, 1, dtype=torch.long, device=device)
-                self.model.model.rotary_emb(torch.zeros(1, dtype=dtype, device=device), position)
+            family.prepare_for_compile(self.model, dtype, device)  # engine/model_family.py
             torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 32)
             self._decode_fn = torch.compile(
                 self._decode, fullgraph=True, dynamic=False, mode="reduce-overhead" if self.cuda_graphs else None

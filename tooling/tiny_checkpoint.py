@@ -3,7 +3,8 @@
 Model weights can never be downloaded on our machines, so every test loads this checkpoint
 through exactly the code path that loads `microsoft/Phi-4-multimodal-instruct`: a native
 `Phi4MultimodalForCausalLM` config + safetensors, a byte-level BPE tokenizer with the real
-special tokens, the native processor configs, and `vision-lora/` + `speech-lora/` PEFT folders.
+special tokens, the native processor configs, and a PEFT folder per adapter of the table in
+engine/model_family.py (`vision-lora/`, `speech-lora/`).
 Output is deterministic for a given seed.
 """
 
@@ -28,6 +29,7 @@ from engine.model_config import (
     released_config,
     released_native_config,
 )
+from engine.model_family import adapter_specs
 
 # Enough everyday text that the BPE trainer learns real merges; the model is random anyway.
 _TOKENIZER_CORPUS = """\
@@ -58,7 +60,7 @@ _TINY_AUDIO = dict(
     depthwise_separable_out_channel=32,
     nemo_conv_channels=32,
 )
-_TINY_LORA_RANK = {"vision": 8, "speech": 16}
+TINY_LORA_RANK_STEP = 8  # the table's adapters get ranks 8, 16, ...: small, and each its own, as released
 
 
 def _build_tokenizer():
@@ -139,8 +141,8 @@ def _randomise_lora(model: torch.nn.Module, generator: torch.Generator, scale: f
                 param.copy_(torch.randn(param.shape, generator=generator) * scale)
 
 
-def write_adapter(model, name: str, rank: int, out_dir: Path, generator: torch.Generator, scale: float = 0.2):
-    """Writes a random adapter of `rank` into `out_dir/<name>-lora` (the released layout) and returns
+def write_adapter(model, folder: str, rank: int, out_dir: Path, generator: torch.Generator, scale: float = 0.2):
+    """Writes a random adapter of `rank` into `out_dir/folder` (the released layout) and returns
     `model` without it."""
     from peft import get_peft_model
 
@@ -148,7 +150,7 @@ def write_adapter(model, name: str, rank: int, out_dir: Path, generator: torch.G
     _randomise_lora(peft_model, generator, scale)
     with tempfile.TemporaryDirectory() as tmp:
         peft_model.save_pretrained(tmp)
-        target = out_dir / f"{name}-lora"
+        target = out_dir / folder
         target.mkdir(parents=True, exist_ok=True)
         for f in Path(tmp).iterdir():
             shutil.copy(f, target / f.name)
@@ -194,9 +196,9 @@ def write_tiny_checkpoint(out_dir: str | Path, seed: int = 0) -> Path:
     )
     processor.save_pretrained(out)
 
-    for name in ("vision", "speech"):
-        model = write_adapter(model, name, _TINY_LORA_RANK[name], out, generator)
-        tokenizer.save_pretrained(out / f"{name}-lora")  # the real adapter folders carry one too
+    for i, spec in enumerate(adapter_specs()):
+        model = write_adapter(model, spec.folder, TINY_LORA_RANK_STEP * (i + 1), out, generator)
+        tokenizer.save_pretrained(out / spec.folder)  # the real adapter folders carry one too
 
     (out / "tiny_checkpoint.json").write_text(
         json.dumps({"seed": seed, "lora_target_modules": LORA_TARGET_MODULES}, indent=2) + "\n"

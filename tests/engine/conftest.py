@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from engine.model_config import ADAPTER_FOLDERS
+from engine.model_family import adapter_specs
 from engine.request import GenerationRequest, SamplingParams
 from media.parts import Message
 from tooling.inputs import MODALITIES
@@ -30,8 +30,8 @@ def solo(engine):
 def reference_model(tiny_checkpoint):
     """Loaded with plain transformers + peft, not through engine/loading.py."""
     model = AutoModelForCausalLM.from_pretrained(tiny_checkpoint, dtype=torch.float32).eval()
-    for name, folder in ADAPTER_FOLDERS.items():
-        model.load_adapter(str(tiny_checkpoint), adapter_name=name, adapter_kwargs={"subfolder": folder})
+    for spec in adapter_specs():
+        model.load_adapter(str(tiny_checkpoint), adapter_name=spec.name, adapter_kwargs={"subfolder": spec.folder})
     return model
 
 

@@ -8,7 +8,8 @@ import torch
 from peft import get_peft_model
 from transformers import Phi4MultimodalConfig, Phi4MultimodalForCausalLM
 
-from engine.model_config import RELEASED_LORA_RANK, decoder_lora_config, full_size_config
+from engine.model_config import decoder_lora_config, full_size_config
+from engine.model_family import adapter_specs
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +44,9 @@ def test_parameter_counts_within_five_percent(meta_model):
 
     lora = {}
     model = meta_model
-    for name, rank in RELEASED_LORA_RANK.items():
-        peft_model = get_peft_model(model, decoder_lora_config(rank))
-        lora[name] = _count(peft_model, lambda n: "lora_" in n)
+    for spec in adapter_specs():
+        peft_model = get_peft_model(model, decoder_lora_config(spec.released_rank))
+        lora[spec.name] = _count(peft_model, lambda n: "lora_" in n)
         assert _count(peft_model, lambda n: "lora_" in n and "embed_tokens_extend" in n) == 0
         model = peft_model.unload()
     assert lora["vision"] == pytest.approx(370e6, rel=0.05)  # r=256

@@ -38,4 +38,4 @@ def test_the_hook_is_what_prevents_the_copy(engine):
     try:
         assert batched_head_products(engine, "A prompt of a few words, long enough to slice. " * 8)
     finally:
-        engine.strides_hook = hold_standard_strides(engine.model)
+        engine.strides_hook = hold_standard_strides(engine.model.lm_head)

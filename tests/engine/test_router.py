@@ -47,6 +47,17 @@ def test_adapter_follows_the_whole_conversation(messages, adapter):
     assert choose_adapter(messages) == adapter
 
 
+def test_the_router_reads_the_adapter_table(monkeypatch):
+    """A row added to the table (engine/model_family.py) routes at once: audio to a new adapter
+    that outranks speech, while an image still goes to vision, which outranks both."""
+    from engine import model_family
+
+    notes = model_family.AdapterSpec("notes", "notes-lora", frozenset({"audio"}), priority=15)
+    monkeypatch.setattr(model_family, "ADAPTERS", (*model_family.ADAPTERS, notes))
+    assert choose_adapter([user(AudioPart(make_tone()))]) == "notes"
+    assert choose_adapter([user(ImagePart(make_photo()), AudioPart(make_tone()))]) == "vision"
+
+
 def _answer(engine, modality):
     request = GenerationRequest([user(*MODALITIES[modality]())], SamplingParams(max_new_tokens=16))
     _, tokens, final = engine.generate(request)

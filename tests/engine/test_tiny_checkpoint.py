@@ -11,9 +11,11 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoProcessor
 
-from engine.model_config import ADAPTER_FOLDERS
+from engine.model_family import adapter_specs
 from tooling.inputs import make_photo
 from tooling.tiny_checkpoint import write_tiny_checkpoint
+
+ADAPTER_FOLDERS = {spec.name: spec.folder for spec in adapter_specs()}
 
 
 def _digests(folder):
