@@ -14,7 +14,7 @@ import soundfile as sf
 
 from app.live_meeting import LiveMeeting
 from app.meeting import MeetingOptions, MeetingSummarizer
-from app.service import ConversationService, Reply
+from app.service import Answer, ConversationService, Reply
 from core.errors import InvalidRequest, MediaError, Overloaded
 from core.settings import Settings
 from engine.request import SamplingParams
@@ -166,12 +166,12 @@ class WebApp:
             temperature=float(options.temperature),
             top_p=float(options.top_p),
         )
-        answer = ""
+        answer = Answer()
         with self._answering(session, tab) as cancel:
             for reply in self.service.chat(messages, params, max_crops=int(options.max_crops), cancel=cancel):
-                answer = reply.text if reply.replace else answer + reply.text
                 finished = " · ".join(filter(None, (notes, metrics_line(reply))))
-                yield Shown(answer, finished if reply.finish_reason else "", reply.finish_reason == "cancelled")
+                shown = answer.add(reply).text
+                yield Shown(shown, finished if reply.finish_reason else "", reply.finish_reason == "cancelled")
 
     def chat(
         self, text: str, files: list, history: list[dict], options: ChatOptions, session: str = ""
@@ -199,15 +199,14 @@ class WebApp:
         understanding `task` (prompts.tasks.AUDIO_TASKS) fills the first with its answer. `stopped`:
         `stop_answer(session, "speech")` ended it."""
         audio = load_audio(self.uploaded(audio_path), self.limits, max_seconds=self.limits.max_task_audio_seconds)
-        answer, stopped = "", False
+        answer, stopped, written = "", False, Answer()
         with self._answering(session, "speech") as cancel:
             if task:
                 for reply in self.service.understand(audio, task, cancel=cancel):
-                    answer = reply.text if reply.replace else answer + reply.text
-                    yield answer, "", reply.finish_reason == "cancelled"
+                    yield written.add(reply).text, "", reply.finish_reason == "cancelled"
                 return
             for reply in self.service.transcribe(audio, translate_to=language, cot=cot, cancel=cancel):
-                answer = reply.text if reply.replace else answer + reply.text
+                answer = written.add(reply).text
                 stopped = reply.finish_reason == "cancelled"
                 if cot:
                     split = tasks.split_transcript_translation(answer)
