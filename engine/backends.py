@@ -15,8 +15,9 @@ def open_engine(settings: Settings):
 
         if not settings.base_url:
             raise InvalidRequest("--backend openai needs --base-url, e.g. http://gpu-box:8000/v1.", param="base_url")
+        limits = MediaLimits.from_settings(settings)
         return RemoteEngine(
-            settings.base_url, settings.remote_api_key, settings.model, MediaLimits.from_settings(settings)
+            settings.base_url, settings.remote_api_key, settings.model, limits, concurrency=settings.inflight()
         )
     if settings.backend != "local":
         raise InvalidRequest(f"Unknown backend {settings.backend!r}; use local or openai.", param="backend")
