@@ -14,8 +14,6 @@ from dataclasses import dataclass, fields
 from pydantic import TypeAdapter, ValidationError
 
 DEFAULT_MODEL = "microsoft/Phi-4-multimodal-instruct"
-
-
 REMOTE_INFLIGHT = 32  # a remote backend's generations at once by default (vLLM batches them itself)
 
 
