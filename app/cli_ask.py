@@ -79,6 +79,7 @@ def cmd_transcribe(args) -> int:
         return usage_error(str(err))
     settings = settings_from(args, log_loading=False)
     from app.meeting import MeetingOptions
+    from app.service import Answer
     from media.audio import load_audio
     from media.limits import MediaLimits
     from prompts import tasks
@@ -92,10 +93,11 @@ def cmd_transcribe(args) -> int:
     if not args.cot:
         stream_to_stdout(replies, args.verbose)
         return 0
-    answer, final = "", None
+    answer = Answer()
     for reply in replies:
-        answer, final = (reply.text if reply.replace else answer + reply.text), reply
-    split = tasks.split_transcript_translation(answer)
+        answer.add(reply)
+    final = answer.final
+    split = tasks.split_transcript_translation(answer.text)
     print(f"Transcript:\n{split.transcript}\n")
     if split.translation is None:
         print(f"Translation ({language}): {tasks.NO_TRANSLATION}")

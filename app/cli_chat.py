@@ -61,6 +61,7 @@ class TerminalChat:
 
     def turn(self, text: str) -> None:
         """One message and its answer; the answer, whole or stopped, joins the conversation."""
+        from app.service import Answer
         from media.parts import Message, TextPart
 
         parts = load_media(self.limits, **self.attached)
@@ -69,12 +70,12 @@ class TerminalChat:
         cancel = threading.Event()
         user = Message("user", parts)
         replies = self.service.chat(self.history + [user], self.params, max_crops=self.max_crops, cancel=cancel)
-        answer, final = "", None
+        answer = Answer()
         try:
             for reply in replies:
                 sys.stdout.write(("\n" + reply.text) if reply.replace else reply.text)
                 sys.stdout.flush()
-                answer, final = (reply.text if reply.replace else answer + reply.text), reply
+                answer.add(reply)
         except KeyboardInterrupt:
             cancel.set()
             sys.stdout.write(" [stopped]")
@@ -82,9 +83,9 @@ class TerminalChat:
             replies.close()
         print()
         self.attached = {kind: [] for kind in ATTACH.values()}
-        self.history += [user, Message("assistant", [TextPart(answer)])]
-        if self.verbose and final is not None and final.metrics is not None:
-            print(metrics_line(final.metrics), file=sys.stderr)
+        self.history += [user, Message("assistant", [TextPart(answer.text)])]
+        if self.verbose and answer.final is not None and answer.final.metrics is not None:
+            print(metrics_line(answer.final.metrics), file=sys.stderr)
 
     def run(self) -> int:
         import readline  # noqa: F401 - line editing and history for input()

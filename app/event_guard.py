@@ -13,6 +13,9 @@ was never checked, went into the history, and came back out as a copy of any ser
 - Every event that runs on the server goes through the queue: its bound and concurrency groups
   hold for all of them, and the routes that skip the queue (`/gradio_api/run/`, `/api/`) have no
   event left to serve, so the front door closes them (app/doors.py).
+- Every event that runs the model (its function wears ui/gpu.py's `@gpu`) is in the model's one
+  concurrency group, and only those are: a page that breaks this is refused at start, since one
+  such event outside the group would run beside the group's, past the limit.
 - The names a client may call (`/gradio_api/call/<name>`) are read from the events themselves:
   those the page marks public.
 """
@@ -25,13 +28,16 @@ from typing import Any, Iterator
 import gradio as gr
 
 from app.private_folder import PrivateFolder
-from ui.app import MODEL_GROUP
+from ui.gpu import MODEL_GROUP, runs_model
 
 NOT_OURS = "A file in this request was not uploaded to this server; attach it again."
 
 
 def guard_events(demo: gr.Blocks, folder: PrivateFolder) -> frozenset[str]:
     """Installs the checks on `demo` (queued, before it is mounted) -> the event names callable by name."""
+    strays = [fn.api_name for fn in demo.fns.values() if runs_model(fn.fn) != (fn.concurrency_id == MODEL_GROUP)]
+    if strays:
+        raise RuntimeError(f"events in the wrong concurrency group (`@gpu` runs the model): {', '.join(strays)}")
     for fn in demo.fns.values():
         if fn.fn is not None and not fn.queue:  # (a JavaScript-only event never reaches the server)
             fn.queue = True

@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 from core.errors import InvalidRequest
 from core.settings import Settings
 from engine.backends import open_engine
+from engine.counters import Tally
 from engine.request import PENDING, GenerationRequest, Metrics, SamplingParams, TokenLogprob
 from engine.router import choose_adapter
 from media.parts import AudioPart, ImagePart, Message, TextPart, VideoPart
@@ -42,12 +43,30 @@ class Reply:
     logprobs: list[TokenLogprob] | None = None  # the tokens behind this text, when the request asked
 
 
+@dataclass
+class Answer:
+    """A reply stream added up: its displayable text so far (a guard refusal replaces what came
+    before), its tokens' logprobs when they were asked for, and its last reply."""
+
+    text: str = ""
+    logprobs: list[TokenLogprob] = dataclasses.field(default_factory=list)
+    final: Reply | None = None
+
+    def add(self, reply: Reply) -> "Answer":
+        if reply.replace:
+            self.text, self.logprobs = "", []
+        self.text += reply.text
+        self.logprobs += reply.logprobs or []
+        self.final = reply
+        return self
+
+
 def collect(replies) -> str:
-    """The displayable text of a reply stream (a guard refusal replaces what came before)."""
-    text = ""
+    """The displayable text of a reply stream."""
+    answer = Answer()
     for reply in replies:
-        text = reply.text if reply.replace else text + reply.text
-    return text
+        answer.add(reply)
+    return answer.text
 
 
 class ConversationService:
@@ -65,9 +84,18 @@ class ConversationService:
         self.mitigations = mitigations
         self.guard = guard if guard is not None else GuardPolicy()
         self.input_limits = input_limits
-        self.blocked_counts: Counter[str] = Counter()  # output-guard categories seen, for metrics
-        self.override_attempts = 0
+        # for /metrics, counted from every request's thread at once
+        self._blocked = Tally()  # output-guard categories seen
+        self._overrides = Tally()  # attempts to override the system prompt
         mitigations.warn_if_weakened()
+
+    @property
+    def blocked_counts(self) -> Counter[str]:
+        return self._blocked.snapshot()
+
+    @property
+    def override_attempts(self) -> int:
+        return self._overrides.total()
 
     def adapter_for(self, messages: list[Message], forced: str | None = None) -> str:
         """The LoRA adapter that answers `messages` (`forced`, else engine/router.py's rule), for a
@@ -107,7 +135,7 @@ class ConversationService:
             raise InvalidRequest(str(err), param="messages") from None
         override = check.override_attempt
         if override:
-            self.override_attempts += 1
+            self._overrides.add()
         heard = count(AudioPart) or any(isinstance(p, VideoPart) and p.soundtrack is not None for p in parts)
         media = ({"audio"} if heard else set()) | ({"visual"} if count(ImagePart) + count(VideoPart) else set())
         system = system_prompt(self.mitigations, "audio" in media, "visual" in media, user_system, reinforce=override)
@@ -160,7 +188,7 @@ class ConversationService:
                     verdict = Verdict(verdict.release + end.release, end.blocked)
                 if verdict.blocked:
                     request.cancel.set()  # stop generating at once; closing the stream frees the slot
-                    self.blocked_counts[verdict.blocked] += 1
+                    self._blocked.add(verdict.blocked)
                     log.info("output guard blocked an answer: %s", verdict.blocked)
                     final = Reply(
                         self.guard.refusal,
@@ -196,14 +224,13 @@ class ConversationService:
     def answer(self, messages: list[Message], params: SamplingParams | None = None, **kwargs) -> tuple[str, Reply]:
         """The whole displayable answer at once, and the final reply (finish reason, metrics, and
         every token's logprobs when asked for)."""
-        text, final, logprobs = "", None, []
+        answer = Answer()
         for reply in self.chat(messages, params, **kwargs):
-            text = reply.text if reply.replace else text + reply.text
-            logprobs = [] if reply.replace else logprobs + (reply.logprobs or [])
-            final = reply
-        if final is not None and logprobs:
-            final = dataclasses.replace(final, logprobs=logprobs)
-        return text, final
+            answer.add(reply)
+        final = answer.final
+        if final is not None and answer.logprobs:
+            final = dataclasses.replace(final, logprobs=answer.logprobs)
+        return answer.text, final
 
     def understand(
         self, audio: AudioPart, task: str, max_new_tokens: int | None = None, cancel: threading.Event | None = None

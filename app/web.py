@@ -14,7 +14,7 @@ import soundfile as sf
 
 from app.live_meeting import LiveMeeting
 from app.meeting import MeetingOptions, MeetingSummarizer
-from app.service import ConversationService, Reply
+from app.service import Answer, ConversationService, Reply
 from core.errors import InvalidRequest, MediaError, Overloaded
 from core.settings import Settings
 from engine.request import SamplingParams
@@ -166,12 +166,11 @@ class WebApp:
             temperature=float(options.temperature),
             top_p=float(options.top_p),
         )
-        answer = ""
+        answer = Answer()
         with self._answering(session, tab) as cancel:
             for reply in self.service.chat(messages, params, max_crops=int(options.max_crops), cancel=cancel):
-                answer = reply.text if reply.replace else answer + reply.text
-                finished = " · ".join(filter(None, (notes, metrics_line(reply))))
-                yield Shown(answer, finished if reply.finish_reason else "", reply.finish_reason == "cancelled")
+                text, finished = answer.add(reply).text, " · ".join(filter(None, (notes, metrics_line(reply))))
+                yield Shown(text, finished if reply.finish_reason else "", reply.finish_reason == "cancelled")
 
     def chat(
         self, text: str, files: list, history: list[dict], options: ChatOptions, session: str = ""
@@ -199,22 +198,21 @@ class WebApp:
         understanding `task` (prompts.tasks.AUDIO_TASKS) fills the first with its answer. `stopped`:
         `stop_answer(session, "speech")` ended it."""
         audio = load_audio(self.uploaded(audio_path), self.limits, max_seconds=self.limits.max_task_audio_seconds)
-        answer, stopped = "", False
+        answer, stopped = Answer(), False
         with self._answering(session, "speech") as cancel:
             if task:
                 for reply in self.service.understand(audio, task, cancel=cancel):
-                    answer = reply.text if reply.replace else answer + reply.text
-                    yield answer, "", reply.finish_reason == "cancelled"
+                    yield answer.add(reply).text, "", reply.finish_reason == "cancelled"
                 return
             for reply in self.service.transcribe(audio, translate_to=language, cot=cot, cancel=cancel):
-                answer = reply.text if reply.replace else answer + reply.text
+                text = answer.add(reply).text
                 stopped = reply.finish_reason == "cancelled"
                 if cot:
-                    split = tasks.split_transcript_translation(answer)
+                    split = tasks.split_transcript_translation(text)
                     yield split.transcript, split.translation or "", stopped
                 else:
-                    yield ("", answer, stopped) if language else (answer, "", stopped)
-        if cot and not stopped and (split := tasks.split_transcript_translation(answer)).translation is None:
+                    yield ("", text, stopped) if language else (text, "", stopped)
+        if cot and not stopped and (split := tasks.split_transcript_translation(answer.text)).translation is None:
             yield split.transcript, tasks.NO_TRANSLATION, False  # never silently empty
 
     def summarize(

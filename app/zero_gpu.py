@@ -32,17 +32,11 @@ def zero_gpu_setup(settings: Settings):
     The events' calls then ask for the time their input needs (ui/gpu.py)."""
     import torch
 
-    from engine.engine import Engine
-    from engine.loading import LoadOptions, load_model
-    from media.limits import MediaLimits
+    from engine.backends import open_engine
     from ui.gpu import estimate_with
 
-    settings = dataclasses.replace(settings, max_batch=1, decode="dynamic", max_inflight=1)
-    options = dataclasses.replace(LoadOptions.from_settings(settings), device="cpu", dtype="bfloat16")
-    model, processor, _ = load_model(options)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # ZeroGPU's CUDA at load is virtual
-    engine = Engine(model.to(device), processor, device, settings.context_window, MediaLimits.from_settings(settings))
-    engine.set_decode("dynamic")
+    settings = dataclasses.replace(settings, max_batch=1, decode="dynamic", max_inflight=1, dtype="bfloat16")
+    engine = open_engine(settings, move_to="cuda" if torch.cuda.is_available() else "cpu")  # CUDA at load is virtual
     estimate_with(CallTime(settings))
     return settings, engine
 

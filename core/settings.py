@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from pydantic import TypeAdapter, ValidationError
 
 DEFAULT_MODEL = "microsoft/Phi-4-multimodal-instruct"
+REMOTE_INFLIGHT = 32  # a remote backend's generations at once by default (vLLM batches them itself)
 
 
 @dataclass
@@ -157,7 +158,9 @@ class Settings:
         return "phi4mm" if local else self.model
 
     def inflight(self) -> int:
-        return self.max_inflight or (32 if self.backend == "openai" else self.max_batch)
+        """Generations run at once, for admission, the page's model events and a remote backend's
+        requests in flight alike."""
+        return self.max_inflight or (REMOTE_INFLIGHT if self.backend == "openai" else self.max_batch)
 
 
 DEFAULTS = Settings()  # the defaults alone: what every room reads its own defaults from

@@ -4,28 +4,37 @@ OpenAI-compatible server (`openai`, engine/remote.py). Both keep the one engine 
 
 from __future__ import annotations
 
+import dataclasses
+
 from core.errors import InvalidRequest
 from core.settings import Settings
 from media.limits import MediaLimits
 
 
-def open_engine(settings: Settings):
+def open_engine(settings: Settings, move_to: str | None = None):
+    """The engine the settings ask for. `move_to`: load on the CPU, then move the model to that
+    device (ZeroGPU, whose GPU exists only inside a call: app/zero_gpu.py)."""
+    limits = MediaLimits.from_settings(settings)
     if settings.backend == "openai":
         from engine.remote import RemoteEngine
 
         if not settings.base_url:
             raise InvalidRequest("--backend openai needs --base-url, e.g. http://gpu-box:8000/v1.", param="base_url")
         return RemoteEngine(
-            settings.base_url, settings.remote_api_key, settings.model, MediaLimits.from_settings(settings)
+            settings.base_url, settings.remote_api_key, settings.model, limits, concurrency=settings.inflight()
         )
     if settings.backend != "local":
         raise InvalidRequest(f"Unknown backend {settings.backend!r}; use local or openai.", param="backend")
-    from engine.engine import Engine
-    from engine.loading import LoadOptions
+    import torch
 
-    engine = Engine.load(
-        LoadOptions.from_settings(settings), settings.context_window, MediaLimits.from_settings(settings)
-    )
+    from engine.engine import Engine
+    from engine.loading import LoadOptions, load_model
+
+    options = LoadOptions.from_settings(settings)
+    model, processor, device = load_model(dataclasses.replace(options, device="cpu") if move_to else options)
+    if move_to:
+        model, device = model.to(move_to), torch.device(move_to)
+    engine = Engine(model, processor, device, settings.context_window, limits)
     engine.set_decode(settings.decode, settings.static_cache_tokens, settings.static_cache_rows, settings.compile_cache)
     engine.enable_batching(settings.max_batch, settings.prefill_chunk_tokens)
     return engine

@@ -31,3 +31,23 @@ class EngineCounters:
     @property
     def tokens_generated(self) -> int:
         return self._tokens
+
+
+class Tally:
+    """Counts by name that many threads add to at once (the service's guard counts)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+
+    def add(self, name: str = "", count: int = 1) -> None:
+        with self._lock:
+            self._counts[name] += count
+
+    def snapshot(self) -> Counter[str]:
+        with self._lock:
+            return Counter(self._counts)
+
+    def total(self) -> int:
+        with self._lock:
+            return self._counts.total()

@@ -19,6 +19,7 @@ import openai
 import soundfile as sf
 
 from core.errors import InvalidRequest, ModelUnavailable, Overloaded, Phi4mmError
+from core.settings import REMOTE_INFLIGHT
 from engine.counters import EngineCounters
 from engine.model_family import adapter_names
 from engine.protocol import ChatEngine
@@ -77,6 +78,7 @@ class RemoteEngine(ChatEngine):
         model: str,
         limits: MediaLimits = MediaLimits(),
         timeout_s: float = 600.0,
+        concurrency: int = REMOTE_INFLIGHT,
     ):
         # no client-side retries: a refusal (busy, bad input) goes straight back to our caller
         self.client = openai.OpenAI(base_url=base_url, api_key=api_key or "none", timeout=timeout_s, max_retries=0)
@@ -85,7 +87,7 @@ class RemoteEngine(ChatEngine):
         self.limits = limits
         self.device = f"remote {base_url}"
         self.adapters = adapter_names()  # the table's: what the remote loaded is not ours to see
-        self.concurrency = 8  # requests worth having in flight at once (the remote batches them)
+        self.concurrency = concurrency  # requests worth having in flight at once: Settings.inflight()
         self.decode_mode, self.decode_fallback = "remote", None  # the remote server's own choice
         self._base_model: str | None = None  # the remote's name for it, asked once (base_model)
         self.counters = EngineCounters()  # finish reasons and tokens, as the local engine counts them

@@ -46,8 +46,8 @@ class ChatBox(KeptChatsInterface):
         self.textbox.stop(self.stop_chat, None, None, api_visibility="undocumented")
 
 
-def chat_tab(web) -> None:
-    """The Chat tab's contents, inside a `gr.Tab`; `web` is the web glue (app/web.py)."""
+def chat_tab(web) -> tuple[str, ...]:
+    """The Chat tab's contents, inside a `gr.Tab`; `web` is the web glue (app/web.py) -> its public events."""
     settings = web.settings
 
     @gpu
@@ -120,3 +120,4 @@ def chat_tab(web) -> None:
         api_name="chat",
     )
     metrics.render()
+    return ("chat",)

@@ -1,5 +1,5 @@
 """What the page hands the web glue and gets back: plain values, no Gradio types and no markers
-hidden in strings (app/web.py fills and reads these; ui/app.py shows them)."""
+hidden in strings (app/web.py fills and reads these; the tabs, ui/*_tab.py, show them)."""
 
 from __future__ import annotations
 

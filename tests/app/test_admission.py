@@ -31,6 +31,15 @@ def test_slots_follow_the_batch_size_or_the_remote_default():
     assert Settings(backend="openai", max_inflight=4).inflight() == 4
 
 
+@pytest.mark.parametrize("max_inflight, inflight", [(None, 32), (4, 4)])
+def test_a_remote_backend_keeps_as_many_requests_in_flight_as_admission_lets_in(max_inflight, inflight):
+    """Both read `Settings.inflight()` (admission: app/server.py); nothing is sent to the remote here."""
+    from engine.backends import open_engine
+
+    settings = Settings(backend="openai", base_url="http://127.0.0.1:9/v1", max_inflight=max_inflight)
+    assert open_engine(settings).concurrency == settings.inflight() == inflight
+
+
 def test_on_finish_sees_every_generation_once_including_a_closed_stream(engine):
     finished = []
     service = ConversationService(engine, on_finish=finished.append)

@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from core.errors import InvalidRequest, PromptTooLong
-from engine.counters import EngineCounters
+from engine.counters import EngineCounters, Tally
 from engine.request import GenerationRequest, SamplingParams
 from engine.text_stream import IncrementalDetokenizer
 from media.audio_stream import decode_to_16k
@@ -53,7 +53,7 @@ def test_an_answer_ending_inside_a_character_loses_no_text(engine):
 
 
 def test_counters_lose_no_update_between_threads():
-    counters, interval = EngineCounters(), sys.getswitchinterval()
+    counters, tally, interval = EngineCounters(), Tally(), sys.getswitchinterval()
     sys.setswitchinterval(1e-6)  # switch threads as often as possible: a racy += loses updates
     try:
 
@@ -61,6 +61,7 @@ def test_counters_lose_no_update_between_threads():
             for _ in range(20_000):
                 counters.add_tokens(1)
                 counters.finish("stop")
+                tally.add("blocked")
 
         threads = [threading.Thread(target=work) for _ in range(8)]
         for t in threads:
@@ -70,6 +71,7 @@ def test_counters_lose_no_update_between_threads():
     finally:
         sys.setswitchinterval(interval)
     assert counters.tokens_generated == 160_000 and counters.finished["stop"] == 160_000
+    assert tally.snapshot() == {"blocked": 160_000} and tally.total() == 160_000
 
 
 def test_max_tokens_beyond_the_context_window_is_refused(engine):
