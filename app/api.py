@@ -5,7 +5,7 @@ conversation service (so the safety mitigations and the output guard apply).
     GET  /v1/models, /v1/models/{id}
     (the audio routes are app/audio_api.py's, /v1/responses app/responses_api.py's, /tokenize app/tokenize_api.py's)
 
-The wire format is app/protocol.py's models; errors are raised here and answered by the one
+The wire format is app/chat_schema.py's models; errors are raised here and answered by the one
 handler in app/api_errors.py with OpenAI's body: 400 bad input (422 a body that is no JSON
 object), 401 bad key and 413 too large (both from the headers, in app/gate.py), 429 +
 Retry-After when every slot and queue place is taken, 500 when generating failed, 503 when a
@@ -42,15 +42,15 @@ from app.chat_request import (
     to_messages,
     usage,
 )
-from app.metrics import ServerMetrics
-from app.openapi import documented
-from app.protocol import (
+from app.chat_schema import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
     Model,
     ModelList,
 )
+from app.metrics import ServerMetrics
+from app.openapi import documented
 from app.service import ConversationService
 from app.sse_stream import EventStream, client_left, open_stream, sse_events
 from core.errors import Phi4mmError

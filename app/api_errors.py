@@ -1,6 +1,6 @@
 """Every error the API answers with, in OpenAI's body {"error": {"message", "type", "param",
 "code"}}, from one exception handler (`install`): our typed errors by their kind, a body that
-fails the protocol models (app/protocol.py) as 400 naming the field, and anything unexpected as
+fails the protocol models (app/chat_schema.py) as 400 naming the field, and anything unexpected as
 a logged 500 whose message says nothing of the server's internals, and a client that left while
 sending its request as 499 (below). Routes raise; they never build an error response themselves."""
 
@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from app.protocol import CONTENT_TYPES, ErrorDetail, ErrorResponse
+from app.chat_schema import CONTENT_TYPES, ErrorDetail, ErrorResponse
 from core.errors import GenerationFailed, InvalidRequest, ModelUnavailable, Overloaded, Phi4mmError, generation_failed
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def invalid_body(errors: list[dict]) -> InvalidRequest:
                 f"Unsupported content part type {error['ctx']['tag']!r}; use {', '.join(CONTENT_TYPES)}.",
                 param=field_path(error["loc"]),
             )
-        if error["type"] == "unsupported_item":  # a Responses input item (app/responses_protocol.py)
+        if error["type"] == "unsupported_item":  # a Responses input item (app/responses_schema.py)
             kind = error["input"].get("type") if isinstance(error["input"], dict) else None
             return InvalidRequest(f"Unsupported item type {kind!r}; {error['msg']}.", param=field_path(error["loc"]))
     deepest = max((field_path(e["loc"]) for e in errors), key=lambda p: p.count(".") + p.count("["))

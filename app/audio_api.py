@@ -20,10 +20,10 @@ from starlette.concurrency import run_in_threadpool
 from app.admission import Admission
 from app.api import ADAPTER_HEADER, until_disconnect
 from app.api_errors import APIError, TooLarge
+from app.chat_schema import Segment, Transcription
 from app.meeting import MeetingResult, MeetingSummarizer, Tracker
 from app.metrics import ServerMetrics
 from app.openapi import documented
-from app.protocol import Segment, Transcription
 from app.service import ConversationService
 from app.sse_stream import EventStream, Handoff
 from app.transcription import TranscriptionOptions, check_model, spoken_language, transcript_events, vtt

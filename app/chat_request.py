@@ -1,4 +1,4 @@
-"""An OpenAI chat request (app/protocol.py) -> what the conversation service runs, and its
+"""An OpenAI chat request (app/chat_schema.py) -> what the conversation service runs, and its
 answers -> OpenAI's choices. The routes (app/api.py) only move these over HTTP."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from pydantic_core import from_json
 
 from app.api_errors import ModelNotFound, NotAJsonObject
-from app.protocol import (
+from app.chat_schema import (
     AssistantMessage,
     AudioContent,
     ChatCompletion,

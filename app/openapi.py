@@ -1,5 +1,5 @@
 """`/openapi.json` with the real request and response schemas, generated from the pydantic models
-of app/protocol.py and app/responses_protocol.py, so that it can generate clients and drive a
+of app/chat_schema.py and app/responses_schema.py, so that it can generate clients and drive a
 fuzzer (schemathesis runs against it in the tests).
 
 The routes read their JSON bodies themselves (app/chat_request.py: size and nesting first), so
@@ -15,7 +15,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from app.protocol import ErrorResponse
+from app.chat_schema import ErrorResponse
 
 PLACEHOLDER = "#/components/schemas/phi4mm:{}:{}"  # replaced by pydantic's own name in `install`
 ERRORS = {

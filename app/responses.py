@@ -1,5 +1,5 @@
-"""The Responses API on the chat path: a Responses request (app/responses_protocol.py) becomes a
-chat completions request (app/protocol.py), so the model names, sampling, tools, grammars and
+"""The Responses API on the chat path: a Responses request (app/responses_schema.py) becomes a
+chat completions request (app/chat_schema.py), so the model names, sampling, tools, grammars and
 media decoding are app/chat_request.py's; the answer becomes output items; and answers kept for
 `previous_response_id` live in a bounded store in memory."""
 
@@ -12,8 +12,8 @@ import uuid
 from collections import OrderedDict
 from typing import NamedTuple
 
-from app.protocol import ChatCompletionRequest, Choice
-from app.responses_protocol import (
+from app.chat_schema import ChatCompletionRequest, Choice
+from app.responses_schema import (
     FunctionCallItem,
     FunctionCallOutputItem,
     IncompleteDetails,

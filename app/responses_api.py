@@ -32,7 +32,7 @@ from app.responses import (
     output_items,
     renamed,
 )
-from app.responses_protocol import DeletedResponse, ResponseObject, ResponsesRequest, TextConfig, TextFormat
+from app.responses_schema import DeletedResponse, ResponseObject, ResponsesRequest, TextConfig, TextFormat
 from app.responses_stream import response_events
 from app.service import ConversationService
 from app.sse_stream import open_stream

@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 
 from app.chat_request import ChatPlan, choice
 from app.responses import finished, new_id, output_items
-from app.responses_protocol import FunctionCallItem, OutputMessage, OutputTextPart, ResponseObject
+from app.responses_schema import FunctionCallItem, OutputMessage, OutputTextPart, ResponseObject
 from app.sse import event, stream_error
 from app.tool_calls import could_be_call
 from engine.request import PENDING

@@ -29,7 +29,7 @@ from starlette.responses import Response
 
 from app.api_errors import APIError, error_body
 from app.chat_request import ChatPlan, choice, openai_logprobs, usage
-from app.protocol import ChatCompletionChunk, Delta, FunctionCallDelta, ToolCallDelta
+from app.chat_schema import ChatCompletionChunk, Delta, FunctionCallDelta, ToolCallDelta
 from app.tool_calls import PREFIX, could_be_call
 from app.tool_stream import CallStream
 from core.errors import InvalidRequest, Phi4mmError

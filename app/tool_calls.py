@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from app.protocol import FunctionCall, NamedToolChoice, Tool, ToolCall
+from app.chat_schema import FunctionCall, NamedToolChoice, Tool, ToolCall
 from core.errors import InvalidRequest
 from engine.finite_schema import DATA_KEYWORDS
 from engine.grammar import GrammarSpec

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from app.protocol import FunctionCallDelta, ToolCallDelta
+from app.chat_schema import FunctionCallDelta, ToolCallDelta
 from app.tool_calls import PREFIX
 
 HEAD = re.compile(r'\{"name": ?"([A-Za-z0-9_.-]{1,64})", ?"arguments": ?')

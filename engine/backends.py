@@ -1,6 +1,6 @@
 """Settings -> the engine: this process's own model (`local`, engine/engine.py) or a remote
 OpenAI-compatible server (`openai`, engine/remote.py). Both keep the one engine protocol
-(engine/protocol.py)."""
+(engine/chat_engine.py)."""
 
 from __future__ import annotations
 

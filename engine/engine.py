@@ -13,6 +13,7 @@ from typing import Iterator
 import torch
 
 from core.errors import ShuttingDown, first_line, release_memory
+from engine.chat_engine import ChatEngine
 from engine.control_tokens import ControlTokens
 from engine.counters import EngineCounters
 from engine.decode import ModelRunner, PreparedPrompt
@@ -23,7 +24,6 @@ from engine.model_family import PHI4, Phi4Family
 from engine.output import OutputProcessing
 from engine.output_head import columns_for_batches, hold_standard_strides
 from engine.prompt_prep import PromptPreparation
-from engine.protocol import ChatEngine
 from engine.request import Chunk, GenerationRequest, SamplingParams
 from engine.router import LoraRouter
 from engine.sampling import Sampler

@@ -20,9 +20,9 @@ import soundfile as sf
 
 from core.errors import InvalidRequest, ModelUnavailable, Overloaded, Phi4mmError
 from core.settings import REMOTE_INFLIGHT
+from engine.chat_engine import ChatEngine
 from engine.counters import EngineCounters
 from engine.model_family import adapter_names
-from engine.protocol import ChatEngine
 from engine.request import Chunk, GenerationRequest
 from engine.router import BASE, choose_adapter
 from media.limits import SAMPLE_RATE, MediaLimits

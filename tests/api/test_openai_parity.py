@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from app.protocol import Tool
+from app.chat_schema import Tool
 from app.tool_calls import parse_calls
 from tests.conftest import API_KEY
 

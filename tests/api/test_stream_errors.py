@@ -9,7 +9,7 @@ import json
 import pytest
 
 from app.chat_request import ChatPlan
-from app.protocol import ChatCompletionChunk
+from app.chat_schema import ChatCompletionChunk
 from app.service import ConversationService
 from app.sse_stream import sse_events
 from core.errors import InvalidRequest, ShuttingDown

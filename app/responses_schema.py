@@ -12,7 +12,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
-from app.protocol import InputAudio, Lenient
+from app.chat_schema import InputAudio, Lenient
 
 
 class InputText(Lenient):
