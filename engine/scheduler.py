@@ -216,17 +216,21 @@ class Scheduler:
         self.prefilling.append(row)
 
     def _prefill(self) -> None:
-        """Prompt chunks, the first waiting row's first: one chunk while rows decode, else until
-        a row is in. A finished prompt's cache moves to the row's home, and the row decodes."""
-        while self.prefilling:
+        """Prompt chunks, the first waiting row's first, up to `prefill_chunk` tokens a round while
+        rows decode (at least one chunk; many short prompts share a round), else until a row is
+        in. A finished prompt's cache moves to the row's home, and the row decodes."""
+        spent = 0
+        while self.prefilling and (not self.rows or (spent < self.prefill_chunk if self.prefill_chunk else not spent)):
             row = self.prefilling[0]
             if row.leaving:
                 self._unprefill(row)
                 row.put(None)
                 continue
+            end = self._chunk_end(row)
+            spent += end - row.prefill_cache.get_seq_length()
             try:
                 with self.runner.turn([row.prepared.adapter]):
-                    logits = self.runner.prefill(row.prepared, row.prefill_cache, self._chunk_end(row))
+                    logits = self.runner.prefill(row.prepared, row.prefill_cache, end)
                 if logits is not None:
                     row.home.adopt(row, row.prefill_cache)
             except Exception as err:  # noqa: BLE001 - a failing prefill fails its request alone
@@ -237,8 +241,6 @@ class Scheduler:
                 self._unprefill(row)
                 self.rows.append(row)
                 self._logits = logits if self._logits is None else torch.cat([self._logits.float(), logits.float()])
-            if self.rows:
-                return
 
     def _chunk_end(self, row: Row) -> int:
         prepared, done = row.prepared, row.prefill_cache.get_seq_length()
