@@ -28,11 +28,15 @@ API_KEY = "test-key"  # the shared server's /v1 key
 
 
 @pytest.fixture(scope="session")
-def web_server(tiny_checkpoint, tmp_path_factory):
+def web_server_log(tmp_path_factory):
+    """The shared server's console output, from its start on (tests read what it printed)."""
+    return tmp_path_factory.mktemp("server") / "serve.log"
+
+
+@pytest.fixture(scope="session")
+def web_server(tiny_checkpoint, web_server_log):
     """One real server for the end-to-end tests, with a 40 MB upload cap to test refusals."""
     from tooling.server import running_server  # noqa: E402
 
-    with running_server(
-        tiny_checkpoint, tmp_path_factory.mktemp("server") / "serve.log", max_upload_mb="40", api_key=API_KEY
-    ) as url:
+    with running_server(tiny_checkpoint, web_server_log, max_upload_mb="40", api_key=API_KEY) as url:
         yield url

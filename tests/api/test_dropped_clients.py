@@ -85,7 +85,8 @@ def test_a_dropped_stream_frees_its_slot_on_every_path(server, max_tokens, path)
 
 
 def test_a_non_streaming_request_stops_when_its_client_leaves(server):
-    cancelled = health(server)["finished"].get("cancelled", 0)
+    before = health(server)
+    cancelled = before["finished"].get("cancelled", 0)
     payload = json.dumps(body(6000, stream=False)).encode()
     host, port = server.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as conn:
@@ -94,7 +95,10 @@ def test_a_non_streaming_request_stops_when_its_client_leaves(server):
             f"Content-Length: {len(payload)}\r\n\r\n".encode()
             + payload
         )
-        time.sleep(1.5)  # generating
+        deadline = time.monotonic() + 30
+        while health(server)["tokens_generated"] == before["tokens_generated"]:  # until it is generating
+            assert time.monotonic() < deadline, "the request never started generating"
+            time.sleep(0.05)
     assert settles(server, 10)
     tokens = health(server)["tokens_generated"]
     assert health(server)["finished"].get("cancelled", 0) > cancelled

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import socket
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -17,14 +16,6 @@ from tests.conftest import API_KEY
 MULTIPART_START = (
     b'--cut\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\nContent-Type: audio/wav\r\n\r\nRIFF'
 )
-
-
-def server_log(web_server: str, tmp_path_factory) -> Path:
-    """The shared server's log (tests/conftest.py writes it under a "server" temporary folder)."""
-    found = tmp_path_factory.getbasetemp().glob("server*/serve.log")  # "servercurrent" links to the newest
-    logs = {p.resolve() for p in found if web_server in p.read_text()}
-    assert len(logs) == 1
-    return logs.pop()
 
 
 def leave_during_upload(web_server: str, path: str, content_type: str, start: bytes) -> None:
@@ -51,10 +42,9 @@ def requests_counted(web_server: str, endpoint: str, code: str) -> float:
     ],
 )
 def test_a_client_that_leaves_during_its_upload_is_cancelled(
-    web_server, tmp_path_factory, endpoint, path, content_type, start
+    web_server, web_server_log, endpoint, path, content_type, start
 ):
-    log = server_log(web_server, tmp_path_factory)
-    logged_before = len(log.read_bytes())
+    logged_before = len(web_server_log.read_bytes())
     cancelled, failed = requests_counted(web_server, endpoint, "499"), requests_counted(web_server, endpoint, "500")
     leave_during_upload(web_server, path, content_type, start)
     deadline = time.monotonic() + 10
@@ -62,5 +52,5 @@ def test_a_client_that_leaves_during_its_upload_is_cancelled(
         time.sleep(0.1)
     assert requests_counted(web_server, endpoint, "499") == cancelled + 1
     assert requests_counted(web_server, endpoint, "500") == failed  # was a 500 for the chat route
-    logged = log.read_bytes()[logged_before:].decode()
+    logged = web_server_log.read_bytes()[logged_before:].decode()
     assert "Traceback" not in logged and "ClientDisconnect" not in logged and "ERROR" not in logged

@@ -161,9 +161,11 @@ def test_a_sign_in_expires_and_signing_out_ends_it_on_the_server(server):
     assert httpx.get(url + "/config", headers=copied, timeout=10).status_code == 401
     with httpx.Client(base_url=url, timeout=30) as browser:
         browser.post("/login", data={"key": KEY})
+        signed_in_at = time.monotonic()
         assert browser.get("/config").status_code == 200
-        time.sleep(SESSION_S + 1)
-        assert browser.get("/config").status_code == 401  # expired on the server, whatever the browser keeps
+        while browser.get("/config").status_code == 200:  # expires on the server, whatever the browser keeps
+            assert time.monotonic() - signed_in_at < SESSION_S + 3, "the sign-in outlived its time"
+            time.sleep(0.2)
 
 
 def test_private_files_unused_for_the_ttl_go_and_used_ones_stay(server, client):
@@ -175,13 +177,14 @@ def test_private_files_unused_for_the_ttl_go_and_used_ones_stay(server, client):
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700 and stat.S_IMODE(used.stat().st_mode) == 0o600
     (echo,) = [i for i, d in enumerate(config["dependencies"]) if d["api_name"] == "lambda"]  # chat history in
     history = [{"role": "user", "content": [{"file": {"path": str(used), "meta": {"_type": "gradio.FileData"}}}]}]
-    deadline = time.monotonic() + TTL_S * 2
-    while time.monotonic() < deadline:  # a conversation that goes on sends its files with every message
+    deadline = time.monotonic() + TTL_S * 3
+    while unused.exists():  # a conversation that goes on sends its files with every message
+        assert time.monotonic() < deadline, "an unused file outlived its time"
         session = f"ttl{time.monotonic_ns()}"
         client.post("/gradio_api/queue/join", json={"data": [history], "fn_index": echo, "session_hash": session})
         client.get(f"/gradio_api/queue/data?session_hash={session}")
         time.sleep(1)
-    assert used.exists() and not unused.exists()
+    assert used.exists()  # as old as the one that went
     assert client.get(f"/gradio_api/file={unused}").status_code == 404
     examples = {p for p in json.dumps(config).split('"') if p.startswith(str(folder))}
     assert examples and all(Path(p).exists() for p in examples)  # the page's own examples stay
@@ -215,8 +218,11 @@ def test_wrong_keys_are_slowed_down_and_not_even_compared_then(server):
     assert waiting.status_code == 429 and int(waiting.headers["Retry-After"]) >= 1
     assert httpx.post(url + "/login", data={"key": KEY}).status_code == 429
     assert "ASGI" not in log.read_text()  # each refusal a clean answer, not a logged error
-    time.sleep(1.5)
-    assert httpx.get(url + "/v1/models", headers=right).status_code == 200
+    deadline = time.monotonic() + 5  # a try comes back each second; waiting asks cost none
+    while (status := httpx.get(url + "/v1/models", headers=right).status_code) == 429:
+        assert time.monotonic() < deadline, "the right key never got in again"
+        time.sleep(0.1)
+    assert status == 200
 
 
 def test_an_unreadable_key_file_stops_the_server_at_once(tiny_checkpoint, tmp_path):

@@ -11,7 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import API_KEY
+
+pytestmark = pytest.mark.slow  # a 40 s fuzzing budget, by design
 
 
 def test_schemathesis_finds_no_5xx_and_no_schema_violation(web_server, tmp_path):

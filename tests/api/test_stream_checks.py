@@ -18,6 +18,8 @@ import pytest
 from tests.api.test_openai_client import IMAGE
 from tooling.server import running_server, server_process
 
+pytestmark = pytest.mark.slow  # two servers of its own (about 10 s each to start)
+
 STREAMS = 48
 # The local server's limits, small enough for the tiny model's prompts to cross: a "hi" renders
 # to about 130 tokens with the system prompt, and the example photo to about 900 media tokens.

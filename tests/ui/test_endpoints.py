@@ -196,15 +196,9 @@ def test_chat_refuses_an_empty_message(client, text):
         client.predict({"text": text, "files": []}, *SETTINGS, api_name="/chat")
 
 
-def server_log(url: str, tmp_path_factory) -> Path:
-    """The log of the shared server at `url` (tooling/server.py writes one per server)."""
-    logs = tmp_path_factory.getbasetemp().glob("server*/serve.log")
-    return next(log for log in logs if f"{url}/" in log.read_text())
-
-
-def test_a_user_error_is_one_line_in_the_server_log(client, web_server, tmp_path, tmp_path_factory):
+def test_a_user_error_is_one_line_in_the_server_log(client, web_server_log, tmp_path):
     """A bad file is the user's error, not a bug: one line in the console, not Gradio's traceback."""
-    log = server_log(web_server, tmp_path_factory)
+    log = web_server_log
     before = len(log.read_text())
     (tmp_path / "broken.wav").write_bytes(b"not a recording" * 100)
     with pytest.raises(AppError, match="broken.wav"):
