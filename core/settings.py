@@ -61,9 +61,10 @@ class Settings:
     # adapter mix, and keeps it in the compile cache), static (the same cache, uncompiled) or
     # dynamic (a growing cache, eager).
     decode: str = "auto"
-    # Prompt tokens prefilled per decode round while other requests are decoding, so a long new
-    # prompt costs them one chunk's time between two tokens, not its whole prefill (the first
-    # chunk holds every image and audio placeholder; 0: prompts go in whole).
+    # Prompt tokens prefilled per decode round while other requests are decoding (many short
+    # prompts share a round), so a long new prompt costs them one chunk's time between two tokens,
+    # not its whole prefill (a prompt's first chunk holds every image and audio placeholder; 0:
+    # prompts go in whole, one a round).
     prefill_chunk_tokens: int = 512
     # Tokens (prompt + answer) the static KV cache holds; longer requests decode on the dynamic
     # path. At most 4,096, where the model's long-RoPE factors take over.

@@ -9,10 +9,10 @@ paths. Where a row's cache lives is engine/row_caches.py's business:
 - else on the padded dynamic batch, while prompt plus answer stay under the long-RoPE switch;
 - else alone on a cache of its own (past the switch), still one step per round.
 
-Prefill does not stall decoding: a prompt goes in by chunks of `prefill_chunk` tokens (the first
-holds every media placeholder, so the encoders run with it), one chunk per round while rows are
-decoding, so a new request costs each running row at most one chunk's time between two of its
-tokens. Media decoding, the processor and every check run earlier, in the caller's thread
+Prefill does not stall decoding: prompts go in by chunks, up to `prefill_chunk` tokens a round
+while rows are decoding (at least one chunk; a prompt's first holds every media placeholder, so
+the encoders run with it), so a new request costs each running row about one chunk's time
+between two of its tokens. Media decoding, the processor and every check run earlier, in the caller's thread
 (Engine.stream). A prompt that crosses the long-RoPE switch goes in whole (its frequencies
 depend on its length).
 
