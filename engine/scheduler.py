@@ -12,9 +12,9 @@ paths. Where a row's cache lives is engine/row_caches.py's business:
 Prefill does not stall decoding: prompts go in by chunks, up to `prefill_chunk` tokens a round
 while rows are decoding (at least one chunk; a prompt's first holds every media placeholder, so
 the encoders run with it), so a new request costs each running row about one chunk's time
-between two of its tokens. Media decoding, the processor and every check run earlier, in the caller's thread
-(Engine.stream). A prompt that crosses the long-RoPE switch goes in whole (its frequencies
-depend on its length).
+between two of its tokens. Media decoding, the processor and every check run earlier, in the
+caller's thread (Engine.stream). A prompt that crosses the long-RoPE switch goes in whole (its
+frequencies depend on its length).
 
 On a GPU the next step is queued before the chosen tokens are read back, so the device is one
 step ahead of the host (which detokenises and sends meanwhile); a row that just chose its end
@@ -34,55 +34,20 @@ from __future__ import annotations
 
 import atexit
 import logging
-import queue
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Iterator
 
 import torch
-from transformers import DynamicCache
 
 from core.errors import ShuttingDown, release_memory
 from engine.decode import PreparedPrompt
 from engine.request import PENDING, GenerationRequest
+from engine.row import Row
 from engine.row_caches import OwnRows, PaddedRows, SlotRows
 from engine.sampling import Sampler, choose_rows
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(eq=False)  # rows are compared by identity (their fields hold tensors)
-class Row:
-    request: GenerationRequest
-    prepared: PreparedPrompt
-    sampler: Sampler
-    out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)  # token ids; None = stopped; or an error
-    done: threading.Event = field(default_factory=threading.Event)  # no more tokens are wanted
-    tokens: list[int] = field(default_factory=list)  # the answer so far
-    home: object = None  # the row_caches kind holding its cache
-    prefill_cache: DynamicCache | None = None  # its prompt so far, while it is prefilled chunk by chunk
-    _ids: torch.Tensor | None = None  # prompt + answer as far as it was last built
-
-    def put(self, item) -> None:
-        self.out.put(item)
-        if self.request.on_token is not None:
-            self.request.on_token()
-
-    @property
-    def leaving(self) -> bool:
-        return self.done.is_set() or self.request.cancel.is_set()
-
-    @property
-    def ids(self) -> torch.Tensor:
-        """(1, n) prompt + answer, for what reads the whole history (penalties, a grammar, a long
-        row's forward pass). Built when read, extending the last one built."""
-        built = self.prepared.input_ids if self._ids is None else self._ids
-        missing = self.prepared.prompt_tokens + len(self.tokens) - built.shape[1]
-        if missing:
-            built = torch.cat([built, built.new_tensor([self.tokens[-missing:]])], dim=1)
-        self._ids = built
-        return built
 
 
 class Scheduler:

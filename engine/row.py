@@ -1,0 +1,48 @@
+"""One request inside the decode loop (engine/scheduler.py): its inputs, the queue its reader
+takes tokens from, and the answer so far."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass, field
+
+import torch
+from transformers import DynamicCache
+
+from engine.decode import PreparedPrompt
+from engine.request import GenerationRequest
+from engine.sampling import Sampler
+
+
+@dataclass(eq=False)  # rows are compared by identity (their fields hold tensors)
+class Row:
+    request: GenerationRequest
+    prepared: PreparedPrompt
+    sampler: Sampler
+    out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)  # token ids; None = stopped; or an error
+    done: threading.Event = field(default_factory=threading.Event)  # no more tokens are wanted
+    tokens: list[int] = field(default_factory=list)  # the answer so far
+    home: object = None  # the row_caches kind holding its cache
+    prefill_cache: DynamicCache | None = None  # its prompt so far, while it is prefilled chunk by chunk
+    _ids: torch.Tensor | None = None  # prompt + answer as far as it was last built
+
+    def put(self, item) -> None:
+        self.out.put(item)
+        if self.request.on_token is not None:
+            self.request.on_token()
+
+    @property
+    def leaving(self) -> bool:
+        return self.done.is_set() or self.request.cancel.is_set()
+
+    @property
+    def ids(self) -> torch.Tensor:
+        """(1, n) prompt + answer, for what reads the whole history (penalties, a grammar, a long
+        row's forward pass). Built when read, extending the last one built."""
+        built = self.prepared.input_ids if self._ids is None else self._ids
+        missing = self.prepared.prompt_tokens + len(self.tokens) - built.shape[1]
+        if missing:
+            built = torch.cat([built, built.new_tensor([self.tokens[-missing:]])], dim=1)
+        self._ids = built
+        return built
