@@ -8,9 +8,9 @@ share, and nothing else of each other's. One token, on one screen:
     ids = torch.cat([ids, token[:, None]], dim=1)              # outside the turn: others step now
 
 The scheduler runs that pass for many rows at once (`runner.turn(adapters)` with one adapter per
-row, `engine.sampling.choose_rows` for their tokens), and the slot decoder swaps `runner.forward`
-for a step on its preallocated cache. The
-Sampler (engine/sampling.py) is part of this contract.
+row, `engine.sampling.choose_rows` for their tokens) and feeds a prompt by chunks
+(`runner.prefill`); the slot decoder swaps `runner.forward` for a step on its preallocated cache.
+The Sampler (engine/sampling.py) is part of this contract.
 """
 
 from __future__ import annotations
