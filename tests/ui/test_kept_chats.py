@@ -47,9 +47,10 @@ def test_a_chat_is_kept_renamed_exported_reloaded_and_deleted(page):
     send(page, "Kept hello", EXAMPLE_PHOTO)
     wait_for(lambda: FOOTER in last_answer(page))
     wait_for(lambda: kept_titles(page) == ["Kept hello"], timeout=15)
-    assert page.locator("#chat-name textarea, #chat-name input").first.input_value() == "Kept hello"
-
+    # the list and the name box are two outputs of the page's update: wait for the box too
     name = page.locator("#chat-name textarea, #chat-name input").first
+    wait_for(lambda: name.input_value() == "Kept hello", timeout=15)
+
     name.fill("Sunset talk")
     page.locator("#chat-rename").click()
     wait_for(lambda: kept_titles(page) == ["Sunset talk"], timeout=15)
