@@ -139,9 +139,6 @@ class Engine(PromptPreparation, OutputProcessing, ChatEngine):
         self.closing = True
         self.scheduler.close(wait=False)
 
-    def static_fits(self, prepared: PreparedPrompt) -> bool:
-        return self.static is not None and self.static.fits(prepared.prompt_tokens, prepared.max_new_tokens)
-
     @property
     def pushes(self) -> bool:
         """Whether a request's `on_token` is honoured: the scheduler decodes on a thread of its own

@@ -71,7 +71,6 @@ class Scheduler:
         self._closing = False
         self.steps = 0  # decode rounds that stepped two rows or more
         self.rows_stepped = 0  # rows over those rounds (mean batch = rows_stepped / steps)
-        self.solo_steps = 0  # rounds that stepped one row
         self.host_seconds = 0.0  # time of rounds outside the forward passes (inputs, sampling, hand-off)
 
     # -- the callers' side ------------------------------------------------------------------------
@@ -276,8 +275,6 @@ class Scheduler:
         if len(going) > 1:
             self.steps += 1
             self.rows_stepped += len(going)
-        elif going:
-            self.solo_steps += 1
         self.rows = kept
         self._logits = (logits[0] if len(logits) == 1 else torch.cat([x.float() for x in logits])) if kept else None
         return time.perf_counter() - began, failures

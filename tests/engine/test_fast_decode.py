@@ -13,6 +13,11 @@ from tests.engine.conftest import reference_tokens
 from tooling.inputs import EXPECTED_ADAPTER, MODALITIES
 
 
+def fits_static(engine, prepared) -> bool:
+    """Whether the request takes the slot cache (its prompt and answer fit a row)."""
+    return engine.static is not None and engine.static.fits(prepared.prompt_tokens, prepared.max_new_tokens)
+
+
 def request(parts, tokens: int = 24, **params) -> GenerationRequest:
     return GenerationRequest([Message("user", parts)], SamplingParams(max_new_tokens=tokens, **params))
 
@@ -27,7 +32,7 @@ def compiled(tiny_checkpoint, tmp_path_factory):
 @pytest.mark.parametrize("modality", list(MODALITIES))
 def test_compiled_greedy_tokens_equal_generate(compiled, reference_model, modality):
     req = request(MODALITIES[modality]())
-    assert compiled.static_fits(compiled.prepare(req))  # this request takes the fast path
+    assert fits_static(compiled, compiled.prepare(req))  # this request takes the fast path
     text, tokens, final = compiled.generate(req)
     assert tokens == reference_tokens(reference_model, compiled, req, EXPECTED_ADAPTER[modality])
     assert final.metrics.adapter == EXPECTED_ADAPTER[modality]
@@ -77,7 +82,7 @@ def test_requests_longer_than_the_static_cache_take_the_dynamic_path(tiny_checkp
     assert engine.set_decode("static", static_tokens=128) == "static"
     for modality in ("text", "image+audio"):  # a short prompt fits; an image's ~700 tokens do not
         req = request(MODALITIES[modality]())
-        assert engine.static_fits(engine.prepare(req)) == (modality == "text")
+        assert fits_static(engine, engine.prepare(req)) == (modality == "text")
         assert engine.generate(req)[1] == reference_tokens(reference_model, engine, req, EXPECTED_ADAPTER[modality])
 
 
@@ -108,7 +113,7 @@ def test_multi_turn_equals_generate_on_every_path(path, engine, compiled, tiny_c
     if path == "dynamic":
         tokens = engine.generate(multi_turn())[1]
     elif path == "compiled":
-        assert compiled.static_fits(compiled.prepare(multi_turn()))
+        assert fits_static(compiled, compiled.prepare(multi_turn()))
         tokens = compiled.generate(multi_turn())[1]
     else:
         other = Engine.load(LoadOptions(model=str(tiny_checkpoint), device="cpu"))
