@@ -32,6 +32,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.admission import Admission
 from app.api_errors import APIError, ModelNotFound, TooLarge
+from app.chat_content import to_messages
 from app.chat_request import (
     ChatPlan,
     choice,
@@ -39,7 +40,6 @@ from app.chat_request import (
     model_names,
     plan,
     read_request,
-    to_messages,
     usage,
 )
 from app.chat_schema import (

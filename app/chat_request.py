@@ -1,10 +1,9 @@
-"""An OpenAI chat request (app/chat_schema.py) -> what the conversation service runs, and its
-answers -> OpenAI's choices. The routes (app/api.py) only move these over HTTP."""
+"""An OpenAI chat request (app/chat_schema.py) -> what the conversation service runs (its
+messages: app/chat_content.py), and its answers -> OpenAI's choices. The routes (app/api.py) only
+move these over HTTP."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 from dataclasses import dataclass
 
@@ -14,32 +13,23 @@ from pydantic_core import from_json
 from app.api_errors import ModelNotFound, NotAJsonObject
 from app.chat_schema import (
     AssistantMessage,
-    AudioContent,
     ChatCompletion,
     ChatCompletionRequest,
-    ChatMessage,
     Choice,
     ChoiceLogprobs,
-    ImageContent,
     NamedToolChoice,
     TokenLogprob,
     Tool,
     TopLogprob,
     Usage,
-    VideoContent,
 )
 from app.service import Reply
-from app.tool_calls import as_text, call_or_answer, called_tools, forced_call, parse_calls, tool_list
+from app.tool_calls import call_or_answer, called_tools, forced_call, parse_calls, tool_list
 from core.errors import InvalidRequest
 from core.settings import Settings
 from engine.grammar import GrammarSpec
 from engine.request import Metrics, SamplingParams
 from engine.request import TokenLogprob as EngineTokenLogprob
-from media.limits import MediaLimits
-from media.parts import Message
-from media.payloads import parse_messages
-
-ROLE_NAMES = {"developer": "system"}  # OpenAI's newer name for the system role
 
 
 @dataclass
@@ -66,56 +56,6 @@ class ChatPlan:
             "parallel_tool_calls": self.parallel_tool_calls,
             "answer_schema": self.answer_schema,
         }
-
-
-def _data_uri(url: str, param: str) -> bytes:
-    if not url.startswith("data:"):
-        raise InvalidRequest(
-            "Only data: URIs are accepted; this server never fetches URLs. Send the file as data:<mime>;base64,<data>.",
-            param=param,
-        )
-    try:
-        header, payload = url.split(",", 1)
-        return base64.b64decode(payload, validate=True) if header.endswith(";base64") else payload.encode()
-    except (ValueError, binascii.Error):
-        raise InvalidRequest("The data: URI is not valid base64.", param=param) from None
-
-
-def engine_part(part, where: str) -> dict:
-    """An OpenAI content part -> the engine's own part dict (decoded by media.payloads.parse_part)."""
-    if isinstance(part, ImageContent):
-        return {"type": "image", "image": _data_uri(part.image_url.url, where)}
-    if isinstance(part, VideoContent):
-        return {"type": "video", "video": _data_uri(part.video_url.url, where)}
-    if isinstance(part, AudioContent):
-        try:
-            return {"type": "audio", "audio": base64.b64decode(part.input_audio.data, validate=True)}
-        except (ValueError, binascii.Error):
-            raise InvalidRequest("input_audio.data must be base64.", param=where) from None
-    return {"type": "text", "text": part.text}
-
-
-def _content(message: ChatMessage, i: int) -> str | list[dict]:
-    if isinstance(message.content, list):
-        parts = [engine_part(part, f"messages[{i}].content[{j}]") for j, part in enumerate(message.content)]
-    else:
-        parts = [{"type": "text", "text": message.content or ""}]
-    if message.tool_calls:  # an earlier call goes back as the model wrote it
-        parts.append({"type": "text", "text": as_text(message.tool_calls)})
-    return parts
-
-
-def to_messages(raw: list[ChatMessage], settings: Settings) -> list[Message]:
-    """The request's messages -> typed messages, media decoded (CPU work: run off the event loop)."""
-    if not raw:
-        raise InvalidRequest("`messages` must be a non-empty list.", param="messages")
-    return parse_messages(
-        [
-            {"role": ROLE_NAMES.get(message.role, message.role), "content": _content(message, i)}
-            for i, message in enumerate(raw)
-        ],
-        MediaLimits.from_settings(settings),
-    )
 
 
 def sampling(body: ChatCompletionRequest, settings: Settings) -> SamplingParams:

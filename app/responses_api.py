@@ -19,7 +19,8 @@ from starlette.concurrency import run_in_threadpool
 from app.admission import Admission
 from app.api import ADAPTER_HEADER, until_disconnect
 from app.api_errors import APIError, NotFound, TooLarge
-from app.chat_request import choice, plan, read_request, to_messages
+from app.chat_content import to_messages
+from app.chat_request import choice, plan, read_request
 from app.metrics import ServerMetrics
 from app.openapi import documented
 from app.responses import (

@@ -16,7 +16,8 @@ from starlette.concurrency import run_in_threadpool
 
 from app.admission import Admission
 from app.api_errors import ModelNotFound
-from app.chat_request import model_names, read_request, to_messages
+from app.chat_content import to_messages
+from app.chat_request import model_names, read_request
 from app.chat_schema import ChatMessage, Lenient
 from app.metrics import ServerMetrics
 from app.openapi import documented

@@ -56,8 +56,8 @@ class Engine(PromptPreparation, OutputProcessing, ChatEngine):
         family.prepare(model)
         self.tokenizer = processor.tokenizer
         # transformers saves processor and tokenizer templates to one file, so either may hold it; a
-        # checkpoint with neither is rendered by the template's pure-Python twin (prompts/chat_format.py)
-        self.chat_template = processor.chat_template or self.tokenizer.chat_template
+        # checkpoint with neither is rendered with the family's own template
+        self.chat_template = processor.chat_template or self.tokenizer.chat_template or family.chat_template
         self.controls = ControlTokens(self.tokenizer)  # every added token: none may come from user text
         self.device = device
         self.dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype

@@ -1,6 +1,6 @@
 """Facts about the released model's format that the engine, the tiny checkpoint and the
-benchmarks share: special tokens, chat template, LoRA layout, and the full-size configuration. The
-adapters themselves are a table in engine/model_family.py.
+benchmarks share: special tokens, LoRA layout, and the full-size configuration. The adapters and
+the chat template are engine/model_family.py's.
 """
 
 from __future__ import annotations
@@ -45,21 +45,6 @@ GUESSED_TOKEN_IDS = {
     "<|/tool|>": 200024,
 }
 RELEASED_GENERATION_CONFIG = {"bos_token_id": 199999, "eos_token_id": [200020, 199999], "pad_token_id": 199999}
-
-# The native processor's chat template, as transformers' own processor tests use it.
-CHAT_TEMPLATE = (
-    "{% for message in messages %}{{ '<|' + message['role'] + '|>' }}"
-    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' %}{{ '<|image|>' }}"
-    "{% elif content['type'] == 'audio' %}{{ '<|audio|>' }}"
-    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
-    "{% endfor %}{% endif %}"
-    "{% if message['role'] == 'system' and 'tools' in message and message['tools'] is not none %}"
-    "{{ '<|tool|>' + message['tools'] + '<|/tool|>' + '<|end|>' }}{% endif %}"
-    "{{ '<|end|>' }}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% else %}{{ eos_token }}{% endif %}"
-)
 
 # LoRA sits on every decoder linear layer. The audio encoder also has `o_proj`/`down_proj`
 # modules, so the pattern is anchored on the decoder's `model.layers.N`.

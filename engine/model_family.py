@@ -4,9 +4,10 @@
   that select it and its priority when several match, and the released rank. The router, the
   loader, the API's model names, the remote backend, `phi4mm doctor` and the tiny checkpoint read it when
   called (never a copy made at import), so adding an adapter is one row here.
-- `PHI4`, the model's hooks: the class that loads it, its media token ids, the long-RoPE switch,
-  the modules kept in full precision, the output head, and what the engine does to the loaded
-  model (each audio clip encoded alone; long-RoPE's frequencies built before compiling).
+- `PHI4`, the model's spec and hooks: the class that loads it, its chat template, its media token
+  ids, the long-RoPE switch, the modules kept in full precision, the output head, and what the
+  engine does to the loaded model (each audio clip encoded alone; long-RoPE's frequencies built
+  before compiling).
 
 A second model family would be a second table and a second such object.
 """
@@ -20,6 +21,23 @@ from engine.model_config import END_TOKENS
 
 if TYPE_CHECKING:  # the table stays light to import: app/ reads it for model names
     import torch
+
+# The chat template, as transformers' own processor tests give the native processor (the tiny
+# checkpoint ships it; a checkpoint that brings none is rendered with it). Its `tools` branch is
+# never used: engine/prompt_prep.py says why.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ '<|' + message['role'] + '|>' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' %}{{ '<|image|>' }}"
+    "{% elif content['type'] == 'audio' %}{{ '<|audio|>' }}"
+    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "{% if message['role'] == 'system' and 'tools' in message and message['tools'] is not none %}"
+    "{{ '<|tool|>' + message['tools'] + '<|/tool|>' + '<|end|>' }}{% endif %}"
+    "{{ '<|end|>' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% else %}{{ eos_token }}{% endif %}"
+)
 
 INPUT_KINDS = ("image", "video", "audio")  # what a conversation's media parts are (engine/router.py)
 
@@ -61,6 +79,7 @@ class Phi4Family:
     """Phi-4-multimodal as transformers' native classes hold it (never remote code)."""
 
     end_tokens = END_TOKENS
+    chat_template = CHAT_TEMPLATE  # for a checkpoint that brings none (engine/engine.py)
     # The vision/audio encoders and their projectors (`embed_tokens_extend`) and the output head
     # stay in full precision when quantizing; matched from the start of the module name.
     full_precision_modules = ("model.embed_tokens_extend", "lm_head")

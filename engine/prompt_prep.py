@@ -11,11 +11,11 @@ import torch
 
 from core.errors import InvalidRequest, PromptTooLong
 from engine.decode import PreparedPrompt
+from engine.prompt_items import prompt_items
 from engine.request import GenerationRequest
 from engine.router import choose_adapter
 from media.limits import SAMPLE_RATE
-from media.parts import Message, prompt_items
-from prompts import chat_format
+from media.parts import Message
 
 
 def joined_items(parts) -> Iterator[tuple[str, object]]:
@@ -39,7 +39,9 @@ def to_chat(messages: list[Message], tools: str | None, text_of: Callable[[str],
     text that is not ours passes through `text_of`: the engine's neutraliser for the prompt, or
     one that empties it for the prompt's skeleton (engine/control_tokens.py). The tool list closes
     the first system turn inside `<|tool|>…<|/tool|>` (Phi-4-mini's model card), after its text;
-    the tags are ours, the list's own text is not."""
+    the tags are ours, the list's own text is not. It goes in as a text part, not as the
+    template's `tools` key: that branch of the template writes `<|/tool|><|end|>` and then the
+    turn's own `<|end|>`, ending the system turn twice."""
     chat, media = [], {"image": [], "audio": []}
     for message in messages:
         content = []
@@ -65,16 +67,15 @@ class PromptPreparation:
     processor, tokenizer, chat_template, controls, limits, context_window, device and dtype."""
 
     def render(self, chat: list[dict], prefill: bool = False) -> str:
-        """The prompt; with `prefill` the last (assistant) message is left open for the answer to continue."""
-        if self.chat_template:
-            return self.processor.apply_chat_template(
-                chat,
-                chat_template=self.chat_template,
-                tokenize=False,
-                add_generation_prompt=not prefill,
-                continue_final_message=prefill,
-            )
-        return chat_format.render(chat, continue_final_message=prefill)
+        """The prompt, by the chat template (the one renderer); with `prefill` the last (assistant)
+        message is left open for the answer to continue."""
+        return self.processor.apply_chat_template(
+            chat,
+            chat_template=self.chat_template,
+            tokenize=False,
+            add_generation_prompt=not prefill,
+            continue_final_message=prefill,
+        )
 
     def prepare(self, request: GenerationRequest) -> PreparedPrompt:
         request.validate()

@@ -23,10 +23,10 @@ from core.settings import REMOTE_INFLIGHT
 from engine.chat_engine import ChatEngine
 from engine.counters import EngineCounters
 from engine.model_family import adapter_names
+from engine.prompt_items import prompt_items
 from engine.request import Chunk, GenerationRequest
 from engine.router import BASE, choose_adapter
 from media.limits import SAMPLE_RATE, MediaLimits
-from media.parts import prompt_items
 
 
 def image_url(image) -> dict:
@@ -46,7 +46,8 @@ def input_audio(samples) -> dict:
 
 
 def openai_messages(request: GenerationRequest) -> list[dict]:
-    """Typed messages -> OpenAI chat messages with media inline (video: its frames in order)."""
+    """Typed messages -> OpenAI chat messages with media inline, by the walk the local engine's
+    prompt is built from (a video: its frames, its soundtrack, its note)."""
     encode = {"text": lambda text: {"type": "text", "text": text}, "image": image_url, "audio": input_audio}
     return [
         {"role": message.role, "content": [encode[kind](item) for kind, item in prompt_items(message.parts)]}

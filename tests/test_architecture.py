@@ -12,7 +12,7 @@ ROOMS = ("core", "media", "prompts", "safety", "engine", "tooling", "ui", "app")
 # What each room may import; the order is the one-way flow, bottom to top.
 MAY_IMPORT = {
     "core": set(),
-    "media": {"core", "prompts"},
+    "media": {"core"},
     "prompts": set(),
     "safety": {"core"},
     "engine": {"core", "media", "prompts"},

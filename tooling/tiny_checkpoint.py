@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 
 from engine.model_config import (
-    CHAT_TEMPLATE,
     GUESSED_TOKEN_IDS,
     LORA_TARGET_MODULES,
     RELEASED_GENERATION_CONFIG,
@@ -29,7 +28,7 @@ from engine.model_config import (
     released_config,
     released_native_config,
 )
-from engine.model_family import adapter_specs
+from engine.model_family import PHI4, adapter_specs
 
 # Enough everyday text that the BPE trainer learns real merges; the model is random anyway.
 _TOKENIZER_CORPUS = """\
@@ -105,7 +104,7 @@ def _build_tokenizer():
         pad_token="<|endoftext|>",
         unk_token="<|endoftext|>",
         extra_special_tokens={"image_token": "<|image|>", "audio_token": "<|audio|>"},
-        chat_template=CHAT_TEMPLATE,
+        chat_template=PHI4.chat_template,
     )
 
 
@@ -192,7 +191,7 @@ def write_tiny_checkpoint(out_dir: str | Path, seed: int = 0) -> Path:
         image_processor=Phi4MultimodalImageProcessor(),
         audio_processor=Phi4MultimodalFeatureExtractor(),
         tokenizer=tokenizer,
-        chat_template=CHAT_TEMPLATE,
+        chat_template=PHI4.chat_template,
     )
     processor.save_pretrained(out)
 

@@ -15,7 +15,6 @@ import openai
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
-from prompts import chat_format
 from tests.conftest import API_KEY
 
 HI = [{"role": "user", "content": "Where should the parcel go?"}]
@@ -128,11 +127,6 @@ def test_tools_on_auto_with_a_format_give_a_call_or_the_format(client):
 def test_the_roles_and_orders_libraries_send_are_answered(client, messages):
     answer = client.chat.completions.create(model="phi4mm", messages=messages, max_tokens=3)
     assert answer.choices[0].finish_reason in ("stop", "length")
-
-
-def test_a_prefill_is_continued_not_closed():
-    chat = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
-    assert chat_format.render(chat, continue_final_message=True) == "<|user|>Hi<|end|><|assistant|>Hello"
 
 
 @pytest.mark.parametrize(

@@ -148,6 +148,7 @@ def test_a_video_goes_out_as_its_frames_its_sound_and_its_note(tmp_path):
 
     import soundfile as sf
 
+    from engine.prompt_items import video_note
     from engine.remote import openai_messages
     from media.video import load_video
     from tooling.inputs import write_video_with_speech
@@ -159,7 +160,7 @@ def test_a_video_goes_out_as_its_frames_its_sound_and_its_note(tmp_path):
     assert kinds == ["image_url"] * 3 + ["input_audio", "text", "text"]
     sound, rate = sf.read(io.BytesIO(base64.b64decode(message["content"][3]["input_audio"]["data"])))
     assert rate == 16000 and len(sound) == len(video.soundtrack)
-    assert message["content"][4]["text"] == video.note + "\n" and "soundtrack" in video.note
+    assert message["content"][4]["text"] == video_note(video) + "\n" and "soundtrack" in video_note(video)
 
 
 def test_chained_tools_with_a_format_as_openai_combines_them(chained):

@@ -12,9 +12,10 @@ import pytest
 
 from core.errors import InvalidRequest
 from engine.engine import Engine
+from engine.model_family import PHI4
+from engine.prompt_items import prompt_items
 from engine.request import GenerationRequest
-from media.parts import ImagePart, Message, TextPart, prompt_items
-from prompts import chat_format
+from media.parts import ImagePart, Message, TextPart
 from tooling.inputs import MODALITIES, make_photo
 
 # A client's split attack: one `<|system|>`, `<|user|>`, `<|image|>` and two `<|end|>` once joined.
@@ -54,7 +55,7 @@ def test_a_checkpoint_without_a_template_is_guarded_the_same(engine):
     processor.tokenizer = copy.copy(engine.tokenizer)
     processor.chat_template = processor.tokenizer.chat_template = None
     bare = Engine(engine.model, processor, engine.device)
-    assert bare.chat_template is None  # rendered by prompts/chat_format.py
+    assert bare.processor.chat_template is None and bare.chat_template == PHI4.chat_template
     request = GenerationRequest(conversation("user", SPLIT))
     assert bare.prepare(request).input_ids.tolist() == engine.prepare(request).input_ids.tolist()
     assert control_ids(bare, request) == control_ids(engine, GenerationRequest(conversation("user", HARMLESS)))
@@ -129,7 +130,11 @@ def test_ordinary_prompts_keep_their_ids(engine, modality):
     kwargs = {"images": media["image"], "dynamic_hd": engine.limits.max_crops} if media["image"] else {}
     if media["audio"]:
         kwargs.update(audio=media["audio"], sampling_rate=16000)
-    expected = engine.processor(text=chat_format.render([{"role": "user", "content": content}]), **kwargs)
+    chat = [{"role": "user", "content": content}]
+    text = engine.processor.apply_chat_template(
+        chat, chat_template=engine.chat_template, tokenize=False, add_generation_prompt=True
+    )
+    expected = engine.processor(text=text, **kwargs)
     prepared = engine.prepare(GenerationRequest([Message("user", parts)]))
     assert prepared.input_ids[0].tolist() == list(expected["input_ids"][0])
     assert "text_replacement_offsets" not in prepared.inputs  # bookkeeping, not a model input

@@ -9,7 +9,6 @@ from core.errors import InvalidRequest, PromptTooLong
 from engine.engine import Engine
 from engine.request import GenerationRequest, SamplingParams
 from media.parts import AudioPart, ImagePart, Message, TextPart
-from media.payloads import parse_messages, parse_part
 from tooling.inputs import make_photo
 
 
@@ -63,36 +62,6 @@ def test_prompt_that_fits_but_leaves_little_room_is_clipped(engine):
     assert final.finish_reason in ("length", "stop") and prepared.prompt_tokens + len(tokens) <= 64
 
 
-@pytest.mark.parametrize("kind", ["document", "file", "image_url", None])
-def test_unknown_part_types(kind):
-    with pytest.raises(InvalidRequest, match="supported types are text, image, audio, video"):
-        parse_part({"type": kind, "data": "x"})
-
-
-def test_part_missing_its_payload():
-    with pytest.raises(InvalidRequest, match="missing its 'image' field"):
-        parse_part({"type": "image"})
-
-
-def test_parse_messages_builds_typed_parts():
-    messages = parse_messages(
-        [
-            {"role": "system", "content": "be brief"},
-            {
-                "role": "user",
-                "content": [
-                    {"type": "image", "image": make_photo()},
-                    {"type": "text", "text": "what?"},
-                    {"type": "audio", "audio": (np.zeros(8000, np.int16) + 100, 8000)},
-                ],
-            },
-        ]
-    )
-    assert [type(p) for p in messages[1].parts] == [ImagePart, TextPart, AudioPart]
-    assert messages[1].parts[0].image.mode == "RGB"
-    assert messages[1].parts[2].samples.dtype == np.float32 and len(messages[1].parts[2].samples) == 16000
-
-
 @pytest.mark.parametrize(
     "messages, match",
     [
@@ -116,8 +85,8 @@ def test_a_prefill_needs_an_assistant_message_last(engine):
 
 def test_a_prefill_is_continued_in_the_prompt(engine):
     chat = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
-    assert engine.render(chat, prefill=True).endswith("<|assistant|>Hello")
-    assert engine.render(chat).endswith("Hello<|end|><|assistant|>")
+    assert engine.render(chat, prefill=True) == "<|user|>Hi<|end|><|assistant|>Hello"
+    assert engine.render(chat) == "<|user|>Hi<|end|><|assistant|>Hello<|end|><|assistant|>"
 
 
 def test_control_tokens_in_user_text_cannot_forge_turns_or_media(engine):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from core.errors import MediaError
+from engine.prompt_items import video_note
 from engine.request import GenerationRequest, SamplingParams
 from media.audio import to_mono_16k
 from media.limits import MediaLimits
@@ -124,7 +125,7 @@ def test_the_soundtrack_comes_with_the_frames(spoken_clip):
     assert np.corrcoef(want[3000:-3000], aligned)[0, 1] > 0.9
     for frame, stamp in zip(video.frames, video.timestamps):  # the frames are still the frames stamped
         assert abs(int(np.asarray(frame)[60, 60, 0]) - (round(stamp * 10) * 2) % 256) <= 6
-    assert video.note.endswith("seconds. The audio is the video's soundtrack.")
+    assert video_note(video).endswith("seconds. The audio is the video's soundtrack.")
 
 
 def test_frames_then_sound_then_note_in_the_model_inputs(engine, spoken_clip):
@@ -169,7 +170,7 @@ def test_the_sound_goes_through_the_vision_speech_projection(engine, spoken_clip
 def test_a_video_without_sound_is_frames_and_note_as_before(engine, clip):
     video = load_video(clip, frames=2)
     assert video.soundtrack is None and video.sound_left_out == ""
-    assert video.note.endswith("seconds.")
+    assert video_note(video).endswith("seconds.")
     ids = engine.prepare(GenerationRequest([Message("user", [video])])).inputs["input_ids"][0]
     assert int((ids == engine.tokenizer.audio_token_id).sum()) == 0
 
@@ -184,7 +185,7 @@ def test_a_video_past_the_chat_audio_cap_keeps_its_frames_and_says_its_sound_is_
     video = load_video(spoken_clip[0], MediaLimits(max_chat_audio_seconds=1), frames=2)
     assert video.soundtrack is None and len(video.frames) == 2
     assert "sound was left out" in video.sound_left_out and "0.0 minutes" not in video.sound_left_out
-    assert video.note.endswith("The video's sound is not included.")
+    assert video_note(video).endswith("The video's sound is not included.")
     ids = engine.prepare(GenerationRequest([Message("user", [video])])).inputs["input_ids"][0]
     assert int((ids == engine.tokenizer.audio_token_id).sum()) == 0
 

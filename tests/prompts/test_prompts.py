@@ -1,5 +1,6 @@
-"""The task prompts are the exact strings the model was trained with; the renderer equals the
-checkpoint's chat template; the <sep> parser copes with what the model really writes."""
+"""The task prompts are the exact strings the model was trained with; the chat template (the one
+renderer) writes Phi-4's chat format, with or without a template in the checkpoint; the <sep>
+parser copes with what the model really writes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import copy
 import pytest
 
 from prompts import tasks
-from prompts.chat_format import render
 from prompts.languages import SPEECH_LANGUAGES, resolve_language
 
 
@@ -113,21 +113,22 @@ CONVERSATIONS = [
 ]
 
 
-@pytest.mark.parametrize("conversation", CONVERSATIONS)
-def test_render_equals_the_checkpoint_template(engine, conversation):
-    expected = engine.processor.apply_chat_template(
-        conversation, chat_template=engine.chat_template, tokenize=False, add_generation_prompt=True
-    )
-    assert render(conversation) == expected
+RENDERED = [
+    "<|user|>Hi<|end|><|assistant|>",
+    "<|system|>Be brief.<|end|><|user|><|image|><|audio|>What?<|end|><|assistant|>",
+    f"<|user|><|audio|>{tasks.ASR}<|end|><|assistant|>hello there<|end|><|user|><|image|><|image|>and these?<|end|>"
+    "<|assistant|>",
+]
 
 
-def test_render_places_media_in_order():
-    text = render(CONVERSATIONS[1])
-    assert text == "<|system|>Be brief.<|end|><|user|><|image|><|audio|>What?<|end|><|assistant|>"
+@pytest.mark.parametrize("conversation, rendered", zip(CONVERSATIONS, RENDERED))
+def test_the_template_writes_the_chat_format_with_media_in_order(engine, conversation, rendered):
+    assert engine.render(conversation) == rendered
 
 
 def test_a_checkpoint_without_a_template_gets_the_same_prompt(engine):
     from engine.engine import Engine
+    from engine.model_family import PHI4
     from engine.request import GenerationRequest
     from media.parts import Message, TextPart
 
@@ -136,5 +137,5 @@ def test_a_checkpoint_without_a_template_gets_the_same_prompt(engine):
     processor.chat_template = processor.tokenizer.chat_template = None
     bare = Engine(engine.model, processor, engine.device)
     request = GenerationRequest([Message("system", [TextPart("Be brief.")]), Message("user", [TextPart("Hi")])])
-    assert bare.chat_template is None
+    assert bare.processor.chat_template is None and bare.chat_template == PHI4.chat_template
     assert bare.prepare(request).input_ids.tolist() == engine.prepare(request).input_ids.tolist()
