@@ -127,9 +127,9 @@ def build_audio_router(
             ticket.release()
             raise
         # the file is checked above, before the 200; its segments are asked of the model one after
-        # another, each in the stream's own thread (Handoff without `pushes`)
-        cancel, handoff = threading.Event(), Handoff(pushes=False)
-        handoff.start(transcript_events(service, samples, options, cancel))
+        # another, each prepared in a worker thread borrowed for that alone (app/sse_stream.py)
+        cancel, handoff = threading.Event(), Handoff(service.engine.pushes)
+        handoff.start(transcript_events(service, samples, options, cancel, handoff.on_token()))
         return EventStream(handoff, ticket, cancel, headers)
 
     return router

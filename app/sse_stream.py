@@ -11,6 +11,9 @@ with an error event. The events reach the HTTP layer through an asyncio queue:
   no thread is held per stream;
 - from an engine that decodes in its consumer's thread (the remote backend, a lone local request
   one at a time), one plain thread per stream iterates and queues each event.
+An answer whose events need blocking work midway (a transcript prepares each segment's audio)
+yields `OffLoop(work)`: on the loop the work runs in the worker pool, borrowed for it alone, and
+its result is sent back into the events.
 The client leaving is read from ASGI `receive()` (http.disconnect): it cancels generation and
 gives the admission slot back at once.
 """
@@ -21,7 +24,7 @@ import asyncio
 import json
 import logging
 import threading
-from typing import Iterator
+from typing import Any, Callable, Generator, Iterator
 
 import anyio
 from starlette.concurrency import run_in_threadpool
@@ -46,6 +49,13 @@ async def client_left(receive) -> None:
         pass
 
 
+class OffLoop:
+    """Yielded by an event generator: run `work` off the event loop and send me its result."""
+
+    def __init__(self, work: Callable[[], Any]):
+        self.work = work
+
+
 class Handoff:
     """Moves one answer's events from where they are made to the coroutine that sends them."""
 
@@ -53,9 +63,10 @@ class Handoff:
         self.loop = asyncio.get_running_loop()
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self.pushes = pushes  # the events are made on the loop, woken by the engine's thread
-        self.events: Iterator[str] | None = None
+        self.events: Generator | None = None
         self._woken = False
         self._closed = False
+        self._off_loop = False  # the events wait for an OffLoop's work: a wake must not step them
 
     def on_token(self):
         """What the request's `on_token` is: None where the engine does not push."""
@@ -78,20 +89,42 @@ class Handoff:
         else:
             threading.Thread(target=self._produce, name="sse-stream", daemon=True).start()
 
-    def _step(self) -> None:
-        """On the loop: every event that is ready, up to the next PENDING (never waits)."""
+    def _step(self, sent=None, failed: BaseException | None = None) -> None:
+        """On the loop: every event that is ready, up to the next PENDING or OffLoop (never waits)."""
         self._woken = False
-        while not self._closed and (event := next(self.events, END)) is not PENDING:
+        while not self._closed and not self._off_loop:
+            event = _advance(self.events, sent, failed)
+            sent = failed = None
+            if event is PENDING:
+                return
+            if isinstance(event, OffLoop):
+                self._off_loop = True  # the task is held: the loop keeps only a weak reference to it
+                self._work = asyncio.ensure_future(self._run_off_loop(event.work))
+                return
             self.queue.put_nowait(event)
             if event is END:
                 self._closed = True
 
+    async def _run_off_loop(self, work) -> None:
+        try:
+            result, failed = await run_in_threadpool(work), None
+        except Exception as err:  # noqa: BLE001 - the events' own error handling takes it
+            result, failed = None, err
+        self._off_loop = False
+        self._step(result, failed)
+
     def _produce(self) -> None:
         """In its own thread: the events of an engine that decodes in its consumer's thread."""
+        sent = failed = None
         try:
-            for event in self.events:
-                if self._closed:
-                    break
+            while not self._closed and (event := _advance(self.events, sent, failed)) is not END:
+                sent = failed = None
+                if isinstance(event, OffLoop):  # this thread is off the loop already
+                    try:
+                        sent = event.work()
+                    except Exception as err:  # noqa: BLE001 - the events' own error handling takes it
+                        failed = err
+                    continue
                 self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
             self.loop.call_soon_threadsafe(self.queue.put_nowait, END)
         except RuntimeError:  # the loop has closed
@@ -106,6 +139,14 @@ class Handoff:
             if self.pushes:
                 self.events.close()  # runs only on the loop, so never while a step is running
             # a producing thread stops at its next event; the request's cancel ends that soon
+
+
+def _advance(events: Generator, sent, failed: BaseException | None):
+    """The events' next item, `sent` (or `failed`, raised) handed in where they wait -> END when done."""
+    try:
+        return events.throw(failed) if failed is not None else events.send(sent)
+    except StopIteration:
+        return END
 
 
 class EventStream(Response):

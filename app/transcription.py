@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Iterator
+from functools import partial
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -15,11 +16,12 @@ from app.api_errors import ModelNotFound
 from app.meeting import MeetingOptions, Segment
 from app.service import ConversationService
 from app.sse import event, stream_error
+from app.sse_stream import OffLoop
 from core.errors import InvalidRequest
 from core.settings import Settings
 from engine.grammar import GrammarSpec
 from engine.model_family import adapter_for
-from engine.request import SamplingParams
+from engine.request import PENDING, SamplingParams
 from media.audio_stream import SILENCE_PEAK
 from media.limits import SAMPLE_RATE
 from media.parts import AudioPart, Message, TextPart
@@ -101,12 +103,18 @@ def vtt(segments: list[Segment]) -> str:
 
 
 def transcript_events(
-    service: ConversationService, samples: np.ndarray, options: TranscriptionOptions, cancel: threading.Event
+    service: ConversationService,
+    samples: np.ndarray,
+    options: TranscriptionOptions,
+    cancel: threading.Event,
+    on_token: Callable[[], None] | None = None,
 ) -> Iterator[str]:
     """The transcript as OpenAI streams it: `transcript.text.delta` events as tokens come, segment
     after segment (~30 s each, cut at quiet points), then `transcript.text.done` with the whole
-    text. The segments run one after another here, so the text arrives in order. What fails after
-    the response has started ends the stream with an error event."""
+    text. The segments run one after another here, so the text arrives in order. Each segment's
+    audio is prepared off the event loop (`OffLoop`: app/sse_stream.py), its tokens then come as
+    any stream's do (`PENDING` until `on_token`), so no thread is held while it decodes. What fails
+    after the response has started ends the stream with an error event."""
     meeting = options.meeting_options()
     text = ""
     try:
@@ -117,9 +125,12 @@ def transcript_events(
             budget = tasks.transcript_token_budget(len(audio) / SAMPLE_RATE)
             params = SamplingParams(max_new_tokens=budget, temperature=meeting.asr_temperature)
             started = False  # a segment's text is joined to the one before by one space
-            for reply in service.chat(
-                [Message("user", [AudioPart(audio), TextPart(meeting.asr_prompt)])], params, cancel=cancel
-            ):
+            messages = [Message("user", [AudioPart(audio), TextPart(meeting.asr_prompt)])]
+            replies = yield OffLoop(partial(service.chat, messages, params, cancel=cancel, on_token=on_token))
+            for reply in replies:
+                if reply is PENDING:
+                    yield PENDING
+                    continue
                 delta = reply.text if started else reply.text.lstrip()
                 if delta:
                     delta = delta if started or not text else " " + delta

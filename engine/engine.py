@@ -161,8 +161,6 @@ class Engine(PromptPreparation, OutputProcessing, ChatEngine):
         model, processor, device = load_model(options)
         return cls(model, processor, device, context_window, limits)
 
-    # -- preparing ---------------------------------------------------------------------------
-
     # -- generating --------------------------------------------------------------------------
 
     def stream(self, request: GenerationRequest) -> Iterator[Chunk]:

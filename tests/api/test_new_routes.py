@@ -73,6 +73,19 @@ def test_a_transcript_streams_as_deltas_then_the_whole_text(client):
     assert "".join(e.delta for e in events[:-1]) == events[-1].text
 
 
+def test_a_long_transcript_streams_its_segments_in_order_as_the_whole_answer_has_them(client):
+    """Three ~30 s segments, each prepared off the event loop mid-stream (app/sse_stream.py OffLoop):
+    the deltas add up to the done text, which is the unstreamed transcript (greedy both)."""
+    long_wav = encode_audio(make_tone(70.0), 16000, "wav")
+    events = list(client.audio.transcriptions.create(model="phi4mm", file=("long.wav", long_wav), stream=True))
+    assert events[-1].type == "transcript.text.done"
+    assert "".join(e.delta for e in events[:-1]) == events[-1].text
+    whole = client.audio.transcriptions.create(model="phi4mm", file=("long.wav", long_wav), response_format="srt")
+    assert whole.count(" --> ") == 3  # three segments
+    unstreamed = client.audio.transcriptions.create(model="phi4mm", file=("long.wav", long_wav)).text
+    assert events[-1].text.split() == unstreamed.split()
+
+
 def test_a_transcript_as_webvtt(client):
     vtt = client.audio.transcriptions.create(model="phi4mm", file=("tone.wav", WAV), response_format="vtt")
     head, cue = vtt.split("\n\n")[:2]

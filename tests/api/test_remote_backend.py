@@ -87,6 +87,12 @@ def test_chained_transcription(chained, tmp_path):
     with open(tmp_path / "note.wav", "rb") as audio:
         payload = client.audio.transcriptions.create(model="phi4mm", file=audio, response_format="verbose_json")
     assert payload.duration == pytest.approx(36, abs=1) and len(payload.segments) >= 2
+    # streamed: a remote engine decodes in its consumer's thread, which prepares each segment too
+    with open(tmp_path / "note.wav", "rb") as audio:
+        events = list(client.audio.transcriptions.create(model="phi4mm", file=audio, stream=True))
+    assert events[-1].type == "transcript.text.done"
+    assert "".join(e.delta for e in events[:-1]) == events[-1].text
+    assert events[-1].text.split() == " ".join(s.text for s in payload.segments).split()
 
 
 def test_cli_ask_through_the_remote_backend(web_server):

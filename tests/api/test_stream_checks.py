@@ -16,18 +16,20 @@ import openai
 import pytest
 
 from tests.api.test_openai_client import IMAGE
+from tooling.inputs import encode_audio, make_tone
 from tooling.server import running_server, server_process
 
 pytestmark = pytest.mark.slow  # two servers of its own (about 10 s each to start)
 
 STREAMS = 48
 # The local server's limits, small enough for the tiny model's prompts to cross: a "hi" renders
-# to about 130 tokens with the system prompt, and the example photo to about 900 media tokens.
-LIMITS = {"context_window": "400", "max_media_tokens": "300"}
+# to about 130 tokens with the system prompt, a half-second clip with the ASR prompt to about 450, and the
+# example photo to about 900 media tokens.
+LIMITS = {"context_window": "520", "max_media_tokens": "300"}
 HI = [{"role": "user", "content": "hi"}]
 BAD_PNG = "data:image/png;base64,AAAA"
 REFUSALS = {
-    "prompt too long": {"messages": [{"role": "user", "content": "hello " * 400}]},
+    "prompt too long": {"messages": [{"role": "user", "content": "hello " * 600}]},
     "too many media tokens": {"messages": [{"role": "user", "content": [IMAGE, {"type": "text", "text": "?"}]}]},
     "input guard": {"messages": [{"role": "user", "content": "x" * 40_000}]},
     "no finite grammar": {
@@ -155,6 +157,32 @@ def test_48_streams_through_8_worker_threads_all_finish_and_health_answers(local
     assert most > 8  # more streams than worker threads, and /health answered meanwhile
     assert extra < STREAMS // 2, extra  # no thread per stream (the batcher's and the 8 workers at most)
     assert set(reasons) <= {"stop", "length"} and len(reasons) == STREAMS
+
+
+SHORT_WAV = encode_audio(make_tone(0.5), 16000, "wav")  # its prompt fits the context window (LIMITS)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc")
+def test_streamed_transcripts_hold_no_thread_either(local_process):
+    """Each transcript's segment is prepared in a worker thread borrowed for that alone; its tokens
+    come without one (24 streams through 8 workers; each held a thread of its own before)."""
+    local, process = local_process
+    client = openai.OpenAI(base_url=local + "/v1", api_key="unused", max_retries=0, timeout=300)
+    before, streams = threads(process), STREAMS // 2
+
+    def one(i: int) -> str:
+        events = list(client.audio.transcriptions.create(model="phi4mm", file=("tone.wav", SHORT_WAV), stream=True))
+        return events[-1].type
+
+    with ThreadPoolExecutor(streams) as pool:
+        results = [pool.submit(one, i) for i in range(streams)]
+        extra = 0
+        while not all(r.done() for r in results):
+            extra = max(extra, threads(process) - before)
+            time.sleep(0.05)
+        kinds = [r.result() for r in results]
+    assert kinds == ["transcript.text.done"] * streams
+    assert extra < streams // 2, extra
 
 
 LEAVING = {  # route: (body, a line of the answer's first text)
