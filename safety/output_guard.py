@@ -1,9 +1,12 @@
 """The output guard: checks an answer while it streams, before anything is displayed.
 
-The whole answer so far is checked after every delta, so a phrase split across chunks (or
-streamed one character at a time) is still caught. Text is released only once it lies more
-than `hold_back` characters behind the newest one; every pattern is written to match at most
-that many characters, so no part of a blocked phrase is ever released before it is caught.
+The answer is checked as it grows, every `check_every` characters and at its end, each check
+reaching back over the last `hold_back` characters, so a phrase split across chunks (or streamed
+one character at a time) is still caught. Text is released only once it has been checked and lies
+more than `hold_back` characters behind the end of what was checked; every pattern is written to
+match at most that many characters, so no part of a blocked phrase is ever released before it is
+caught. (A check costs ~0.1 ms of the event loop on this 2-core CPU, the default patterns over one
+window: per token, it was a fifth of the server's event-loop time with 16 streams.)
 """
 
 from __future__ import annotations
@@ -64,9 +67,10 @@ class GuardPolicy:
     # category -> the media ("audio", "visual", "text") that make it apply; missing means always
     applies_to: dict[str, set[str]] = field(default_factory=lambda: dict(DEFAULT_APPLIES_TO))
     # Hook for a classifier model: the answer so far -> a category name to block, or None.
-    # Called after every delta; a slow classifier should batch or debounce on its side.
+    # Called at every check; a slow classifier should batch or debounce on its side.
     classifier: Callable[[str], str | None] | None = None
     hold_back: int = MAX_MATCH
+    check_every: int = 16  # characters of new text between two checks (a token is ~4)
     refusal: str = REFUSAL
 
     def __post_init__(self):
@@ -101,19 +105,22 @@ class GuardedText:
         # nothing to catch (e.g. a text-only chat with the default policy): stream without delay
         self.hold_back = policy.hold_back if self.active or policy.classifier else 0
         self.text = ""
+        self.checked = 0  # the length of the text at the last check
         self.released = 0
         self.blocked: str | None = None
 
     def feed(self, delta: str) -> Verdict:
         if self.blocked:
             return Verdict("", self.blocked)
-        checked_up_to = len(self.text)
         self.text += delta
-        hit = self.policy.first_hit(self.text, self.active, checked_up_to)
+        if self.hold_back and len(self.text) - self.checked < self.policy.check_every:
+            return Verdict("")  # nothing unchecked is released: the next check covers this delta
+        hit = self.policy.first_hit(self.text, self.active, self.checked)
+        self.checked = len(self.text)
         if hit:
             self.blocked = hit
             return Verdict("", hit)
-        return Verdict(self._release(len(self.text) - self.hold_back))
+        return Verdict(self._release(self.checked - self.hold_back))
 
     def finish(self) -> Verdict:
         """End of the answer: a last check of the whole text, then release the held-back tail."""
