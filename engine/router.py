@@ -16,6 +16,7 @@ from contextlib import contextmanager
 import torch
 
 from core.errors import AdapterMissing
+from engine.fused_lora import stack
 from engine.model_family import adapter_for
 from media.parts import AudioPart, ImagePart, Message, VideoPart
 
@@ -37,22 +38,21 @@ class LoraRouter:
 
     A batch whose rows want different adapters runs through PEFT with its adapters switched off
     (each LoRA layer then returns its base layer's output), and a forward hook on every LoRA layer
-    adds each adapter's update to the rows that chose it: `B(A(x)) * scaling` computed for the
-    whole batch and multiplied by a per-row mask (1 for its rows, 0 for the rest; a "base" row
-    is 0 everywhere). That is a few batched matmuls per layer, with no per-row Python and no
-    sub-batches: PEFT's own mixed-batch path (`adapter_names`) gathered and scattered a sub-batch
-    per adapter in every layer and rebuilt its row indices in Python each time (issue 19). The
-    released adapters are plain LoRA (no DoRA), which is all this computes."""
+    adds each row's own adapter's update, given as a (rows, adapters) one-hot tensor: every
+    adapter's ranks in two products for the whole batch, the ranks of other adapters zeroed per
+    row (engine/fused_lora.py). No per-row Python and no sub-batches: PEFT's own mixed-batch path
+    (`adapter_names`) gathered and scattered a sub-batch per adapter in every layer and rebuilt
+    its row indices in Python each time (issue 19). The released adapters are plain LoRA (no
+    DoRA), which is all this computes."""
 
     def __init__(self, model, adapters: tuple[str, ...]):
         self.model = model
         self.adapters = adapters
         self.active: str | None = None  # an adapter, BASE or MIXED; None: unknown until the first activate
         self.row_adapters: list[str] | None = None  # row i's adapter, during a mixed-batch forward pass only
-        self._masks: list[tuple[str, torch.Tensor]] | None = None  # (adapter, (rows, 1, 1) 0/1) for that pass
-        self._mask_cache: dict[tuple[str, ...], list[tuple[str, torch.Tensor]]] = {}
-        self._scaled_masks: dict[tuple[str, float], torch.Tensor] = {}  # (adapter, scaling) -> mask * scaling
-        # (rows, len(adapters)) 0/1, column j = adapters[j]: the slot decoder's rows (engine/slot_decoder.py)
+        self._one_hots: dict[tuple[str, ...], torch.Tensor] = {}  # a batch make-up -> its rows' weights
+        # (rows, len(adapters)) 0/1, column j = adapters[j], during a pass whose rows choose their
+        # own adapters: `mixed`, or the slot decoder's rows (engine/slot_decoder.py)
         self._row_weights: torch.Tensor | None = None
         # Installed once, up front: compiled graphs guard on a module's hooks, and adding them
         # later would force a recompile in the middle of serving
@@ -63,6 +63,8 @@ class LoraRouter:
             if any(module.use_dora.values()):
                 raise NotImplementedError("DoRA adapters are not supported: Phi-4-multimodal's are plain LoRA.")
             module.register_forward_hook(self._add_row_updates)
+            # every adapter's weights side by side (engine/fused_lora.py): a mixed batch's update
+            module.phi4mm_stacked = stack(module, adapters)
 
     def activate(self, adapter: str) -> None:
         if adapter == self.active:
@@ -85,22 +87,20 @@ class LoraRouter:
             self.activate(adapters[0] if self.adapters else BASE)
             yield
             return
-        if self.active != MIXED:  # once per run of mixed steps: toggling PEFT's state costs ms
-            self.model.disable_adapters()  # the layers give their base output; the hook adds the rest
-            self.active = MIXED  # the next single-request activate sets its adapter again
-        self.row_adapters, self._masks, self._scaled_masks = list(adapters), self._row_masks(tuple(adapters)), {}
+        self.row_adapters = list(adapters)
         try:
-            yield
+            with self.by_rows(self._one_hot(tuple(adapters))):
+                yield
         finally:
-            self.row_adapters = self._masks = None
+            self.row_adapters = None
 
     @contextmanager
     def by_rows(self, weights: torch.Tensor):
         """One forward pass in which row i takes adapter j's update times weights[i, j] (a one-hot
         row, or zeros for the base model). The adapters are a tensor read inside the pass, not
         Python state, so one compiled graph serves every mix: only its values change between steps.
-        Every adapter's update is computed for every row (masked, like `mixed`): on a GPU that reads
-        each adapter's LoRA weights once per step, whatever the mix."""
+        Every adapter's update is computed for every row, masked: on a GPU that reads each
+        adapter's LoRA weights once per step, whatever the mix."""
         if self.active != MIXED and self.adapters:
             self.model.disable_adapters()
             self.active = MIXED
@@ -110,46 +110,30 @@ class LoraRouter:
         finally:
             self._row_weights = None
 
-    def _row_masks(self, adapters: tuple[str, ...]) -> list[tuple[str, torch.Tensor]]:
-        """(adapter, its rows' mask) for each adapter some row uses, made once per batch make-up
-        (a batch keeps its make-up for many steps), in the LoRA weights' dtype, on their device."""
-        masks = self._mask_cache.get(adapters)
-        if masks is None:
+    def _one_hot(self, adapters: tuple[str, ...]) -> torch.Tensor:
+        """(rows, len(self.adapters)): row i's 1 in its adapter's column (none for a base row),
+        made once per batch make-up (a batch keeps its make-up for many steps), in the LoRA
+        weights' dtype, on their device."""
+        weights = self._one_hots.get(adapters)
+        if weights is None:
             weight = self.layers[0].lora_A[self.adapters[0]].weight
-            masks = [
-                (name, torch.tensor([[[float(a == name)]] for a in adapters], dtype=weight.dtype, device=weight.device))
-                for name in self.adapters
-                if name in adapters
-            ]
-            if len(self._mask_cache) > 256:  # bounded: make-ups are few, but never let them pile up
-                self._mask_cache.clear()
-            self._mask_cache[adapters] = masks
-        return masks
+            rows = [[float(a == name) for name in self.adapters] for a in adapters]
+            if len(self._one_hots) > 256:  # bounded: make-ups are few, but never let them pile up
+                self._one_hots.clear()
+            weights = self._one_hots[adapters] = torch.tensor(rows, dtype=weight.dtype, device=weight.device)
+        return weights
 
     def _add_row_updates(self, module, args, output):
-        if self._row_weights is not None:
-            return self._add_weighted_updates(module, args[0], output)
-        if self._masks is None:
-            return None  # an ordinary forward pass: PEFT applied the active adapter itself
+        """Each row's own adapter's update, in a pass whose rows choose their own (PEFT's adapters
+        are off then: the layer gave its base output); else PEFT applied the active adapter itself."""
+        if self._row_weights is None:
+            return None
         x = args[0]
-        for name, mask in self._masks:
-            lora_a, lora_b = module.lora_A[name], module.lora_B[name]
-            update = lora_b(lora_a(x.to(lora_a.weight.dtype)))  # every row; the mask keeps its own
-            output = torch.addcmul(output, update.to(output.dtype), self._scaled(name, mask, module.scaling[name]))
-        return output
-
-    def _add_weighted_updates(self, module, x, output):
         weights = self._row_weights[: x.shape[0]]  # a bucket's rows are the first rows of the slots
-        for j, name in enumerate(self.adapters):
+        if module.phi4mm_stacked is not None:  # every adapter in two products
+            return module.phi4mm_stacked.add_update(x, output, weights)
+        for j, name in enumerate(self.adapters):  # one adapter, or ones that cannot be stacked
             lora_a, lora_b = module.lora_A[name], module.lora_B[name]
             update = lora_b(lora_a(x.to(lora_a.weight.dtype))).to(output.dtype)
             output = torch.addcmul(output, update, weights[:, j, None, None] * module.scaling[name])
         return output
-
-    def _scaled(self, name: str, mask: torch.Tensor, scaling: float) -> torch.Tensor:
-        """The mask times a layer's scaling (lora_alpha / r): one per adapter and pass, not per layer."""
-        key = (name, scaling)
-        scaled = self._scaled_masks.get(key)
-        if scaled is None:
-            scaled = self._scaled_masks[key] = mask * scaling
-        return scaled
