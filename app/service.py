@@ -69,6 +69,26 @@ def collect(replies) -> str:
     return answer.text
 
 
+class Replies:
+    """An answer's replies, whose `close()` ends the engine's stream even when no reply was asked
+    for yet: the stream is open from the call (a remote engine's request is sent), and closing a
+    generator that never started runs none of its `finally`."""
+
+    def __init__(self, replies: Iterator[Reply], stream):
+        self._replies, self._stream = replies, stream
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> Reply:
+        return next(self._replies)
+
+    def close(self) -> None:
+        self._replies.close()
+        if close := getattr(self._stream, "close", None):
+            close()
+
+
 class ConversationService:
     def __init__(
         self,
@@ -170,7 +190,8 @@ class ConversationService:
         request, media, override = self.build_request(
             messages, params or SamplingParams(), max_crops, cancel, tools, adapter, **tool_use
         )
-        return self._replies(request, self.engine.stream(request), media, override)
+        stream = self.engine.stream(request)
+        return Replies(self._replies(request, stream, media, override), stream)
 
     def _replies(self, request: GenerationRequest, stream, media: set[str], override: bool) -> Iterator[Reply]:
         guarded = GuardedText(self.guard, media)
