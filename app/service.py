@@ -136,9 +136,13 @@ class ConversationService:
         `tools`: the JSON tool list (app/tool_calls.py) and `tool_use` how to use it (tool_choice,
         parallel_tool_calls: GenerationRequest's fields, as is `on_token`, for a caller that is told
         of each token instead of waiting for it); `adapter`: one the caller forces."""
-        user_system = "\n\n".join(
-            p.text for m in messages if m.role == "system" for p in m.parts if isinstance(p, TextPart)
-        )
+        for i, m in enumerate(messages):  # its text joins our system prompt: media would be dropped unseen
+            if m.role == "system" and not all(isinstance(p, TextPart) for p in m.parts):
+                raise InvalidRequest(
+                    "A system message carries text only; send images, audio and video in a user message.",
+                    param=f"messages[{i}]",
+                )
+        user_system = "\n\n".join(p.text for m in messages if m.role == "system" for p in m.parts)
         turns = [m for m in messages if m.role != "system"]
         parts = [p for m in turns for p in m.parts]
         count = lambda kind: sum(isinstance(p, kind) for p in parts)  # noqa: E731

@@ -7,13 +7,14 @@ delta of an answer about a recording."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 
 import httpx
 import pytest
 
 from tests.conftest import API_KEY
-from tooling.inputs import encode_audio, make_tone
+from tooling.inputs import encode_audio, make_photo, make_tone
 
 KEYED = {"Authorization": f"Bearer {API_KEY}"}
 TINY_CLIP = encode_audio(make_tone(0.01), 16000, "wav")  # 160 samples: under one 25 ms feature window
@@ -105,6 +106,7 @@ def streamed(url: str, body: dict) -> tuple[list[str], str | None]:
     return deltas, finish
 
 
+@pytest.mark.slow  # two forced answers of ~70 tokens
 def test_a_blocked_phrase_written_token_by_token_never_shows_in_a_stream(web_server):
     question = {"type": "text", "text": "Who is speaking?"}
     deltas, finish = streamed(web_server, forced([audio(encode_audio(make_tone(1.0), 16000, "wav")), question], True))
@@ -116,3 +118,15 @@ def test_a_blocked_phrase_written_token_by_token_never_shows_in_a_stream(web_ser
     # the same answer without a recording is a text-only chat: nothing to block
     deltas, finish = streamed(web_server, forced([question], True))
     assert PHRASE in "".join(deltas) and finish == "stop"
+
+
+@pytest.mark.parametrize("role", ["system", "developer"])
+def test_media_in_a_system_message_is_refused_not_dropped_unseen(web_server, role):
+    """Only a system message's text joins the system prompt: its image was dropped without a word
+    (a 200 answering as if it had never been sent), where any other non-user role's is a 400."""
+    buffer = io.BytesIO()
+    make_photo(32, 32).save(buffer, format="PNG")
+    photo = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + b64(buffer.getvalue())}}
+    body = {"messages": [{"role": role, "content": [photo]}, {"role": "user", "content": "hi"}], "max_tokens": 2}
+    response = post(web_server, "/v1/chat/completions", body)
+    assert response.status_code == 400 and response.json()["error"]["param"] == "messages[0]", response.text
