@@ -65,7 +65,7 @@ def build_audio_router(
         )
         return metrics.answered("transcriptions", await _answer(request, file, options))
 
-    @router.post("/translations", **documented(Transcription, TEXT_FORMATS))
+    @router.post("/translations", **documented(Transcription, TEXT_FORMATS, streams=True))
     async def translations(
         request: Request,
         file: UploadFile = File(...),
@@ -73,9 +73,12 @@ def build_audio_router(
         response_format: str = Form("json"),
         prompt: str | None = Form(None),
         temperature: float = Form(0.0),
+        stream: bool = Form(False),  # as the transcription route's (OpenAI's translations do not stream)
     ):
         check_model(model, settings)
-        options = TranscriptionOptions.checked(response_format, None, prompt, temperature, None, translate=True)
+        options = TranscriptionOptions.checked(
+            response_format, None, prompt, temperature, None, translate=True, stream=stream
+        )
         return metrics.answered("translations", await _answer(request, file, options))
 
     def samples_of(file: UploadFile):

@@ -56,12 +56,19 @@ def audio_part(part: AudioContent, where: str, limits: MediaLimits) -> AudioPart
 TO_PART = {TextContent: text_part, ImageContent: image_part, VideoContent: video_part, AudioContent: audio_part}
 
 
+def _decoded(part, where: str, limits: MediaLimits) -> Part:
+    """One part, typed; a media loader's error (it knows no place) names the part it came from."""
+    try:
+        return TO_PART[type(part)](part, where, limits)
+    except InvalidRequest as err:
+        err.param = err.param or where
+        raise
+
+
 def message_parts(message: ChatMessage, i: int, limits: MediaLimits) -> list[Part]:
     """The i-th message's content as typed parts, media decoded."""
     if isinstance(message.content, list):
-        parts = [
-            TO_PART[type(part)](part, f"messages[{i}].content[{j}]", limits) for j, part in enumerate(message.content)
-        ]
+        parts = [_decoded(part, f"messages[{i}].content[{j}]", limits) for j, part in enumerate(message.content)]
     else:
         parts = [TextPart(message.content or "")]
     if message.tool_calls:  # an earlier call goes back as the model wrote it

@@ -69,6 +69,26 @@ def collect(replies) -> str:
     return answer.text
 
 
+class Replies:
+    """An answer's replies, whose `close()` ends the engine's stream even when no reply was asked
+    for yet: the stream is open from the call (a remote engine's request is sent), and closing a
+    generator that never started runs none of its `finally`."""
+
+    def __init__(self, replies: Iterator[Reply], stream):
+        self._replies, self._stream = replies, stream
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> Reply:
+        return next(self._replies)
+
+    def close(self) -> None:
+        self._replies.close()
+        if close := getattr(self._stream, "close", None):
+            close()
+
+
 class ConversationService:
     def __init__(
         self,
@@ -116,9 +136,13 @@ class ConversationService:
         `tools`: the JSON tool list (app/tool_calls.py) and `tool_use` how to use it (tool_choice,
         parallel_tool_calls: GenerationRequest's fields, as is `on_token`, for a caller that is told
         of each token instead of waiting for it); `adapter`: one the caller forces."""
-        user_system = "\n\n".join(
-            p.text for m in messages if m.role == "system" for p in m.parts if isinstance(p, TextPart)
-        )
+        for i, m in enumerate(messages):  # its text joins our system prompt: media would be dropped unseen
+            if m.role == "system" and not all(isinstance(p, TextPart) for p in m.parts):
+                raise InvalidRequest(
+                    "A system message carries text only; send images, audio and video in a user message.",
+                    param=f"messages[{i}]",
+                )
+        user_system = "\n\n".join(p.text for m in messages if m.role == "system" for p in m.parts)
         turns = [m for m in messages if m.role != "system"]
         parts = [p for m in turns for p in m.parts]
         count = lambda kind: sum(isinstance(p, kind) for p in parts)  # noqa: E731
@@ -170,7 +194,8 @@ class ConversationService:
         request, media, override = self.build_request(
             messages, params or SamplingParams(), max_crops, cancel, tools, adapter, **tool_use
         )
-        return self._replies(request, self.engine.stream(request), media, override)
+        stream = self.engine.stream(request)
+        return Replies(self._replies(request, stream, media, override), stream)
 
     def _replies(self, request: GenerationRequest, stream, media: set[str], override: bool) -> Iterator[Reply]:
         guarded = GuardedText(self.guard, media)

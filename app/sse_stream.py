@@ -111,6 +111,8 @@ class Handoff:
         except Exception as err:  # noqa: BLE001 - the events' own error handling takes it
             result, failed = None, err
         self._off_loop = False
+        if self._closed:  # the client left meanwhile: what the work opened is nobody's now
+            _discard(result)
         self._step(result, failed)
 
     def _produce(self) -> None:
@@ -130,6 +132,7 @@ class Handoff:
         except RuntimeError:  # the loop has closed
             pass
         finally:
+            _discard(sent)  # an OffLoop's result the events never got (the client left meanwhile)
             self.events.close()
 
     def close(self) -> None:
@@ -139,6 +142,12 @@ class Handoff:
             if self.pushes:
                 self.events.close()  # runs only on the loop, so never while a step is running
             # a producing thread stops at its next event; the request's cancel ends that soon
+
+
+def _discard(result) -> None:
+    """Closes an OffLoop's result that will never be used (an answer whose stream is open)."""
+    if close := getattr(result, "close", None):
+        close()
 
 
 def _advance(events: Generator, sent, failed: BaseException | None):

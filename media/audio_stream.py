@@ -21,6 +21,9 @@ from media.limits import SAMPLE_RATE
 BLOCK_SECONDS = 30
 SUPPORTED = "WAV, FLAC, OGG, MP3, M4A/AAC, MP4 or WebM"
 SILENCE_PEAK = 1e-4  # -80 dBFS: below this everywhere, there is nothing to listen to
+# One analysis window of the model's audio features (transformers' Phi4MultimodalFeatureExtractor,
+# win_length 400 at 16 kHz): a shorter clip has no feature frame and the extractor fails on it.
+MIN_SAMPLES = 400
 
 
 def too_long_message(seconds: float, max_seconds: float) -> str:
@@ -40,6 +43,8 @@ def checked(samples: np.ndarray, max_seconds: float) -> np.ndarray:
     if samples.size == 0:
         raise MediaError("The audio clip is empty.")
     check_length(samples.size / SAMPLE_RATE, max_seconds)
+    if samples.size < MIN_SAMPLES:
+        raise MediaError(f"The audio clip is too short: it needs at least {MIN_SAMPLES * 1000 // SAMPLE_RATE} ms.")
     if max(float(samples.max()), -float(samples.min())) < SILENCE_PEAK:  # no temporary |x| copy
         raise MediaError("The audio is silent: there is nothing to listen to.")
     return samples

@@ -15,7 +15,7 @@ from typing import Any
 from PIL import Image
 
 from core.errors import MediaError
-from media.audio_stream import SILENCE_PEAK, decode_to_16k
+from media.audio_stream import MIN_SAMPLES, SILENCE_PEAK, decode_to_16k
 from media.files import check_file, names_its_file, read_bytes
 from media.limits import MediaLimits
 from media.parts import VideoPart
@@ -67,8 +67,8 @@ def _with_soundtrack(video: VideoPart, path: str, limits: MediaLimits) -> VideoP
         samples = decode_to_16k(path, cap + 1.0)
     except MediaError:
         return replace(video, sound_left_out="The video's sound could not be decoded; its frames are used alone.")
-    if samples.size == 0 or max(float(samples.max()), -float(samples.min())) < SILENCE_PEAK:
-        return video  # a silent track: nothing to hear
+    if samples.size < MIN_SAMPLES or max(float(samples.max()), -float(samples.min())) < SILENCE_PEAK:
+        return video  # a silent (or too short) track: nothing to hear
     return replace(video, soundtrack=samples)
 
 

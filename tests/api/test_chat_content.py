@@ -87,6 +87,20 @@ def test_a_pydantic_image_part_decodes_to_an_image_part_and_its_errors_name_it()
         (image("data:image/png;base64,@@@"), "messages[1].content[1]", "not valid base64"),
         ({"type": "input_audio", "input_audio": {"data": "@@@"}}, "messages[1].content[1]", "must be base64"),
         ({"type": "video_url", "video_url": {"url": "file:///etc/passwd"}}, "messages[1].content[1]", "never fetches"),
+        # media that decode badly: the loader's error gets the part's place too
+        (image(data_uri("image/png", png()[:40])), "messages[1].content[1]", "could not be decoded"),
+        (image(data_uri("image/png", b"")), "messages[1].content[1]", "empty"),
+        (image(data_uri("image/png", encode_audio(make_tone(0.2), 16000, "wav"))), "messages[1].content[1]", "decoded"),
+        ({"type": "video_url", "video_url": {"url": data_uri("video/mp4", png())}}, "messages[1].content[1]", "video"),
+        # shorter than one feature window (25 ms): was a 500 from the feature extractor's torch.cat
+        (
+            {
+                "type": "input_audio",
+                "input_audio": {"data": base64.b64encode(encode_audio(make_tone(0.01), 16000, "wav")).decode()},
+            },
+            "messages[1].content[1]",
+            "too short",
+        ),
     ],
 )
 def test_a_bad_part_in_a_conversation_is_named_by_its_place(part, param, message):

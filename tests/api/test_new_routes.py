@@ -100,6 +100,16 @@ def test_a_translation_uses_the_translation_prompt(client):
     assert translated and translated != transcribed  # greedy both: only the prompt differs
 
 
+def test_a_translation_streams_as_a_transcript_does(web_server, client):
+    """`stream` was not a field of the translation form: it was dropped, and a JSON body came back."""
+    response = post(web_server + "/v1/audio/translations", files={"file": ("tone.wav", WAV)}, data={"stream": "true"})
+    assert response.headers["content-type"].startswith("text/event-stream"), response.text
+    events = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")]
+    assert events[-1]["type"] == "transcript.text.done" and len(events) > 2
+    assert "".join(e["delta"] for e in events[:-1]) == events[-1]["text"]
+    assert events[-1]["text"] == client.audio.translations.create(model="whisper-1", file=("tone.wav", WAV)).text
+
+
 def test_a_transcription_needs_no_model_and_streams_json_or_text_only(web_server):
     url = web_server + "/v1/audio/transcriptions"
     assert post(url, files={"file": ("tone.wav", WAV)}).json()["text"]

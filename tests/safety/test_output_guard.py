@@ -115,3 +115,48 @@ def test_checks_come_every_few_characters_and_nothing_unchecked_is_shown():
         assert len("".join(shown)) == max(0, (checks or [0])[-1] - 10)
     assert checks == [18, 36, 54]  # every 16 characters or more, not every 3-character delta
     assert "".join(shown) + guarded.finish().release == INNOCENT[:60]
+
+
+# Adversarial chunkings: the phrase may begin anywhere relative to the 16-character check windows.
+LONGEST = "the speaker appears to be most definitely an african-american woman in her mid-seventies"
+CLAIMS = [BLOCKED, "She is a woman.", "they are gay", LONGEST, "Based on her face, she is"]
+
+
+def shown_of(pieces, media=frozenset({"audio"})):
+    """Every released character, fed piece by piece, and whether the guard blocked."""
+    guarded = GuardedText(GuardPolicy(), set(media))
+    shown = "".join(guarded.feed(p).release for p in pieces)
+    end = guarded.finish()
+    return shown + end.release, end.blocked or guarded.blocked
+
+
+@pytest.mark.parametrize("size", [1, 4, 15, 16, 17, 31, 32, 33, 119, 120, 121, 200])
+@pytest.mark.parametrize("claim", CLAIMS)
+def test_no_part_of_a_phrase_is_released_at_any_offset_and_delta_size(size, claim):
+    for offset in range(0, 34):  # the phrase starts at every place within two check windows
+        lead = (INNOCENT * 3)[: 40 + offset] + " "
+        answer = lead + claim + TAIL
+        shown, blocked = shown_of([answer[i : i + size] for i in range(0, len(answer), size)], {"audio", "visual"})
+        assert blocked, (size, offset)
+        assert lead.startswith(shown), (size, offset, shown[len(lead) - 5 :])
+
+
+@pytest.mark.parametrize("tail", range(0, 16))
+def test_finish_right_after_a_partial_window_still_checks_the_rest(tail):
+    """The phrase's last characters come after the last check, fewer than `check_every` of them:
+    `finish()` must catch it, and no earlier release showed any of it."""
+    lead = INNOCENT * 2
+    guarded = GuardedText(GuardPolicy(), {"audio"})
+    first = lead + BLOCKED[: len(BLOCKED) - 1 - tail]
+    shown = guarded.feed(first).release  # a check runs here (the first delta is over 16 characters)
+    assert guarded.checked == len(first)
+    shown += guarded.feed(BLOCKED[len(BLOCKED) - 1 - tail :]).release  # under 16: no check
+    end = guarded.finish()
+    assert end.blocked == "sensitive_attribute_inference" and end.release == ""
+    assert lead.startswith(shown)
+
+
+def test_a_released_answer_is_exactly_the_answer_when_nothing_is_blocked():
+    clean = (INNOCENT + "The speaker says the train leaves at noon. ") * 5
+    for size in (1, 15, 16, 17, 500):
+        assert shown_of([clean[i : i + size] for i in range(0, len(clean), size)]) == (clean, None)
