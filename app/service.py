@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 from core.errors import InvalidRequest
 from core.settings import Settings
 from engine.backends import open_engine
+from engine.chat_engine import OpenStream
 from engine.counters import Tally
 from engine.request import PENDING, GenerationRequest, Metrics, SamplingParams, TokenLogprob
 from engine.router import choose_adapter
@@ -67,26 +68,6 @@ def collect(replies) -> str:
     for reply in replies:
         answer.add(reply)
     return answer.text
-
-
-class Replies:
-    """An answer's replies, whose `close()` ends the engine's stream even when no reply was asked
-    for yet: the stream is open from the call (a remote engine's request is sent), and closing a
-    generator that never started runs none of its `finally`."""
-
-    def __init__(self, replies: Iterator[Reply], stream):
-        self._replies, self._stream = replies, stream
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> Reply:
-        return next(self._replies)
-
-    def close(self) -> None:
-        self._replies.close()
-        if close := getattr(self._stream, "close", None):
-            close()
 
 
 class ConversationService:
@@ -195,7 +176,7 @@ class ConversationService:
             messages, params or SamplingParams(), max_crops, cancel, tools, adapter, **tool_use
         )
         stream = self.engine.stream(request)
-        return Replies(self._replies(request, stream, media, override), stream)
+        return OpenStream(self._replies(request, stream, media, override), stream)
 
     def _replies(self, request: GenerationRequest, stream, media: set[str], override: bool) -> Iterator[Reply]:
         guarded = GuardedText(self.guard, media)

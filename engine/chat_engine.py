@@ -13,6 +13,26 @@ from engine.counters import EngineCounters
 from engine.request import Chunk, GenerationRequest, Metrics
 
 
+class OpenStream:
+    """Items from a generator that depends on something already open (a remote response, an
+    engine's stream): `close()` closes that too, even before the first item was asked for, where
+    closing the generator alone would run none of its `finally`."""
+
+    def __init__(self, items: Iterator, held):
+        self._items, self._held = items, held
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._items)
+
+    def close(self) -> None:
+        self._items.close()
+        if close := getattr(self._held, "close", None):
+            close()
+
+
 class ChatEngine(ABC):
     device: object  # where the forward passes run: a torch.device, or "remote <url>"
     adapters: tuple[str, ...]  # the LoRA adapters it can answer with
@@ -26,7 +46,7 @@ class ChatEngine(ABC):
     def stream(self, request: GenerationRequest) -> Iterator[Chunk]:
         """Chunks of the answer; the last has `finish_reason` and `metrics`. A request that is
         refused (bad input, limits, the remote's 4xx) raises on the call itself, before any chunk
-        is asked for; closing the iterator (or `request.cancel`) stops generating."""
+        is asked for; closing the iterator (or `request.cancel`) stops generating, even unstarted."""
 
     @abstractmethod
     def close(self) -> None:

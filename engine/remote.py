@@ -20,7 +20,7 @@ import soundfile as sf
 
 from core.errors import InvalidRequest, ModelUnavailable, Overloaded, Phi4mmError
 from core.settings import REMOTE_INFLIGHT
-from engine.chat_engine import ChatEngine
+from engine.chat_engine import ChatEngine, OpenStream
 from engine.counters import EngineCounters
 from engine.model_family import adapter_names
 from engine.prompt_items import prompt_items
@@ -142,7 +142,7 @@ class RemoteEngine(ChatEngine):
             )
         except openai.OpenAIError as err:
             raise translate_error(err, self.base_url) from None
-        return self._chunks(request, response, adapter, started)
+        return OpenStream(self._chunks(request, response, adapter, started), response)  # open from here
 
     def _chunks(self, request, response, adapter: str, started: float) -> Iterator[Chunk]:
         first_token_at, usage, finish, pieces, calls = None, None, None, 0, {}

@@ -197,13 +197,6 @@ def test_chained_tools_with_a_format_as_openai_combines_them(chained):
             assert set(json.loads(answer.message.content)) == {"ok"}  # never free text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine/remote.py: RemoteEngine.stream returns an unstarted generator holding the open "
-    "remote response, and closing it never reaches response.close(); the app side closes it now "
-    "(app/service.py Replies, app/sse_stream.py _discard). Fix: return an iterator whose close() "
-    "also closes `response` (checked: this test then passes).",
-)
 def test_a_chained_transcript_left_while_a_segment_is_prepared_stops_the_back(chained):
     """The client leaves right after the 200, while the front asks the back for the first segment
     (the remote engine opens its stream on the call): the back's generation is cancelled, not run

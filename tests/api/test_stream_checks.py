@@ -182,7 +182,9 @@ def test_streamed_transcripts_hold_no_thread_either(local_process):
             time.sleep(0.05)
         kinds = [r.result() for r in results]
     assert kinds == ["transcript.text.done"] * streams
-    assert extra < streams // 2, extra
+    # the 8 workers (the uploads decode there too) and anyio's idle ones lingering: 20 at most seen
+    # under load; a thread per stream came to 60
+    assert extra < streams, extra
 
 
 LEAVING = {  # route: (body, a line of the answer's first text)
