@@ -67,6 +67,7 @@ class Handoff:
         self._woken = False
         self._closed = False
         self._off_loop = False  # the events wait for an OffLoop's work: a wake must not step them
+        self._work: asyncio.Future | None = None  # that work's task, held (the loop holds it weakly)
 
     def on_token(self):
         """What the request's `on_token` is: None where the engine does not push."""
@@ -98,7 +99,7 @@ class Handoff:
             if event is PENDING:
                 return
             if isinstance(event, OffLoop):
-                self._off_loop = True  # the task is held: the loop keeps only a weak reference to it
+                self._off_loop = True
                 self._work = asyncio.ensure_future(self._run_off_loop(event.work))
                 return
             self.queue.put_nowait(event)
