@@ -6,6 +6,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from engine.engine import Engine
+from engine.loading import LoadOptions
 from engine.model_family import adapter_specs
 from engine.request import GenerationRequest, SamplingParams
 from media.parts import Message
@@ -33,6 +35,16 @@ def reference_model(tiny_checkpoint):
     for spec in adapter_specs():
         model.load_adapter(str(tiny_checkpoint), adapter_name=spec.name, adapter_kwargs={"subfolder": spec.folder})
     return model
+
+
+@pytest.fixture(scope="session")
+def compiled(tiny_checkpoint, compile_folder):
+    """One engine on the compiled path, its slot cache 16 rows, so every batch bucket (1-16) is
+    compiled: the fast tier's one cold compile (~30 s on 2 cores), shared by test_fast_decode.py
+    (a request alone takes bucket 1) and test_slot_decoder.py (every bucket)."""
+    engine = Engine.load(LoadOptions(model=str(tiny_checkpoint), device="cpu"))
+    assert engine.set_decode("compiled", static_rows=16, compile_cache=str(compile_folder)) == "compiled"
+    return engine
 
 
 def reference_tokens(model, engine, request, adapter) -> list[int]:

@@ -126,14 +126,14 @@ def test_a_closed_stream_leaves_the_batch(batched):
 
 
 @pytest.mark.slow  # 18 s in the everyday tier (the compiled path's first build)
-def test_every_row_of_a_mixed_batch_decodes_on_the_one_compiled_step(tiny_checkpoint, engine, solo):
+def test_every_row_of_a_mixed_batch_decodes_on_the_one_compiled_step(tiny_checkpoint, engine, solo, compile_folder):
     """With the fast path on, a request running alone and the three that join it all decode on the
     slot cache, in one compiled step whatever their adapters: no cache moves between paths, nothing
     compiles while serving, and nobody's tokens change."""
     from torch._dynamo.utils import counters
 
     fast = Engine.load(LoadOptions(model=str(tiny_checkpoint), device="cpu"))
-    fast.set_decode("compiled", static_rows=4)  # compiles every bucket up front
+    fast.set_decode("compiled", static_rows=4, compile_cache=str(compile_folder))  # every bucket up front
     graphs = counters["stats"]["unique_graphs"]
     fast.enable_batching(8)
     dynamic = []  # batched forward passes outside the slot cache (prefills run one row each)

@@ -22,13 +22,6 @@ def request(parts, tokens: int = 24, **params) -> GenerationRequest:
     return GenerationRequest([Message("user", parts)], SamplingParams(max_new_tokens=tokens, **params))
 
 
-@pytest.fixture(scope="module")
-def compiled(tiny_checkpoint, tmp_path_factory):
-    engine = Engine.load(LoadOptions(model=str(tiny_checkpoint), device="cpu"))
-    assert engine.set_decode("compiled", compile_cache=str(tmp_path_factory.mktemp("compile"))) == "compiled"
-    return engine
-
-
 @pytest.mark.parametrize("modality", list(MODALITIES))
 def test_compiled_greedy_tokens_equal_generate(compiled, reference_model, modality):
     req = request(MODALITIES[modality]())

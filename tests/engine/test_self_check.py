@@ -21,8 +21,10 @@ def fresh(tiny_checkpoint):
 
 
 @pytest.mark.parametrize("mode", ["static", "compiled"])
-def test_a_sound_fast_path_passes_and_serves(fresh, mode, tmp_path):
-    assert fresh.set_decode(mode, compile_cache=str(tmp_path)) == mode
+def test_a_sound_fast_path_passes_and_serves(fresh, mode, compile_folder):
+    # every bucket (16 rows), with the session's compile cache: the graphs tests/engine/conftest.py's
+    # `compiled` engine built, loaded again rather than compiled a second time
+    assert fresh.set_decode(mode, static_rows=16, compile_cache=str(compile_folder)) == mode
     assert fresh.decode_mode == mode and fresh.decode_fallback is None and fresh.static is not None
     assert fresh.self_check_s > 0
 

@@ -10,8 +10,6 @@ import torch
 from torch._dynamo.utils import counters
 
 from engine.compile_cache import MEGA_CACHE, cache_key
-from engine.engine import Engine
-from engine.loading import LoadOptions
 from engine.request import GenerationRequest, SamplingParams
 from engine.slot_decoder import BUCKETS
 from media.parts import Message
@@ -26,16 +24,10 @@ def request(modality: str) -> GenerationRequest:
 
 
 @pytest.fixture(scope="module")
-def compile_folder(tmp_path_factory):
-    return tmp_path_factory.mktemp("compile")
-
-
-@pytest.fixture(scope="module")
-def slots(tiny_checkpoint, compile_folder):
-    engine = Engine.load(LoadOptions(model=str(tiny_checkpoint), device="cpu"))
-    assert engine.set_decode("compiled", static_rows=16, compile_cache=str(compile_folder)) == "compiled"
-    assert engine.static.buckets == list(BUCKETS) and engine.static.uncompiled == []
-    return engine
+def slots(compiled):
+    """The session's compiled engine (tests/engine/conftest.py): 16 rows, every bucket."""
+    assert compiled.static.buckets == list(BUCKETS) and compiled.static.uncompiled == []
+    return compiled
 
 
 @pytest.fixture(scope="module")
