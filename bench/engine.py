@@ -94,7 +94,7 @@ def run_reference(engine, request):
     return clock.first_token_at - started, (produced - 1) / (ended - clock.first_token_at), ended - started
 
 
-def measure(engine, inputs: dict[str, list], max_new_tokens, repeats, modes) -> tuple[dict, dict]:
+def measure(engine, inputs: dict[str, list], max_new_tokens, repeats, modes, compile_cache=None) -> tuple[dict, dict]:
     """({modality: {path: medians}}, {path: set-up seconds}) for transformers' `generate`
     ("reference") and our engine on each decode path, on the same inputs. Each path is chosen
     once (set-up: compiling every graph, if any) and then serves every modality; each of its
@@ -105,7 +105,7 @@ def measure(engine, inputs: dict[str, list], max_new_tokens, repeats, modes) -> 
     results, setup = {modality: {"reference": {"runs": []}} for modality in inputs}, {}
     for path in modes:
         started = time.perf_counter()
-        engine.set_decode(path)
+        engine.set_decode(path, compile_cache=compile_cache)
         setup[path] = time.perf_counter() - started
         if engine.self_check_s:
             setup[f"{path} self-check"] = engine.self_check_s
@@ -242,6 +242,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--modes", default="dynamic,static,compiled", help="our decode paths to measure")
+    parser.add_argument("--compile-cache", help="folder of compiled decode steps (default ~/.cache/phi4mm/compile)")
     args = parser.parse_args()
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
@@ -270,13 +271,14 @@ def main() -> None:
             engine = Engine.load(LoadOptions(model=str(model_dir), device=device.type))
             n = args.max_new_tokens or 64
             print(f"# {model_dir.name}: batch 1, {n} new tokens, median of {args.repeats}")
-            print_table(*measure(engine, {m: MODALITIES[m]() for m in MODALITIES}, n, args.repeats, modes))
+            inputs = {m: MODALITIES[m]() for m in MODALITIES}
+            print_table(*measure(engine, inputs, n, args.repeats, modes, args.compile_cache))
             return
         engine = full_size_engine(model_dir, device, args.layers)
         n = args.max_new_tokens or 256
         text_parts = [TextPart(prompt_of_tokens(engine, 256))]
         inputs = {"text": text_parts, **{m: MODALITIES[m]() for m in MODALITIES if m != "text"}}
-        rows, setup = measure(engine, inputs, n, args.repeats, modes)
+        rows, setup = measure(engine, inputs, n, args.repeats, modes, args.compile_cache)
         engine_bytes = sum(
             p.numel() * p.element_size()
             for n_, p in engine.model.named_parameters()
