@@ -38,13 +38,27 @@ def reference_model(tiny_checkpoint):
 
 
 @pytest.fixture(scope="session")
-def compiled(tiny_checkpoint, compile_folder):
-    """One engine on the compiled path, its slot cache 16 rows, so every batch bucket (1-16) is
-    compiled: the fast tier's one cold compile (~30 s on 2 cores), shared by test_fast_decode.py
-    (a request alone takes bucket 1) and test_slot_decoder.py (every bucket)."""
-    engine = Engine.load(LoadOptions(model=str(tiny_checkpoint), device="cpu"))
-    assert engine.set_decode("compiled", static_rows=16, compile_cache=str(compile_folder)) == "compiled"
-    return engine
+def slot_engines(tiny_checkpoint, compile_folder):
+    """mode -> one engine per session on that fast path (static or compiled), its slot cache 16
+    rows, so every batch bucket (1-16) is built: shared by test_fast_decode.py (a request alone
+    takes bucket 1), test_slot_decoder.py (every bucket) and the self-check test."""
+    engines = {}
+
+    def get(mode: str) -> Engine:
+        if mode not in engines:
+            engine = Engine.load(LoadOptions(model=str(tiny_checkpoint), device="cpu"))
+            assert engine.set_decode(mode, static_rows=16, compile_cache=str(compile_folder)) == mode
+            engines[mode] = engine
+        return engines[mode]
+
+    return get
+
+
+# the compiled path's one cold compile takes ~25 s on 2 cores: the whole suite runs it, the
+# everyday tier the same tests on the static path (the same slot cache and step, uncompiled)
+@pytest.fixture(scope="session", params=["static", pytest.param("compiled", marks=pytest.mark.slow)])
+def fast_engine(request, slot_engines):
+    return slot_engines(request.param)
 
 
 def reference_tokens(model, engine, request, adapter) -> list[int]:
