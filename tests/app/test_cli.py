@@ -81,10 +81,10 @@ def test_ask_without_verbose_prints_only_the_answer(
 ):
     """Every decode path gives the same answer as the session's (dynamic, unbatched) engine."""
     from app.service import ConversationService
-
-    monkeypatch.setenv("PHI4MM_COMPILE_CACHE", str(compile_folder))  # the session's, not ~/.cache
     from engine.request import SamplingParams
     from media.parts import Message, TextPart
+
+    monkeypatch.setenv("PHI4MM_COMPILE_CACHE", str(compile_folder))  # the session's, not ~/.cache
 
     assert (
         main(
