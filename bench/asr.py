@@ -44,12 +44,13 @@ def speech_set(count: int, folder: Path) -> list[np.ndarray]:
     return clips
 
 
-def transcribe_all(engine: Engine, clips: list[np.ndarray]) -> tuple[float, int]:
-    """(wall seconds, generated tokens) for transcribing every clip."""
+def transcribe_all(engine: Engine, clips: list[np.ndarray], max_tokens: int | None = None) -> tuple[float, int]:
+    """(wall seconds, generated tokens) for transcribing every clip, each transcript up to
+    `max_tokens` (None: the product's budget for the clip's duration)."""
     tokens_before = engine.tokens_generated
     started = time.perf_counter()
     MeetingSummarizer(ConversationService(engine)).transcribe_many(
-        clips, MeetingOptions(), Tracker(1, lambda *_: None), threading.Event()
+        clips, MeetingOptions(asr_max_tokens=max_tokens), Tracker(1, lambda *_: None), threading.Event()
     )
     return time.perf_counter() - started, engine.tokens_generated - tokens_before
 

@@ -1,10 +1,10 @@
 """The released size on this machine's CPU, in bf16: decode tok/s and TTFT of our dynamic and
-static paths against transformers' `generate` on the same 256-token prompt, the bound this
+static paths against transformers' `generate` on the same prompt (256 tokens), the bound this
 machine's memory bandwidth puts on decoding (measured here: every decode step reads all decoder
 weights), and a profile of where a static step's time goes beside a dynamic one.
 
     python bench/cpu_full_size.py                       # about 12 GiB of memory, minutes
-    python bench/cpu_full_size.py --layers 2 --tokens 4 # smoke
+    python bench/cpu_full_size.py --layers 2 --tokens 2 --prompt-tokens 32   # smoke
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, help="fewer layers in every stack (a smoke run)")
     parser.add_argument("--tokens", type=int, default=16, help="new tokens per measured answer")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--prompt-tokens", type=int, default=256, help="the prompt's length (a smoke run: fewer)")
     args = parser.parse_args()
     transformers.logging.set_verbosity_error()
     warnings.filterwarnings("ignore")
@@ -72,7 +73,7 @@ def main() -> None:
             for k, p in engine.model.named_parameters()
             if "embed_tokens_extend" not in k and "lora_" not in k
         )
-        text = [TextPart(prompt_of_tokens(engine, 256))]
+        text = [TextPart(prompt_of_tokens(engine, args.prompt_tokens))]
         print(
             f"# bench/cpu_full_size.py  {time.strftime('%Y-%m-%d')}  CPU, {torch.get_num_threads()} threads  "
             f"torch {torch.__version__}  {engine.model.config.num_hidden_layers} layers, bf16"

@@ -94,7 +94,7 @@ def run_reference(engine, request):
     return clock.first_token_at - started, (produced - 1) / (ended - clock.first_token_at), ended - started
 
 
-def measure(engine, inputs: dict[str, list], max_new_tokens, repeats, modes) -> tuple[dict, dict]:
+def measure(engine, inputs: dict[str, list], max_new_tokens, repeats, modes, compile_cache=None) -> tuple[dict, dict]:
     """({modality: {path: medians}}, {path: set-up seconds}) for transformers' `generate`
     ("reference") and our engine on each decode path, on the same inputs. Each path is chosen
     once (set-up: compiling every graph, if any) and then serves every modality; each of its
@@ -105,7 +105,7 @@ def measure(engine, inputs: dict[str, list], max_new_tokens, repeats, modes) -> 
     results, setup = {modality: {"reference": {"runs": []}} for modality in inputs}, {}
     for path in modes:
         started = time.perf_counter()
-        engine.set_decode(path)
+        engine.set_decode(path, compile_cache=compile_cache)
         setup[path] = time.perf_counter() - started
         if engine.self_check_s:
             setup[f"{path} self-check"] = engine.self_check_s
@@ -166,9 +166,26 @@ def full_size_model(tiny_dir: Path, device: torch.device, layers: int | None, dt
         # (checked on the tiny config: parameters set to NaN first all come out finite).
         with no_init_weights():
             model = Phi4MultimodalForCausalLM._from_config(config, dtype=dtype).eval()
+        if device.type == "cpu" and dtype != torch.float32:
+            vocabulary_in_fp32(model, config.initializer_range)
         model.init_weights()
     model.generation_config = GenerationConfig(**RELEASED_GENERATION_CONFIG)
     return model, processor
+
+
+@torch.no_grad()
+def vocabulary_in_fp32(model, std: float, rows: int = 8192) -> None:
+    """The vocabulary matrix (embedding and head, tied: 0.6 G of the 0.95 G parameters at 2
+    layers) drawn as `init_weights` draws it, normal(0, std) with the padding row zero, but in
+    fp32 pieces: on a CPU `normal_` in bf16 took 11 s for it, in fp32 1.9 s, and `init_weights`
+    draws it twice (as the embedding and as the head). Marked done, so `init_weights` leaves it."""
+    embedding = model.get_input_embeddings()
+    for weight in {w.data_ptr(): w for w in (embedding.weight, model.lm_head.weight)}.values():
+        for piece in weight.split(rows):
+            piece.copy_(torch.empty(piece.shape).normal_(0.0, std))
+        weight._is_hf_initialized = True
+    if embedding.padding_idx is not None:
+        embedding.weight[embedding.padding_idx].zero_()
 
 
 def full_size_engine(
@@ -242,6 +259,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--modes", default="dynamic,static,compiled", help="our decode paths to measure")
+    parser.add_argument("--compile-cache", help="folder of compiled decode steps (default ~/.cache/phi4mm/compile)")
     args = parser.parse_args()
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
@@ -270,13 +288,14 @@ def main() -> None:
             engine = Engine.load(LoadOptions(model=str(model_dir), device=device.type))
             n = args.max_new_tokens or 64
             print(f"# {model_dir.name}: batch 1, {n} new tokens, median of {args.repeats}")
-            print_table(*measure(engine, {m: MODALITIES[m]() for m in MODALITIES}, n, args.repeats, modes))
+            inputs = {m: MODALITIES[m]() for m in MODALITIES}
+            print_table(*measure(engine, inputs, n, args.repeats, modes, args.compile_cache))
             return
         engine = full_size_engine(model_dir, device, args.layers)
         n = args.max_new_tokens or 256
         text_parts = [TextPart(prompt_of_tokens(engine, 256))]
         inputs = {"text": text_parts, **{m: MODALITIES[m]() for m in MODALITIES if m != "text"}}
-        rows, setup = measure(engine, inputs, n, args.repeats, modes)
+        rows, setup = measure(engine, inputs, n, args.repeats, modes, args.compile_cache)
         engine_bytes = sum(
             p.numel() * p.element_size()
             for n_, p in engine.model.named_parameters()

@@ -4,7 +4,8 @@ measured beside its baseline in the same run. Prints one table for bench/RESULTS
 same figures as JSON: the device, and per figure a `value` and its `baseline`.
 
     python bench/gpu_check.py                          # a GPU (target: under 8 minutes on one H100)
-    python bench/gpu_check.py --layers 2 --tokens 4 --clips 1 --streams 4 --out /tmp/gpu_check.json   # CPU smoke (CI)
+    python bench/gpu_check.py --layers 2 --tokens 4 --clips 1 --streams 2 --prompt-tokens 32 \
+        --max-crops 1 --speech-seconds 5 --asr-tokens 2 --out /tmp/gpu_check.json   # CPU smoke (CI)
 
 Start-up (`phi4mm serve`, cold and warm compile cache, bench/startup.py) runs on a GPU, last; on a
 CPU only with --startup.
@@ -16,6 +17,7 @@ Never commit the JSON of a CPU run.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import sys
@@ -111,11 +113,11 @@ def agreement(a: list[int], b: list[int]) -> float:
     return same / max(len(a), len(b), 1)
 
 
-def thirty_seconds_of_speech(folder: Path) -> np.ndarray:
+def seconds_of_speech(folder: Path, seconds: float) -> np.ndarray:
     clip = to_mono_16k(
         speak("Please summarise what was decided in the meeting about the budget.", folder / "question.wav"), 22050
     )
-    return np.resize(clip, 30 * SAMPLE_RATE).astype(np.float32)
+    return np.resize(clip, int(seconds * SAMPLE_RATE)).astype(np.float32)
 
 
 def main() -> None:
@@ -124,6 +126,11 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64, help="new tokens per measured answer")
     parser.add_argument("--clips", type=int, default=32, help="espeak-ng clips for RTFx")
     parser.add_argument("--streams", type=int, default=16, help="concurrent mixed streams")
+    # a CPU smoke run's smaller inputs (each figure still runs; on a CPU the prefills are most of the time)
+    parser.add_argument("--prompt-tokens", type=int, default=256, help="the text prompt's length")
+    parser.add_argument("--max-crops", type=int, help="crop budget per image (default: the product's)")
+    parser.add_argument("--speech-seconds", type=float, default=30.0, help="the speech of the TTFT figure")
+    parser.add_argument("--asr-tokens", type=int, help="cap on each transcript (default: the budget by duration)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--startup", action=argparse.BooleanOptionalAction, help="default: on a GPU only")
     args = parser.parse_args()
@@ -139,6 +146,8 @@ def main() -> None:
         folder = Path(tmp)
         tiny = write_tiny_checkpoint(folder / "tiny")
         engine = full_size_engine(tiny, device, args.layers)
+        if args.max_crops:
+            engine.limits = dataclasses.replace(engine.limits, max_crops=args.max_crops)
         layers = engine.model.config.num_hidden_layers
         report = Report(args.out, device=name, layers=layers, dtype=str(engine.dtype), tokens=args.tokens)
         print(
@@ -149,7 +158,7 @@ def main() -> None:
         print("| figure | value | baseline | ratio | note |\n| --- | --- | --- | --- | --- |")
         measure_bf16(engine, report, args, folder)
         if cuda:  # the bf16 baseline, then the bf16 model is freed to make room
-            text = request([TextPart(prompt_of_tokens(engine, 256))], args.tokens)
+            text = request([TextPart(prompt_of_tokens(engine, args.prompt_tokens))], args.tokens)
             engine.set_decode("dynamic")
             bf16 = run_ours(engine, text)[1], torch.cuda.memory_allocated(device) / 2**30
             engine.close()
@@ -231,7 +240,7 @@ def measure_bf16(engine, report: Report, args, folder: Path) -> None:
     n, device, name = args.tokens, engine.device, report.about["device"]
     cuda = device.type == "cuda"
     inputs = {
-        "text": [TextPart(prompt_of_tokens(engine, 256))],
+        "text": [TextPart(prompt_of_tokens(engine, args.prompt_tokens))],
         "image": MODALITIES["image"](),
         "audio": MODALITIES["audio"](),
     }
@@ -300,9 +309,9 @@ def measure_bf16(engine, report: Report, args, folder: Path) -> None:
         ttft([ImagePart(make_photo(448, 448)), TextPart("What is in this photo?")]),
     )
     report.attempt(
-        "TTFT, 30 s of speech",
+        f"TTFT, {args.speech_seconds:g} s of speech",
         "ms",
-        ttft([AudioPart(thirty_seconds_of_speech(folder)), TextPart("Answer the question.")]),
+        ttft([AudioPart(seconds_of_speech(folder, args.speech_seconds)), TextPart("Answer the question.")]),
     )
 
     host = {}
@@ -352,7 +361,7 @@ def measure_bf16(engine, report: Report, args, folder: Path) -> None:
         results = {}
         for batch in (1, 16):
             engine.enable_batching(batch)
-            results[batch] = seconds / transcribe_all(engine, clips)[0]
+            results[batch] = seconds / transcribe_all(engine, clips, args.asr_tokens)[0]
             engine.scheduler.close()
         return results[16], results[1]
 

@@ -24,6 +24,14 @@ def engine(tiny_checkpoint):
     return Engine.load(LoadOptions(model=str(tiny_checkpoint), device="cpu"))
 
 
+@pytest.fixture(scope="session")
+def compile_folder(tmp_path_factory):
+    """One compile cache for the session (engine/compile_cache.py): a second engine compiled with
+    the same key (model, rows, capacity) loads the first one's graphs instead of compiling again,
+    about 20 s each on 2 cores. Nothing is written to the user's own cache."""
+    return tmp_path_factory.mktemp("compile")
+
+
 API_KEY = "test-key"  # the shared server's /v1 key
 
 

@@ -76,11 +76,15 @@ def test_ask_streams_and_reports_metrics(tiny_checkpoint, media, capsys, flags, 
 
 
 @pytest.mark.parametrize("decode", ["dynamic", "static", pytest.param("compiled", marks=pytest.mark.slow)])
-def test_ask_without_verbose_prints_only_the_answer(tiny_checkpoint, engine, capsys, decode):
+def test_ask_without_verbose_prints_only_the_answer(
+    tiny_checkpoint, engine, capsys, decode, compile_folder, monkeypatch
+):
     """Every decode path gives the same answer as the session's (dynamic, unbatched) engine."""
     from app.service import ConversationService
     from engine.request import SamplingParams
     from media.parts import Message, TextPart
+
+    monkeypatch.setenv("PHI4MM_COMPILE_CACHE", str(compile_folder))  # the session's, not ~/.cache
 
     assert (
         main(

@@ -15,9 +15,14 @@ pytestmark = pytest.mark.slow  # benchmarks run as subprocesses
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_engine_benchmark_prints_ratios_per_modality_and_path():
+def test_engine_benchmark_prints_ratios_per_modality_and_path(tiny_checkpoint, compile_folder):
     run = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "engine.py"), "--repeats", "1", "--max-new-tokens", "4"],
+        [
+            sys.executable,
+            str(ROOT / "bench" / "engine.py"),
+            *("--model", str(tiny_checkpoint), "--compile-cache", str(compile_folder)),  # the session's
+            *("--repeats", "1", "--max-new-tokens", "4"),
+        ],
         capture_output=True,
         text=True,
         timeout=300,

@@ -1,5 +1,6 @@
-"""bench/cpu_full_size.py keeps running (2 layers per stack, 2 tokens): the bandwidth bound, the
-table against `generate` on both paths, and each path's profile. Figures are not asserted."""
+"""bench/cpu_full_size.py keeps running (2 layers per stack, a 32-token prompt, 2 new tokens): the
+bandwidth bound, the table against `generate` on both paths, and each path's profile. Figures are
+not asserted."""
 
 from __future__ import annotations
 
@@ -16,7 +17,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_cpu_full_size_smoke_prints_the_bound_the_table_and_the_profiles():
     run = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "cpu_full_size.py"), "--layers", "2", "--tokens", "2"],
+        [
+            sys.executable,
+            str(ROOT / "bench" / "cpu_full_size.py"),
+            "--layers",
+            "2",
+            "--tokens",
+            "2",
+            "--prompt-tokens",
+            "32",
+        ],
         capture_output=True,
         text=True,
         timeout=600,

@@ -6,6 +6,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from engine.engine import Engine
+from engine.loading import LoadOptions
 from engine.model_family import adapter_specs
 from engine.request import GenerationRequest, SamplingParams
 from media.parts import Message
@@ -33,6 +35,30 @@ def reference_model(tiny_checkpoint):
     for spec in adapter_specs():
         model.load_adapter(str(tiny_checkpoint), adapter_name=spec.name, adapter_kwargs={"subfolder": spec.folder})
     return model
+
+
+@pytest.fixture(scope="session")
+def slot_engines(tiny_checkpoint, compile_folder):
+    """mode -> one engine per session on that fast path (static or compiled), its slot cache 16
+    rows, so every batch bucket (1-16) is built: shared by test_fast_decode.py (a request alone
+    takes bucket 1), test_slot_decoder.py (every bucket) and the self-check test."""
+    engines = {}
+
+    def get(mode: str) -> Engine:
+        if mode not in engines:
+            engine = Engine.load(LoadOptions(model=str(tiny_checkpoint), device="cpu"))
+            assert engine.set_decode(mode, static_rows=16, compile_cache=str(compile_folder)) == mode
+            engines[mode] = engine
+        return engines[mode]
+
+    return get
+
+
+# the compiled path's one cold compile takes ~25 s on 2 cores: the whole suite runs it, the
+# everyday tier the same tests on the static path (the same slot cache and step, uncompiled)
+@pytest.fixture(scope="session", params=["static", pytest.param("compiled", marks=pytest.mark.slow)])
+def fast_engine(request, slot_engines):
+    return slot_engines(request.param)
 
 
 def reference_tokens(model, engine, request, adapter) -> list[int]:

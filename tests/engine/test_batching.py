@@ -125,32 +125,37 @@ def test_a_closed_stream_leaves_the_batch(batched):
     assert engine.generate(request("audio", tokens=4))[2].finish_reason == "length"  # still serving
 
 
-@pytest.mark.slow  # 18 s in the everyday tier (the compiled path's first build)
-def test_every_row_of_a_mixed_batch_decodes_on_the_one_compiled_step(tiny_checkpoint, engine, solo):
+@pytest.mark.slow  # the compiled path's cold compile (tests/engine/conftest.py's compiled engine, shared)
+def test_every_row_of_a_mixed_batch_decodes_on_the_one_compiled_step(engine, solo, slot_engines, monkeypatch):
     """With the fast path on, a request running alone and the three that join it all decode on the
     slot cache, in one compiled step whatever their adapters: no cache moves between paths, nothing
     compiles while serving, and nobody's tokens change."""
     from torch._dynamo.utils import counters
 
-    fast = Engine.load(LoadOptions(model=str(tiny_checkpoint), device="cpu"))
-    fast.set_decode("compiled", static_rows=4)  # compiles every bucket up front
+    fast = slot_engines("compiled")  # every bucket compiled up front
     graphs = counters["stats"]["unique_graphs"]
-    fast.enable_batching(8)
     dynamic = []  # batched forward passes outside the slot cache (prefills run one row each)
     mixed = fast.router.mixed
-    fast.router.mixed = lambda adapters: (len(adapters) > 1 and dynamic.append(adapters)) or mixed(adapters)
+    monkeypatch.setattr(
+        fast.router, "mixed", lambda adapters: (len(adapters) > 1 and dynamic.append(adapters)) or mixed(adapters)
+    )
     buckets, step = [], fast.static.step
-    fast.static.step = lambda tokens, rows: buckets.append(len(fast.static._slots)) or step(tokens, rows)
+    monkeypatch.setattr(
+        fast.static, "step", lambda tokens, rows: buckets.append(len(fast.static._slots)) or step(tokens, rows)
+    )
     long = request("image", tokens=300)
     expected = engine.generate(request("image", tokens=300))[1]
-    stream = fast.stream(long)
-    tokens = list(next(stream).token_ids)
-    others = run_together(fast, {m: request(m) for m in ("text", "audio", "image+audio")})
-    tokens += [t for chunk in stream for t in chunk.token_ids]
+    fast.enable_batching(8)
+    try:
+        stream = fast.stream(long)
+        tokens = list(next(stream).token_ids)
+        others = run_together(fast, {m: request(m) for m in ("text", "audio", "image+audio")})
+        tokens += [t for chunk in stream for t in chunk.token_ids]
+    finally:
+        fast.enable_batching(1)  # the session's engine: one at a time, as the other tests use it
     assert tokens == expected
     assert all(others[m] == solo[m] for m in others)
     assert max(buckets) == 4 and (buckets[-1] == 1 or len(expected) < 300)  # together, then alone again
     assert dynamic == []  # every step on the slot cache
     assert fast.static.uncompiled == []
     assert counters["stats"]["unique_graphs"] == graphs  # nothing compiled while serving
-    fast.scheduler.close()

@@ -10,8 +10,6 @@ import torch
 from torch._dynamo.utils import counters
 
 from engine.compile_cache import MEGA_CACHE, cache_key
-from engine.engine import Engine
-from engine.loading import LoadOptions
 from engine.request import GenerationRequest, SamplingParams
 from engine.slot_decoder import BUCKETS
 from media.parts import Message
@@ -25,17 +23,12 @@ def request(modality: str) -> GenerationRequest:
     return GenerationRequest([Message("user", MODALITIES[modality]())], SamplingParams(max_new_tokens=STEPS))
 
 
-@pytest.fixture(scope="module")
-def compile_folder(tmp_path_factory):
-    return tmp_path_factory.mktemp("compile")
-
-
-@pytest.fixture(scope="module")
-def slots(tiny_checkpoint, compile_folder):
-    engine = Engine.load(LoadOptions(model=str(tiny_checkpoint), device="cpu"))
-    assert engine.set_decode("compiled", static_rows=16, compile_cache=str(compile_folder)) == "compiled"
-    assert engine.static.buckets == list(BUCKETS) and engine.static.uncompiled == []
-    return engine
+@pytest.fixture
+def slots(fast_engine):
+    """The session's engine on the slot cache (tests/engine/conftest.py): 16 rows, every bucket;
+    static in the everyday tier, compiled too in the whole suite."""
+    assert fast_engine.static.buckets == list(BUCKETS) and fast_engine.static.uncompiled == []
+    return fast_engine
 
 
 @pytest.fixture(scope="module")
@@ -149,10 +142,11 @@ def test_a_full_decoder_and_a_taken_slot_are_refused(slots):
     batch.release(0)
 
 
-def test_compiled_graphs_are_kept_on_disk_under_their_key(slots, compile_folder):
+@pytest.mark.slow  # the compiled engine's cold compile
+def test_compiled_graphs_are_kept_on_disk_under_their_key(slot_engines, compile_folder):
     """What a second start loads (bench/startup.py measures that start): one folder per key, and a
     different cache shape, dtype or device is a different key."""
-    engine = slots
+    engine = slot_engines("compiled")
     key = cache_key(engine.model, engine.device, dtype=engine.dtype, rows=16, capacity=engine.static.capacity)
     assert (compile_folder / key / MEGA_CACHE).stat().st_size > 0
     assert key != cache_key(engine.model, engine.device, dtype=engine.dtype, rows=8, capacity=engine.static.capacity)
