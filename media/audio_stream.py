@@ -24,6 +24,10 @@ SILENCE_PEAK = 1e-4  # -80 dBFS: below this everywhere, there is nothing to list
 # One analysis window of the model's audio features (transformers' Phi4MultimodalFeatureExtractor,
 # win_length 400 at 16 kHz): a shorter clip has no feature frame and the extractor fails on it.
 MIN_SAMPLES = 400
+# What a real recording's header may say: telephone speech (8 kHz) down to 2 kHz, studio rates up
+# to 768 kHz, and channel counts up to third-order ambisonics and beyond. Ours, not a standard.
+MIN_RATE, MAX_RATE, MAX_CHANNELS = 2_000, 768_000, 64
+BLOCK_SAMPLES = 4_000_000  # samples (frames x channels) read at a time: 16 MB of float32
 
 
 def too_long_message(seconds: float, max_seconds: float) -> str:
@@ -106,8 +110,16 @@ def _soundfile_blocks(source, max_seconds: float):
         return None
     if hasattr(source, "seek"):
         source.seek(0)
-    seconds = info.frames / info.samplerate if info.samplerate else 0
+    if not MIN_RATE <= info.samplerate <= MAX_RATE or not 1 <= info.channels <= MAX_CHANNELS:
+        # a header no recorder writes (a damaged or forged file): its rate sizes every buffer below,
+        # and a resampler from ~2 GHz to 16 kHz alone wanted gigabytes (found by the media fuzz test)
+        raise MediaError(
+            f"The audio file's header is not valid ({info.samplerate} Hz, {info.channels} channels); "
+            f"use a {SUPPORTED} file."
+        )
+    seconds = info.frames / info.samplerate
     check_length(seconds, max_seconds)
+    block = max(1, min(info.samplerate * 10, BLOCK_SAMPLES // info.channels))  # 10 s, or fewer channels' worth
 
     def blocks():
         # Not `sf.blocks`: on a file shorter than its header says, it yields its whole reused
@@ -115,8 +127,8 @@ def _soundfile_blocks(source, max_seconds: float):
         # garbage up to 1e28 and NaN) reached the model. `read` returns only the frames it read.
         try:
             with sf.SoundFile(source) as f:
-                while len(block := f.read(info.samplerate * 10, dtype="float32", always_2d=True)):
-                    yield info.samplerate, block.mean(axis=1)
+                while len(frames := f.read(block, dtype="float32", always_2d=True)):
+                    yield info.samplerate, frames.mean(axis=1)
         except Exception:  # truncated or corrupt after a valid header
             raise MediaError("The audio file is corrupt or truncated.") from None
 

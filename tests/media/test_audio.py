@@ -3,6 +3,8 @@ with our typed error; 60 s of audio costs the processor's 750 tokens; fast featu
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -115,6 +117,16 @@ def test_length_cap_is_checked_from_the_header_before_decoding(monkeypatch):
     monkeypatch.setattr(sf, "blocks", lambda *a, **k: pytest.fail("decoded a file the header already ruled out"))
     with pytest.raises(MediaError, match="5.0 minutes"):
         load_audio(wav)
+
+
+@pytest.mark.parametrize("rate", [2**31 - 1, 1, 800_000])
+def test_a_header_no_recorder_writes_is_refused_before_any_buffer_is_sized(rate):
+    """The media fuzz test's 19 GB process: a WAV whose header says ~2 GHz passed the length check
+    (a second of frames) and sized an 8.6 GB read and a 2 GHz -> 16 kHz resampler from it."""
+    wav = bytearray(encode_audio(make_tone(0.5, rate=8000), 8000, "wav"))
+    wav[24:32] = struct.pack("<II", rate, rate * 2 % 2**32)  # the fmt chunk's sample rate and byte rate
+    with pytest.raises(MediaError, match="header is not valid"):
+        load_audio(bytes(wav))
 
 
 def test_sixty_seconds_cost_750_tokens(engine):
