@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import MediaError
-from media.audio_stream import checked, decode_to_16k
+from media.audio_stream import MAX_RATE, MIN_RATE, checked, decode_to_16k
 from media.files import names_its_file, read_bytes
 from media.limits import SAMPLE_RATE, MediaLimits
 from media.parts import AudioPart
@@ -33,7 +33,7 @@ def resample(samples: np.ndarray, sample_rate: int, to: int = SAMPLE_RATE) -> np
 
 
 def check_rate(sample_rate: Any) -> None:
-    if not isinstance(sample_rate, (int, np.integer)) or not 1000 <= sample_rate <= 384000:
+    if not isinstance(sample_rate, (int, np.integer)) or not MIN_RATE <= sample_rate <= MAX_RATE:
         raise MediaError(f"Unsupported sample rate {sample_rate!r}.")
 
 

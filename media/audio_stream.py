@@ -24,9 +24,9 @@ SILENCE_PEAK = 1e-4  # -80 dBFS: below this everywhere, there is nothing to list
 # One analysis window of the model's audio features (transformers' Phi4MultimodalFeatureExtractor,
 # win_length 400 at 16 kHz): a shorter clip has no feature frame and the extractor fails on it.
 MIN_SAMPLES = 400
-# What a real recording's header may say: telephone speech (8 kHz) down to 2 kHz, studio rates up
-# to 768 kHz, and channel counts up to third-order ambisonics and beyond. Ours, not a standard.
-MIN_RATE, MAX_RATE, MAX_CHANNELS = 2_000, 768_000, 64
+# The sample rates and channel counts taken (a microphone's pair or a file's header): telephone
+# speech and below, studio rates, arrays and ambisonics. Ours, not a standard.
+MIN_RATE, MAX_RATE, MAX_CHANNELS = 1_000, 384_000, 64
 BLOCK_SAMPLES = 4_000_000  # samples (frames x channels) read at a time: 16 MB of float32
 
 

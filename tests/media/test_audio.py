@@ -119,7 +119,7 @@ def test_length_cap_is_checked_from_the_header_before_decoding(monkeypatch):
         load_audio(wav)
 
 
-@pytest.mark.parametrize("rate", [2**31 - 1, 1, 800_000])
+@pytest.mark.parametrize("rate", [2**31 - 1, 1, 400_000])
 def test_a_header_no_recorder_writes_is_refused_before_any_buffer_is_sized(rate):
     """The media fuzz test's 19 GB process: a WAV whose header says ~2 GHz passed the length check
     (a second of frames) and sized an 8.6 GB read and a 2 GHz -> 16 kHz resampler from it."""
