@@ -73,6 +73,7 @@ def test_a_transcript_streams_as_deltas_then_the_whole_text(client):
     assert "".join(e.delta for e in events[:-1]) == events[-1].text
 
 
+@pytest.mark.slow  # three 30 s segments, each decoded twice (~7 s)
 def test_a_long_transcript_streams_its_segments_in_order_as_the_whole_answer_has_them(client):
     """Three ~30 s segments, each prepared off the event loop mid-stream (app/sse_stream.py OffLoop):
     the deltas add up to the done text, which is the unstreamed transcript (greedy both)."""
