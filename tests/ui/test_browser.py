@@ -50,7 +50,8 @@ def shot(page, name: str) -> None:
 def send(page, text: str, *files: Path) -> None:
     if files:
         page.set_input_files("#chat-input input[type=file]", [str(f) for f in files])
-        page.wait_for_selector("#chat-input img, #chat-input .thumbnail-item", timeout=10_000)
+        # 30 s: on a fresh clone's full run an upload right after a refused 41 MB one took over 10
+        page.wait_for_selector("#chat-input img, #chat-input .thumbnail-item", timeout=30_000)
     page.fill("#chat-input textarea", text)
     page.keyboard.press("Enter")
 
