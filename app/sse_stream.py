@@ -8,7 +8,10 @@ with an error event. The events reach the HTTP layer through an asyncio queue:
 - from a local engine that `pushes` (its scheduler's thread decodes), the engine's thread calls
   `Handoff.wake` (`loop.call_soon_threadsafe`) for each token, and the event loop runs the
   answer's own steps (detokenising, the output guard, the event's JSON) up to the next `PENDING`:
-  no thread is held per stream;
+  no thread is held per stream. An answer's first and last tokens go out at once, those between
+  at most every `FLUSH_EVERY_S`, together: each step of the loop takes the GIL from the decoding
+  thread, and stepping once per token cost a lone request a tenth of its speed on a 2-core CPU
+  (bench/RESULTS.md);
 - from an engine that decodes in its consumer's thread (the remote backend, a lone local request
   one at a time), one plain thread per stream iterates and queues each event.
 An answer whose events need blocking work midway (a transcript prepares each segment's audio)
@@ -39,6 +42,7 @@ from core.errors import InvalidRequest, Phi4mmError
 from engine.request import PENDING, Metrics
 
 log = logging.getLogger(__name__)
+FLUSH_EVERY_S = 0.02  # between two sends of one answer's tokens (50 a second: smooth to the eye)
 DONE = "data: [DONE]\n\n"  # a chat stream's last event (the Responses API and transcripts send none)
 END = object()  # the end of a stream's events, in the queue
 
@@ -59,12 +63,14 @@ class OffLoop:
 class Handoff:
     """Moves one answer's events from where they are made to the coroutine that sends them."""
 
-    def __init__(self, pushes: bool):
+    def __init__(self, pushes: bool, flush_every_s: float = FLUSH_EVERY_S):
         self.loop = asyncio.get_running_loop()
+        self.flush_every_s = flush_every_s
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self.pushes = pushes  # the events are made on the loop, woken by the engine's thread
         self.events: Generator | None = None
         self._woken = False
+        self._flushed_at = float("-inf")  # the loop's time when the tokens last went out
         self._closed = False
         self._off_loop = False  # the events wait for an OffLoop's work: a wake must not step them
         self._work: asyncio.Future | None = None  # that work's task, held (the loop holds it weakly)
@@ -73,15 +79,28 @@ class Handoff:
         """What the request's `on_token` is: None where the engine does not push."""
         return self.wake if self.pushes else None
 
-    def wake(self) -> None:
-        """From the engine's thread: a token is ready. Wakes that come together make one step."""
-        if self._woken:
+    def wake(self, last: bool = False) -> None:
+        """From the engine's thread: a token is ready (`last`: nothing follows it). Wakes that come
+        before the step they asked for make that one step; the last one steps at once."""
+        if self._woken and not last:
             return
         self._woken = True
         try:
-            self.loop.call_soon_threadsafe(self._step)
+            self.loop.call_soon_threadsafe(self._step if last else self._due)
         except RuntimeError:  # the loop has closed (the server stopped): nobody is listening
             pass
+
+    def _due(self) -> None:
+        """On the loop: step now, or `flush_every_s` after the last time the tokens went out."""
+        wait = self._flushed_at + self.flush_every_s - self.loop.time()
+        if wait > 0:
+            self.loop.call_later(wait, self._flush)
+        else:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._flushed_at = self.loop.time()
+        self._step()
 
     def start(self, events: Iterator[str]) -> None:
         self.events = events
@@ -191,8 +210,15 @@ class EventStream(Response):
 
     async def _send_events(self, send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        while (event := await self.handoff.queue.get()) is not END:
-            await send({"type": "http.response.body", "body": event.encode(), "more_body": True})
+        queue, ended = self.handoff.queue, False
+        while not ended:
+            events = [await queue.get()]
+            while not queue.empty():  # every event ready goes out in one write
+                events.append(queue.get_nowait())
+            if ended := events[-1] is END:  # END comes last
+                events.pop()
+            if events:
+                await send({"type": "http.response.body", "body": "".join(events).encode(), "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 

@@ -1,7 +1,9 @@
 """Concurrency through a real server: `phi4mm serve` on the tiny checkpoint (started here), N
 streaming chat requests mixing text, image, audio and image+audio, sent all at once and then one
 after another, over HTTP with their media as base64 (decoding included). Also a lone request
-against the same engine called directly in this process (no HTTP, no server), the "direct path".
+against the same engine called directly in this process (no HTTP, no server), the "direct path":
+the request the server's service builds (its system prompt too), so the model reads the same
+tokens both ways.
 
 Prints, per stream count, the aggregate tokens/s both ways and their ratio (median of the paired
 ratios over `--repeats` rounds, alternating), and the lone request's tokens/s through the server
@@ -24,9 +26,11 @@ from pathlib import Path
 import httpx
 import soundfile
 
+from app.service import ConversationService, open_service
+from core.settings import Settings
 from engine.engine import Engine
 from engine.loading import LoadOptions
-from engine.request import GenerationRequest, SamplingParams
+from engine.request import SamplingParams
 from media.limits import SAMPLE_RATE
 from media.parts import Message
 from tooling.inputs import MODALITIES, make_photo, make_tone
@@ -100,16 +104,19 @@ def through_server(url: str, streams: int, max_tokens: int, together: bool) -> f
         return sum(counts) / (time.perf_counter() - began)
 
 
-def direct(engine: Engine, max_tokens: int) -> float:
-    """One request of each kind in turn on the engine itself, no server -> tokens/s. Read in a
-    thread of its own, as the server's decode loop runs: on this 2-core CPU, under load, PyTorch's
-    attention kernel ran 200x slower in the main thread than in any other (8 ms against 0.04)."""
+def direct(service: ConversationService, max_tokens: int) -> float:
+    """One request of each kind in turn on the engine itself, no server -> tokens/s. Each is the
+    request the server's service builds from the same message (its system prompt included: the
+    model reads the same tokens both ways). Read in a thread of its own, as the server's decode
+    loop runs: on this 2-core CPU, under load, PyTorch's attention kernel ran 200x slower in the
+    main thread than in any other (8 ms against 0.04)."""
     tokens = []
 
     def run() -> None:
         for parts in MODALITIES.values():
-            request = GenerationRequest([Message("user", parts())], SamplingParams(max_new_tokens=max_tokens))
-            tokens.append(sum(len(chunk.token_ids) for chunk in engine.stream(request)))
+            params = SamplingParams(max_new_tokens=max_tokens)
+            request, _, _ = service.build_request([Message("user", parts())], params)
+            tokens.append(sum(len(chunk.token_ids) for chunk in service.engine.stream(request)))
 
     began = time.perf_counter()
     reader = threading.Thread(target=run)
@@ -123,15 +130,16 @@ def run(streams: list[int], max_tokens: int, repeats: int, decode: str) -> None:
         checkpoint = write_tiny_checkpoint(Path(tmp) / "tiny", seed=0)
         engine = Engine.load(LoadOptions(model=str(checkpoint), device="cpu"))
         engine.set_decode(decode)
+        service = open_service(Settings.from_env(model=str(checkpoint)), engine=engine)
         settings = {"api_key": KEY, "decode": decode, "max_batch": str(max(streams + [2]))}
         with running_server(checkpoint, Path(tmp) / "serve.log", **settings) as url:
             print(f"# through a real server (HTTP, media as base64), tiny checkpoint, CPU, decode {decode}")
             through_server(url, 4, 4, together=True)  # warm-up: every kind once
-            direct(engine, 4)
+            direct(service, 4)
             lone_server, lone_direct = [], []
             for _ in range(repeats):
                 lone_server.append(through_server(url, 4, max_tokens, together=False))
-                lone_direct.append(direct(engine, max_tokens))
+                lone_direct.append(direct(service, max_tokens))
             ratio = statistics.median(s / d for s, d in zip(lone_server, lone_direct))
             print(
                 f"lone request (each kind in turn): server {statistics.median(lone_server):.1f} tok/s, "

@@ -3,8 +3,10 @@ whose rows want different adapters takes two small matrix products per layer wha
 (it took two per adapter). Each adapter's own weights become views into the stacked ones: PEFT's
 single-adapter path reads the same memory, and nothing is copied or kept twice.
 
-Row i's update is B[:, its ranks] @ A[its ranks] x, scaled: the other adapters' ranks are zeroed
-between the two products (a 0/1 mask over the ranks), and a base row's scale is 0. Those zeros
+Row i's update is B[:, its ranks] @ A[its ranks] x, scaled: between the two products each rank is
+multiplied by its adapter's scaling where the row wants that adapter and by 0 elsewhere (a base
+row's are all 0); layers whose ranks and scalings are alike share that (rows, ranks) factor, made
+once per pass, and the second product adds itself to the output in place. Those zeros
 add nothing to the sums, so a row gets the sum its own adapter alone gives (the fidelity tests
 compare tokens with lone requests on PEFT's path).
 
@@ -27,15 +29,22 @@ class StackedLora:
     a: torch.Tensor  # (ranks, in): every adapter's A, in the router's adapter order
     b: torch.Tensor  # (out, ranks): every adapter's B, side by side
     owner: torch.Tensor  # (ranks,): the index of the adapter each rank belongs to
-    scales: torch.Tensor  # (adapters,): each adapter's scaling (lora_alpha / r) in this layer
+    rank_scales: torch.Tensor  # (ranks,): its adapter's scaling (lora_alpha / r) in this layer, per rank
+    layout: tuple  # the ranks and scalings as numbers: layers alike share one `row_scales`
 
-    def add_update(self, x: torch.Tensor, output: torch.Tensor, row_weights: torch.Tensor) -> torch.Tensor:
-        """output + row i's update under row_weights[i] ((rows, adapters): one-hot, or zeros for
-        the base model): its own adapter's ranks kept, the others zeroed, times its scaling."""
-        rank_mask = row_weights[:, self.owner][:, None, :]
-        row_scale = (row_weights @ self.scales)[:, None, None]
-        ranks = functional.linear(x.to(self.a.dtype), self.a) * rank_mask
-        return torch.addcmul(output, functional.linear(ranks, self.b).to(output.dtype), row_scale)
+    def row_scales(self, row_weights: torch.Tensor) -> torch.Tensor:
+        """(rows, 1, ranks): what row i multiplies each rank by under row_weights[i] ((rows,
+        adapters): one-hot, or zeros for the base model): its own adapter's scaling, 0 elsewhere."""
+        return (row_weights[:, self.owner] * self.rank_scales)[:, None, :]
+
+    def add_update(self, x: torch.Tensor, output: torch.Tensor, row_scales: torch.Tensor) -> torch.Tensor:
+        """output (rows, tokens, out) + each row's update, in place: B (A x * row_scales[i])."""
+        ranks = functional.linear(x.to(self.a.dtype), self.a).mul_(row_scales)
+        if output.dtype != self.b.dtype or not output.is_contiguous():
+            return output + functional.linear(ranks, self.b).to(output.dtype)
+        flat = output.view(-1, output.shape[-1])  # the second product and the sum in one op
+        flat.addmm_(ranks.view(-1, ranks.shape[-1]), self.b.t())
+        return output
 
 
 def stack(module, adapters: tuple[str, ...]) -> StackedLora | None:
@@ -56,6 +65,7 @@ def stack(module, adapters: tuple[str, ...]) -> StackedLora | None:
         weight.data = a[start : start + rank]
         layer.weight.data = b[:, start : start + rank]
         start += rank
-    ranks = torch.tensor([w.shape[0] for w in a_weights], device=a.device)
-    owner = torch.repeat_interleave(torch.arange(len(adapters), device=a.device), ranks)
-    return StackedLora(a, b, owner, a.new_tensor([module.scaling[name] for name in adapters]))
+    ranks = [w.shape[0] for w in a_weights]
+    scales = [float(module.scaling[name]) for name in adapters]
+    owner = torch.repeat_interleave(torch.arange(len(adapters), device=a.device), torch.tensor(ranks, device=a.device))
+    return StackedLora(a, b, owner, a.new_tensor(scales)[owner], (tuple(ranks), tuple(scales)))

@@ -43,6 +43,10 @@ class OutputProcessing:
         metrics. Runs in the consumer's thread, off the decode loop. Closing `tokens` tells the
         producer this request is done."""
         adapter = prepared.adapter
+        # A reader that is told of tokens (it steps when woken) gets every token ready at once in
+        # one chunk: one event for the HTTP layer instead of one per token
+        together = self.pushes and request.on_token is not None
+        held: Chunk | None = None  # such tokens' chunk, not handed on yet
         detokenizer = IncrementalDetokenizer(self.tokenizer)
         stops = StopMatcher(request.params.stop)
         completion: list[int] = []
@@ -55,8 +59,13 @@ class OutputProcessing:
                     if not isinstance(err, ShuttingDown):
                         log.error("generation failed for one request", exc_info=err)
                     self.counters.finish("error")
+                    if held is not None:  # what came before the failure is the reader's
+                        yield held
                     raise generation_failed(err) from None
                 if token is PENDING:  # nothing ready yet (GenerationRequest.on_token)
+                    if held is not None:
+                        yield held
+                        held = None
                     yield PENDING
                     continue
                 finish, delta = None, ""
@@ -78,8 +87,16 @@ class OutputProcessing:
                         delta += stops.feed(detokenizer.flush())
                 token_ids = [token] if token is not None else []
                 logprobs = self._logprobs(sampler, token_ids)
+                if held is not None:  # ready tokens not handed on yet go with this one
+                    delta, token_ids = held.text + delta, held.token_ids + token_ids
+                    logprobs = held.logprobs + logprobs if logprobs is not None else None
+                    held = None
                 if finish is None:
-                    yield Chunk(delta, token_ids, adapter, logprobs=logprobs)
+                    chunk = Chunk(delta, token_ids, adapter, logprobs=logprobs)
+                    if together:
+                        held = chunk
+                    else:
+                        yield chunk
                     continue
                 last = self.last_chunk(
                     delta + stops.flush(),

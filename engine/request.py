@@ -90,10 +90,11 @@ class GenerationRequest:
     prefill: bool = False
     # The LoRA adapter to answer with; None: the router's choice from the conversation's media.
     adapter: str | None = None
-    # Called from the engine's thread whenever a token (or the end) is ready for this request. With
-    # it, an engine that `pushes` never makes its stream wait: the stream yields `PENDING` when
-    # nothing is ready, and the caller asks again after the next call (app/sse_stream.py).
-    on_token: Callable[[], None] | None = None
+    # Called from the engine's thread whenever a token (or the end) is ready for this request, with
+    # True where nothing follows it (the answer's last token, the end, an error). With it, an engine
+    # that `pushes` never makes its stream wait: the stream yields `PENDING` when nothing is ready,
+    # and the caller asks again after a later call (app/sse_stream.py).
+    on_token: Callable[[bool], None] | None = None
 
     def validate(self) -> None:
         if not self.messages:
@@ -165,7 +166,8 @@ class TokenLogprob:
 @dataclass
 class Chunk:
     """One streamed piece of an answer, as `Engine.stream` yields it (one per generated token on
-    the local engine; as the remote server sends them on a remote one).
+    the local engine, or every token that was ready at once where its reader is told of tokens;
+    as the remote server sends them on a remote one).
 
     Args:
         text: the new text: may be empty while a multi-byte character or a possible stop string

@@ -54,6 +54,7 @@ class LoraRouter:
         # (rows, len(adapters)) 0/1, column j = adapters[j], during a pass whose rows choose their
         # own adapters: `mixed`, or the slot decoder's rows (engine/slot_decoder.py)
         self._row_weights: torch.Tensor | None = None
+        self._row_scales: dict[tuple, torch.Tensor] = {}  # a stacked layout -> its factor, this pass
         # Installed once, up front: compiled graphs guard on a module's hooks, and adding them
         # later would force a recompile in the middle of serving
         from peft.tuners.lora import LoraLayer
@@ -109,6 +110,7 @@ class LoraRouter:
             yield
         finally:
             self._row_weights = None
+            self._row_scales.clear()
 
     def _one_hot(self, adapters: tuple[str, ...]) -> torch.Tensor:
         """(rows, len(self.adapters)): row i's 1 in its adapter's column (none for a base row),
@@ -130,10 +132,20 @@ class LoraRouter:
             return None
         x = args[0]
         weights = self._row_weights[: x.shape[0]]  # a bucket's rows are the first rows of the slots
-        if module.phi4mm_stacked is not None:  # every adapter in two products
-            return module.phi4mm_stacked.add_update(x, output, weights)
+        if (stacked := module.phi4mm_stacked) is not None:  # every adapter in two products
+            return stacked.add_update(x, output, self._scales_for(stacked, weights))
         for j, name in enumerate(self.adapters):  # one adapter, or ones that cannot be stacked
             lora_a, lora_b = module.lora_A[name], module.lora_B[name]
             update = lora_b(lora_a(x.to(lora_a.weight.dtype))).to(output.dtype)
             output = torch.addcmul(output, update, weights[:, j, None, None] * module.scaling[name])
         return output
+
+    def _scales_for(self, stacked, weights: torch.Tensor) -> torch.Tensor:
+        """The stacked layer's per-row factor, made once per pass for layers alike. A compiled
+        graph makes its own each time (it keeps no tensor of the pass; the compiler merges them)."""
+        if torch.compiler.is_compiling():
+            return stacked.row_scales(weights)
+        scales = self._row_scales.get(stacked.layout)
+        if scales is None:
+            scales = self._row_scales[stacked.layout] = stacked.row_scales(weights)
+        return scales

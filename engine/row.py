@@ -28,9 +28,11 @@ class Row:
     _ids: torch.Tensor | None = None  # prompt + answer as far as it was last built
 
     def put(self, item) -> None:
+        """Queues a token id, None (stopped) or an error, and tells the reader; an item after which
+        no token follows (the answer's end token or length cap: `done` is set first) is the last."""
         self.out.put(item)
         if self.request.on_token is not None:
-            self.request.on_token()
+            self.request.on_token(self.done.is_set() or not isinstance(item, int))
 
     @property
     def leaving(self) -> bool:

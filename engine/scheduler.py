@@ -281,9 +281,9 @@ class Scheduler:
 
     def _emit(self, row: Row, token: int) -> None:
         row.tokens.append(token)
-        row.put(token)
         if self.runner.finished(row.prepared, len(row.tokens), token):
-            row.done.set()  # the consumer will finish on this token
+            row.done.set()  # the consumer will finish on this token (its reader is told it is the last)
+        row.put(token)
 
     def _drop(self, leaving, stopped: bool) -> None:
         """Rows for which `leaving(row)` holds leave the batch (their caches are freed)."""

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from engine.engine import Engine
-from engine.request import GenerationRequest, SamplingParams
+from engine.request import PENDING, GenerationRequest, SamplingParams
 from engine.text_stream import IncrementalDetokenizer, StopMatcher
 from media.parts import Message, TextPart
 
@@ -147,3 +147,25 @@ def test_stop_matcher_releases_a_false_start():
     assert matcher.feed("ST") == ""
     assert matcher.feed("AR") == "STAR"
     assert not matcher.stopped and matcher.feed("s") == "s" and matcher.flush() == ""
+
+
+def test_tokens_ready_at_once_come_as_one_chunk(engine):
+    """A reader told of each token (the server's) that reads only once the whole answer is ready
+    gets it as one chunk: the same text, ids and logprobs as one chunk per token."""
+    one_by_one = list(engine.stream(ask(max_new_tokens=12, logprobs=2)))
+    engine.enable_batching(2)  # the loop decodes on its own thread and tells the reader
+    try:
+        told, last = [], threading.Event()
+        req = ask(max_new_tokens=12, logprobs=2)
+        req.on_token = lambda final: told.append(final) or (final and last.set())
+        stream = engine.stream(req)
+        assert next(stream) is PENDING  # the request is in; nothing decoded yet
+        assert last.wait(30)
+        chunks = [c for c in stream if c is not PENDING]
+    finally:
+        engine.enable_batching(1)  # the session's engine: one at a time, as the other tests use it
+    assert told == [False] * 11 + [True]
+    (chunk,) = chunks
+    assert chunk.finish_reason == "length" and chunk.text == "".join(c.text for c in one_by_one)
+    assert chunk.token_ids == [t for c in one_by_one for t in c.token_ids]
+    assert chunk.logprobs == [lp for c in one_by_one for lp in c.logprobs]
