@@ -3,8 +3,14 @@ and one engine loaded from it through the real loading path."""
 
 from __future__ import annotations
 
-import pytest
-import transformers
+import os
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # before torch loads: the servers tests start inherit it
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
 
 from engine.engine import Engine
 from engine.loading import LoadOptions
@@ -12,6 +18,18 @@ from tooling.tiny_checkpoint import write_tiny_checkpoint
 
 transformers.logging.set_verbosity_error()
 transformers.logging.disable_progress_bar()
+# Two test processes share the two cores (pyproject's `-n 2`): torch takes one thread in each, as
+# do the servers and benchmarks they start (fast tier: 100 s this way, 109 with theirs at two)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under `-n 2` the slow files start first, so the run does not end on one of them alone
+    (each worker sorts the same list the same way, as pytest-xdist requires)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+        items.sort(key=lambda item: item.path not in slow_files)  # stable: a file's order is kept
 
 
 @pytest.fixture(scope="session")
