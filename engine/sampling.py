@@ -92,12 +92,12 @@ def choose_rows(samplers: list[Sampler], ids: list[torch.Tensor | None], logits:
             scores[i].index_fill_(0, samplers[i].suppressed, float("-inf"))
     sampled = [i for i in rows if not samplers[i].greedy]
     if not sampled:  # the common case: every row greedy
-        tokens = scores.argmax(dim=-1)
+        tokens = _argmax(scores)
     else:
         tokens = torch.empty(len(samplers), dtype=torch.long, device=scores.device)
         greedy = [i for i in rows if samplers[i].greedy]
         if greedy:
-            tokens[greedy] = scores[greedy].argmax(dim=-1)
+            tokens[greedy] = _argmax(scores[greedy])
         warped = _warp(scores[sampled], [samplers[i].params for i in sampled])
         tokens[sampled] = _draw(warped, [samplers[i].generator for i in sampled])
         scores[sampled] = warped  # the log-probabilities below are of what was drawn from
@@ -105,6 +105,13 @@ def choose_rows(samplers: list[Sampler], ids: list[torch.Tensor | None], logits:
         if samplers[i].logprobs is not None:  # a read-back per step: only when asked for
             _record_logprobs(samplers[i], scores[i], tokens[i])
     return tokens
+
+
+def _argmax(scores: torch.Tensor) -> torch.Tensor:
+    """Each row's first highest score's index, as `argmax` gives it. `max` takes a faster kernel on
+    a CPU: 16 rows of 200,064 logits 1.36 ms against 1.85, one row 0.12 against 0.17 (this 2-core
+    CPU, fp32); a tie goes to the first index either way."""
+    return scores.max(dim=-1).indices
 
 
 def _occurrence(sampler: Sampler) -> bool:
