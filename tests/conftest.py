@@ -4,7 +4,12 @@ and one engine loaded from it through the real loading path."""
 from __future__ import annotations
 
 import os
+import signal
 
+# Started in the background by a non-interactive shell (as CI may), pytest inherits SIGINT ignored,
+# and so would every CLI the tests start and interrupt with Ctrl-C (Python keeps an ignored SIGINT)
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 if os.environ.get("PYTEST_XDIST_WORKER"):  # before torch loads: the servers tests start inherit it
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 

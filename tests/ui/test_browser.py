@@ -48,6 +48,9 @@ def shot(page, name: str) -> None:
 
 
 def send(page, text: str, *files: Path) -> None:
+    # the box takes nothing while the last answer's event runs (it is made non-interactive, and an
+    # error's text shows before the event ends): a file set then never appeared on a loaded machine
+    page.wait_for_selector("#chat-input textarea:not([disabled])", timeout=60_000)
     if files:
         page.set_input_files("#chat-input input[type=file]", [str(f) for f in files])
         # 30 s: on a fresh clone's full run an upload right after a refused 41 MB one took over 10
