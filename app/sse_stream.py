@@ -63,9 +63,8 @@ class OffLoop:
 class Handoff:
     """Moves one answer's events from where they are made to the coroutine that sends them."""
 
-    def __init__(self, pushes: bool, flush_every_s: float = FLUSH_EVERY_S):
+    def __init__(self, pushes: bool):
         self.loop = asyncio.get_running_loop()
-        self.flush_every_s = flush_every_s
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self.pushes = pushes  # the events are made on the loop, woken by the engine's thread
         self.events: Generator | None = None
@@ -91,8 +90,8 @@ class Handoff:
             pass
 
     def _due(self) -> None:
-        """On the loop: step now, or `flush_every_s` after the last time the tokens went out."""
-        wait = self._flushed_at + self.flush_every_s - self.loop.time()
+        """On the loop: step now, or FLUSH_EVERY_S after the last time the tokens went out."""
+        wait = self._flushed_at + FLUSH_EVERY_S - self.loop.time()
         if wait > 0:
             self.loop.call_later(wait, self._flush)
         else:

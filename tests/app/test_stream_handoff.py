@@ -1,6 +1,6 @@
 """The hand-off of a streamed answer from the engine's thread to the event loop (app/sse_stream.py
 `Handoff`): its first and last tokens go out at once, the tokens between together, at most every
-`flush_every_s`, so that a fast answer does not take the event loop (and the GIL) once per token."""
+`FLUSH_EVERY_S`, so that a fast answer does not take the event loop (and the GIL) once per token."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ import collections
 import threading
 import time
 
+from app import sse_stream
 from app.sse_stream import END, Handoff
 from engine.request import PENDING
 
 
-def test_tokens_between_the_first_and_the_last_go_out_together():
-    steps, woken = asyncio.run(_answer(tokens=40, flush_every_s=5.0))
+def test_tokens_between_the_first_and_the_last_go_out_together(monkeypatch):
+    monkeypatch.setattr(sse_stream, "FLUSH_EVERY_S", 5.0)  # far longer than the answer takes
+    steps, woken = asyncio.run(_answer(tokens=40))
     delivered = [events for _, events in steps]
     assert delivered[0] == ["0 "]  # the first token at once, alone
     assert len(delivered) <= 3, delivered  # one step per token would be 40
@@ -23,11 +25,11 @@ def test_tokens_between_the_first_and_the_last_go_out_together():
     assert first_out - woken[0] < 1.0 and last_out - woken[-1] < 1.0  # neither waited out the 5 s
 
 
-async def _answer(tokens: int, flush_every_s: float):
+async def _answer(tokens: int):
     """An answer of `tokens` tokens woken 1 ms apart from another thread -> (each step of the
     loop: its time and the events it queued, the times of the first and last wakes)."""
     loop = asyncio.get_running_loop()
-    handoff = Handoff(pushes=True, flush_every_s=flush_every_s)
+    handoff = Handoff(pushes=True)
     ready = collections.deque()
 
     def events():
