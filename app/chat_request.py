@@ -18,6 +18,7 @@ from app.chat_schema import (
     Choice,
     ChoiceLogprobs,
     NamedToolChoice,
+    PromptTokensDetails,
     TokenLogprob,
     Tool,
     TopLogprob,
@@ -206,9 +207,15 @@ def _validate(params: SamplingParams, tokens_field: str) -> None:
 
 def usage(metrics: list[Metrics | None]) -> Usage:
     """One prompt, however many choices; every choice's tokens."""
-    prompt = next((m.prompt_tokens for m in metrics if m), 0)
+    first = next((m for m in metrics if m), None)
+    prompt, cached = (first.prompt_tokens, first.cached_tokens) if first else (0, 0)
     completion = sum(m.completion_tokens for m in metrics if m)
-    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=prompt + completion,
+        prompt_tokens_details=PromptTokensDetails(cached_tokens=cached),
+    )
 
 
 def openai_logprobs(entries: list[EngineTokenLogprob] | None) -> ChoiceLogprobs | None:

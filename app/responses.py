@@ -20,6 +20,7 @@ from app.responses_schema import (
     InputAudioPart,
     InputImage,
     InputText,
+    InputTokensDetails,
     MessageItem,
     OutputMessage,
     OutputTextPart,
@@ -159,7 +160,12 @@ def finished(
             "status": "incomplete" if reason else "completed",
             "incomplete_details": IncompleteDetails(reason=reason) if reason else None,
             "output": items,
-            "usage": ResponseUsage(input_tokens=prompt, output_tokens=completion, total_tokens=prompt + completion),
+            "usage": ResponseUsage(
+                input_tokens=prompt,
+                output_tokens=completion,
+                total_tokens=prompt + completion,
+                input_tokens_details=InputTokensDetails(cached_tokens=metrics.cached_tokens if metrics else 0),
+            ),
         }
     )
 

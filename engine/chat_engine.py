@@ -76,6 +76,7 @@ class ChatEngine(ABC):
         completion_tokens: int,
         started: float,
         first_token_at: float | None,
+        cached_tokens: int = 0,
     ) -> Chunk:
         """An answer's last chunk: its finish reason counted, its metrics measured from `started`
         (the request's arrival) and `first_token_at` (None: no token came)."""
@@ -94,5 +95,6 @@ class ChatEngine(ABC):
                 ttft_s=first - started,
                 tokens_per_s=(completion_tokens - 1) / decode_time if decode_time > 0 else 0.0,
                 adapter=adapter,
+                cached_tokens=cached_tokens,
             ),
         )

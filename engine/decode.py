@@ -34,6 +34,8 @@ class PreparedPrompt:
     prompt_tokens: int
     max_new_tokens: int  # the request's, clipped to what the context window leaves
     media_end: int = 0  # one past the last media placeholder (0: none): the first prefill chunk's least end
+    shared_prefix: int = 0  # leading tokens other prompts may share (the system turn; engine/prefix_cache.py)
+    cached_tokens: int = 0  # set at admission: leading tokens whose KV came from the prefix cache
 
     @property
     def input_ids(self) -> torch.Tensor:
@@ -88,11 +90,12 @@ class ModelRunner:
         return out.logits[:, -1, :], cache
 
     def prefill(self, prepared: PreparedPrompt, cache: DynamicCache, end: int) -> torch.Tensor | None:
-        """Feeds the prompt's tokens from what `cache` holds up to `end` (its media with the first
-        chunk, which must hold every media placeholder) -> the next token's logits once the whole
-        prompt is in, else None. Call in a turn."""
+        """Feeds the prompt's tokens from what `cache` holds (nothing, or a cached shared prefix) up
+        to `end` (its media with the first chunk fed, which must hold every media placeholder) ->
+        the next token's logits once the whole prompt is in, else None. Call in a turn."""
         start = cache.get_seq_length()
-        media = prepared.media if start == 0 else {}
+        # the chunk that holds the media placeholders: the first, or the first after a cached prefix
+        media = prepared.media if start == 0 or start < prepared.media_end else {}
         ids = prepared.input_ids[:, start:end]
         out = self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1, **media)
         return out.logits[:, -1, :] if end >= prepared.prompt_tokens else None

@@ -13,6 +13,7 @@ from typing import Iterator
 import torch
 
 from core.errors import ShuttingDown, first_line, release_memory
+from core.settings import DEFAULTS
 from engine.chat_engine import ChatEngine
 from engine.control_tokens import ControlTokens
 from engine.counters import EngineCounters
@@ -77,18 +78,22 @@ class Engine(PromptPreparation, OutputProcessing, ChatEngine):
         self.runner = ModelRunner(model, self.router, end_ids, switch)  # engine/decode.py: the decode contract
         self.grammar_tokenizer = GrammarTokenizer(self.tokenizer, config.vocab_size)  # built on first use
         self.static = None  # a SlotDecoder once set_decode picks the static or compiled path
-        self.scheduler = Scheduler(self, 1)  # the one decode loop; enable_batching sizes it
+        # the one decode loop; enable_batching sizes it
+        self.scheduler = Scheduler(self, 1, prefixes=DEFAULTS.prefix_cache_entries)
         self.counters = EngineCounters()  # finish reasons and tokens generated, for /health and /metrics
         self.closing = False  # set by close(): new requests are refused, open ones end
         self.decode_mode = "dynamic"  # the decode path serving requests (set_decode)
         self.decode_fallback: str | None = None  # why a chosen fast path is not serving, if it is not
         self.self_check_s = 0.0  # seconds the fast path's start-up self-check took (after compiling)
 
-    def enable_batching(self, max_batch: int, prefill_chunk: int = 512) -> None:
+    def enable_batching(
+        self, max_batch: int, prefill_chunk: int = 512, prefixes: int = DEFAULTS.prefix_cache_entries
+    ) -> None:
         """Decode up to `max_batch` concurrent requests together (1: one at a time); prompts go in
-        by chunks of `prefill_chunk` tokens while others decode (engine/scheduler.py)."""
+        by chunks of `prefill_chunk` tokens while others decode (engine/scheduler.py), after the
+        shared beginning kept for them, if any (`prefixes` kept: engine/prefix_cache.py)."""
         self.scheduler.close()
-        self.scheduler = Scheduler(self, max_batch, prefill_chunk)
+        self.scheduler = Scheduler(self, max_batch, prefill_chunk, prefixes)
 
     def set_decode(
         self,

@@ -107,6 +107,7 @@ class OutputProcessing:
                     len(completion),
                     started,
                     first_token_at,
+                    prepared.cached_tokens,
                 )
                 last.logprobs = logprobs
                 ended = True

@@ -123,7 +123,21 @@ class PromptPreparation:
             prompt_tokens=prompt_tokens,
             max_new_tokens=min(request.params.max_new_tokens, self.context_window - prompt_tokens),
             media_end=int(is_media.nonzero().max()) + 1 if media_tokens else 0,
+            shared_prefix=self._shared_prefix(chat, inputs["input_ids"][0]),
         )
+
+    def _shared_prefix(self, chat: list[dict], ids: torch.Tensor) -> int:
+        """How many leading tokens the prompt shares with its system turn rendered alone: what other
+        requests with the same system prompt share (engine/prefix_cache.py). Any common run of ids
+        is safe to share (a token's keys and values depend only on the tokens before it); this
+        one ends where the turn does (the template alone adds an end-of-text token after it).
+        Never the whole prompt: its last token's logits are needed. Text only: a system message
+        carries no media (GenerationRequest.validate)."""
+        if not chat or chat[0]["role"] != "system":
+            return 0
+        alone = self.processor.apply_chat_template(chat[:1], chat_template=self.chat_template, tokenize=False)
+        turn = torch.tensor(self.tokenizer(alone)["input_ids"][: len(ids) - 1], dtype=ids.dtype)
+        return int((ids[: len(turn)].cpu() == turn).long().cumprod(0).sum())
 
     def _expanded(self, inputs) -> Counter:
         """How many tokens the processor put in place of the media placeholders, by placeholder

@@ -187,6 +187,7 @@ class RemoteEngine(ChatEngine):
             completion,
             started,
             first_token_at,
+            _cached_tokens(usage),
         )
 
     def close(self) -> None:
@@ -217,3 +218,9 @@ def _json_or_text(text: str):
         return json.loads(text)
     except ValueError:
         return text
+
+
+def _cached_tokens(usage) -> int:
+    """The remote's prompt tokens served from its prefix cache (vLLM reports them), else 0."""
+    details = getattr(usage, "prompt_tokens_details", None)
+    return getattr(details, "cached_tokens", None) or 0

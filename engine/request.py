@@ -144,6 +144,8 @@ class Metrics:
         ttft_s: seconds from the request's arrival (media decoding included) to its first token.
         tokens_per_s: decode rate after the first token (0 when only one came).
         adapter: the LoRA adapter that answered: "base", "vision" or "speech".
+        cached_tokens: prompt tokens whose keys and values were kept from an earlier request (a
+            shared system turn, engine/prefix_cache.py), not computed again.
     """
 
     prompt_tokens: int
@@ -151,6 +153,7 @@ class Metrics:
     ttft_s: float
     tokens_per_s: float
     adapter: str
+    cached_tokens: int = 0
 
 
 @dataclass

@@ -42,6 +42,7 @@ import torch
 
 from core.errors import ShuttingDown, release_memory
 from engine.decode import PreparedPrompt
+from engine.prefix_cache import PrefixCache
 from engine.request import PENDING, GenerationRequest
 from engine.row import Row
 from engine.row_caches import OwnRows, PaddedRows, SlotRows
@@ -51,11 +52,12 @@ log = logging.getLogger(__name__)
 
 
 class Scheduler:
-    def __init__(self, engine, max_batch: int, prefill_chunk: int = 512):
+    def __init__(self, engine, max_batch: int, prefill_chunk: int = 512, prefixes: int = 0):
         self.engine = engine  # for its slot decoder; the model only through its runner
         self.runner = engine.runner
         self.max_batch = max_batch
         self.prefill_chunk = prefill_chunk  # prompt tokens per round while rows decode (0: whole)
+        self.prefixes = PrefixCache(self.runner, prefixes)  # shared prompt beginnings kept (0: none)
         self.threaded = max_batch > 1
         self.ahead = engine.device.type == "cuda"  # queue the next step before reading tokens back
         self.pending: list[Row] = []  # submitted, waiting to be admitted
@@ -176,7 +178,7 @@ class Scheduler:
         except Exception as err:  # noqa: BLE001 - an adapter that is not loaded, say
             self._fail(row, err)
             return
-        row.prefill_cache = self.runner.new_cache()
+        row.prefill_cache = self.prefixes.start(row.prepared)
         self.prefilling.append(row)
 
     def _prefill(self) -> None:
@@ -195,6 +197,7 @@ class Scheduler:
             try:
                 with self.runner.turn([row.prepared.adapter]):
                     logits = self.runner.prefill(row.prepared, row.prefill_cache, end)
+                self.prefixes.keep(row.prepared, row.prefill_cache)
                 if logits is not None:
                     row.home.adopt(row, row.prefill_cache)
             except Exception as err:  # noqa: BLE001 - a failing prefill fails its request alone

@@ -91,6 +91,28 @@ def test_streaming(client):
     assert all(c.choices[0].finish_reason is None for c in chunks[:-1])
 
 
+def test_a_shared_system_turn_is_reported_as_cached_tokens(client):
+    """The server's system prompt opens every conversation; from the second request with the same
+    one on, its tokens are kept, not computed again, and usage says so as OpenAI's does
+    (`prompt_tokens_details.cached_tokens`, Responses' `input_tokens_details`), streamed too."""
+    messages = [{"role": "system", "content": "Reply in French."}, {"role": "user", "content": "Bonjour"}]
+    client.chat.completions.create(model="phi4mm", messages=messages, max_tokens=1)
+    plain = client.chat.completions.create(model="phi4mm", messages=messages, max_tokens=1).usage
+    streamed = list(
+        client.chat.completions.create(
+            model="phi4mm", messages=messages, max_tokens=1, stream=True, stream_options={"include_usage": True}
+        )
+    )[-1].usage
+    response = client.responses.create(
+        model="phi4mm", instructions="Reply in French.", input="Bonjour", max_output_tokens=1
+    )
+    for usage in (plain, streamed):
+        assert 40 < usage.prompt_tokens_details.cached_tokens < usage.prompt_tokens
+    assert response.usage.input_tokens_details.cached_tokens == plain.prompt_tokens_details.cached_tokens
+    other = client.chat.completions.create(model="phi4mm", messages=[messages[1]], max_tokens=1).usage
+    assert other.prompt_tokens_details.cached_tokens < plain.prompt_tokens_details.cached_tokens  # another turn
+
+
 def test_models(client):
     assert [m.id for m in client.models.list().data]
 

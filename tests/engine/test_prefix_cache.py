@@ -1,0 +1,109 @@
+"""A system turn's keys and values, kept from one request, start the next request's prefill with
+the same system turn (engine/prefix_cache.py): the answer stays token-identical to `generate`,
+and only the same adapter, a prompt under the long-RoPE switch and the same ids share it."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+
+from engine.request import GenerationRequest, SamplingParams
+from media.parts import Message, TextPart
+from tests.engine.conftest import reference_tokens
+from tooling.inputs import EXPECTED_ADAPTER, MODALITIES
+
+
+def system(words: str = "") -> Message:
+    """A system turn no other test uses (the session's engine keeps what each test leaves)."""
+    return Message("system", [TextPart(f"You are a careful assistant {uuid.uuid4().hex}. {words}")])
+
+
+def asked(turn: Message, parts, tokens: int = 12) -> GenerationRequest:
+    return GenerationRequest([turn, Message("user", parts)], SamplingParams(max_new_tokens=tokens))
+
+
+@pytest.mark.parametrize("modality", list(MODALITIES))
+def test_the_second_request_starts_after_the_kept_turn_and_still_equals_generate(engine, reference_model, modality):
+    turn = system("Answer briefly. " * 10)
+    _, first, before = engine.generate(asked(turn, MODALITIES[modality]()))
+    request = asked(turn, MODALITIES[modality]())
+    _, second, after = engine.generate(request)
+    shared = engine.prepare(request).shared_prefix
+    assert before.metrics.cached_tokens == 0
+    assert after.metrics.cached_tokens == shared > 40  # the whole system turn
+    assert second == first == reference_tokens(reference_model, engine, request, EXPECTED_ADAPTER[modality])
+
+
+def test_a_kept_turn_serves_its_own_adapter_only(engine, reference_model):
+    """A LoRA changes every layer's keys and values: the speech request after a text one with the
+    same system turn computes its own (and equals `generate` under its adapter)."""
+    turn = system()
+    _, _, text = engine.generate(asked(turn, MODALITIES["text"]()))
+    speech = asked(turn, MODALITIES["audio"]())
+    _, tokens, audio = engine.generate(speech)
+    _, _, again = engine.generate(asked(turn, MODALITIES["audio"]()))
+    assert (text.metrics.adapter, audio.metrics.adapter) == ("base", "speech")
+    assert (text.metrics.cached_tokens, audio.metrics.cached_tokens) == (0, 0)
+    assert tokens == reference_tokens(reference_model, engine, speech, "speech")
+    assert again.metrics.cached_tokens > 0
+
+
+def test_no_turn_is_shared_without_a_system_message_or_with_other_ids(engine):
+    _, _, plain = engine.generate(
+        GenerationRequest([Message("user", [TextPart("Hi")])], SamplingParams(max_new_tokens=2))
+    )
+    _, _, other = engine.generate(asked(system(), [TextPart("Hi")], 2))  # a new turn: nothing kept yet
+    assert plain.metrics.cached_tokens == other.metrics.cached_tokens == 0
+    assert engine.prepare(GenerationRequest([Message("user", [TextPart("Hi")])])).shared_prefix == 0
+
+
+@pytest.mark.slow  # two prefills of 4,100 tokens
+def test_a_prompt_past_the_longrope_switch_neither_uses_nor_gives_a_turn(engine):
+    """Past 4,096 tokens every rotary frequency, the system turn's too, takes the long factors: keys
+    kept from a short prompt would be wrong there, and a long prompt's are wrong for a short one."""
+    turn = system()
+    long_text = [TextPart(engine.tokenizer.decode(engine.tokenizer("fox " * 4200).input_ids[:4150]))]
+    _, _, long_first = engine.generate(asked(turn, long_text, 1))
+    _, _, short = engine.generate(asked(turn, [TextPart("Hi")], 1))
+    _, _, long_again = engine.generate(asked(turn, long_text, 1))
+    assert long_first.metrics.prompt_tokens > engine.runner.longrope_switch_at
+    assert (long_first.metrics.cached_tokens, short.metrics.cached_tokens, long_again.metrics.cached_tokens) == (0,) * 3
+
+
+def test_kept_turns_are_bounded_oldest_used_first(engine):
+    engine.enable_batching(1, prefixes=2)
+    try:
+        turns = [system() for _ in range(3)]
+        for turn in turns:
+            engine.generate(asked(turn, [TextPart("Hi")], 1))
+        # newest first: each hit moves its turn up, so the oldest is the one found dropped
+        cached = [engine.generate(asked(turns[i], [TextPart("Hi")], 1))[2].metrics.cached_tokens for i in (2, 1, 0)]
+        assert cached[0] > 0 and cached[1] > 0 and cached[2] == 0  # the first was dropped for the third
+    finally:
+        engine.enable_batching(1)
+
+
+def test_rows_decoding_together_share_a_turn_and_each_equals_its_lone_answer(engine):
+    """Four requests at once on the threaded loop, one system turn kept for each adapter by the
+    same requests alone: each answer equals its answer alone."""
+    turn = system()
+    kinds = list(MODALITIES)
+    engine.enable_batching(4)
+    try:
+        alone = {kind: engine.generate(asked(turn, MODALITIES[kind]()))[1] for kind in kinds}
+        results = {}
+
+        def run(kind):
+            results[kind] = engine.generate(asked(turn, MODALITIES[kind]()))
+
+        threads = [threading.Thread(target=run, args=(kind,)) for kind in kinds]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        engine.enable_batching(1)
+    assert {kind: results[kind][1] for kind in kinds} == alone
+    assert all(results[kind][2].metrics.cached_tokens > 0 for kind in kinds)
