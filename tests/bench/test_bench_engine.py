@@ -82,3 +82,18 @@ def test_load_benchmark_reports_counts_ttft_and_memory(web_server):
     counts = dict(re.findall(r"(completed|429|failed)=(\d+)", run.stdout))
     assert int(counts["completed"]) >= 3 and counts["failed"] == "0"
     assert re.search(r"ttft p50=\d+ ms p95=\d+ ms", run.stdout) and "server RSS idle=" in run.stdout
+
+
+def test_prefix_cache_benchmark_finds_each_modalitys_system_turn_kept():
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "prefix_cache.py"), "--repeats", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert run.returncode == 0, run.stderr
+    rows = [line.split() for line in run.stdout.splitlines() if line.strip() and not line.startswith("#")][1:]
+    assert [row[0] for row in rows] == ["text", "image", "audio", "image+audio"]
+    for _, prompt, shared, *times in rows:
+        assert 40 < int(shared) < int(prompt) and all(float(t) > 0 for t in times)
