@@ -36,5 +36,5 @@ def open_engine(settings: Settings, move_to: str | None = None):
         model, device = model.to(move_to), torch.device(move_to)
     engine = Engine(model, processor, device, settings.context_window, limits)
     engine.set_decode(settings.decode, settings.static_cache_tokens, settings.static_cache_rows, settings.compile_cache)
-    engine.enable_batching(settings.max_batch, settings.prefill_chunk_tokens, settings.prefix_cache_entries)
+    engine.enable_batching(settings.max_batch, settings.prefill_chunk_tokens, settings.prefix_cache_tokens)
     return engine

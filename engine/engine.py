@@ -79,7 +79,7 @@ class Engine(PromptPreparation, OutputProcessing, ChatEngine):
         self.grammar_tokenizer = GrammarTokenizer(self.tokenizer, config.vocab_size)  # built on first use
         self.static = None  # a SlotDecoder once set_decode picks the static or compiled path
         # the one decode loop; enable_batching sizes it
-        self.scheduler = Scheduler(self, 1, prefixes=DEFAULTS.prefix_cache_entries)
+        self.scheduler = Scheduler(self, 1, prefixes=DEFAULTS.prefix_cache_tokens)
         self.counters = EngineCounters()  # finish reasons and tokens generated, for /health and /metrics
         self.closing = False  # set by close(): new requests are refused, open ones end
         self.decode_mode = "dynamic"  # the decode path serving requests (set_decode)
@@ -87,11 +87,11 @@ class Engine(PromptPreparation, OutputProcessing, ChatEngine):
         self.self_check_s = 0.0  # seconds the fast path's start-up self-check took (after compiling)
 
     def enable_batching(
-        self, max_batch: int, prefill_chunk: int = 512, prefixes: int = DEFAULTS.prefix_cache_entries
+        self, max_batch: int, prefill_chunk: int = 512, prefixes: int = DEFAULTS.prefix_cache_tokens
     ) -> None:
         """Decode up to `max_batch` concurrent requests together (1: one at a time); prompts go in
         by chunks of `prefill_chunk` tokens while others decode (engine/scheduler.py), after the
-        shared beginning kept for them, if any (`prefixes` kept: engine/prefix_cache.py)."""
+        shared beginning kept for them, if any (`prefixes` tokens kept at most: engine/prefix_cache.py)."""
         self.scheduler.close()
         self.scheduler = Scheduler(self, max_batch, prefill_chunk, prefixes)
 

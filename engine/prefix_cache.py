@@ -6,9 +6,10 @@ few seconds before the first token (bench/prefix_cache.py measures it).
 
 An entry is keyed by its exact token ids and the adapter the request runs under (a LoRA changes
 every layer's keys and values). A prompt that reaches the long-RoPE switch neither uses nor
-gives one: its rotary frequencies, the prefix's included, depend on its length. Entries are
-dropped oldest-used first past `entries`; each is a copy, and each use copies it again, so no
-request's cache shares memory with another's.
+gives one: its rotary frequencies, the prefix's included, depend on its length. The entries hold
+at most `tokens` tokens in all (memory: at the released shapes in bf16, 128 KiB a token), the
+oldest-used dropped first; each is a copy, and each use copies it again, so no request's cache
+shares memory with another's.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from engine.decode import ModelRunner, PreparedPrompt
 
 
 class PrefixCache:
-    def __init__(self, runner: ModelRunner, entries: int):
+    def __init__(self, runner: ModelRunner, tokens: int):
         self.runner = runner
-        self.entries = entries  # 0: none kept
+        self.tokens = tokens  # the most tokens kept, all entries together (0: none kept)
         self._kept: OrderedDict[tuple, list[tuple[torch.Tensor, torch.Tensor]]] = OrderedDict()
+        self._held = 0  # tokens kept now
 
     def start(self, prepared: PreparedPrompt) -> DynamicCache:
         """A cache for the prompt's prefill: its shared beginning when one is kept (counted in
@@ -49,11 +51,14 @@ class PrefixCache:
         self._kept[key] = [
             (layer.keys[:, :, :length].clone(), layer.values[:, :, :length].clone()) for layer in cache.layers
         ]
-        while len(self._kept) > self.entries:
-            self._kept.popitem(last=False)
+        self._held += length
+        while self._held > self.tokens:
+            (_, ids), _ = self._kept.popitem(last=False)
+            self._held -= len(ids)
 
     def _key(self, prepared: PreparedPrompt) -> tuple | None:
         switch = self.runner.longrope_switch_at
-        if not self.entries or not prepared.shared_prefix or (switch is not None and prepared.prompt_tokens > switch):
+        too_long = prepared.shared_prefix > self.tokens or (switch is not None and prepared.prompt_tokens > switch)
+        if not prepared.shared_prefix or too_long:
             return None
         return prepared.adapter, tuple(prepared.input_ids[0, : prepared.shared_prefix].tolist())

@@ -57,7 +57,7 @@ class Scheduler:
         self.runner = engine.runner
         self.max_batch = max_batch
         self.prefill_chunk = prefill_chunk  # prompt tokens per round while rows decode (0: whole)
-        self.prefixes = PrefixCache(self.runner, prefixes)  # shared prompt beginnings kept (0: none)
+        self.prefixes = PrefixCache(self.runner, prefixes)  # tokens of shared prompt beginnings kept (0: none)
         self.threaded = max_batch > 1
         self.ahead = engine.device.type == "cuda"  # queue the next step before reading tokens back
         self.pending: list[Row] = []  # submitted, waiting to be admitted

@@ -72,15 +72,19 @@ def test_a_prompt_past_the_longrope_switch_neither_uses_nor_gives_a_turn(engine)
     assert (long_first.metrics.cached_tokens, short.metrics.cached_tokens, long_again.metrics.cached_tokens) == (0,) * 3
 
 
-def test_kept_turns_are_bounded_oldest_used_first(engine):
-    engine.enable_batching(1, prefixes=2)
+def test_kept_tokens_are_bounded_oldest_used_first(engine):
+    turns = [system() for _ in range(3)]
+    lengths = [engine.prepare(asked(turn, [TextPart("Hi")])).shared_prefix for turn in turns]
+    engine.enable_batching(1, prefixes=lengths[1] + lengths[2])  # room for two of the three
     try:
-        turns = [system() for _ in range(3)]
         for turn in turns:
             engine.generate(asked(turn, [TextPart("Hi")], 1))
         # newest first: each hit moves its turn up, so the oldest is the one found dropped
         cached = [engine.generate(asked(turns[i], [TextPart("Hi")], 1))[2].metrics.cached_tokens for i in (2, 1, 0)]
-        assert cached[0] > 0 and cached[1] > 0 and cached[2] == 0  # the first was dropped for the third
+        assert cached == [lengths[2], lengths[1], 0]  # the first was dropped to make room for the third
+        engine.enable_batching(1, prefixes=lengths[0] - 1)  # a turn longer than the whole room: never kept
+        hits = [engine.generate(asked(turns[0], [TextPart("Hi")], 1))[2].metrics.cached_tokens for _ in range(2)]
+        assert hits == [0, 0]
     finally:
         engine.enable_batching(1)
 
