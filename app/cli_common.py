@@ -46,7 +46,11 @@ def settings_from(args, log_loading: bool = True):
     from core.settings import Settings
 
     quiet_libraries(log_loading and getattr(args, "verbose", False))
-    return Settings.from_env(**{f.name: getattr(args, f.name, None) for f in fields(Settings)})
+    try:
+        return Settings.from_env(**{f.name: getattr(args, f.name, None) for f in fields(Settings)})
+    except ValueError as err:  # a wrong flag or PHI4MM_* variable: one line, no traceback
+        print(f"phi4mm: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def open_service(settings):

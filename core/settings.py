@@ -138,6 +138,14 @@ class Settings:
     # The key the openai backend sends to the remote server (its --api-key), if it wants one.
     remote_api_key: str | None = None
 
+    def __post_init__(self) -> None:
+        """Every number here is a count, a size or a time: a negative one is a mistake, refused by
+        name whichever way it came (a flag, a variable, the code), before anything starts."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+                raise ValueError(f"{f.name} (PHI4MM_{f.name.upper()}) is {value}; it cannot be negative.")
+
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
         """Defaults, then PHI4MM_* environment variables, then explicit non-None overrides. A

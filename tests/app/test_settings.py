@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from core.settings import Settings
 from engine.loading import LoadOptions
+from tooling.server import PHI4MM
 
 
 def test_precedence(monkeypatch):
@@ -34,6 +37,27 @@ def test_a_wrong_environment_value_is_refused_by_name(monkeypatch):
     monkeypatch.setenv("PHI4MM_PORT", "eighty")
     with pytest.raises(ValueError, match="PHI4MM_PORT='eighty' is not a valid port"):
         Settings.from_env()
+
+
+def test_a_negative_number_is_refused_by_name_however_it_comes(monkeypatch):
+    """A negative budget once reached the engine (a prefix cache of -1 tokens failed every request
+    with a 500): every number here is a count, a size or a time."""
+    monkeypatch.setenv("PHI4MM_PREFIX_CACHE_TOKENS", "-1")
+    with pytest.raises(ValueError, match=r"prefix_cache_tokens \(PHI4MM_PREFIX_CACHE_TOKENS\) is -1"):
+        Settings.from_env()
+    monkeypatch.delenv("PHI4MM_PREFIX_CACHE_TOKENS")
+    for field in ("max_batch", "login_hours", "static_cache_rows"):
+        with pytest.raises(ValueError, match=field):
+            Settings.from_env(**{field: -1})
+    assert Settings.from_env(prefix_cache_tokens=0, max_inflight=None).prefix_cache_tokens == 0
+
+
+def test_the_cli_refuses_a_wrong_setting_in_one_line(tmp_path):
+    run = subprocess.run(
+        [PHI4MM, "serve", "--model", str(tmp_path), "--max-batch", "-2"], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 2
+    assert run.stderr.strip() == "phi4mm: max_batch (PHI4MM_MAX_BATCH) is -2; it cannot be negative."
 
 
 def test_every_default_has_one_home():
