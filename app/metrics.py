@@ -34,6 +34,12 @@ class ServerMetrics:
         self.prompt_tokens = Counter(
             "phi4mm_prompt_tokens", "Prompt tokens (text plus media)", ["adapter"], registry=registry
         )
+        self.cached_tokens = Counter(
+            "phi4mm_cached_prompt_tokens",
+            "Prompt tokens whose keys and values were kept from an earlier request (a shared system turn)",
+            ["adapter"],
+            registry=registry,
+        )
         self.completion_tokens = Counter("phi4mm_completion_tokens", "Generated tokens", ["adapter"], registry=registry)
         self.adapter_requests = Counter(
             "phi4mm_adapter_requests", "Finished generations by LoRA adapter", ["adapter"], registry=registry
@@ -72,6 +78,7 @@ class ServerMetrics:
             m = reply.metrics
             self.ttft.labels(m.adapter).observe(m.ttft_s)
             self.prompt_tokens.labels(m.adapter).inc(m.prompt_tokens)
+            self.cached_tokens.labels(m.adapter).inc(m.cached_tokens)
             self.completion_tokens.labels(m.adapter).inc(m.completion_tokens)
 
     def scrape(self) -> bytes:

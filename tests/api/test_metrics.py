@@ -27,11 +27,9 @@ def scrape(url: str, key: str | None = API_KEY) -> dict[tuple, float]:
 def test_metrics_count_requests_ttft_tokens_and_adapters(web_server):
     client = openai.OpenAI(base_url=web_server + "/v1", api_key=API_KEY, max_retries=0, timeout=60)
     before = scrape(web_server)
-    completion = client.chat.completions.create(
-        model="phi4mm",
-        messages=[{"role": "user", "content": [IMAGE, {"type": "text", "text": "What is it?"}]}],
-        max_tokens=5,
-    )
+    photo = [{"role": "user", "content": [IMAGE, {"type": "text", "text": "What is it?"}]}]
+    client.chat.completions.create(model="phi4mm", messages=photo, max_tokens=1)  # keeps the system turn, if new
+    completion = client.chat.completions.create(model="phi4mm", messages=photo, max_tokens=5)
     with __import__("pytest").raises(openai.AuthenticationError):
         openai.OpenAI(base_url=web_server + "/v1", api_key="wrong", max_retries=0).models.list()
     after = scrape(web_server)
@@ -40,13 +38,15 @@ def test_metrics_count_requests_ttft_tokens_and_adapters(web_server):
         key = (name, tuple(sorted(labels.items())))
         return after.get(key, 0) - before.get(key, 0)
 
-    assert grew("phi4mm_requests_total", endpoint="chat", code="200") == 1
+    assert grew("phi4mm_requests_total", endpoint="chat", code="200") == 2
     assert grew("phi4mm_requests_total", endpoint="models", code="401") == 1
-    assert grew("phi4mm_adapter_requests_total", adapter="vision") == 1
-    assert grew("phi4mm_time_to_first_token_seconds_count", adapter="vision") == 1
+    assert grew("phi4mm_adapter_requests_total", adapter="vision") == 2
+    assert grew("phi4mm_time_to_first_token_seconds_count", adapter="vision") == 2
     assert grew("phi4mm_time_to_first_token_seconds_sum", adapter="vision") > 0
-    assert grew("phi4mm_completion_tokens_total", adapter="vision") == completion.usage.completion_tokens
-    assert grew("phi4mm_prompt_tokens_total", adapter="vision") == completion.usage.prompt_tokens
+    assert grew("phi4mm_completion_tokens_total", adapter="vision") == completion.usage.completion_tokens + 1
+    assert grew("phi4mm_prompt_tokens_total", adapter="vision") == 2 * completion.usage.prompt_tokens
+    cached = completion.usage.prompt_tokens_details.cached_tokens
+    assert cached > 0 and grew("phi4mm_cached_prompt_tokens_total", adapter="vision") in (cached, 2 * cached)
     assert after[("phi4mm_queue_depth", ())] == 0 and after[("phi4mm_requests_in_flight", ())] == 0
 
 
