@@ -13,6 +13,7 @@ from transformers import DynamicCache
 from engine.decode import PreparedPrompt
 from engine.request import GenerationRequest
 from engine.sampling import Sampler
+from engine.text_stream import StopWatch
 
 
 @dataclass(eq=False)  # rows are compared by identity (their fields hold tensors)
@@ -25,6 +26,7 @@ class Row:
     tokens: list[int] = field(default_factory=list)  # the answer so far
     home: object = None  # the row_caches kind holding its cache
     prefill_cache: DynamicCache | None = None  # its prompt so far, while it is prefilled chunk by chunk
+    stops: StopWatch | None = None  # its stop strings, where it has any
     _ids: torch.Tensor | None = None  # prompt + answer as far as it was last built
 
     def put(self, item) -> None:

@@ -47,6 +47,7 @@ from engine.request import PENDING, GenerationRequest
 from engine.row import Row
 from engine.row_caches import OwnRows, PaddedRows, SlotRows
 from engine.sampling import Sampler, choose_rows
+from engine.text_stream import StopWatch
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,8 @@ class Scheduler:
         self, request: GenerationRequest, prepared: PreparedPrompt, sampler: Sampler | None = None
     ) -> Iterator[int]:
         row = Row(request, prepared, sampler or self.engine.sampler(request, prepared))
+        if request.params.stop:
+            row.stops = StopWatch(self.engine.tokenizer, request.params.stop)
         with self._wake:
             if self._closing:
                 raise ShuttingDown()
@@ -284,7 +287,7 @@ class Scheduler:
 
     def _emit(self, row: Row, token: int) -> None:
         row.tokens.append(token)
-        if self.runner.finished(row.prepared, len(row.tokens), token):
+        if self.runner.finished(row.prepared, len(row.tokens), token) or (row.stops and row.stops.hit(token)):
             row.done.set()  # the consumer will finish on this token (its reader is told it is the last)
         row.put(token)
 
@@ -296,8 +299,8 @@ class Scheduler:
         for i, row in enumerate(self.rows):
             if i not in keep:
                 row.home.release(row)
-                if stopped:
-                    row.put(None)  # a cancelled row's consumer sees the end; a finished one is gone
+                if stopped and not row.done.is_set():
+                    row.put(None)  # a cancelled row's consumer sees the end; a finished one has its last token
         self._logits = self._logits[keep] if keep else None
         self.rows = [self.rows[i] for i in keep]
 

@@ -72,3 +72,20 @@ class StopMatcher:
         out = self.text[self.emitted : upto]
         self.emitted = upto
         return out
+
+
+class StopWatch:
+    """The answer's text as its reader will see it, watched in the decode loop's thread for the
+    request's stop strings: the token that completes one is the answer's last, so its reader is
+    told at once (a streamed answer's last event waits for no flush) and the row leaves at the
+    next round instead of decoding until the reader closes it. The reader's own matcher, fed the
+    same tokens, stops at the same one and keeps the text."""
+
+    def __init__(self, tokenizer, stops: tuple[str, ...]):
+        self.detokenizer = IncrementalDetokenizer(tokenizer)
+        self.matcher = StopMatcher(stops)
+
+    def hit(self, token: int) -> bool:
+        """Feeds one answer token (not an end token: the reader does not feed those either)."""
+        self.matcher.feed(self.detokenizer.push(token))
+        return self.matcher.stopped

@@ -4,6 +4,7 @@ and a cancel from another thread stops within one decode step and frees the slot
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -169,3 +170,26 @@ def test_tokens_ready_at_once_come_as_one_chunk(engine):
     assert chunk.finish_reason == "length" and chunk.text == "".join(c.text for c in one_by_one)
     assert chunk.token_ids == [t for c in one_by_one for t in c.token_ids]
     assert chunk.logprobs == [lp for c in one_by_one for lp in c.logprobs]
+
+
+def test_the_token_that_completes_a_stop_string_is_told_as_the_last(engine):
+    """The loop watches a request's stop strings too: the token that completes one is the last its
+    reader is told of (a server sends the last event at once, not on the next flush), no token
+    follows it, and the answer is the one the reader's own matcher cuts."""
+    pieces = [c.text for c in engine.stream(ask(max_new_tokens=12))]
+    k = next(i for i in range(3, 12) if pieces[i].strip() and pieces[i] not in "".join(pieces[:i]))
+    engine.enable_batching(2)
+    try:
+        told, last = [], threading.Event()
+        req = ask(max_new_tokens=12, stop=(pieces[k],))
+        req.on_token = lambda final: told.append(final) or (final and last.set())
+        stream = engine.stream(req)
+        assert next(stream) is PENDING
+        assert last.wait(30)
+        chunks = [c for c in stream if c is not PENDING]
+        time.sleep(0.2)  # the loop's next rounds: nothing more for this reader
+    finally:
+        engine.enable_batching(1)
+    assert told == [False] * k + [True]
+    assert chunks[-1].finish_reason == "stop" and "".join(c.text for c in chunks) == "".join(pieces[:k])
+    assert sum(len(c.token_ids) for c in chunks) == k + 1
