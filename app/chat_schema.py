@@ -156,7 +156,7 @@ class ChatCompletionRequest(Lenient):
 
 
 class PromptTokensDetails(BaseModel):
-    cached_tokens: int = 0  # kept from an earlier request's shared system turn, not computed again
+    cached_tokens: int = 0  # kept from an earlier request (engine/prefix_cache.py), not computed again
 
 
 class Usage(BaseModel):

@@ -36,7 +36,7 @@ class ServerMetrics:
         )
         self.cached_tokens = Counter(
             "phi4mm_cached_prompt_tokens",
-            "Prompt tokens whose keys and values were kept from an earlier request (a shared system turn)",
+            "Prompt tokens whose keys and values were kept from an earlier request",
             ["adapter"],
             registry=registry,
         )

@@ -1,8 +1,9 @@
 """Prefix cache benchmark: time to first token of one request of each modality with the server's
-own system prompt (the service's safety prompt, as `phi4mm serve` sends it), the system turn's
-keys and values kept from an earlier request (engine/prefix_cache.py) against computed again,
-alternating in the same process. Prints each modality's prompt and shared tokens, both medians
-and their ratio.
+own system prompt (the service's safety prompt, as `phi4mm serve` sends it), and of a text
+conversation's third turn, with what an earlier request left kept (engine/prefix_cache.py: the
+same request's system turn, or the whole text prompt; the conversation's second turn) against
+computed again, alternating in the same process. Prints each row's prompt and kept tokens, both
+medians and their ratio.
 
     python bench/prefix_cache.py [--repeats 5]                    # CPU, tiny checkpoint
     python bench/prefix_cache.py --full-size [--layers N]         # the released shapes (GPU, or CPU)
@@ -27,17 +28,36 @@ from app.service import open_service  # noqa: E402
 from bench.engine import open_bench_engine  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from engine.request import SamplingParams  # noqa: E402
-from media.parts import Message  # noqa: E402
+from media.parts import Message, TextPart  # noqa: E402
 from tooling.inputs import MODALITIES  # noqa: E402
 
+CONVERSATION = [
+    ("user", "Plan a three-day trip to Lisbon for two people who like food and old buildings."),
+    ("assistant", "Day one: the Alfama and the castle, lunch at a tasca, fado in the evening. " * 6),
+    ("user", "Which day suits a rainy forecast best, and why?"),
+    ("assistant", "Day two: the tile museum, the Gulbenkian and the Time Out market are indoors. " * 6),
+    ("user", "Make day two cheaper."),
+]
 
-def first_token_s(service, kind: str) -> tuple[float, int, int]:
+
+def messages(kind: str) -> list[Message]:
+    if kind == "conversation":  # its third turn
+        return [Message(role, [TextPart(text)]) for role, text in CONVERSATION]
+    return [Message("user", MODALITIES[kind]())]
+
+
+def earlier(kind: str) -> list[Message]:
+    """What a user sent before: the same request, or the conversation's second turn."""
+    return messages(kind)[:3] if kind == "conversation" else messages(kind)
+
+
+def first_token_s(service, parts: list[Message]) -> tuple[float, int, int]:
     """One request's seconds to its first token (prepare and prefill; one token asked), its
     prompt tokens and the tokens it found kept. In a thread, as the server's decode loop runs."""
     out = {}
 
     def run():
-        request, _, _ = service.build_request([Message("user", MODALITIES[kind]())], SamplingParams(max_new_tokens=1))
+        request, _, _ = service.build_request(parts, SamplingParams(max_new_tokens=1))
         began = time.perf_counter()
         final = list(service.engine.stream(request))[-1]
         out["result"] = time.perf_counter() - began, final.metrics.prompt_tokens, final.metrics.cached_tokens
@@ -60,17 +80,17 @@ def main() -> None:
         engine, described, _ = open_bench_engine(Path(tmp), args.full_size, args.layers, "dynamic")
         service = open_service(Settings.from_env(model=str(Path(tmp) / "tiny")), engine=engine)
         print(f"# bench/prefix_cache.py  {time.strftime('%Y-%m-%d')}  device: {described}, median of {args.repeats}")
-        print(f"{'modality':>12} {'prompt':>7} {'shared':>7} {'computed_ms':>12} {'kept_ms':>8} {'ratio':>6}")
-        for kind in MODALITIES:
+        print(f"{'request':>12} {'prompt':>7} {'kept':>7} {'computed_ms':>12} {'kept_ms':>8} {'ratio':>6}")
+        for kind in [*MODALITIES, "conversation"]:
             computed, kept, shared = [], [], 0
-            first_token_s(service, kind)  # warm-up
+            first_token_s(service, messages(kind))  # warm-up
             for _ in range(args.repeats):
                 engine.enable_batching(1, prefixes=0)
-                seconds, prompt, _ = first_token_s(service, kind)
+                seconds, prompt, _ = first_token_s(service, messages(kind))
                 computed.append(seconds)
                 engine.enable_batching(1)
-                first_token_s(service, kind)  # keeps the turn
-                seconds, _, shared = first_token_s(service, kind)
+                first_token_s(service, earlier(kind))  # leaves its beginnings kept
+                seconds, _, shared = first_token_s(service, messages(kind))
                 kept.append(seconds)
             a, b = statistics.median(computed) * 1e3, statistics.median(kept) * 1e3
             print(f"{kind:>12} {prompt:>7} {shared:>7} {a:>12.1f} {b:>8.1f} {a / b:>6.2f}")

@@ -84,7 +84,7 @@ def test_load_benchmark_reports_counts_ttft_and_memory(web_server):
     assert re.search(r"ttft p50=\d+ ms p95=\d+ ms", run.stdout) and "server RSS idle=" in run.stdout
 
 
-def test_prefix_cache_benchmark_finds_each_modalitys_system_turn_kept():
+def test_prefix_cache_benchmark_finds_what_an_earlier_request_kept():
     run = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "prefix_cache.py"), "--repeats", "1"],
         capture_output=True,
@@ -94,6 +94,6 @@ def test_prefix_cache_benchmark_finds_each_modalitys_system_turn_kept():
     )
     assert run.returncode == 0, run.stderr
     rows = [line.split() for line in run.stdout.splitlines() if line.strip() and not line.startswith("#")][1:]
-    assert [row[0] for row in rows] == ["text", "image", "audio", "image+audio"]
+    assert [row[0] for row in rows] == ["text", "image", "audio", "image+audio", "conversation"]
     for _, prompt, shared, *times in rows:
         assert 40 < int(shared) < int(prompt) and all(float(t) > 0 for t in times)

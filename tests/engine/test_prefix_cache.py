@@ -30,9 +30,12 @@ def test_the_second_request_starts_after_the_kept_turn_and_still_equals_generate
     _, first, before = engine.generate(asked(turn, MODALITIES[modality]()))
     request = asked(turn, MODALITIES[modality]())
     _, second, after = engine.generate(request)
-    shared = engine.prepare(request).shared_prefix
+    prepared = engine.prepare(request)
+    # a text prompt is kept whole but its last token (a conversation's next turn begins with it);
+    # one with media, its system turn alone (its placeholders' ids are the same whatever the media)
+    kept = prepared.prompt_tokens - 1 if modality == "text" else prepared.shared_prefix
     assert before.metrics.cached_tokens == 0
-    assert after.metrics.cached_tokens == shared > 40  # the whole system turn
+    assert after.metrics.cached_tokens == kept > 40
     assert second == first == reference_tokens(reference_model, engine, request, EXPECTED_ADAPTER[modality])
 
 
@@ -50,13 +53,25 @@ def test_a_kept_turn_serves_its_own_adapter_only(engine, reference_model):
     assert again.metrics.cached_tokens > 0
 
 
-def test_no_turn_is_shared_without_a_system_message_or_with_other_ids(engine):
-    _, _, plain = engine.generate(
-        GenerationRequest([Message("user", [TextPart("Hi")])], SamplingParams(max_new_tokens=2))
-    )
-    _, _, other = engine.generate(asked(system(), [TextPart("Hi")], 2))  # a new turn: nothing kept yet
-    assert plain.metrics.cached_tokens == other.metrics.cached_tokens == 0
-    assert engine.prepare(GenerationRequest([Message("user", [TextPart("Hi")])])).shared_prefix == 0
+def test_a_text_conversations_next_turn_starts_after_the_previous_prompt(engine, reference_model):
+    first = [Message("user", [TextPart(f"Name a colour {uuid.uuid4().hex}.")])]
+    asked_first = GenerationRequest(first, SamplingParams(max_new_tokens=6))
+    answer, _, one = engine.generate(asked_first)
+    second = first + [Message("assistant", [TextPart(answer)]), Message("user", [TextPart("And another?")])]
+    request = GenerationRequest(second, SamplingParams(max_new_tokens=12))
+    _, tokens, two = engine.generate(request)
+    assert engine.prepare(asked_first).shared_prefix == 0  # no system turn: only the whole prompt is kept
+    assert (one.metrics.cached_tokens, two.metrics.cached_tokens) == (0, one.metrics.prompt_tokens - 1)
+    assert tokens == reference_tokens(reference_model, engine, request, "base")
+
+
+def test_a_prompt_with_media_is_not_kept_whole(engine):
+    """Its placeholders' ids are the same whatever the photo: a next turn about another photo must
+    not find this one's keys and values."""
+    photo = [Message("user", MODALITIES["image"]())]  # no system turn either
+    engine.generate(GenerationRequest(photo, SamplingParams(max_new_tokens=2)))
+    _, _, again = engine.generate(GenerationRequest(photo, SamplingParams(max_new_tokens=2)))
+    assert again.metrics.cached_tokens == 0
 
 
 @pytest.mark.slow  # two prefills of 4,100 tokens
@@ -73,18 +88,22 @@ def test_a_prompt_past_the_longrope_switch_neither_uses_nor_gives_a_turn(engine)
 
 
 def test_kept_tokens_are_bounded_oldest_used_first(engine):
-    turns = [system() for _ in range(3)]
-    lengths = [engine.prepare(asked(turn, [TextPart("Hi")])).shared_prefix for turn in turns]
+    prompts = [GenerationRequest([Message("user", [TextPart(f"Hi {uuid.uuid4().hex}")])]) for _ in range(3)]
+    lengths = [engine.prepare(prompt).prompt_tokens - 1 for prompt in prompts]  # each kept whole but its last
+
+    def cached(prompt) -> int:
+        return engine.generate(GenerationRequest(prompt.messages, SamplingParams(max_new_tokens=1)))[
+            2
+        ].metrics.cached_tokens
+
     engine.enable_batching(1, prefixes=lengths[1] + lengths[2])  # room for two of the three
     try:
-        for turn in turns:
-            engine.generate(asked(turn, [TextPart("Hi")], 1))
-        # newest first: each hit moves its turn up, so the oldest is the one found dropped
-        cached = [engine.generate(asked(turns[i], [TextPart("Hi")], 1))[2].metrics.cached_tokens for i in (2, 1, 0)]
-        assert cached == [lengths[2], lengths[1], 0]  # the first was dropped to make room for the third
-        engine.enable_batching(1, prefixes=lengths[0] - 1)  # a turn longer than the whole room: never kept
-        hits = [engine.generate(asked(turns[0], [TextPart("Hi")], 1))[2].metrics.cached_tokens for _ in range(2)]
-        assert hits == [0, 0]
+        for prompt in prompts:
+            cached(prompt)
+        # newest first: each hit moves its prompt up, so the oldest is the one found dropped
+        assert [cached(prompts[i]) for i in (2, 1, 0)] == [lengths[2], lengths[1], 0]
+        engine.enable_batching(1, prefixes=lengths[0] - 1)  # a prompt longer than the whole room: never kept
+        assert [cached(prompts[0]) for _ in range(2)] == [0, 0]
     finally:
         engine.enable_batching(1)
 
