@@ -139,12 +139,14 @@ class Settings:
     remote_api_key: str | None = None
 
     def __post_init__(self) -> None:
-        """Every number here is a count, a size or a time: a negative one is a mistake, refused by
-        name whichever way it came (a flag, a variable, the code), before anything starts."""
+        """Every number here is a count, a size or a time: a negative one (or NaN) is a mistake,
+        refused by name whichever way it came (a flag, a variable, the code), before anything starts."""
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not value >= 0:  # NaN too
                 raise ValueError(f"{f.name} (PHI4MM_{f.name.upper()}) is {value}; it cannot be negative.")
+        if self.port > 65535:
+            raise ValueError(f"port (PHI4MM_PORT) is {self.port}; a TCP port is 0-65535.")
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":

@@ -39,7 +39,7 @@ def test_a_wrong_environment_value_is_refused_by_name(monkeypatch):
         Settings.from_env()
 
 
-def test_a_negative_number_is_refused_by_name_however_it_comes(monkeypatch):
+def test_a_negative_number_or_an_impossible_port_is_refused_by_name_however_it_comes(monkeypatch):
     """A negative budget once reached the engine (a prefix cache of -1 tokens failed every request
     with a 500): every number here is a count, a size or a time."""
     monkeypatch.setenv("PHI4MM_PREFIX_CACHE_TOKENS", "-1")
@@ -49,6 +49,10 @@ def test_a_negative_number_is_refused_by_name_however_it_comes(monkeypatch):
     for field in ("max_batch", "login_hours", "static_cache_rows"):
         with pytest.raises(ValueError, match=field):
             Settings.from_env(**{field: -1})
+    with pytest.raises(ValueError, match="login_hours"):
+        Settings.from_env(login_hours=float("nan"))
+    with pytest.raises(ValueError, match="a TCP port is 0-65535"):
+        Settings.from_env(port=99999)
     assert Settings.from_env(prefix_cache_tokens=0, max_inflight=None).prefix_cache_tokens == 0
 
 

@@ -5,6 +5,8 @@ size on a CPU."""
 
 from __future__ import annotations
 
+import uuid
+
 from torch.profiler import ProfilerActivity, profile
 
 from engine.output_head import hold_standard_strides
@@ -14,6 +16,8 @@ from media.parts import Message, TextPart
 
 def batched_head_products(engine, prompt: str) -> list:
     vocab, hidden = engine.model.lm_head.weight.shape
+    # a prompt never asked before: a kept one (engine/prefix_cache.py) would prefill one token alone
+    prompt += uuid.uuid4().hex
     request = GenerationRequest([Message("user", [TextPart(prompt)])], SamplingParams(max_new_tokens=2))
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         list(engine.stream(request))
