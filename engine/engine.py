@@ -78,8 +78,7 @@ class Engine(PromptPreparation, OutputProcessing, ChatEngine):
         self.runner = ModelRunner(model, self.router, end_ids, switch)  # engine/decode.py: the decode contract
         self.grammar_tokenizer = GrammarTokenizer(self.tokenizer, config.vocab_size)  # built on first use
         self.static = None  # a SlotDecoder once set_decode picks the static or compiled path
-        # the one decode loop; enable_batching sizes it
-        self.scheduler = Scheduler(self, 1, prefixes=DEFAULTS.prefix_cache_tokens)
+        self.scheduler = Scheduler(self, 1)  # the one decode loop; enable_batching sizes it
         self.counters = EngineCounters()  # finish reasons and tokens generated, for /health and /metrics
         self.closing = False  # set by close(): new requests are refused, open ones end
         self.decode_mode = "dynamic"  # the decode path serving requests (set_decode)

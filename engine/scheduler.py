@@ -41,6 +41,7 @@ from typing import Iterator
 import torch
 
 from core.errors import ShuttingDown, release_memory
+from core.settings import DEFAULTS
 from engine.decode import PreparedPrompt
 from engine.prefix_cache import PrefixCache
 from engine.request import PENDING, GenerationRequest
@@ -53,7 +54,7 @@ log = logging.getLogger(__name__)
 
 
 class Scheduler:
-    def __init__(self, engine, max_batch: int, prefill_chunk: int = 512, prefixes: int = 0):
+    def __init__(self, engine, max_batch: int, prefill_chunk: int = 512, prefixes: int = DEFAULTS.prefix_cache_tokens):
         self.engine = engine  # for its slot decoder; the model only through its runner
         self.runner = engine.runner
         self.max_batch = max_batch

@@ -1,6 +1,7 @@
-"""A system turn's keys and values, kept from one request, start the next request's prefill with
-the same system turn (engine/prefix_cache.py): the answer stays token-identical to `generate`,
-and only the same adapter, a prompt under the long-RoPE switch and the same ids share it."""
+"""Prompt beginnings kept from one request (its system turn; a text prompt whole but its last
+token) start the next request's prefill when it begins with them (engine/prefix_cache.py): the
+answer stays token-identical to `generate`, and only the same adapter, a prompt under the long-RoPE
+switch, the same ids and no media share them."""
 
 from __future__ import annotations
 
@@ -92,9 +93,8 @@ def test_kept_tokens_are_bounded_oldest_used_first(engine):
     lengths = [engine.prepare(prompt).prompt_tokens - 1 for prompt in prompts]  # each kept whole but its last
 
     def cached(prompt) -> int:
-        return engine.generate(GenerationRequest(prompt.messages, SamplingParams(max_new_tokens=1)))[
-            2
-        ].metrics.cached_tokens
+        _, _, final = engine.generate(GenerationRequest(prompt.messages, SamplingParams(max_new_tokens=1)))
+        return final.metrics.cached_tokens
 
     engine.enable_batching(1, prefixes=lengths[1] + lengths[2])  # room for two of the three
     try:
