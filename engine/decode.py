@@ -35,7 +35,8 @@ class PreparedPrompt:
     max_new_tokens: int  # the request's, clipped to what the context window leaves
     media_end: int = 0  # one past the last media placeholder (0: none): the first prefill chunk's least end
     shared_prefix: int = 0  # leading tokens other prompts may share (the system turn; engine/prefix_cache.py)
-    cached_tokens: int = 0  # set at admission: leading tokens whose KV came from the prefix cache
+    media_key: str = ""  # a digest of its images and audio ("" if none; engine/prefix_cache.py)
+    cached_tokens: int = 0  # set at its first prefill: leading tokens whose KV came from the prefix cache
 
     @property
     def input_ids(self) -> torch.Tensor:

@@ -11,6 +11,7 @@ import torch
 
 from core.errors import InvalidRequest, PromptTooLong
 from engine.decode import PreparedPrompt
+from engine.prefix_cache import media_digest
 from engine.prompt_items import prompt_items
 from engine.request import GenerationRequest
 from engine.router import choose_adapter
@@ -124,6 +125,7 @@ class PromptPreparation:
             max_new_tokens=min(request.params.max_new_tokens, self.context_window - prompt_tokens),
             media_end=int(is_media.nonzero().max()) + 1 if media_tokens else 0,
             shared_prefix=self._shared_prefix(chat, inputs["input_ids"][0]),
+            media_key=media_digest(images, audios, kwargs.get("dynamic_hd")) if media_tokens else "",
         )
 
     def _shared_prefix(self, chat: list[dict], ids: torch.Tensor) -> int:

@@ -172,7 +172,7 @@ class Scheduler:
         return joining
 
     def _admit(self, row: Row) -> None:
-        """Gives the row a home (a slot is reserved now) and a cache for its prompt."""
+        """Gives the row a home (a slot is reserved now); its prompt waits for its turn to go in."""
         if row.leaving:
             row.put(None)
             return
@@ -182,7 +182,6 @@ class Scheduler:
         except Exception as err:  # noqa: BLE001 - an adapter that is not loaded, say
             self._fail(row, err)
             return
-        row.prefill_cache = self.prefixes.start(row.prepared)
         self.prefilling.append(row)
 
     def _prefill(self) -> None:
@@ -196,6 +195,8 @@ class Scheduler:
                 self._unprefill(row)
                 row.put(None)
                 continue
+            if row.prefill_cache is None:  # its turn: what rows before it left kept counts too
+                row.prefill_cache = self.prefixes.start(row.prepared)
             end = self._chunk_end(row)
             spent += end - row.prefill_cache.get_seq_length()
             try:

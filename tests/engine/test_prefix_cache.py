@@ -1,7 +1,7 @@
-"""Prompt beginnings kept from one request (its system turn; a text prompt whole but its last
-token) start the next request's prefill when it begins with them (engine/prefix_cache.py): the
-answer stays token-identical to `generate`, and only the same adapter, a prompt under the long-RoPE
-switch, the same ids and no media share them."""
+"""Prompt beginnings kept from one request (its system turn; its prompt whole but its last token)
+start the next request's prefill when it begins with them (engine/prefix_cache.py): the answer
+stays token-identical to `generate`, and only the same adapter, a prompt under the long-RoPE
+switch, the same ids and the very same media share them."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import uuid
 import pytest
 
 from engine.request import GenerationRequest, SamplingParams
-from media.parts import Message, TextPart
+from media.parts import AudioPart, ImagePart, Message, TextPart
 from tests.engine.conftest import reference_tokens
-from tooling.inputs import EXPECTED_ADAPTER, MODALITIES
+from tooling.inputs import EXPECTED_ADAPTER, MODALITIES, make_photo, make_tone
 
 
 def system(words: str = "") -> Message:
@@ -32,11 +32,9 @@ def test_the_second_request_starts_after_the_kept_turn_and_still_equals_generate
     request = asked(turn, MODALITIES[modality]())
     _, second, after = engine.generate(request)
     prepared = engine.prepare(request)
-    # a text prompt is kept whole but its last token (a conversation's next turn begins with it);
-    # one with media, its system turn alone (its placeholders' ids are the same whatever the media)
-    kept = prepared.prompt_tokens - 1 if modality == "text" else prepared.shared_prefix
+    # kept whole but its last token, media and all (a conversation's next turn begins with it)
     assert before.metrics.cached_tokens == 0
-    assert after.metrics.cached_tokens == kept > 40
+    assert after.metrics.cached_tokens == prepared.prompt_tokens - 1 > prepared.shared_prefix > 40
     assert second == first == reference_tokens(reference_model, engine, request, EXPECTED_ADAPTER[modality])
 
 
@@ -66,13 +64,47 @@ def test_a_text_conversations_next_turn_starts_after_the_previous_prompt(engine,
     assert tokens == reference_tokens(reference_model, engine, request, "base")
 
 
-def test_a_prompt_with_media_is_not_kept_whole(engine):
-    """Its placeholders' ids are the same whatever the photo: a next turn about another photo must
-    not find this one's keys and values."""
-    photo = [Message("user", MODALITIES["image"]())]  # no system turn either
-    engine.generate(GenerationRequest(photo, SamplingParams(max_new_tokens=2)))
-    _, _, again = engine.generate(GenerationRequest(photo, SamplingParams(max_new_tokens=2)))
-    assert again.metrics.cached_tokens == 0
+def test_a_photo_conversations_next_turn_starts_after_the_photo_and_still_equals_generate(engine, reference_model):
+    """Clients send the photo again with every turn: the next turn skips its encoding and prefill."""
+    first = [Message("user", [ImagePart(make_photo(seed=7)), TextPart(f"What is this {uuid.uuid4().hex}?")])]
+    asked_first = GenerationRequest(first, SamplingParams(max_new_tokens=6))
+    answer, _, one = engine.generate(asked_first)
+    second = first + [Message("assistant", [TextPart(answer)]), Message("user", [TextPart("And the sun?")])]
+    request = GenerationRequest(second, SamplingParams(max_new_tokens=12))
+    _, tokens, two = engine.generate(request)
+    assert (one.metrics.cached_tokens, two.metrics.cached_tokens) == (0, one.metrics.prompt_tokens - 1)
+    assert tokens == reference_tokens(reference_model, engine, request, "vision")
+
+
+@pytest.mark.parametrize(
+    "kind, other",
+    [
+        ("image", lambda: ImagePart(make_photo(seed=8))),
+        ("audio", lambda: AudioPart(make_tone(hz=660.0))),
+    ],
+)
+def test_other_media_with_the_same_words_computes_its_own(engine, reference_model, kind, other):
+    """Placeholders' ids are the same whatever the media: the words and ids of an earlier request
+    with another photo (or clip) must not lend it that one's keys and values."""
+    words = TextPart(f"Tell me about it {uuid.uuid4().hex}.")
+    engine.generate(GenerationRequest([Message("user", [MODALITIES[kind]()[0], words])]))
+    request = GenerationRequest([Message("user", [other(), words])], SamplingParams(max_new_tokens=12))
+    _, tokens, final = engine.generate(request)
+    assert final.metrics.cached_tokens == 0  # no system turn, and the whole prompt is another's
+    assert tokens == reference_tokens(reference_model, engine, request, EXPECTED_ADAPTER[kind])
+
+
+def test_a_turn_that_adds_a_photo_starts_after_its_system_turn_only(engine, reference_model):
+    """Every photo's placeholders go in with one chunk: a kept beginning holding the first photo
+    cannot serve a prompt with a second one after it."""
+    turn = system()
+    first = [turn, Message("user", MODALITIES["image"]())]
+    answer, _, _ = engine.generate(GenerationRequest(first, SamplingParams(max_new_tokens=4)))
+    second = first + [Message("assistant", [TextPart(answer)]), Message("user", [ImagePart(make_photo(seed=9))])]
+    request = GenerationRequest(second, SamplingParams(max_new_tokens=12))
+    _, tokens, final = engine.generate(request)
+    assert final.metrics.cached_tokens == engine.prepare(request).shared_prefix > 0
+    assert tokens == reference_tokens(reference_model, engine, request, "vision")
 
 
 @pytest.mark.slow  # two prefills of 4,100 tokens
