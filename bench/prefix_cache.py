@@ -1,9 +1,9 @@
-"""Prefix cache benchmark: time to first token of one request of each modality with the server's
-own system prompt (the service's safety prompt, as `phi4mm serve` sends it), and of a text
-conversation's third turn, with what an earlier request left kept (engine/prefix_cache.py: the
-same request's system turn, or the whole text prompt; the conversation's second turn) against
-computed again, alternating in the same process. Prints each row's prompt and kept tokens, both
-medians and their ratio.
+"""Prefix cache benchmark: time to first token of a conversation's second turn in each modality
+(a question about a photo, a clip or both, then a follow-up that sends the media again, as
+OpenAI-style clients do), with the server's own system prompt (the service's safety prompt, as
+`phi4mm serve` sends it), and of a text conversation's third turn, with what the turn before left
+kept (engine/prefix_cache.py: that turn's whole prompt) against computed again, alternating in
+the same process. Prints each row's prompt and kept tokens, both medians and their ratio.
 
     python bench/prefix_cache.py [--repeats 5]                    # CPU, tiny checkpoint
     python bench/prefix_cache.py --full-size [--layers N]         # the released shapes (GPU, or CPU)
@@ -41,14 +41,19 @@ CONVERSATION = [
 
 
 def messages(kind: str) -> list[Message]:
-    if kind == "conversation":  # its third turn
+    """The turn measured: a text conversation's third, or a second one about the same media."""
+    if kind == "conversation":
         return [Message(role, [TextPart(text)]) for role, text in CONVERSATION]
-    return [Message("user", MODALITIES[kind]())]
+    return [
+        Message("user", MODALITIES[kind]()),
+        Message("assistant", [TextPart("It shows a warm afternoon; the sound is a steady tone.")]),
+        Message("user", [TextPart("What would you change about it?")]),
+    ]
 
 
 def earlier(kind: str) -> list[Message]:
-    """What a user sent before: the same request, or the conversation's second turn."""
-    return messages(kind)[:3] if kind == "conversation" else messages(kind)
+    """The turn before: what the user sent then."""
+    return messages(kind)[: 3 if kind == "conversation" else 1]
 
 
 def first_token_s(service, parts: list[Message]) -> tuple[float, int, int]:
