@@ -206,9 +206,11 @@ def _validate(params: SamplingParams, tokens_field: str) -> None:
 
 
 def usage(metrics: list[Metrics | None]) -> Usage:
-    """One prompt, however many choices; every choice's tokens."""
+    """One prompt, however many choices; every choice's tokens. Its cached tokens: what every
+    choice found kept (the first one prefilled may leave its prompt kept for the others)."""
     first = next((m for m in metrics if m), None)
-    prompt, cached = (first.prompt_tokens, first.cached_tokens) if first else (0, 0)
+    prompt = first.prompt_tokens if first else 0
+    cached = min((m.cached_tokens for m in metrics if m), default=0)
     completion = sum(m.completion_tokens for m in metrics if m)
     return Usage(
         prompt_tokens=prompt,

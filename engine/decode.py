@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache
 
+from engine.roomy_cache import roomy_cache
 from engine.router import LoraRouter
 
 
@@ -70,7 +71,8 @@ class ModelRunner:
             yield
 
     def new_cache(self) -> DynamicCache:
-        return DynamicCache(config=self.model.config)
+        """An empty cache whose layers grow in place (engine/roomy_cache.py)."""
+        return roomy_cache(self.model.config)
 
     def forward(
         self, prepared: PreparedPrompt, ids: torch.Tensor, cache: DynamicCache

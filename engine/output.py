@@ -29,7 +29,11 @@ class OutputProcessing:
         def text(token: int) -> str:
             return self.tokenizer.decode([token])
 
-        return [TokenLogprob(text(t), lp, [(text(i), v) for i, v in top]) for t, lp, top in entries]
+        # a grammar leaves some tokens no chance at all (-inf, which JSON cannot carry): those are no
+        # alternatives, so a position may list fewer than `top_logprobs`
+        return [
+            TokenLogprob(text(t), lp, [(text(i), v) for i, v in top if v != float("-inf")]) for t, lp, top in entries
+        ]
 
     def _chunks(
         self,

@@ -31,6 +31,7 @@ import torch
 from transformers import DynamicCache
 
 from engine.decode import ModelRunner, PreparedPrompt
+from engine.roomy_cache import roomy_cache
 
 
 class PrefixCache:
@@ -54,8 +55,7 @@ class PrefixCache:
         key = max(found, key=lambda key: len(key[2]))
         self._kept.move_to_end(key)
         prepared.cached_tokens = len(key[2])
-        copies = [(keys.clone(), values.clone()) for keys, values in self._kept[key]]
-        return DynamicCache(ddp_cache_data=copies, config=self.runner.model.config)
+        return roomy_cache(self.runner.model.config, self._kept[key])  # a copy
 
     def keep(self, prepared: PreparedPrompt, cache: DynamicCache) -> None:
         """After a prefill chunk: copies of the beginnings the cache now holds (the system turn;
@@ -65,7 +65,10 @@ class PrefixCache:
         done = cache.get_seq_length()
         if any(layer.keys.shape[-2] != done for layer in cache.layers):
             return  # a sliding window dropped the oldest positions (none does below 262,144 tokens)
+        # a prompt with media and no digest (prepared while the cache was off) keeps its system turn only
         whole = prepared.prompt_tokens - 1 if done == prepared.prompt_tokens else 0
+        if prepared.media_end and not prepared.media_key:
+            whole = 0
         for length in {prepared.shared_prefix, whole} - {0}:
             if length <= min(done, self.tokens):
                 self._keep(prepared, cache, length)

@@ -65,7 +65,8 @@ def _left_out(text: str) -> str:
 
 class PromptPreparation:
     """The engine's prompt part (a mixin of engine/engine.py's Engine): it reads the engine's
-    processor, tokenizer, chat_template, controls, limits, context_window, device and dtype."""
+    processor, tokenizer, chat_template, controls, limits, context_window, device, dtype and
+    whether its scheduler keeps prompt beginnings."""
 
     def render(self, chat: list[dict], prefill: bool = False) -> str:
         """The prompt, by the chat template (the one renderer); with `prefill` the last (assistant)
@@ -117,6 +118,7 @@ class PromptPreparation:
                 param="messages",
             )
         inputs = inputs.to(device=self.device, dtype=self.dtype)  # casts only the float tensors
+        keeps = self.scheduler.prefixes.tokens > 0  # the digest costs ~6 ms a megapixel: only for the cache
         inputs.pop("num_img_tokens", None)
         return PreparedPrompt(
             inputs=dict(inputs),
@@ -125,7 +127,7 @@ class PromptPreparation:
             max_new_tokens=min(request.params.max_new_tokens, self.context_window - prompt_tokens),
             media_end=int(is_media.nonzero().max()) + 1 if media_tokens else 0,
             shared_prefix=self._shared_prefix(chat, inputs["input_ids"][0]),
-            media_key=media_digest(images, audios, kwargs.get("dynamic_hd")) if media_tokens else "",
+            media_key=media_digest(images, audios, kwargs.get("dynamic_hd")) if media_tokens and keeps else "",
         )
 
     def _shared_prefix(self, chat: list[dict], ids: torch.Tensor) -> int:

@@ -27,6 +27,7 @@ import torch
 from transformers import DynamicCache
 
 from core.errors import release_memory
+from engine.roomy_cache import roomy_cache
 from engine.slot_decoder import SlotDecoder
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ class PaddedRows:
         self._mask, self._lengths = mask[:, start:], self._lengths[index]
 
     def _dynamic(self, layers) -> DynamicCache:
-        return DynamicCache(ddp_cache_data=layers, config=self.runner.model.config)
+        return roomy_cache(self.runner.model.config, layers)
 
     def _join(self, row, cache: DynamicCache) -> None:
         length = cache.get_seq_length()

@@ -7,6 +7,7 @@ import base64
 import json
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 
 import openai
@@ -111,6 +112,11 @@ def test_a_shared_system_turn_is_reported_as_cached_tokens(client):
     assert response.usage.input_tokens_details.cached_tokens == plain.prompt_tokens_details.cached_tokens
     other = client.chat.completions.create(model="phi4mm", messages=[messages[1]], max_tokens=1).usage
     assert other.prompt_tokens_details.cached_tokens < plain.prompt_tokens_details.cached_tokens  # another turn
+    # n choices of a new prompt: whichever is prefilled first leaves it whole for the others, but
+    # the request found only the server's system turn kept (the fewest any choice found)
+    fresh = [{"role": "user", "content": f"Count to {uuid.uuid4().int % 1000}"}]
+    three = client.chat.completions.create(model="phi4mm", messages=fresh, max_tokens=1, n=3).usage
+    assert 40 < three.prompt_tokens_details.cached_tokens < three.prompt_tokens - 1
 
 
 def test_models(client):

@@ -258,6 +258,24 @@ def test_logprobs_of_every_token_with_the_likeliest(client):
         client.chat.completions.create(model="phi4mm", messages=HI, max_tokens=2, top_logprobs=2)
 
 
+def test_top_logprobs_under_a_grammar_list_only_tokens_it_allows(client):
+    """A JSON schema leaves most tokens no chance (-inf, which JSON cannot carry): they are not
+    listed as alternatives, and the answer is a 200, not a 500."""
+    schema = {"type": "object", "properties": {"a": {"enum": [1, 2]}}, "required": ["a"], "additionalProperties": False}
+    completion = client.chat.completions.create(
+        model="phi4mm",
+        messages=HI,
+        max_tokens=8,
+        logprobs=True,
+        top_logprobs=5,
+        response_format={"type": "json_schema", "json_schema": {"name": "pick", "schema": schema, "strict": True}},
+    )
+    entries = completion.choices[0].logprobs.content
+    assert entries and all(1 <= len(entry.top_logprobs) <= 5 for entry in entries)
+    assert any(len(entry.top_logprobs) < 5 for entry in entries)  # somewhere the grammar allowed fewer
+    assert all(top.logprob > -1e30 for entry in entries for top in entry.top_logprobs)
+
+
 @pytest.fixture(scope="module")
 def spoken(tmp_path_factory):
     from tooling.inputs import speak

@@ -97,3 +97,18 @@ def test_prefix_cache_benchmark_finds_what_an_earlier_request_kept():
     assert [row[0] for row in rows] == ["text", "image", "audio", "image+audio", "conversation"]
     for _, prompt, shared, *times in rows:
         assert 40 < int(shared) < int(prompt) and all(float(t) > 0 for t in times)
+
+
+def test_decode_step_benchmark_times_both_caches_as_users_run_it():
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "decode_step.py"), "--tiny", "--cached", "64", "--rows", "1", "2"]
+        + ["--steps", "3", "--repeats", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert run.returncode == 0, run.stderr
+    rows = [line.split() for line in run.stdout.splitlines() if line.strip() and not line.startswith("#")][1:]
+    assert [(row[0], row[1]) for row in rows] == [("1", "64"), ("2", "64")]
+    assert all(float(value) > 0 for row in rows for value in row[2:])

@@ -162,3 +162,22 @@ def test_rows_decoding_together_share_a_turn_and_each_equals_its_lone_answer(eng
         engine.enable_batching(1)
     assert {kind: results[kind][1] for kind in kinds} == alone
     assert all(results[kind][2].metrics.cached_tokens > 0 for kind in kinds)
+
+
+def test_media_is_digested_only_for_the_cache_and_a_prompt_without_its_digest_is_not_kept_whole(engine):
+    """The digest costs ~6 ms a megapixel, so it is skipped with the cache off; a prompt prepared
+    then and prefilled after the cache came on must not be kept as if it had no media."""
+    photo = GenerationRequest([Message("user", [ImagePart(make_photo(seed=10)), TextPart(uuid.uuid4().hex)])])
+    engine.enable_batching(1, prefixes=0)
+    try:
+        prepared = engine.prepare(photo)
+    finally:
+        engine.enable_batching(1)
+    assert prepared.media_key == "" and engine.prepare(photo).media_key
+    cache = engine.scheduler.prefixes.start(prepared)
+    with engine.runner.turn([prepared.adapter]):
+        engine.runner.prefill(prepared, cache, prepared.prompt_tokens)
+    engine.scheduler.prefixes.keep(prepared, cache)
+    other = GenerationRequest([Message("user", [ImagePart(make_photo(seed=11)), photo.messages[0].parts[1]])])
+    _, _, final = engine.generate(GenerationRequest(other.messages, SamplingParams(max_new_tokens=1)))
+    assert final.metrics.cached_tokens == 0

@@ -1,0 +1,57 @@
+"""The padded rows' cache keeps room to grow (engine/roomy_cache.py): a decode step writes its
+token in place instead of copying the whole cache, and holds what transformers' DynamicCache holds."""
+
+from __future__ import annotations
+
+import torch
+from transformers import DynamicCache
+
+from engine.request import GenerationRequest, SamplingParams
+from engine.roomy_cache import roomy_cache
+from media.parts import Message, TextPart
+from tests.engine.conftest import reference_tokens
+
+
+def _layers(config, batch: int, length: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(seed)
+    heads, size = config.num_key_value_heads, config.hidden_size // config.num_attention_heads
+    shape = (batch, heads, length, size)
+    return [
+        (torch.randn(shape, generator=generator), torch.randn(shape, generator=generator))
+        for _ in range(config.num_hidden_layers)
+    ]
+
+
+def test_it_holds_what_a_dynamic_cache_holds_across_its_regrowth(engine):
+    config = engine.model.config
+    roomy = roomy_cache(config, _layers(config, 3, 40, seed=0))
+    plain = DynamicCache(ddp_cache_data=_layers(config, 3, 40, seed=0), config=config)
+    rooms = {roomy.layers[0]._key_room.data_ptr()}
+    for step, new in enumerate([1] * 50 + [7] + [1] * 30):  # single tokens and a chunk, past the room twice
+        for index, (keys, values) in enumerate(_layers(config, 3, new, seed=step + 1)):
+            got, want = roomy.update(keys, values, index), plain.update(keys, values, index)
+            assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+        rooms.add(roomy.layers[0]._key_room.data_ptr())
+    assert roomy.get_seq_length() == plain.get_seq_length() == 40 + 50 + 7 + 30
+    assert roomy.get_mask_sizes(torch.tensor([0]), 0) == plain.get_mask_sizes(torch.tensor([0]), 0)
+    # it grew a few times, not once a step: between two growths, tokens went in where they lie
+    assert 2 <= len(rooms) <= 5
+
+
+def test_a_config_whose_window_could_slide_keeps_the_plain_cache(engine):
+    config = type(engine.model.config).from_dict(engine.model.config.to_dict())
+    config.sliding_window = 1024  # within the model's positions: transformers' layers would slide
+    cache = roomy_cache(config, _layers(config, 1, 8, seed=0))
+    assert not hasattr(cache.layers[0], "_key_room")
+    assert cache.get_seq_length() == 8
+
+
+def test_a_long_answer_across_the_regrowth_still_equals_generate(engine, reference_model):
+    """A short prompt's room is 32 tokens: an 80-token answer grows the cache twice mid-answer."""
+    request = GenerationRequest(
+        [Message("user", [TextPart("Count slowly from one to one hundred, in words.")])],
+        SamplingParams(max_new_tokens=80),
+    )
+    _, tokens, final = engine.generate(request)
+    assert final.metrics.completion_tokens == 80 or tokens[-1] in engine.runner.end_ids
+    assert tokens == reference_tokens(reference_model, engine, request, "base")
