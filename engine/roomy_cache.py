@@ -1,10 +1,11 @@
 """A DynamicCache whose layers keep spare room along the sequence: a decode step writes its token's
 keys and values in place. transformers' DynamicLayer appends with `torch.cat`, which copies the
 whole cache every step: with 16 rows of 1,500 tokens at the released shapes (128 KiB a token in
-bf16) that is 3 GiB read and written per step, more than the step's attention reads. Measured on
-this CPU for one layer of those shapes in fp32: the two concatenations 89 ms, the attention 24 ms
-(bench/RESULTS.md). Attention reads the filled part as a view: the same values, the same kernel.
-"""
+bf16) that is 3 GiB read and written per step. Attention reads the filled part as a view: the
+same values, the same kernel. `bench/decode_step.py` on this CPU (8 of 32 layers, bf16): one row
+with 3,000 tokens cached 262 -> 236 ms a step, four rows 469 -> 432 ms; at 500 tokens the same.
+The engine never crops, reorders or beam-searches these caches (DynamicLayer's methods for that
+would replace the views)."""
 
 from __future__ import annotations
 

@@ -26,16 +26,16 @@ def test_it_holds_what_a_dynamic_cache_holds_across_its_regrowth(engine):
     config = engine.model.config
     roomy = roomy_cache(config, _layers(config, 3, 40, seed=0))
     plain = DynamicCache(ddp_cache_data=_layers(config, 3, 40, seed=0), config=config)
-    rooms = {roomy.layers[0]._key_room.data_ptr()}
+    moves = 0  # steps after which the keys lie somewhere else (a copy of the whole cache)
     for step, new in enumerate([1] * 50 + [7] + [1] * 30):  # single tokens and a chunk, past the room twice
+        before = roomy.layers[0].keys.data_ptr()
         for index, (keys, values) in enumerate(_layers(config, 3, new, seed=step + 1)):
             got, want = roomy.update(keys, values, index), plain.update(keys, values, index)
             assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
-        rooms.add(roomy.layers[0]._key_room.data_ptr())
+        moves += roomy.layers[0].keys.data_ptr() != before
     assert roomy.get_seq_length() == plain.get_seq_length() == 40 + 50 + 7 + 30
     assert roomy.get_mask_sizes(torch.tensor([0]), 0) == plain.get_mask_sizes(torch.tensor([0]), 0)
-    # it grew a few times, not once a step: between two growths, tokens went in where they lie
-    assert 2 <= len(rooms) <= 5
+    assert 2 <= moves <= 4  # it grew a few times, not at every step
 
 
 def test_a_config_whose_window_could_slide_keeps_the_plain_cache(engine):
