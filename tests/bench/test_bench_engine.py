@@ -39,14 +39,7 @@ def test_engine_benchmark_prints_ratios_per_modality_and_path(tiny_checkpoint, c
 
 
 def test_asr_benchmark_reports_rtfx_one_at_a_time_and_batched():
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "asr.py"), "--utterances", "3", "--max-batch", "3"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
-    assert run.returncode == 0, run.stderr
+    run = run_bench("asr.py", "--utterances", "3", "--max-batch", "3")
     figures = re.findall(r"^(one at a time|batched x3) +(\d+\.\d+) +(\d+) +(\d+\.\d+)$", run.stdout, re.M)
     assert [f[0] for f in figures] == ["one at a time", "batched x3"]
     assert figures[0][2] == figures[1][2] and int(figures[0][2]) > 0  # the same greedy work both ways
@@ -85,14 +78,7 @@ def test_load_benchmark_reports_counts_ttft_and_memory(web_server):
 
 
 def test_prefix_cache_benchmark_finds_what_an_earlier_request_kept():
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "prefix_cache.py"), "--repeats", "1"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
-    assert run.returncode == 0, run.stderr
+    run = run_bench("prefix_cache.py", "--repeats", "1")
     rows = [line.split() for line in run.stdout.splitlines() if line.strip() and not line.startswith("#")][1:]
     assert [row[0] for row in rows] == ["text", "image", "audio", "image+audio", "conversation"]
     for _, prompt, shared, *times in rows:
@@ -100,15 +86,16 @@ def test_prefix_cache_benchmark_finds_what_an_earlier_request_kept():
 
 
 def test_decode_step_benchmark_times_both_caches_as_users_run_it():
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "decode_step.py"), "--tiny", "--cached", "64", "--rows", "1", "2"]
-        + ["--steps", "3", "--repeats", "1"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
-    assert run.returncode == 0, run.stderr
+    run = run_bench("decode_step.py", "--tiny", "--cached", "64", "--rows", "1", "2", "--steps", "3", "--repeats", "1")
     rows = [line.split() for line in run.stdout.splitlines() if line.strip() and not line.startswith("#")][1:]
     assert [(row[0], row[1]) for row in rows] == [("1", "64"), ("2", "64")]
     assert all(float(value) > 0 for row in rows for value in row[2:])
+
+
+def run_bench(script: str, *args: str) -> subprocess.CompletedProcess:
+    """A benchmark run as its users run it (a subprocess from the repository root) -> its output."""
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
+    assert run.returncode == 0, run.stderr
+    return run
