@@ -87,7 +87,9 @@ def test_other_media_with_the_same_words_computes_its_own(engine, reference_mode
     """Placeholders' ids are the same whatever the media: the words and ids of an earlier request
     with another photo (or clip) must not lend it that one's keys and values."""
     words = TextPart(f"Tell me about it {uuid.uuid4().hex}.")
-    engine.generate(GenerationRequest([Message("user", [MODALITIES[kind]()[0], words])]))
+    engine.generate(
+        GenerationRequest([Message("user", [MODALITIES[kind]()[0], words])], SamplingParams(max_new_tokens=1))
+    )
     request = GenerationRequest([Message("user", [other(), words])], SamplingParams(max_new_tokens=12))
     _, tokens, final = engine.generate(request)
     assert final.metrics.cached_tokens == 0  # no system turn, and the whole prompt is another's
