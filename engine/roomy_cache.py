@@ -55,9 +55,9 @@ class RoomyLayer(_Roomy, DynamicLayer):
 
 
 class RoomySlidingLayer(_Roomy, DynamicSlidingWindowLayer):
-    """For a config with a sliding window longer than any sequence it can take (Phi-4's: 262,144
-    against 131,072 positions), where the layers transformers makes are sliding ones that never
-    slide: the masks and sizes it derives from them stay the same."""
+    """For a config with a sliding window longer than any sequence it can take (the released Phi-4
+    config.json: a window of 262,144 against 131,072 positions), where the layers transformers makes
+    are sliding ones that never slide: the masks and sizes it derives from them stay the same."""
 
 
 def roomy_cache(config, layers: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> DynamicCache:
