@@ -23,10 +23,25 @@ def _room_for(length: int) -> int:
 class _Roomy:
     """Keys and values in buffers longer than what they hold; `keys`/`values` are the filled views."""
 
-    def _store(self, keys: torch.Tensor, values: torch.Tensor) -> None:
-        length = keys.shape[-2]
-        self._key_room = keys.new_empty((*keys.shape[:-2], length + _room_for(length), keys.shape[-1]))
-        self._value_room = values.new_empty((*values.shape[:-2], length + _room_for(length), values.shape[-1]))
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        new = key_states.shape[-2]
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+            self._allocate(key_states[..., :0, :], value_states[..., :0, :], new)
+        elif self.keys.shape[-2] + new > self._key_room.shape[-2]:
+            self._allocate(self.keys, self.values, self.keys.shape[-2] + new)
+        length = self.keys.shape[-2]
+        self._key_room[..., length : length + new, :] = key_states
+        self._value_room[..., length : length + new, :] = value_states
+        self._fill(length + new)
+        return self.keys, self.values
+
+    def _allocate(self, keys: torch.Tensor, values: torch.Tensor, needed: int) -> None:
+        """New buffers for `needed` positions and room past them, holding `keys`/`values` first. At
+        most the old cache and the new one exist at once, as with a concatenation."""
+        size, length = needed + _room_for(needed), keys.shape[-2]
+        self._key_room = keys.new_empty((*keys.shape[:-2], size, keys.shape[-1]))
+        self._value_room = values.new_empty((*values.shape[:-2], size, values.shape[-1]))
         self._key_room[..., :length, :] = keys
         self._value_room[..., :length, :] = values
         self._fill(length)
@@ -34,20 +49,6 @@ class _Roomy:
     def _fill(self, length: int) -> None:
         self.keys, self.values = self._key_room[..., :length, :], self._value_room[..., :length, :]
         self.cumulative_length = length  # what a sliding layer counts (roomy ones never slide)
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
-            self._store(key_states, value_states)
-            return self.keys, self.values
-        length, new = self.keys.shape[-2], key_states.shape[-2]
-        if length + new > self._key_room.shape[-2]:
-            self._store(torch.cat([self.keys, key_states], dim=-2), torch.cat([self.values, value_states], dim=-2))
-        else:
-            self._key_room[..., length : length + new, :] = key_states
-            self._value_room[..., length : length + new, :] = value_states
-            self._fill(length + new)
-        return self.keys, self.values
 
 
 class RoomyLayer(_Roomy, DynamicLayer):
