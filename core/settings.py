@@ -66,10 +66,11 @@ class Settings:
     # not its whole prefill (a prompt's first chunk holds every image and audio placeholder; 0:
     # prompts go in whole, one a round).
     prefill_chunk_tokens: int = 512
-    # Tokens of prompt beginnings (a system turn; a text prompt whole, which its conversation's next
-    # turn begins with), per adapter, whose keys and values the local engine keeps, all together,
-    # so a request that begins with one starts its prefill after it (0: none kept). At the released
-    # shapes in bf16 a token's keys and values take 128 KiB: 4,096 tokens, 512 MiB at most.
+    # Tokens of prompt beginnings (a system turn; a prompt whole, media and all, which its
+    # conversation's next turn begins with), per adapter, whose keys and values the local engine
+    # keeps, all together, so a request that begins with one starts its prefill after it (0: none
+    # kept). At the released shapes in bf16 a token's keys and values take 128 KiB: 4,096 tokens,
+    # 512 MiB at most.
     prefix_cache_tokens: int = 4096
     # Tokens (prompt + answer) the static KV cache holds; longer requests decode on the dynamic
     # path. At most 4,096, where the model's long-RoPE factors take over.
