@@ -29,6 +29,27 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
+# The files whose tests share tests/engine/conftest.py's `slot_engines` (its compiled engine takes
+# ~50 s to build on 2 cores): one process runs them all under `-n 2`, so it is built once
+SHARED_ENGINE_FILES = {
+    f"tests/engine/{name}.py" for name in ("test_slot_decoder", "test_fast_decode", "test_self_check", "test_batching")
+}
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """pyproject's `--dist loadfile` (a file's tests in one process), with SHARED_ENGINE_FILES as one file."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class FilesSharingAnEngine(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = super()._split_scope(nodeid)
+            return "slot_engines" if file in SHARED_ENGINE_FILES else file
+
+    return FilesSharingAnEngine(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
     """Under `-n 2` the slow files start first, so the run does not end on one of them alone
     (each worker sorts the same list the same way, as pytest-xdist requires)."""
