@@ -7,11 +7,14 @@ Two shapes, both measured on this 2-core CPU (bench/RESULTS.md):
   for one), while the same product taken as weight @ rows^T costs 2.5 and 8.3 ms
   (`columns_for_batches`). Installed on a CPU in fp32 only: a GPU's kernels are another story
   (not measured), and in bf16 at full size the two forms are within 15 % of each other either way.
+  Inside `writing_into(block)` that product writes into `block`'s memory, kept from step to step.
 """
 
 from __future__ import annotations
 
+import threading
 import types
+from contextlib import contextmanager
 
 import torch
 from torch.nn import functional
@@ -36,10 +39,48 @@ def hold_standard_strides(head: torch.nn.Module):
     return handle
 
 
+class LogitsBlock:
+    """Memory a decode batch's logits are written into, step after step, grown to the largest
+    batch: at 16 rows they are 12.8 MB (fp32), and under the server's malloc setting
+    (app/launch.py: blocks over 4 MiB are mapped afresh and given back when freed) a new tensor
+    each step faulted in every page anew: the tiny checkpoint's head for 16 rows took 14.2 ms
+    against 9.4 (this 2-core CPU, one thread)."""
+
+    def __init__(self):
+        self.flat: torch.Tensor | None = None
+
+    def take(self, shape: tuple[int, int], like: torch.Tensor) -> torch.Tensor:
+        """A contiguous (shape) tensor on this block's memory (its earlier contents are gone)."""
+        size = shape[0] * shape[1]
+        flat = self.flat
+        if flat is None or flat.numel() < size or flat.dtype != like.dtype or flat.device != like.device:
+            self.flat = flat = like.new_empty(size)
+        return flat[:size].view(shape)
+
+
+_block = threading.local()  # the LogitsBlock the head writes into, in this thread (`writing_into`)
+
+
+@contextmanager
+def writing_into(block: LogitsBlock):
+    """Inside, a decode batch's logits are a view of `block`: valid until its next batch writes."""
+    _block.current = block
+    try:
+        yield
+    finally:
+        _block.current = None
+
+
 def _rows_as_columns(self, hidden: torch.Tensor) -> torch.Tensor:
     if hidden.dim() == 3 and hidden.shape[0] > 1 and hidden.shape[1] == 1 and self.bias is None:
         rows = hidden.reshape(hidden.shape[0], hidden.shape[2])
-        return (self.weight @ rows.T).T.unsqueeze(1)  # (rows, 1, vocab), column-major: no copy
+        # a compiled step (engine/slot_decoder.py) keeps its own buffers: not even a guard on the thread's block
+        block = None if torch.compiler.is_compiling() else getattr(_block, "current", None)
+        if block is None:
+            logits = self.weight @ rows.T
+        else:
+            logits = torch.mm(self.weight, rows.T, out=block.take((self.weight.shape[0], rows.shape[0]), rows))
+        return logits.T.unsqueeze(1)  # (rows, 1, vocab), column-major: no copy
     return functional.linear(hidden, self.weight, self.bias)
 
 
