@@ -44,7 +44,7 @@ class LogitsBlock:
     batch: at 16 rows they are 12.8 MB (fp32), and under the server's malloc setting
     (app/launch.py: blocks over 4 MiB are mapped afresh and given back when freed) a new tensor
     each step faulted in every page anew: the tiny checkpoint's head for 16 rows took 14.2 ms
-    against 9.4 (this 2-core CPU, one thread)."""
+    against 9.7 (this 2-core CPU, one thread)."""
 
     def __init__(self):
         self.flat: torch.Tensor | None = None

@@ -78,7 +78,7 @@ class PaddedRows:
         self._mask: torch.Tensor | None = None  # (B, L) 1 = a real token, 0 = left padding
         self._lengths: torch.Tensor | None = None  # (B,) real tokens cached per row
         # each step's logits, on a CPU (engine/output_head.py): read before the next step writes
-        self._logits = LogitsBlock()
+        self._logits_block = LogitsBlock()
 
     def takes(self, row) -> bool:
         switch = self.runner.longrope_switch_at
@@ -97,7 +97,7 @@ class PaddedRows:
         # then exact, and building a padded mask per step costs ~15 % of a small step
         padded = {} if len(members) == 1 else {"attention_mask": mask, "position_ids": self._lengths[:, None]}
         try:
-            with self.runner.turn([row.prepared.adapter for row in members]), writing_into(self._logits):
+            with self.runner.turn([row.prepared.adapter for row in members]), writing_into(self._logits_block):
                 out = self.runner.model(
                     input_ids=tokens.view(-1, 1), past_key_values=self._cache, use_cache=True, **padded
                 )

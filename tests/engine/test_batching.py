@@ -76,7 +76,7 @@ def test_mixed_adapter_batches_match_each_request_alone(batched, solo):
     widest = max(batches, key=len)
     assert len(widest) >= 6 and set(widest) == set(EXPECTED_ADAPTER.values())  # base, vision, speech in one pass
     assert engine.scheduler.rows_stepped > engine.scheduler.steps  # really decoded together
-    assert engine.scheduler._padded._logits.flat is not None  # their logits on one block (engine/output_head.py)
+    assert engine.scheduler._padded._logits_block.flat is not None  # their logits on one block (engine/output_head.py)
 
 
 def test_stepping_ahead_of_the_read_back_changes_no_token(batched, solo):
