@@ -24,6 +24,15 @@ if TYPE_CHECKING:  # the heavy imports wait until a server is built: `phi4mm --h
     from app.service import ConversationService
 
 
+# How often Gradio's queue looks for work while it has none, and for progress to send. Its own
+# values, 1 and 10 ms, woke an idle server 730-880 times a second and kept 8 % of a core busy with
+# nobody on the page (a laptop never rests); with these, ~60 wakes and 1.5 %. What it cost a
+# request (each wake takes the GIL from the decode thread) was within this 2-core CPU's noise:
+# paired runs 0.93-1.12 (bench/RESULTS.md). 20 ms is what an API stream waits between sends;
+# 100 ms is Gradio's own value on Windows.
+QUEUE_IDLE_POLL_S, PROGRESS_POLL_S = 0.02, 0.1
+
+
 def build_web(settings: Settings, on_finish=None, engine=None):
     """Engine (`engine`, or the settings') -> conversation service -> the browser app's Blocks (not
     yet launched), its files kept in a private folder and its events checked (app/event_guard.py)
@@ -43,6 +52,8 @@ def build_web(settings: Settings, on_finish=None, engine=None):
     demo = build_app(web)
     # a bounded queue: when it is full, new requests get a clear "busy" error instead of waiting forever
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=settings.inflight())
+    demo._queue.sleep_when_free = QUEUE_IDLE_POLL_S  # tests/app/test_idle_server.py: the names are Gradio's
+    demo._queue.progress_update_sleep_when_free = PROGRESS_POLL_S
     public_events = guard_events(demo, folder)
     folder.keep_what_is_here()
     folder.sweep_in_background()

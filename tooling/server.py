@@ -55,3 +55,20 @@ def server_process(checkpoint: Path, log_path: Path, command=(PHI4MM, "serve"), 
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def wakeups_per_second(pid: int, seconds: float = 2.0) -> float:
+    """How often the process's threads, all of them, slept and woke again (voluntary context
+    switches, from Linux's /proc) per second over `seconds`: what an idle process should keep low."""
+
+    def switches() -> int:
+        total = 0
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
+                status = Path(f"/proc/{pid}/task/{task}/status").read_text()
+                total += int(status.split("\nvoluntary_ctxt_switches:")[1].split()[0])
+        return total
+
+    before = switches()
+    time.sleep(seconds)
+    return (switches() - before) / seconds

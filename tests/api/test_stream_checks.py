@@ -17,7 +17,7 @@ import pytest
 
 from tests.api.test_openai_client import IMAGE
 from tooling.inputs import encode_audio, make_tone
-from tooling.server import running_server, server_process
+from tooling.server import running_server, server_process, wakeups_per_second
 
 pytestmark = pytest.mark.slow  # two servers of its own (about 10 s each to start)
 
@@ -157,6 +157,14 @@ def test_48_streams_through_8_worker_threads_all_finish_and_health_answers(local
     assert most > 8  # more streams than worker threads, and /health answered meanwhile
     assert extra < STREAMS // 2, extra  # no thread per stream (the batcher's and the 8 workers at most)
     assert set(reasons) <= {"stop", "length"} and len(reasons) == STREAMS
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts wake-ups in /proc")
+def test_the_server_sleeps_once_the_streams_are_done(local_process):
+    """Nothing left polling at millisecond rates: Gradio's queue looks for work every millisecond
+    unless app/server.py says otherwise, which woke the idle event loop 730-880 times a second and took
+    the GIL from the decode thread; ~60 with its setting (the queue, its progress check, uvicorn)."""
+    assert wakeups_per_second(local_process[1].pid) < 150
 
 
 SHORT_WAV = encode_audio(make_tone(0.5), 16000, "wav")  # its prompt fits the context window (LIMITS)

@@ -7,6 +7,7 @@ the key but /health, and only for known host names."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from gradio_client import Client, handle_file
 
-from tooling.server import server_process
+from tooling.server import server_process, wakeups_per_second
 
 pytestmark = pytest.mark.slow  # a Space of its own
 
@@ -35,17 +36,22 @@ CALLS = {
 
 
 @pytest.fixture(scope="module")
-def space(tiny_checkpoint, tmp_path_factory):
+def space_process(tiny_checkpoint, tmp_path_factory):
     folder = tmp_path_factory.mktemp("space")
     # Spaces listens on 0.0.0.0; the test keeps to loopback, which also shows PHI4MM_HOST is read
     settings = {"host": "127.0.0.1", "api_key": KEY, "max_new_tokens": "64", "tmp": str(folder)}
     command = (sys.executable, "space_app.py")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("SPACE_HOST", SPACE_HOST)  # as Spaces sets it
-        with server_process(tiny_checkpoint, folder / "space.log", command, cwd=ROOT, **settings) as (url, _):
-            yield url
+        with server_process(tiny_checkpoint, folder / "space.log", command, cwd=ROOT, **settings) as (url, proc):
+            yield url, proc
     # stopped as Spaces and Docker stop it (SIGTERM): its private folder (uploads, copies) is gone
     assert [path.name for path in folder.iterdir()] == ["space.log"]
+
+
+@pytest.fixture(scope="module")
+def space(space_process):
+    return space_process[0]
 
 
 def get(url: str, key: str | None = KEY, host: str | None = None) -> tuple[int, bytes]:
@@ -94,6 +100,13 @@ def test_every_public_gradio_endpoint(space):
         if name != "/stop_meeting":
             first = result[0] if isinstance(result, (list, tuple)) else result
             assert first and "⚠️" not in first, (name, result)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts wake-ups in /proc")
+def test_the_space_sleeps_when_idle(space_process):
+    """Its Gradio queue polls as calmly as `phi4mm serve`'s (tests/api/test_stream_checks.py): ~80
+    wake-ups a second, 730-880 at Gradio's own settings."""
+    assert wakeups_per_second(space_process[1].pid) < 150
 
 
 def test_the_theme_compares_with_gradios_own_and_keeps_the_system_fonts():
