@@ -104,25 +104,49 @@ def through_server(url: str, streams: int, max_tokens: int, together: bool) -> f
         return sum(counts) / (time.perf_counter() - began)
 
 
-def direct(service: ConversationService, max_tokens: int) -> float:
-    """One request of each kind in turn on the engine itself, no server -> tokens/s. Each is the
-    request the server's service builds from the same message (its system prompt included: the
-    model reads the same tokens both ways). Read in a thread of its own, as the server's decode
-    loop runs: on this 2-core CPU, under load, PyTorch's attention kernel ran 200x slower in the
-    main thread than in any other (8 ms against 0.04)."""
+def direct(service: ConversationService, kind: str, max_tokens: int) -> int:
+    """One request of `kind` on the engine itself, no server -> its tokens. It is the request the
+    server's service builds from the same message (its system prompt included: the model reads the
+    same tokens both ways). Read in a thread of its own, as the server's decode loop runs: on this
+    2-core CPU, under load, PyTorch's attention kernel ran 200x slower in the main thread than in
+    any other (8 ms against 0.04)."""
     tokens = []
 
     def run() -> None:
-        for parts in MODALITIES.values():
-            params = SamplingParams(max_new_tokens=max_tokens)
-            request, _, _ = service.build_request([Message("user", parts())], params)
-            tokens.append(sum(len(chunk.token_ids) for chunk in service.engine.stream(request)))
+        request, _, _ = service.build_request(
+            [Message("user", MODALITIES[kind]())], SamplingParams(max_new_tokens=max_tokens)
+        )
+        tokens.append(sum(len(chunk.token_ids) for chunk in service.engine.stream(request)))
 
-    began = time.perf_counter()
     reader = threading.Thread(target=run)
     reader.start()
     reader.join()
-    return sum(tokens) / (time.perf_counter() - began)
+    return tokens[0]
+
+
+def lone_ratios(url: str, service: ConversationService, max_tokens: int, repeats: int) -> tuple[list, list, list]:
+    """Each round, every kind once through the server and once directly, one right after the other
+    (which goes first alternates by round), so that the machine's drift (±15 % over minutes here)
+    falls between pairs, not inside them -> (server tok/s, direct tok/s, their ratio) per round."""
+    contents = _contents()
+    server, engine, ratios = [], [], []
+    with httpx.Client(timeout=600) as http:
+        for round_ in range(repeats):
+            spent = {"server": 0.0, "direct": 0.0}
+            tokens = {"server": 0, "direct": 0}
+            for kind in contents:
+                ways = ("server", "direct") if round_ % 2 == 0 else ("direct", "server")
+                for way in ways:
+                    began = time.perf_counter()
+                    if way == "server":
+                        tokens[way] += _one_stream(http, url, contents[kind], max_tokens)
+                    else:
+                        tokens[way] += direct(service, kind, max_tokens)
+                    spent[way] += time.perf_counter() - began
+            server.append(tokens["server"] / spent["server"])
+            engine.append(tokens["direct"] / spent["direct"])
+            ratios.append(server[-1] / engine[-1])
+    return server, engine, ratios
 
 
 def run(streams: list[int], max_tokens: int, repeats: int, decode: str) -> None:
@@ -134,23 +158,19 @@ def run(streams: list[int], max_tokens: int, repeats: int, decode: str) -> None:
         settings = {"api_key": KEY, "decode": decode, "max_batch": str(max(streams + [2]))}
         with running_server(checkpoint, Path(tmp) / "serve.log", **settings) as url:
             print(f"# through a real server (HTTP, media as base64), tiny checkpoint, CPU, decode {decode}")
-            through_server(url, 4, 4, together=True)  # warm-up: every kind once
-            direct(service, 4)
-            lone_server, lone_direct = [], []
-            for _ in range(repeats):
-                lone_server.append(through_server(url, 4, max_tokens, together=False))
-                lone_direct.append(direct(service, max_tokens))
-            ratio = statistics.median(s / d for s, d in zip(lone_server, lone_direct))
+            lone_ratios(url, service, 4, 1)  # warm-up: every kind once, both ways
+            server, direct_, ratios = lone_ratios(url, service, max_tokens, repeats)
             print(
-                f"lone request (each kind in turn): server {statistics.median(lone_server):.1f} tok/s, "
-                f"direct {statistics.median(lone_direct):.1f} tok/s, server/direct {ratio:.2f}"
+                f"lone request (each kind in turn): server {statistics.median(server):.1f} tok/s, "
+                f"direct {statistics.median(direct_):.1f} tok/s, server/direct {statistics.median(ratios):.2f} "
+                f"(rounds {min(ratios):.2f}-{max(ratios):.2f})"
             )
             print(f"{'streams':>7} {'one_after_another_tps':>22} {'together_tps':>13} {'ratio':>6}")
             for count in streams:
                 serial, together = [], []
-                for _ in range(repeats):
-                    serial.append(through_server(url, count, max_tokens, together=False))
-                    together.append(through_server(url, count, max_tokens, together=True))
+                for round_ in range(repeats):  # which goes first alternates, as above
+                    for at_once in (False, True) if round_ % 2 == 0 else (True, False):
+                        (together if at_once else serial).append(through_server(url, count, max_tokens, at_once))
                 ratios = [t / s for t, s in zip(together, serial)]
                 print(
                     f"{count:>7} {statistics.median(serial):>22.1f} {statistics.median(together):>13.1f} "

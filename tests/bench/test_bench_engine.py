@@ -99,3 +99,10 @@ def run_bench(script: str, *args: str) -> subprocess.CompletedProcess:
     )
     assert run.returncode == 0, run.stderr
     return run
+
+
+def test_concurrency_through_a_server_prints_the_lone_ratio_and_each_stream_count():
+    run = run_bench("concurrency.py", "--server", "--streams", "2", "--max-new-tokens", "4", "--repeats", "2")
+    lone = r"^lone request \(each kind in turn\): server (\d+\.\d+) tok/s, direct (\d+\.\d+) tok/s, "
+    assert re.search(lone + r"server/direct \d+\.\d+ \(rounds \d+\.\d+-\d+\.\d+\)$", run.stdout, re.M), run.stdout
+    assert re.search(r"^ +2 +\d+\.\d+ +\d+\.\d+ +\d+\.\d+  \(rounds \d+\.\d+-\d+\.\d+\)$", run.stdout, re.M), run.stdout
