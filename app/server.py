@@ -6,6 +6,7 @@ own `launch()`)."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import re
 from dataclasses import dataclass
@@ -106,9 +107,34 @@ class Server:
         self.web.service.engine.close()
 
 
+def import_frozen() -> None:
+    """Imports what a server is made of with Python's cycle collector off, then collects once and
+    freezes what is left (`gc.freeze`: never walked again). The imports make some 600,000 objects
+    that live as long as the process, and the collector walked them all again each time their
+    number grew by a quarter: ten full collections, about 2 s of collecting; now one, 0.7 s
+    (`phi4mm serve` ready in 10.1 s against 11.6, the tiny checkpoint on this 2-core CPU). Imports
+    only: the model is loaded, compiled and measured against free memory with the collector on,
+    so that no garbage holds memory meanwhile."""
+    gc.disable()
+    try:
+        import peft  # noqa: F401 - the adapters'
+        import transformers.models.phi4_multimodal  # noqa: F401 - the model's code
+
+        import app.api  # noqa: F401 - the API, and under it torch and the grammar library
+        import app.web  # noqa: F401
+        import engine.engine  # noqa: F401
+        import engine.loading  # noqa: F401
+        import ui.app  # noqa: F401 - Gradio
+    finally:
+        gc.collect()
+        gc.freeze()
+        gc.enable()
+
+
 def build_server(settings: Settings, engine=None) -> Server:
     """The engine (`engine`, or the settings') and everything served around it; `settings` already
     holds the key (app/launch.py: with_key_from_file)."""
+    import_frozen()
     import importlib.metadata
 
     from fastapi import FastAPI, Response

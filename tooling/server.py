@@ -47,7 +47,7 @@ def server_process(checkpoint: Path, log_path: Path, command=(PHI4MM, "serve"), 
             except OSError:
                 if proc.poll() is not None or time.time() > deadline:
                     raise RuntimeError("server did not start:\n" + log_path.read_text()) from None
-                time.sleep(0.5)
+                time.sleep(0.1)
         yield url, proc
     finally:
         proc.terminate()

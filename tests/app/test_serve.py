@@ -1,9 +1,14 @@
-"""`phi4mm serve` on 127.0.0.1: /health answers and reports the model's adapters."""
+"""`phi4mm serve` on 127.0.0.1: /health answers and reports the model's adapters; its start-up."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_health(web_server):
@@ -18,3 +23,12 @@ def test_serve_says_where_it_is_and_when_it_is_ready(web_server, web_server_log)
     assert said[0].startswith("phi4mm: loading ") and said[1].startswith("phi4mm: ready in ")
     assert f"phi4mm: web app:  {url}/" in said and any(line.startswith(f"phi4mm: API:      {url}/v1") for line in said)
     assert any("API key" in line for line in said)
+
+
+def test_start_up_freezes_what_it_imports_and_leaves_the_collector_on():
+    """app/server.py `import_frozen`: the collector walked the imports' objects ten times while they
+    were made. Run as a server runs it, in a fresh process."""
+    code = "import gc, app.server; app.server.import_frozen(); print(gc.isenabled(), gc.get_freeze_count())"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    enabled, frozen = run.stdout.split()
+    assert enabled == "True" and int(frozen) > 300_000, run.stdout  # about 600,000
