@@ -8,6 +8,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -25,6 +27,7 @@ def test_serve_says_where_it_is_and_when_it_is_ready(web_server, web_server_log)
     assert any("API key" in line for line in said)
 
 
+@pytest.mark.slow  # a fresh process importing torch, transformers and Gradio
 def test_start_up_freezes_what_it_imports_and_leaves_the_collector_on():
     """app/server.py `import_frozen`: the collector walked the imports' objects ten times while they
     were made. Run as a server runs it, in a fresh process."""
