@@ -53,7 +53,7 @@ def build_web(settings: Settings, on_finish=None, engine=None):
     demo = build_app(web)
     # a bounded queue: when it is full, new requests get a clear "busy" error instead of waiting forever
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=settings.inflight())
-    demo._queue.sleep_when_free = QUEUE_IDLE_POLL_S  # tests/app/test_idle_server.py: the names are Gradio's
+    demo._queue.sleep_when_free = QUEUE_IDLE_POLL_S  # tests/app/test_space_app.py: the names are Gradio's
     demo._queue.progress_update_sleep_when_free = PROGRESS_POLL_S
     public_events = guard_events(demo, folder)
     folder.keep_what_is_here()
@@ -107,34 +107,46 @@ class Server:
         self.web.service.engine.close()
 
 
-def import_frozen() -> None:
+def import_frozen(settings: Settings) -> None:
     """Imports what a server is made of with Python's cycle collector off, then collects once and
-    freezes what is left (`gc.freeze`: never walked again). The imports make some 600,000 objects
-    that live as long as the process, and the collector walked them all again each time their
-    number grew by a quarter: ten full collections, about 2 s of collecting; now one, 0.7 s
-    (`phi4mm serve` ready in 10.1 s against 11.6, the tiny checkpoint on this 2-core CPU). Imports
-    only: the model is loaded, compiled and measured against free memory with the collector on,
-    so that no garbage holds memory meanwhile."""
+    freezes what is left (`gc.freeze`: never walked again); once per process, before the model is
+    loaded (app/zero_gpu.py loads it before `build_server`: it calls this first). The imports make
+    some 600,000 objects that live as long as the process, and the collector walked them all again
+    each time their number grew by a quarter: ten full collections, about 2 s of collecting; now
+    one, 0.7 s (`phi4mm serve` ready in 10.1 s against 11.6, the tiny checkpoint on this 2-core
+    CPU). Imports only: the model is loaded, compiled and measured against free memory with the
+    collector on, so that no garbage holds memory meanwhile."""
+    global _frozen
+    if _frozen:
+        return
+    _frozen = True
     gc.disable()
     try:
-        import peft  # noqa: F401 - the adapters'
-        import transformers.models.phi4_multimodal  # noqa: F401 - the model's code
-
         import app.api  # noqa: F401 - the API, and under it torch and the grammar library
         import app.web  # noqa: F401
-        import engine.engine  # noqa: F401
-        import engine.loading  # noqa: F401
         import ui.app  # noqa: F401 - Gradio
+
+        if settings.backend == "local":  # a remote backend loads no model
+            import peft  # noqa: F401 - the adapters'
+            from transformers import Phi4MultimodalForCausalLM, Phi4MultimodalProcessor  # noqa: F401
+
+            import engine.engine  # noqa: F401
+            import engine.loading  # noqa: F401
     finally:
-        gc.collect()
-        gc.freeze()
-        gc.enable()
+        try:
+            gc.collect()
+            gc.freeze()
+        finally:
+            gc.enable()
+
+
+_frozen = False  # import_frozen has run in this process
 
 
 def build_server(settings: Settings, engine=None) -> Server:
     """The engine (`engine`, or the settings') and everything served around it; `settings` already
     holds the key (app/launch.py: with_key_from_file)."""
-    import_frozen()
+    import_frozen(settings)
     import importlib.metadata
 
     from fastapi import FastAPI, Response

@@ -30,6 +30,9 @@ def zero_gpu_setup(settings: Settings):
       which would outlive the call that started it);
     - the dynamic decode path: the fast paths compile and self-check with the model at load.
     The events' calls then ask for the time their input needs (ui/gpu.py)."""
+    from app.server import import_frozen
+
+    import_frozen(settings)  # before the model is loaded, as build_server would
     import torch
 
     from engine.backends import open_engine

@@ -104,8 +104,8 @@ def through_server(url: str, streams: int, max_tokens: int, together: bool) -> f
         return sum(counts) / (time.perf_counter() - began)
 
 
-def direct(service: ConversationService, kind: str, max_tokens: int) -> int:
-    """One request of `kind` on the engine itself, no server -> its tokens. It is the request the
+def direct(service: ConversationService, parts: list, max_tokens: int) -> int:
+    """One request of `parts` on the engine itself, no server -> its tokens. It is the request the
     server's service builds from the same message (its system prompt included: the model reads the
     same tokens both ways). Read in a thread of its own, as the server's decode loop runs: on this
     2-core CPU, under load, PyTorch's attention kernel ran 200x slower in the main thread than in
@@ -113,9 +113,7 @@ def direct(service: ConversationService, kind: str, max_tokens: int) -> int:
     tokens = []
 
     def run() -> None:
-        request, _, _ = service.build_request(
-            [Message("user", MODALITIES[kind]())], SamplingParams(max_new_tokens=max_tokens)
-        )
+        request, _, _ = service.build_request([Message("user", parts)], SamplingParams(max_new_tokens=max_tokens))
         tokens.append(sum(len(chunk.token_ids) for chunk in service.engine.stream(request)))
 
     reader = threading.Thread(target=run)
@@ -126,22 +124,23 @@ def direct(service: ConversationService, kind: str, max_tokens: int) -> int:
 
 def lone_ratios(url: str, service: ConversationService, max_tokens: int, repeats: int) -> tuple[list, list, list]:
     """Each round, every kind once through the server and once directly, one right after the other
-    (which goes first alternates by round), so that the machine's drift (±15 % over minutes here)
-    falls between pairs, not inside them -> (server tok/s, direct tok/s, their ratio) per round."""
-    contents = _contents()
+    (which goes first alternates from pair to pair), so that the machine's drift (±15 % over
+    minutes here) falls between pairs, not inside them -> (server tok/s, direct tok/s, their ratio)
+    per round. Each side's input is made before its clock starts."""
+    contents, parts = _contents(), {kind: make() for kind, make in MODALITIES.items()}
     server, engine, ratios = [], [], []
     with httpx.Client(timeout=600) as http:
         for round_ in range(repeats):
             spent = {"server": 0.0, "direct": 0.0}
             tokens = {"server": 0, "direct": 0}
-            for kind in contents:
-                ways = ("server", "direct") if round_ % 2 == 0 else ("direct", "server")
+            for i, kind in enumerate(contents):
+                ways = ("server", "direct") if (round_ + i) % 2 == 0 else ("direct", "server")
                 for way in ways:
                     began = time.perf_counter()
                     if way == "server":
                         tokens[way] += _one_stream(http, url, contents[kind], max_tokens)
                     else:
-                        tokens[way] += direct(service, kind, max_tokens)
+                        tokens[way] += direct(service, parts[kind], max_tokens)
                     spent[way] += time.perf_counter() - began
             server.append(tokens["server"] / spent["server"])
             engine.append(tokens["direct"] / spent["direct"])

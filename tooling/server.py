@@ -57,18 +57,21 @@ def server_process(checkpoint: Path, log_path: Path, command=(PHI4MM, "serve"), 
             proc.kill()
 
 
-def wakeups_per_second(pid: int, seconds: float = 2.0) -> float:
-    """How often the process's threads, all of them, slept and woke again (voluntary context
-    switches, from Linux's /proc) per second over `seconds`: what an idle process should keep low."""
+def idle_activity(pid: int, seconds: float = 2.0) -> tuple[float, float]:
+    """What the process does over `seconds` (Linux /proc) -> (how often its threads, all of them,
+    slept and woke again per second: voluntary context switches; the share of one core it kept
+    busy). A process at rest keeps both low; one spinning wakes rarely and burns a core."""
 
-    def switches() -> int:
-        total = 0
+    def now() -> tuple[int, float]:
+        switches = 0
         for task in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # a thread that ended meanwhile
                 status = Path(f"/proc/{pid}/task/{task}/status").read_text()
-                total += int(status.split("\nvoluntary_ctxt_switches:")[1].split()[0])
-        return total
+                switches += int(status.split("\nvoluntary_ctxt_switches:")[1].split()[0])
+        ticks = sum(int(field) for field in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[11:13])
+        return switches, ticks / os.sysconf("SC_CLK_TCK")
 
-    before = switches()
+    (switches, cpu), began = now(), time.monotonic()
     time.sleep(seconds)
-    return (switches() - before) / seconds
+    (switches_after, cpu_after), took = now(), time.monotonic() - began
+    return (switches_after - switches) / took, (cpu_after - cpu) / took

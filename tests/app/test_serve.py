@@ -30,8 +30,13 @@ def test_serve_says_where_it_is_and_when_it_is_ready(web_server, web_server_log)
 @pytest.mark.slow  # a fresh process importing torch, transformers and Gradio
 def test_start_up_freezes_what_it_imports_and_leaves_the_collector_on():
     """app/server.py `import_frozen`: the collector walked the imports' objects ten times while they
-    were made. Run as a server runs it, in a fresh process."""
-    code = "import gc, app.server; app.server.import_frozen(); print(gc.isenabled(), gc.get_freeze_count())"
+    were made; now once. Run as a server runs it, in a fresh process."""
+    code = (
+        "import gc, app.server, core.settings; app.server.import_frozen(core.settings.Settings()); "
+        "print(gc.isenabled(), gc.get_freeze_count(), gc.get_stats()[2]['collections'])"
+    )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
-    enabled, frozen = run.stdout.split()
+    assert run.returncode == 0, run.stderr
+    enabled, frozen, full_collections = run.stdout.split()[-3:]
     assert enabled == "True" and int(frozen) > 300_000, run.stdout  # about 600,000
+    assert int(full_collections) <= 2, run.stdout  # its own, and one while Python started at most
