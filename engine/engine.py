@@ -86,7 +86,7 @@ class Engine(PromptPreparation, OutputProcessing, ChatEngine):
         self.self_check_s = 0.0  # seconds the fast path's start-up self-check took (after compiling)
 
     def enable_batching(
-        self, max_batch: int, prefill_chunk: int = 512, prefixes: int = DEFAULTS.prefix_cache_tokens
+        self, max_batch: int, prefill_chunk: int = 512, prefixes: int | None = DEFAULTS.prefix_cache_tokens
     ) -> None:
         """Decode up to `max_batch` concurrent requests together (1: one at a time); prompts go in
         by chunks of `prefill_chunk` tokens while others decode (engine/scheduler.py), after the

@@ -7,9 +7,8 @@ from __future__ import annotations
 import logging
 import time
 
-import torch
-
 from engine.compile_cache import cache_key, compile_cache, default_folder
+from engine.memory_budget import free_bytes, kv_bytes_per_token
 from engine.slot_decoder import BUCKETS, SlotDecoder, bucket_of
 
 log = logging.getLogger(__name__)  # `serve` prints this logger's lines (app/launch.py)
@@ -25,11 +24,8 @@ def slot_rows(engine, capacity: int, wanted: int | None) -> int:
         return bucket_of(min(wanted, BUCKETS[-1]))
     if engine.device.type != "cuda":
         return CPU_ROWS
-    text = engine.model.config.get_text_config(decoder=True)
-    head_dim = text.hidden_size // text.num_attention_heads
-    row_bytes = 2 * text.num_hidden_layers * text.num_key_value_heads * head_dim * capacity * engine.dtype.itemsize
-    free, _ = torch.cuda.mem_get_info(engine.device)
-    fits = int(free * CUDA_SHARE // row_bytes)
+    row_bytes = kv_bytes_per_token(engine.model, engine.dtype) * capacity
+    fits = int(free_bytes(engine.device) * CUDA_SHARE // row_bytes)
     return max(b for b in BUCKETS if b <= max(fits, 1))
 
 

@@ -18,12 +18,16 @@ starts at most after its system turn. A prompt past the
 long-RoPE switch neither uses nor gives one: its rotary frequencies, its beginning's included,
 depend on its length. The entries hold at most `tokens` tokens in all (memory: at the released
 shapes in bf16, 128 KiB a token), the oldest-used dropped first; each is a copy, and each use
-copies it again, so no request's cache shares memory with another's.
+copies it again, so no request's cache shares memory with another's. Unless a setting names it,
+`tokens` is what a share of the free memory holds (`room_for`): a fixed 4,096 held three photo
+conversations' entries, and four conversations taking turns (text, photo, audio, both) each
+dropped the entry the next one needed, so none was ever found.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections import OrderedDict
 
 import numpy as np
@@ -31,7 +35,27 @@ import torch
 from transformers import DynamicCache
 
 from engine.decode import ModelRunner, PreparedPrompt
+from engine.memory_budget import free_bytes, kv_bytes_per_token
 from engine.roomy_cache import roomy_cache
+
+log = logging.getLogger(__name__)
+
+# A guess, not measured on a GPU: the share of the memory free once the model and the static cache
+# are in that kept prompt beginnings may take, leaving the rest to prefills and media encoders.
+SHARE_OF_FREE = 0.1
+MOST_TOKENS = 65_536  # a lookup compares the prompt with every entry: their number stays small
+UNKNOWN_FREE_TOKENS = 4096  # where the free memory cannot be read
+
+
+def room_for(engine) -> int:
+    """Tokens the prefix cache may hold when no setting names it: what SHARE_OF_FREE of the
+    device's free memory holds (the engine's dtype, its model's shapes), at most MOST_TOKENS."""
+    free = free_bytes(engine.device)
+    if free is None:
+        return UNKNOWN_FREE_TOKENS
+    tokens = min(MOST_TOKENS, int(free * SHARE_OF_FREE) // kv_bytes_per_token(engine.model, engine.dtype))
+    log.info("prefix cache: up to %d tokens (a tenth of the %.1f GiB free)", tokens, free / 2**30)
+    return tokens
 
 
 class PrefixCache:

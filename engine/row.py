@@ -12,7 +12,7 @@ from transformers import DynamicCache
 
 from engine.decode import PreparedPrompt
 from engine.request import GenerationRequest
-from engine.sampling import Sampler
+from engine.sampling import Sampler, choose_rows
 from engine.text_stream import StopWatch
 
 
@@ -27,6 +27,9 @@ class Row:
     home: object = None  # the row_caches kind holding its cache
     prefill_cache: DynamicCache | None = None  # its prompt so far, while it is prefilled chunk by chunk
     stops: StopWatch | None = None  # its stop strings, where it has any
+    # its prompt's last token, which the next step feeds in place of a chosen one: the prompt was
+    # found kept whole but that token (engine/prefix_cache.py), so it joined without a prefill
+    fed: int | None = None
     _ids: torch.Tensor | None = None  # prompt + answer as far as it was last built
 
     def put(self, item) -> None:
@@ -50,3 +53,17 @@ class Row:
             built = torch.cat([built, built.new_tensor([self.tokens[-missing:]])], dim=1)
         self._ids = built
         return built
+
+
+def next_tokens(rows: list[Row], logits: torch.Tensor) -> torch.Tensor:
+    """Each row's token for the next step, (rows,): chosen from its logits (one vectorised pass,
+    engine/sampling.py), or its `fed` prompt token, which has no logits to choose from."""
+    samplers = [row.sampler for row in rows]
+    history = [row.ids if row.sampler.reads_history else None for row in rows]
+    chosen = [i for i, row in enumerate(rows) if row.fed is None]
+    if len(chosen) == len(rows):
+        return choose_rows(samplers, history, logits)
+    tokens = torch.tensor([row.fed or 0 for row in rows], device=logits.device)
+    if chosen:
+        tokens[chosen] = choose_rows([samplers[i] for i in chosen], [history[i] for i in chosen], logits[chosen])
+    return tokens

@@ -43,29 +43,33 @@ import torch
 from core.errors import ShuttingDown, release_memory
 from core.settings import DEFAULTS
 from engine.decode import PreparedPrompt
-from engine.prefix_cache import PrefixCache
+from engine.prefix_cache import PrefixCache, room_for
 from engine.request import PENDING, GenerationRequest
-from engine.row import Row
+from engine.row import Row, next_tokens
 from engine.row_caches import OwnRows, PaddedRows, SlotRows
-from engine.sampling import Sampler, choose_rows
+from engine.sampling import Sampler
 from engine.text_stream import StopWatch
 
 log = logging.getLogger(__name__)
 
 
 class Scheduler:
-    def __init__(self, engine, max_batch: int, prefill_chunk: int = 512, prefixes: int = DEFAULTS.prefix_cache_tokens):
+    def __init__(
+        self, engine, max_batch: int, prefill_chunk: int = 512, prefixes: int | None = DEFAULTS.prefix_cache_tokens
+    ):
         self.engine = engine  # for its slot decoder; the model only through its runner
         self.runner = engine.runner
         self.max_batch = max_batch
         self.prefill_chunk = prefill_chunk  # prompt tokens per round while rows decode (0: whole)
-        self.prefixes = PrefixCache(self.runner, prefixes)  # tokens of shared prompt beginnings kept (0: none)
+        # tokens of shared prompt beginnings kept (0: none; None: sized from free memory)
+        self.prefixes = PrefixCache(self.runner, room_for(engine) if prefixes is None else prefixes)
         self.threaded = max_batch > 1
         self.ahead = engine.device.type == "cuda"  # queue the next step before reading tokens back
         self.pending: list[Row] = []  # submitted, waiting to be admitted
         self.prefilling: list[Row] = []  # admitted, their prompts going in chunk by chunk, in turn
         self.rows: list[Row] = []  # decoding, in the order of `_logits`
         self._logits: torch.Tensor | None = None  # (len(rows), vocab): each row's next-token logits
+        self._vocab = engine.model.config.get_text_config(decoder=True).vocab_size
         self._slots: SlotRows | None = None
         self._padded = PaddedRows(self.runner)
         self._own = OwnRows(self.runner)
@@ -197,6 +201,8 @@ class Scheduler:
                 continue
             if row.prefill_cache is None:  # its turn: what rows before it left kept counts too
                 row.prefill_cache = self.prefixes.start(row.prepared)
+                if self._joins_fed(row):
+                    continue
             end = self._chunk_end(row)
             spent += end - row.prefill_cache.get_seq_length()
             try:
@@ -213,6 +219,22 @@ class Scheduler:
                 self._unprefill(row)
                 self.rows.append(row)
                 self._logits = logits if self._logits is None else torch.cat([self._logits.float(), logits.float()])
+
+    def _joins_fed(self, row: Row) -> bool:
+        """A prompt found kept whole but its last token joins the rows now, that token fed by the
+        next step with theirs (`Row.fed`): no forward pass of its own, which under load cost more
+        than a step of the batch it joins. Not past the long-RoPE switch (its own cache reads the
+        whole prompt again there)."""
+        prepared = row.prepared
+        if row.home is self._own or row.prefill_cache.get_seq_length() != prepared.prompt_tokens - 1:
+            return False
+        row.home.adopt(row, row.prefill_cache)
+        self._unprefill(row)
+        row.fed = int(prepared.input_ids[0, -1])
+        self.rows.append(row)
+        placeholder = torch.zeros(1, self._vocab, device=self.engine.device)  # its logits: never read
+        self._logits = placeholder if self._logits is None else torch.cat([self._logits, placeholder])
+        return True
 
     def _chunk_end(self, row: Row) -> int:
         prepared, done = row.prepared, row.prefill_cache.get_seq_length()
@@ -238,32 +260,34 @@ class Scheduler:
     def _round(self) -> None:
         began = time.perf_counter()
         rows = self.rows
-        tokens = choose_rows(
-            [row.sampler for row in rows],
-            [row.ids if row.sampler.reads_history else None for row in rows],
-            self._logits,
-        )
-        if self.ahead:  # rows known to end here (length cap, reader gone) are not stepped
-            going = [i for i, row in enumerate(rows) if len(row.tokens) + 1 < row.prepared.max_new_tokens]
-            chosen = None
-        else:
-            chosen = tokens.tolist()
-            going = [
-                i
-                for i, row in enumerate(rows)
-                if not self.runner.finished(row.prepared, len(row.tokens) + 1, chosen[i])
-            ]
-        going = [i for i in going if not rows[i].leaving]
+        tokens = next_tokens(rows, self._logits)
+        chosen = None if self.ahead else tokens.tolist()  # ahead: read back after the next step is queued
+        going = [
+            i
+            for i, row in enumerate(rows)
+            if not row.leaving and not self._ends_here(row, None if chosen is None else chosen[i])
+        ]
         for i in set(range(len(rows))) - set(going):
             rows[i].home.release(rows[i])
         forward, failed = self._step([rows[i] for i in going], tokens if len(going) == len(rows) else tokens[going])
         for i, (row, token) in enumerate(zip(rows, chosen or tokens.tolist())):  # one read-back for all
-            self._emit(row, token)
+            if row.fed is None:
+                self._emit(row, token)
+            row.fed = None
             if i not in going and not row.done.is_set():
                 row.put(None)  # cancelled meanwhile: its consumer sees the end
         for row, err in failed.items():  # after its token: that one was chosen before the failure
             self._fail(row, err)
         self.host_seconds += time.perf_counter() - began - forward
+
+    def _ends_here(self, row: Row, token: int | None) -> bool:
+        """Whether the row's answer ends with its token of this round (None: not read back yet, so
+        by its length cap alone): such a row is not stepped. A fed prompt token ends nothing."""
+        if row.fed is not None:
+            return False
+        if token is None:
+            return len(row.tokens) + 1 >= row.prepared.max_new_tokens
+        return self.runner.finished(row.prepared, len(row.tokens) + 1, token)
 
     def _step(self, going: list[Row], tokens: torch.Tensor) -> tuple[float, dict]:
         """One decode step for `going` (tokens[i] appended to going[i]), each kind of cache its own

@@ -5,11 +5,16 @@ switch, the same ids and the very same media share them."""
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 
 import pytest
+import torch
 
+from engine import prefix_cache
+from engine.memory_budget import free_bytes, kv_bytes_per_token
+from engine.prefix_cache import room_for
 from engine.request import GenerationRequest, SamplingParams
 from media.parts import AudioPart, ImagePart, Message, TextPart
 from tests.engine.conftest import reference_tokens
@@ -183,3 +188,74 @@ def test_media_is_digested_only_for_the_cache_and_a_prompt_without_its_digest_is
     other = GenerationRequest([Message("user", [ImagePart(make_photo(seed=11)), photo.messages[0].parts[1]])])
     _, _, final = engine.generate(GenerationRequest(other.messages, SamplingParams(max_new_tokens=1)))
     assert final.metrics.cached_tokens == 0
+
+
+def test_by_default_the_room_is_sized_from_free_memory_and_six_photo_conversations_taking_turns_all_find_theirs(
+    engine,
+):
+    """A fixed 4,096 tokens held five of these conversations' prompts (~780 tokens each, a photo):
+    taking turns, each dropped the one the next needed, and none was ever found again."""
+    turn = system()
+    photos = [asked(turn, [ImagePart(make_photo(seed=20 + i)), TextPart("Describe it.")], 1) for i in range(6)]
+    engine.enable_batching(1)  # the default room: prefix_cache_tokens None
+    try:
+        assert engine.scheduler.prefixes.tokens == room_for(engine) > 4096
+        first = [engine.generate(photo)[2].metrics for photo in photos]
+        again = [engine.generate(photo)[2].metrics for photo in photos]
+    finally:
+        engine.enable_batching(1)
+    assert sum(metrics.prompt_tokens for metrics in first) > 4096
+    assert [metrics.cached_tokens for metrics in again] == [metrics.prompt_tokens - 1 for metrics in first]
+
+
+def test_the_room_is_a_tenth_of_free_memory_at_most_65536_tokens_and_4096_where_memory_is_unknown(engine, monkeypatch):
+    per_token = kv_bytes_per_token(engine.model, engine.dtype)
+    for free, tokens in ((None, 4096), (per_token * 10 * 3000, 3000), (per_token * 10 * 10**6, 65_536), (0, 0)):
+        monkeypatch.setattr(prefix_cache, "free_bytes", lambda device, free=free: free)
+        assert room_for(engine) == tokens
+
+
+def test_free_memory_on_a_cpu_is_what_the_kernel_says_is_available():
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert 0 < free_bytes(torch.device("cpu")) <= total
+
+
+@pytest.mark.parametrize("path", ["dynamic", "static"])
+def test_a_prompt_kept_whole_joins_running_rows_without_a_forward_pass_of_its_own(
+    path, engine, slot_engines, reference_model, monkeypatch
+):
+    """Found kept whole but its last token, a prompt joins the rows at once and their next step
+    feeds that token (engine/row.py `Row.fed`): no prefill of its own, and still `generate`'s answer."""
+    on = engine if path == "dynamic" else slot_engines("static")
+    repeat = asked(system(), MODALITIES["image"](), 8)
+    ids = on.prepare(repeat).input_ids
+    prefilled = []
+    prefill = on.runner.prefill
+    monkeypatch.setattr(
+        on.runner,
+        "prefill",
+        lambda prepared, cache, end: prefilled.append(prepared.input_ids) or prefill(prepared, cache, end),
+    )
+    results = {}
+
+    def run(name, request):
+        results[name] = on.generate(request)
+
+    on.enable_batching(4)  # a new scheduler keeps nothing yet
+    try:
+        on.generate(repeat)  # kept whole but its last token
+        prefilled.clear()
+        running = threading.Thread(target=run, args=("running", asked(system(), MODALITIES["text"](), 40)))
+        running.start()
+        for _ in range(1000):  # until it decodes
+            if on.scheduler.rows:
+                break
+            threading.Event().wait(0.01)
+        run("repeat", repeat)
+        running.join()
+    finally:
+        on.enable_batching(1)
+    assert len(results["running"][1]) == 40 and len(prefilled) == 1  # the running request's own prefill
+    assert not any(torch.equal(prompt, ids) for prompt in prefilled)
+    assert results["repeat"][2].metrics.cached_tokens == ids.shape[1] - 1
+    assert results["repeat"][1] == reference_tokens(reference_model, on, repeat, "vision")
