@@ -28,7 +28,9 @@ def zero_gpu_setup(settings: Settings):
     - the model is loaded on the CPU and moved with `.to("cuda")` at load, as ZeroGPU documents;
     - one request at a time, decoded in the event's own call (`max_batch` 1: no batching thread,
       which would outlive the call that started it);
-    - the dynamic decode path: the fast paths compile and self-check with the model at load.
+    - the dynamic decode path: the fast paths compile and self-check with the model at load;
+    - a prefix cache of a fixed size: its default is sized from the GPU's free memory, which
+      cannot be read at load.
     The events' calls then ask for the time their input needs (ui/gpu.py)."""
     from app.server import import_frozen
 
@@ -36,9 +38,18 @@ def zero_gpu_setup(settings: Settings):
     import torch
 
     from engine.backends import open_engine
+    from engine.prefix_cache import UNKNOWN_FREE_TOKENS
     from ui.gpu import estimate_with
 
-    settings = dataclasses.replace(settings, max_batch=1, decode="dynamic", max_inflight=1, dtype="bfloat16")
+    prefixes = settings.prefix_cache_tokens
+    settings = dataclasses.replace(
+        settings,
+        max_batch=1,
+        decode="dynamic",
+        max_inflight=1,
+        dtype="bfloat16",
+        prefix_cache_tokens=UNKNOWN_FREE_TOKENS if prefixes is None else prefixes,
+    )
     engine = open_engine(settings, move_to="cuda" if torch.cuda.is_available() else "cpu")  # CUDA at load is virtual
     estimate_with(CallTime(settings))
     return settings, engine

@@ -25,7 +25,7 @@ def slot_rows(engine, capacity: int, wanted: int | None) -> int:
     if engine.device.type != "cuda":
         return CPU_ROWS
     row_bytes = kv_bytes_per_token(engine.model, engine.dtype) * capacity
-    fits = int(free_bytes(engine.device) * CUDA_SHARE // row_bytes)
+    fits = int((free_bytes(engine.device) or 0) * CUDA_SHARE // row_bytes)
     return max(b for b in BUCKETS if b <= max(fits, 1))
 
 

@@ -18,9 +18,10 @@ def kv_bytes_per_token(model, dtype: torch.dtype) -> int:
 
 def free_bytes(device: torch.device) -> int | None:
     """Memory free on `device` now: a GPU's free memory, else the RAM the kernel says is available
-    (Linux's MemAvailable: free, plus caches it can drop) -> None where neither can be read."""
+    (Linux's MemAvailable: free, plus caches it can drop) -> None where neither can be read. Never
+    starts CUDA to ask (on ZeroGPU the model's load is on a virtual device: CUDA must not start)."""
     if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
+        return torch.cuda.mem_get_info(device)[0] if torch.cuda.is_initialized() else None
     try:
         with open("/proc/meminfo") as meminfo:
             for line in meminfo:

@@ -259,3 +259,11 @@ def test_a_prompt_kept_whole_joins_running_rows_without_a_forward_pass_of_its_ow
     assert not any(torch.equal(prompt, ids) for prompt in prefilled)
     assert results["repeat"][2].metrics.cached_tokens == ids.shape[1] - 1
     assert results["repeat"][1] == reference_tokens(reference_model, on, repeat, "vision")
+
+
+def test_free_memory_is_not_asked_of_a_gpu_that_has_not_started():
+    """ZeroGPU loads the model onto a virtual device, where CUDA must not start (app/zero_gpu.py)."""
+    if torch.cuda.is_initialized():
+        pytest.skip("CUDA runs in this process already")
+    assert free_bytes(torch.device("cuda")) is None
+    assert not torch.cuda.is_initialized()
