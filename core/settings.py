@@ -69,9 +69,10 @@ class Settings:
     # Tokens of prompt beginnings (a system turn; a prompt whole, media and all, which its
     # conversation's next turn begins with), per adapter, whose keys and values the local engine
     # keeps, all together, so a request that begins with one starts its prefill after it (0: none
-    # kept). At the released shapes in bf16 a token's keys and values take 128 KiB (8,192 tokens:
-    # 1 GiB). None: as many as a tenth of the memory free once the model and the static cache are
-    # in holds, up to 65,536 (engine/prefix_cache.py `room_for`).
+    # kept). At the released shapes a token's keys and values take 128 KiB in bf16, 256 in fp32 (a
+    # CPU's default). None: as many as a tenth of the memory free once the model and the static
+    # cache are in holds (in a container, of what its limit leaves), up to 65,536
+    # (engine/prefix_cache.py `room_for`).
     prefix_cache_tokens: int | None = None
     # Tokens (prompt + answer) the static KV cache holds; longer requests decode on the dynamic
     # path. At most 4,096, where the model's long-RoPE factors take over.

@@ -12,9 +12,10 @@ paths. Where a row's cache lives is engine/row_caches.py's business:
 Prefill does not stall decoding: prompts go in by chunks, up to `prefill_chunk` tokens a round
 while rows are decoding (at least one chunk; a prompt's first holds every media placeholder, so
 the encoders run with it), so a new request costs each running row about one chunk's time
-between two of its tokens. Media decoding, the processor and every check run earlier, in the
-caller's thread (Engine.stream). A prompt that crosses the long-RoPE switch goes in whole (its
-frequencies depend on its length).
+between two of its tokens. A prompt the prefix cache holds whole but its last token (the same
+request again) takes no prefill: it joins the rows, and their next step feeds that token. Media
+decoding, the processor and every check run earlier, in the caller's thread (Engine.stream). A
+prompt that crosses the long-RoPE switch goes in whole (its frequencies depend on its length).
 
 On a GPU the next step is queued before the chosen tokens are read back, so the device is one
 step ahead of the host (which detokenises and sends meanwhile); a row that just chose its end
@@ -228,12 +229,19 @@ class Scheduler:
         prepared = row.prepared
         if row.home is self._own or row.prefill_cache.get_seq_length() != prepared.prompt_tokens - 1:
             return False
-        row.home.adopt(row, row.prefill_cache)
+        try:  # joining a batch builds its cache anew: the likeliest place to run out of memory
+            row.home.adopt(row, row.prefill_cache)
+            width = self._vocab if self._logits is None else self._logits.shape[-1]
+            placeholder = torch.zeros(1, width, device=self.engine.device)  # its logits: never read
+            logits = placeholder if self._logits is None else torch.cat([self._logits, placeholder])
+        except Exception as err:  # noqa: BLE001 - it fails this request alone, as a failing prefill does
+            self._unprefill(row)
+            self._fail(row, err)
+            return True
         self._unprefill(row)
         row.fed = int(prepared.input_ids[0, -1])
         self.rows.append(row)
-        placeholder = torch.zeros(1, self._vocab, device=self.engine.device)  # its logits: never read
-        self._logits = placeholder if self._logits is None else torch.cat([self._logits, placeholder])
+        self._logits = logits
         return True
 
     def _chunk_end(self, row: Row) -> int:

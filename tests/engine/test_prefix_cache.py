@@ -12,8 +12,9 @@ import uuid
 import pytest
 import torch
 
+from core.errors import GenerationFailed
 from engine import prefix_cache
-from engine.memory_budget import free_bytes, kv_bytes_per_token
+from engine.memory_budget import cgroup_headroom, free_bytes, kv_bytes_per_token
 from engine.prefix_cache import room_for
 from engine.request import GenerationRequest, SamplingParams
 from media.parts import AudioPart, ImagePart, Message, TextPart
@@ -259,6 +260,58 @@ def test_a_prompt_kept_whole_joins_running_rows_without_a_forward_pass_of_its_ow
     assert not any(torch.equal(prompt, ids) for prompt in prefilled)
     assert results["repeat"][2].metrics.cached_tokens == ids.shape[1] - 1
     assert results["repeat"][1] == reference_tokens(reference_model, on, repeat, "vision")
+
+
+def test_a_prompt_kept_whole_that_cannot_join_the_rows_fails_alone(engine, monkeypatch):
+    """Joining builds the batch's cache anew, the likeliest place to run out of memory: as with a
+    failing prefill, that request fails and the running one goes on."""
+    repeat = asked(system(), MODALITIES["text"](), 4)
+    ids = engine.prepare(repeat).input_ids
+    results = {}
+
+    def run(request):
+        results["running"] = engine.generate(request)
+
+    engine.enable_batching(4)
+    try:
+        engine.generate(repeat)  # kept whole but its last token
+        adopt = engine.scheduler._padded.adopt
+
+        def no_room_for_the_repeat(row, cache):
+            if torch.equal(row.prepared.input_ids, ids):
+                raise torch.OutOfMemoryError("no room to join")
+            return adopt(row, cache)
+
+        monkeypatch.setattr(engine.scheduler._padded, "adopt", no_room_for_the_repeat)
+        running = threading.Thread(target=run, args=(asked(system(), MODALITIES["text"](), 40),))
+        running.start()
+        for _ in range(1000):  # until it decodes
+            if engine.scheduler.rows:
+                break
+            threading.Event().wait(0.01)
+        with pytest.raises(GenerationFailed):
+            engine.generate(repeat)
+        running.join()
+    finally:
+        engine.enable_batching(1)
+    assert len(results["running"][1]) == 40
+
+
+def test_a_containers_memory_limit_bounds_the_free_memory(tmp_path):
+    """Inside Docker (`--memory`) or a pod, /proc/meminfo gives the host's memory: the cgroup's
+    limit less its use is what is left (v2 files, else v1; no limit: None)."""
+    v2, v1 = tmp_path / "v2", tmp_path / "v1"
+    (v1 / "memory").mkdir(parents=True)
+    v2.mkdir()
+    (v2 / "memory.max").write_text("8589934592\n")
+    (v2 / "memory.current").write_text("6442450944\n")
+    (v1 / "memory" / "memory.limit_in_bytes").write_text("4294967296\n")
+    (v1 / "memory" / "memory.usage_in_bytes").write_text("5000000000\n")
+    assert cgroup_headroom(v2) == 2 * 2**30
+    assert cgroup_headroom(v1) == 0  # over its limit: nothing left
+    (v2 / "memory.max").write_text("max\n")
+    (v1 / "memory" / "memory.limit_in_bytes").write_text("9223372036854771712\n")
+    assert cgroup_headroom(v2) is None and cgroup_headroom(v1) is None and cgroup_headroom(tmp_path) is None
 
 
 def test_free_memory_is_not_asked_of_a_gpu_that_has_not_started():
