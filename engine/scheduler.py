@@ -224,8 +224,9 @@ class Scheduler:
     def _joins_fed(self, row: Row) -> bool:
         """A prompt found kept whole but its last token joins the rows now, that token fed by the
         next step with theirs (`Row.fed`): no forward pass of its own, which under load cost more
-        than a step of the batch it joins. Not past the long-RoPE switch (its own cache reads the
-        whole prompt again there)."""
+        than a step of the batch it joins. Its first token is chosen a round later than after a
+        prefill of that one token, from that step's logits. Not past the long-RoPE switch (its own
+        cache reads the whole prompt again there)."""
         prepared = row.prepared
         if row.home is self._own or row.prefill_cache.get_seq_length() != prepared.prompt_tokens - 1:
             return False
