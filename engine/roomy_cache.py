@@ -36,6 +36,22 @@ class _Roomy:
         self._fill(length + new)
         return self.keys, self.values
 
+    def stack(self, parts: list[tuple[torch.Tensor, torch.Tensor]], width: int) -> None:
+        """Holds `parts` (each batch-first keys and values) one after the other along the rows, each
+        left-padded with zeros to `width` positions: each written once, straight into its place."""
+        keys, values = parts[0]
+        self.lazy_initialization(keys, values)
+        rows, size = sum(part[0].shape[0] for part in parts), width + _room_for(width)
+        self._key_room = keys.new_zeros((rows, *keys.shape[1:-2], size, keys.shape[-1]))
+        self._value_room = values.new_zeros((rows, *values.shape[1:-2], size, values.shape[-1]))
+        start = 0
+        for keys, values in parts:
+            end, length = start + keys.shape[0], keys.shape[-2]
+            self._key_room[start:end, ..., width - length : width, :] = keys
+            self._value_room[start:end, ..., width - length : width, :] = values
+            start = end
+        self._fill(width)
+
     def _allocate(self, keys: torch.Tensor, values: torch.Tensor, needed: int) -> None:
         """New buffers for `needed` positions and room past them, holding `keys`/`values` first. At
         most the old cache and the new one exist at once, as with a concatenation."""
@@ -74,3 +90,26 @@ def roomy_cache(config, layers: list[tuple[torch.Tensor, torch.Tensor]] | None =
     for layer, (keys, values) in zip(cache.layers, layers or []):
         layer.update(keys, values)
     return cache
+
+
+def stacked_cache(config, blocks: list[list[tuple[torch.Tensor, torch.Tensor]]]) -> DynamicCache:
+    """One cache with room to grow holding `blocks` (each: every layer's batch-first keys and values)
+    one after the other along the rows, each left-padded with zeros to the longest
+    (engine/row_caches.py: a batch that a row joins or leaves). Each block is copied once."""
+    width = max(block[0][0].shape[-2] for block in blocks)
+    stacked = roomy_cache(config)
+    layers = list(zip(*blocks))  # layer i -> every block's (keys, values)
+    if not isinstance(stacked.layers[0], _Roomy):  # a layer that could slide: transformers' own
+        return roomy_cache(config, [_stacked(parts, width) for parts in layers])
+    for layer, parts in zip(stacked.layers, layers):
+        layer.stack(list(parts), width)
+    return stacked
+
+
+def _stacked(parts: list[tuple[torch.Tensor, torch.Tensor]], width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keys and values stacked along the rows, each left-padded with zeros to `width`."""
+    keys, values = (
+        torch.cat([torch.nn.functional.pad(tensor, (0, 0, width - tensor.shape[-2], 0)) for tensor in tensors])
+        for tensors in zip(*parts)
+    )
+    return keys, values

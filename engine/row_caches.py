@@ -28,7 +28,7 @@ from transformers import DynamicCache
 
 from core.errors import release_memory
 from engine.output_head import LogitsBlock, writing_into
-from engine.roomy_cache import roomy_cache
+from engine.roomy_cache import roomy_cache, stacked_cache
 from engine.slot_decoder import SlotDecoder
 
 log = logging.getLogger(__name__)
@@ -118,8 +118,11 @@ class PaddedRows:
         index = torch.tensor(keep, device=self._mask.device)
         mask = self._mask[index]
         start = int((mask.sum(dim=0) == 0).long().cumprod(dim=0).sum())  # columns that are padding in every row
-        layers = [(layer.keys[index, :, start:], layer.values[index, :, start:]) for layer in self._cache.layers]
-        self._cache = self._dynamic(layers)
+        rows = [
+            [(keys[i : i + 1, :, start:], values[i : i + 1, :, start:]) for keys, values in _layers(self._cache)]
+            for i in keep
+        ]
+        self._cache = stacked_cache(self.runner.model.config, rows)
         self._mask, self._lengths = mask[:, start:], self._lengths[index]
 
     def _dynamic(self, layers) -> DynamicCache:
@@ -133,14 +136,7 @@ class PaddedRows:
             self._lengths = torch.tensor([length], device=mask.device)
             return
         width = max(length, self._mask.shape[1])
-        layers = [
-            (
-                torch.cat([_left_pad(old.keys, width), _left_pad(new.keys, width)]),
-                torch.cat([_left_pad(old.values, width), _left_pad(new.values, width)]),
-            )
-            for old, new in zip(self._cache.layers, cache.layers)
-        ]
-        self._cache = self._dynamic(layers)
+        self._cache = stacked_cache(self.runner.model.config, [_layers(self._cache), _layers(cache)])
         self._mask = torch.cat([_left_pad(self._mask, width, dim=1), _left_pad(mask, width, dim=1)])
         self._lengths = torch.cat([self._lengths, self._lengths.new_tensor([length])])
         self.members.append(row)
@@ -214,6 +210,10 @@ def _retrying(err: Exception) -> None:
 
 def _stacked(logits: list[torch.Tensor], tokens: torch.Tensor) -> torch.Tensor:
     return torch.cat(logits) if logits else torch.empty(0, 0, device=tokens.device)
+
+
+def _layers(cache: DynamicCache) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(layer.keys, layer.values) for layer in cache.layers]
 
 
 def _left_pad(tensor: torch.Tensor, width: int, dim: int = 2) -> torch.Tensor:

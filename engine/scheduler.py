@@ -193,7 +193,7 @@ class Scheduler:
         """Prompt chunks, the first waiting row's first, up to `prefill_chunk` tokens a round while
         rows decode (at least one chunk; many short prompts share a round), else until a row is
         in. A finished prompt's cache moves to the row's home, and the row decodes."""
-        spent = 0
+        spent, joined = 0, []  # the logits of the rows that join, put after the others' at the end
         while self.prefilling and (not self.rows or (spent < self.prefill_chunk if self.prefill_chunk else not spent)):
             row = self.prefilling[0]
             if row.leaving:
@@ -202,7 +202,7 @@ class Scheduler:
                 continue
             if row.prefill_cache is None:  # its turn: what rows before it left kept counts too
                 row.prefill_cache = self.prefixes.start(row.prepared)
-                if self._joins_fed(row):
+                if self._joins_fed(row, joined):
                     continue
             end = self._chunk_end(row)
             spent += end - row.prefill_cache.get_seq_length()
@@ -219,9 +219,11 @@ class Scheduler:
             if logits is not None:
                 self._unprefill(row)
                 self.rows.append(row)
-                self._logits = logits if self._logits is None else torch.cat([self._logits.float(), logits.float()])
+                joined.append(logits.float())
+        if joined:  # one copy of the batch's logits, however many join (16 rows: 12.8 MB)
+            self._logits = torch.cat(joined if self._logits is None else [self._logits.float(), *joined])
 
-    def _joins_fed(self, row: Row) -> bool:
+    def _joins_fed(self, row: Row, joined: list[torch.Tensor]) -> bool:
         """A prompt found kept whole but its last token joins the rows now, that token fed by the
         next step with theirs (`Row.fed`): no forward pass of its own, which under load cost more
         than a step of the batch it joins. Its first token is chosen a round later than after a
@@ -230,11 +232,10 @@ class Scheduler:
         prepared = row.prepared
         if row.home is self._own or row.prefill_cache.get_seq_length() != prepared.prompt_tokens - 1:
             return False
+        width = self._vocab if self._logits is None else self._logits.shape[-1]
         try:  # joining a batch builds its cache anew: the likeliest place to run out of memory
             row.home.adopt(row, row.prefill_cache)
-            width = self._vocab if self._logits is None else self._logits.shape[-1]
-            placeholder = torch.zeros(1, width, device=self.engine.device)  # its logits: never read
-            logits = placeholder if self._logits is None else torch.cat([self._logits, placeholder])
+            joined.append(torch.zeros(1, width, device=self.engine.device))  # its logits: never read
         except Exception as err:  # noqa: BLE001 - it fails this request alone, as a failing prefill does
             self._unprefill(row)
             self._fail(row, err)
@@ -242,7 +243,6 @@ class Scheduler:
         self._unprefill(row)
         row.fed = int(prepared.input_ids[0, -1])
         self.rows.append(row)
-        self._logits = logits
         return True
 
     def _chunk_end(self, row: Row) -> int:

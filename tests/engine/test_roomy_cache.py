@@ -7,7 +7,7 @@ import torch
 from transformers import DynamicCache
 
 from engine.request import GenerationRequest, SamplingParams
-from engine.roomy_cache import roomy_cache
+from engine.roomy_cache import roomy_cache, stacked_cache
 from media.parts import Message, TextPart
 from tests.engine.conftest import reference_tokens
 
@@ -44,6 +44,11 @@ def test_a_config_whose_window_could_slide_keeps_the_plain_cache(engine):
     cache = roomy_cache(config, _layers(config, 1, 8, seed=0))
     assert not hasattr(cache.layers[0], "_key_room")
     assert cache.get_seq_length() == 8
+    short, long = _layers(config, 1, 5, seed=1), _layers(config, 1, 8, seed=2)
+    stacked = stacked_cache(config, [short, long])
+    assert not hasattr(stacked.layers[0], "_key_room") and stacked.get_seq_length() == 8
+    assert torch.equal(stacked.layers[0].keys[0, :, :3], torch.zeros_like(short[0][0][0, :, :3]))
+    assert torch.equal(stacked.layers[0].keys[1], long[0][0][0])
 
 
 def test_a_long_answer_across_the_regrowth_still_equals_generate(engine, reference_model):
@@ -55,3 +60,19 @@ def test_a_long_answer_across_the_regrowth_still_equals_generate(engine, referen
     _, tokens, final = engine.generate(request)
     assert final.metrics.completion_tokens == 80 or tokens[-1] in engine.runner.end_ids
     assert tokens == reference_tokens(reference_model, engine, request, "base")
+
+
+def test_stacked_rows_are_left_padded_with_zeros_and_keep_room_to_grow(engine):
+    """A row joining a padded batch (engine/row_caches.py): the rows one after the other, each
+    padded on the left to the longest, written once into a cache that still grows in place."""
+    config = engine.model.config
+    batch, joining = _layers(config, 2, 30, seed=1), _layers(config, 1, 45, seed=2)
+    stacked = stacked_cache(config, [batch, joining])
+    for layer, (old, new) in zip(stacked.layers, zip(batch, joining)):
+        for got, before, added in zip((layer.keys, layer.values), old, new):
+            padded = torch.cat([torch.zeros(2, *before.shape[1:-2], 15, before.shape[-1]), before], dim=-2)
+            assert torch.equal(got, torch.cat([padded, added]))
+    before = stacked.layers[0].keys.data_ptr()
+    for index, (keys, values) in enumerate(_layers(config, 3, 1, seed=3)):
+        stacked.update(keys, values, index)
+    assert stacked.get_seq_length() == 46 and stacked.layers[0].keys.data_ptr() == before
