@@ -221,6 +221,22 @@ def test_free_memory_on_a_cpu_is_what_the_kernel_says_is_available():
     assert 0 < free_bytes(torch.device("cpu")) <= total
 
 
+def while_another_decodes(engine, work):
+    """-> (the other request's result, work()'s), work run once a 40-token request is decoding."""
+    results = {}
+    running = threading.Thread(
+        target=lambda: results.update(running=engine.generate(asked(system(), MODALITIES["text"](), 40)))
+    )
+    running.start()
+    for _ in range(1000):
+        if engine.scheduler.rows:
+            break
+        threading.Event().wait(0.01)
+    done = work()
+    running.join()
+    return results["running"], done
+
+
 @pytest.mark.parametrize("path", ["dynamic", "static"])
 def test_a_prompt_kept_whole_joins_running_rows_without_a_forward_pass_of_its_own(
     path, engine, slot_engines, reference_model, monkeypatch
@@ -237,29 +253,17 @@ def test_a_prompt_kept_whole_joins_running_rows_without_a_forward_pass_of_its_ow
         "prefill",
         lambda prepared, cache, end: prefilled.append(prepared.input_ids) or prefill(prepared, cache, end),
     )
-    results = {}
-
-    def run(name, request):
-        results[name] = on.generate(request)
-
     on.enable_batching(4)  # a new scheduler keeps nothing yet
     try:
         on.generate(repeat)  # kept whole but its last token
         prefilled.clear()
-        running = threading.Thread(target=run, args=("running", asked(system(), MODALITIES["text"](), 40)))
-        running.start()
-        for _ in range(1000):  # until it decodes
-            if on.scheduler.rows:
-                break
-            threading.Event().wait(0.01)
-        run("repeat", repeat)
-        running.join()
+        running, (_, tokens, final) = while_another_decodes(on, lambda: on.generate(repeat))
     finally:
         on.enable_batching(1)
-    assert len(results["running"][1]) == 40 and len(prefilled) == 1  # the running request's own prefill
+    assert len(running[1]) == 40 and len(prefilled) == 1  # the running request's own prefill
     assert not any(torch.equal(prompt, ids) for prompt in prefilled)
-    assert results["repeat"][2].metrics.cached_tokens == ids.shape[1] - 1
-    assert results["repeat"][1] == reference_tokens(reference_model, on, repeat, "vision")
+    assert final.metrics.cached_tokens == ids.shape[1] - 1
+    assert tokens == reference_tokens(reference_model, on, repeat, "vision")
 
 
 def test_a_prompt_kept_whole_that_cannot_join_the_rows_fails_alone(engine, monkeypatch):
@@ -267,10 +271,10 @@ def test_a_prompt_kept_whole_that_cannot_join_the_rows_fails_alone(engine, monke
     failing prefill, that request fails and the running one goes on."""
     repeat = asked(system(), MODALITIES["text"](), 4)
     ids = engine.prepare(repeat).input_ids
-    results = {}
 
-    def run(request):
-        results["running"] = engine.generate(request)
+    def refused():
+        with pytest.raises(GenerationFailed):
+            engine.generate(repeat)
 
     engine.enable_batching(4)
     try:
@@ -283,18 +287,10 @@ def test_a_prompt_kept_whole_that_cannot_join_the_rows_fails_alone(engine, monke
             return adopt(row, cache)
 
         monkeypatch.setattr(engine.scheduler._padded, "adopt", no_room_for_the_repeat)
-        running = threading.Thread(target=run, args=(asked(system(), MODALITIES["text"](), 40),))
-        running.start()
-        for _ in range(1000):  # until it decodes
-            if engine.scheduler.rows:
-                break
-            threading.Event().wait(0.01)
-        with pytest.raises(GenerationFailed):
-            engine.generate(repeat)
-        running.join()
+        running, _ = while_another_decodes(engine, refused)
     finally:
         engine.enable_batching(1)
-    assert len(results["running"][1]) == 40
+    assert len(running[1]) == 40
 
 
 def test_a_containers_memory_limit_bounds_the_free_memory(tmp_path):
