@@ -27,8 +27,9 @@ class Row:
     home: object = None  # the row_caches kind holding its cache
     prefill_cache: DynamicCache | None = None  # its prompt so far, while it is prefilled chunk by chunk
     stops: StopWatch | None = None  # its stop strings, where it has any
-    # its prompt's last token, which the next step feeds in place of a chosen one: the prompt was
-    # found kept whole but that token (engine/prefix_cache.py), so it joined without a prefill
+    # a token the next step feeds in place of one chosen in its round: the prompt's last (the prompt
+    # was found kept whole but that token, engine/prefix_cache.py, so it joined without a prefill),
+    # then the first token, chosen and sent as soon as that step's logits came
     fed: int | None = None
     _ids: torch.Tensor | None = None  # prompt + answer as far as it was last built
 
@@ -57,7 +58,7 @@ class Row:
 
 def next_tokens(rows: list[Row], logits: torch.Tensor) -> torch.Tensor:
     """Each row's token for the next step, (rows,): chosen from its logits (one vectorised pass,
-    engine/sampling.py), or its `fed` prompt token, which has no logits to choose from."""
+    engine/sampling.py), or its `fed` token, which needs no choosing."""
     samplers = [row.sampler for row in rows]
     history = [row.ids if row.sampler.reads_history else None for row in rows]
     chosen = [i for i, row in enumerate(rows) if row.fed is None]

@@ -226,9 +226,9 @@ class Scheduler:
     def _joins_fed(self, row: Row, joined: list[torch.Tensor]) -> bool:
         """A prompt found kept whole but its last token joins the rows now, that token fed by the
         next step with theirs (`Row.fed`): no forward pass of its own, which under load cost more
-        than a step of the batch it joins. Its first token is chosen a round later than after a
-        prefill of that one token, from that step's logits. Not past the long-RoPE switch (its own
-        cache reads the whole prompt again there)."""
+        than a step of the batch it joins. Its first token is chosen after that step, in the same
+        round (`_first_tokens`). Not past the long-RoPE switch (its own cache reads the whole prompt
+        again there)."""
         prepared = row.prepared
         if row.home is self._own or row.prefill_cache.get_seq_length() != prepared.prompt_tokens - 1:
             return False
@@ -278,6 +278,7 @@ class Scheduler:
         ]
         for i in set(range(len(rows))) - set(going):
             rows[i].home.release(rows[i])
+        joined = [row for row in rows if row.fed is not None and not row.tokens]  # their prompt's last token
         forward, failed = self._step([rows[i] for i in going], tokens if len(going) == len(rows) else tokens[going])
         for i, (row, token) in enumerate(zip(rows, chosen or tokens.tolist())):  # one read-back for all
             if row.fed is None:
@@ -287,11 +288,26 @@ class Scheduler:
                 row.put(None)  # cancelled meanwhile: its consumer sees the end
         for row, err in failed.items():  # after its token: that one was chosen before the failure
             self._fail(row, err)
+        if joined:
+            self._first_tokens(joined)
         self.host_seconds += time.perf_counter() - began - forward
+
+    def _first_tokens(self, joined: list[Row]) -> None:
+        """Rows that joined with their prompt's last token fed (`_joins_fed`) choose their first
+        token from this step's logits now, so it goes out this round, as after a prefill of their
+        own; the next step feeds it."""
+        index = [i for i, row in enumerate(self.rows) if any(row is other for other in joined)]
+        if not index:  # they failed or left
+            return
+        tokens = next_tokens([self.rows[i] for i in index], self._logits[index]).tolist()
+        for i, token in zip(index, tokens):
+            self._emit(self.rows[i], token)
+            self.rows[i].fed = token
 
     def _ends_here(self, row: Row, token: int | None) -> bool:
         """Whether the row's answer ends with its token of this round (None: not read back yet, so
-        by its length cap alone): such a row is not stepped. A fed prompt token ends nothing."""
+        by its length cap alone): such a row is not stepped. A fed token ends nothing here (a first
+        token chosen early that ended the answer has made the row leave)."""
         if row.fed is not None:
             return False
         if token is None:

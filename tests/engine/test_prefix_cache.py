@@ -266,6 +266,18 @@ def test_a_prompt_kept_whole_joins_running_rows_without_a_forward_pass_of_its_ow
     assert tokens == reference_tokens(reference_model, on, repeat, "vision")
 
 
+def test_a_prompt_kept_whole_gets_its_first_token_in_the_round_that_feeds_its_last(engine, monkeypatch):
+    """As soon as after a prefill of its own: not a round later, behind other prompts' chunks."""
+    repeat = asked(system(), MODALITIES["text"](), 4)
+    _, answer, _ = engine.generate(repeat)  # kept whole but its last token
+    rounds, round_ = [], engine.scheduler._round
+    monkeypatch.setattr(engine.scheduler, "_round", lambda: rounds.append(len(rounds)) or round_())
+    chunks = engine.stream(repeat)
+    first = next(chunk for chunk in chunks if chunk.token_ids)
+    assert len(rounds) == 1
+    assert list(first.token_ids) + [token for chunk in chunks for token in chunk.token_ids] == answer
+
+
 def test_a_prompt_kept_whole_that_cannot_join_the_rows_fails_alone(engine, monkeypatch):
     """Joining builds the batch's cache anew, the likeliest place to run out of memory: as with a
     failing prefill, that request fails and the running one goes on."""
