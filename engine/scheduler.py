@@ -303,11 +303,12 @@ class Scheduler:
         for i, token in zip(index, tokens):
             self._emit(self.rows[i], token)
             self.rows[i].fed = token
+        self._drop(lambda row: row.done.is_set(), stopped=False)  # answers that ended there: no round may follow
 
     def _ends_here(self, row: Row, token: int | None) -> bool:
         """Whether the row's answer ends with its token of this round (None: not read back yet, so
-        by its length cap alone): such a row is not stepped. A fed token ends nothing here (a first
-        token chosen early that ended the answer has made the row leave)."""
+        by its length cap alone): such a row is not stepped. A fed token ends nothing here (a row whose
+        first token, chosen early, ended its answer has left: `_first_tokens`)."""
         if row.fed is not None:
             return False
         if token is None:

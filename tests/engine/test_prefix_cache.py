@@ -278,6 +278,16 @@ def test_a_prompt_kept_whole_gets_its_first_token_in_the_round_that_feeds_its_la
     assert list(first.token_ids) + [token for chunk in chunks for token in chunk.token_ids] == answer
 
 
+def test_an_answer_that_ends_on_its_early_first_token_leaves_at_once(engine):
+    """One request at a time no round follows until the next request: the row must not keep its
+    cache (or a static slot) until then."""
+    repeat = asked(system(), MODALITIES["text"](), 1)
+    engine.generate(repeat)  # kept whole but its last token
+    _, answer, final = engine.generate(repeat)
+    assert len(answer) == 1 and final.metrics.cached_tokens > 0
+    assert engine.scheduler.idle and not engine.scheduler._padded.members
+
+
 def test_a_prompt_kept_whole_that_cannot_join_the_rows_fails_alone(engine, monkeypatch):
     """Joining builds the batch's cache anew, the likeliest place to run out of memory: as with a
     failing prefill, that request fails and the running one goes on."""
