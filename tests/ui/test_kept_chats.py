@@ -82,7 +82,9 @@ def test_a_chat_is_kept_renamed_exported_reloaded_and_deleted(page):
 
     page.locator("#chat-delete").click()
     wait_for(lambda: kept_titles(page) == [], timeout=15)
-    assert not page.locator("#chatbot .message").count() and not page.locator("#chat-md").is_enabled()
+    # the list, the conversation and the export buttons are outputs of one update: wait for each
+    wait_for(lambda: not page.locator("#chatbot .message").count(), timeout=15)
+    wait_for(lambda: not page.locator("#chat-md").is_enabled(), timeout=15)
     page.reload()
     page.wait_for_selector("#chat-input textarea", timeout=30_000)
     page.wait_for_timeout(500)
