@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from core.cpu_threads import in_passing_thread
 from core.errors import InvalidRequest
 from core.settings import Settings
 from media.limits import MediaLimits
@@ -31,10 +32,16 @@ def open_engine(settings: Settings, move_to: str | None = None):
     from engine.loading import LoadOptions, load_model
 
     options = LoadOptions.from_settings(settings)
-    model, processor, device = load_model(dataclasses.replace(options, device="cpu") if move_to else options)
-    if move_to:
-        model, device = model.to(move_to), torch.device(move_to)
-    engine = Engine(model, processor, device, settings.context_window, limits)
-    engine.set_decode(settings.decode, settings.static_cache_tokens, settings.static_cache_rows, settings.compile_cache)
-    engine.enable_batching(settings.max_batch, settings.prefill_chunk_tokens, settings.prefix_cache_tokens)
-    return engine
+
+    def start() -> Engine:
+        model, processor, device = load_model(dataclasses.replace(options, device="cpu") if move_to else options)
+        if move_to:
+            model, device = model.to(move_to), torch.device(move_to)
+        engine = Engine(model, processor, device, settings.context_window, limits)
+        engine.set_decode(
+            settings.decode, settings.static_cache_tokens, settings.static_cache_rows, settings.compile_cache
+        )
+        engine.enable_batching(settings.max_batch, settings.prefill_chunk_tokens, settings.prefix_cache_tokens)
+        return engine
+
+    return in_passing_thread(start)  # its CPU threads end with it (core/cpu_threads.py)

@@ -9,6 +9,7 @@ from typing import Callable, Iterator
 
 import torch
 
+from core.cpu_threads import alone
 from core.errors import InvalidRequest, PromptTooLong
 from engine.decode import PreparedPrompt
 from engine.prefix_cache import media_digest
@@ -80,6 +81,12 @@ class PromptPreparation:
         )
 
     def prepare(self, request: GenerationRequest) -> PreparedPrompt:
+        # the processor's tensor work on this thread alone: the decode loop's thread keeps the
+        # process's one team of CPU threads (core/cpu_threads.py)
+        with alone():
+            return self._prepared(request)
+
+    def _prepared(self, request: GenerationRequest) -> PreparedPrompt:
         request.validate()
         chat, images, audios = to_chat(request.messages, request.tools, self.controls.neutralise)
         # the same chat with no user text: what the template alone places (a few dozen tokens)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from core.cpu_threads import alone
 from core.errors import MediaError
 from media.audio_stream import MAX_RATE, MIN_RATE, checked, decode_to_16k
 from media.files import names_its_file, read_bytes
@@ -28,7 +29,8 @@ def resample(samples: np.ndarray, sample_rate: int, to: int = SAMPLE_RATE) -> np
 
     check_rate(sample_rate)
     if sample_rate != to and samples.size:
-        samples = AF.resample(torch.from_numpy(samples), int(sample_rate), to).numpy()
+        with alone():  # on a request's thread: the decode loop keeps the CPU threads (core/cpu_threads.py)
+            samples = AF.resample(torch.from_numpy(samples), int(sample_rate), to).numpy()
     return samples
 
 

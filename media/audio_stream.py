@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.cpu_threads import alone
 from core.errors import MediaError
 from media.files import check_file, names_its_file
 from media.limits import SAMPLE_RATE
@@ -88,7 +89,8 @@ class BlockResampler:
         if self.rate == SAMPLE_RATE:
             resampled = window
         else:
-            resampled = AF.resample(torch.from_numpy(window), self.rate, SAMPLE_RATE).numpy()
+            with alone():  # the decode loop keeps the CPU threads (core/cpu_threads.py)
+                resampled = AF.resample(torch.from_numpy(window), self.rate, SAMPLE_RATE).numpy()
         start = len(self.history) * self.step_out // self.step_in
         count = math.ceil(n * self.step_out / self.step_in)
         piece = resampled[start : start + count]

@@ -1,0 +1,85 @@
+"""One team of CPU threads in the process: the decode loop's. A thread that prepares a request
+(an HTTP worker, Gradio's) does its few tensor operations alone, and the model starts on a thread
+that ends.
+
+Why: PyTorch's CPU kernels and MKL run on OpenMP (GNU libgomp in PyTorch's wheels), and each
+Python thread that enters a parallel region gets a team of its own, whose threads live as long
+as it does. A server preparing requests on its worker threads had sixteen teams after sixteen
+streams (31 threads in the process). Once libgomp manages more threads than there are CPUs, its
+idle threads spin only briefly before they sleep (GOMP_SPINCOUNT in libgomp's manual), so each
+parallel operation of the decode loop first wakes one: a 16-row decode step of the tiny
+checkpoint took 12.95 ms with eight idle teams alive against 8.60 ms with none, and 8.57 when
+those threads had prepared their work `alone` (bench/cpu_threads.py, this 2-core CPU). A
+request's own tensor work (a photo's resize, a spectrogram) is small beside that.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+
+
+@cache
+def _thread_settings():
+    """OpenMP's and MKL's calls for the calling thread's own thread count, from the library
+    PyTorch loaded -> (get, set, set MKL's) or None where it has not both (another build, another
+    platform: there this does nothing)."""
+    import torch  # here, not at import: media imports this module and loads torch only when it must
+
+    library = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
+    try:
+        torch_cpu = ctypes.CDLL(str(library))  # already loaded: the same handle, its dependencies' symbols
+        # MKL's C call; its lower-case name is the Fortran one, which takes a pointer
+        return torch_cpu.omp_get_max_threads, torch_cpu.omp_set_num_threads, torch_cpu.MKL_Set_Num_Threads_Local
+    except (OSError, AttributeError):
+        return None
+
+
+@contextmanager
+def alone():
+    """Inside, the calling thread's tensor operations run on it alone, and it starts no team of
+    threads; its own setting comes back after (the thread may decode next: the CLI's does)."""
+    calls = _thread_settings()
+    if calls is None:
+        yield
+        return
+    get_threads, set_threads, set_mkl_threads = calls
+    import torch
+
+    torch.get_num_threads()  # PyTorch sets a thread's count on its first use: first, so it cannot undo ours
+    before = get_threads()
+    set_threads(1)
+    set_mkl_threads(1)
+    try:
+        yield
+    finally:
+        set_threads(before)
+        set_mkl_threads(0)  # 0: MKL's process-wide setting again
+
+
+def in_passing_thread(start: Callable[[], T]) -> T:
+    """start() run on a thread that ends with it -> its result (or its exception, raised here).
+    For loading and starting the model: the team its tensor work starts ends with that thread, so
+    the decode loop's is left the only one (an idle team kept by the main thread slows it as the
+    teams above do)."""
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, start()))
+        except BaseException as err:  # noqa: BLE001 - raised again in the caller's thread
+            outcome.append((False, err))
+
+    thread = threading.Thread(target=run, name="model-start", daemon=True)  # Ctrl-C still ends the process
+    thread.start()
+    thread.join()
+    succeeded, value = outcome[0]
+    if not succeeded:
+        raise value
+    return value
