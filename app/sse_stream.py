@@ -6,12 +6,12 @@ The request is checked before any of this runs (`open_stream`: app/service.py `c
 the call), so a refusal is an error status; what fails after the 200 can only end the stream
 with an error event. The events reach the HTTP layer through an asyncio queue:
 - from a local engine that `pushes` (its scheduler's thread decodes), the engine's thread calls
-  `Handoff.wake` (`loop.call_soon_threadsafe`) for each token, and the event loop runs the
-  answer's own steps (detokenising, the output guard, the event's JSON) up to the next `PENDING`:
-  no thread is held per stream. An answer's first and last tokens go out at once, those between
-  at most every `FLUSH_EVERY_S`, together: each step of the loop takes the GIL from the decoding
-  thread, and stepping once per token cost a lone request a tenth of its speed on a 2-core CPU
-  (bench/RESULTS.md);
+  `Handoff.wake` for each token (a round's wakes reach the loop together: app/loop_waker.py), and
+  the event loop runs the answer's own steps (detokenising, the output guard, the event's JSON)
+  up to the next `PENDING`: no thread is held per stream. An answer's first and last tokens go
+  out at once, those between at most every `FLUSH_EVERY_S`, together: each step of the loop takes
+  the GIL from the decoding thread, and stepping once per token cost a lone request a tenth of
+  its speed on a 2-core CPU (bench/RESULTS.md);
 - from an engine that decodes in its consumer's thread (the remote backend, a lone local request
   one at a time), one plain thread per stream iterates and queues each event.
 An answer whose events need blocking work midway (a transcript prepares each segment's audio)
@@ -36,6 +36,7 @@ from starlette.responses import Response
 from app.api_errors import APIError, error_body
 from app.chat_request import ChatPlan, choice, openai_logprobs, usage
 from app.chat_schema import ChatCompletionChunk, Delta, FunctionCallDelta, ToolCallDelta
+from app.loop_waker import waker_for
 from app.tool_calls import PREFIX, could_be_call
 from app.tool_stream import CallStream
 from core.errors import InvalidRequest, Phi4mmError
@@ -65,6 +66,7 @@ class Handoff:
 
     def __init__(self, pushes: bool):
         self.loop = asyncio.get_running_loop()
+        self.waker = waker_for(self.loop)  # the engine's wakes, one hand-over per round (app/loop_waker.py)
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self.pushes = pushes  # the events are made on the loop, woken by the engine's thread
         self.events: Generator | None = None
@@ -85,7 +87,7 @@ class Handoff:
             return
         self._woken = True
         try:
-            self.loop.call_soon_threadsafe(self._step if last else self._due)
+            self.waker.call_soon(self._step if last else self._due)
         except RuntimeError:  # the loop has closed (the server stopped): nobody is listening
             pass
 
