@@ -17,24 +17,27 @@ from typing import Callable
 
 
 class LoopWaker:
-    """`call_soon` from any thread: the callback runs on `loop`, in order, as with
+    """`call_soon` from any thread: the callback runs on the loop, in order, as with
     `call_soon_threadsafe`, which raises RuntimeError once the loop has closed."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
-        self.loop = loop
+        self._loop = weakref.ref(loop)  # the loop's entry in `_wakers` must not keep it alive
         self._pending: deque[Callable[[], object]] = deque()
         self._lock = threading.Lock()
         self._scheduled = False  # a `_run` is on its way to the loop
 
     def call_soon(self, callback: Callable[[], object]) -> None:
+        loop = self._loop()
+        if loop is None or loop.is_closed():
+            raise RuntimeError("Event loop is closed")
         self._pending.append(callback)
         with self._lock:
             if self._scheduled:
                 return
             self._scheduled = True
         try:
-            self.loop.call_soon_threadsafe(self._run)
-        except RuntimeError:  # closed: nothing will run it
+            loop.call_soon_threadsafe(self._run)
+        except RuntimeError:  # closed meanwhile: nothing will run it
             with self._lock:
                 self._scheduled = False
             raise
@@ -48,8 +51,10 @@ class LoopWaker:
             callback = self._pending.popleft()
             try:
                 callback()
-            except Exception as err:  # noqa: BLE001 - as the loop treats a failing callback
-                self.loop.call_exception_handler({"message": "LoopWaker callback failed", "exception": err})
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as err:  # noqa: BLE001 - reported and the rest run, as the loop does
+                self._loop().call_exception_handler({"message": "LoopWaker callback failed", "exception": err})
 
 
 _wakers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -1,6 +1,6 @@
-"""One team of CPU threads in the process: the decode loop's. A thread that prepares a request
-(an HTTP worker, Gradio's) does its few tensor operations alone, and the model starts on a thread
-that ends.
+"""One team of CPU threads in the process: the decode loop's. On a CPU, a thread that prepares a
+request (an HTTP worker, Gradio's) does its few tensor operations alone; media resampling does
+everywhere; the model starts on a thread that ends (engine/backends.py, but not under ZeroGPU).
 
 Why: PyTorch's CPU kernels and MKL run on OpenMP (GNU libgomp in PyTorch's wheels), and each
 Python thread that enters a parallel region gets a team of its own, whose threads live as long
@@ -16,10 +16,10 @@ request's own tensor work (a photo's resize, a spectrogram) is small beside that
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 from contextlib import contextmanager
 from functools import cache
-from pathlib import Path
 from typing import Callable, TypeVar
 
 T = TypeVar("T")
@@ -27,40 +27,41 @@ T = TypeVar("T")
 
 @cache
 def _thread_settings():
-    """OpenMP's and MKL's calls for the calling thread's own thread count, from the library
-    PyTorch loaded -> (get, set, set MKL's) or None where it has not both (another build, another
-    platform: there this does nothing)."""
-    import torch  # here, not at import: media imports this module and loads torch only when it must
-
-    library = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
-    try:
-        torch_cpu = ctypes.CDLL(str(library))  # already loaded: the same handle, its dependencies' symbols
-        # MKL's C call; its lower-case name is the Fortran one, which takes a pointer
-        return torch_cpu.omp_get_max_threads, torch_cpu.omp_set_num_threads, torch_cpu.MKL_Set_Num_Threads_Local
+    """OpenMP's and MKL's calls for the calling thread's own thread count, in the copy of PyTorch's
+    CPU library already loaded -> (get, set, set MKL's or None) or None where there is none to be
+    found (another build or platform: there this does nothing)."""
+    try:  # RTLD_NOLOAD: the loaded copy or nothing, never a second one; its dependencies' symbols too
+        torch_cpu = ctypes.CDLL("libtorch_cpu.so", mode=os.RTLD_NOLOAD)
+        get_threads, set_threads = torch_cpu.omp_get_max_threads, torch_cpu.omp_set_num_threads
     except (OSError, AttributeError):
         return None
+    # MKL's C call, where PyTorch was built with MKL (its lower-case name is the Fortran one, which
+    # takes a pointer); it returns the thread's previous own count (0: none, MKL's process-wide one)
+    set_mkl_threads = getattr(torch_cpu, "MKL_Set_Num_Threads_Local", None)
+    return get_threads, set_threads, set_mkl_threads
 
 
 @contextmanager
 def alone():
     """Inside, the calling thread's tensor operations run on it alone, and it starts no team of
-    threads; its own setting comes back after (the thread may decode next: the CLI's does)."""
+    threads; its own counts come back after (the thread may decode next: the CLI's does)."""
+    import torch  # here, not at import: media imports this module and loads torch only when it must
+
     calls = _thread_settings()
     if calls is None:
         yield
         return
     get_threads, set_threads, set_mkl_threads = calls
-    import torch
-
     torch.get_num_threads()  # PyTorch sets a thread's count on its first use: first, so it cannot undo ours
     before = get_threads()
     set_threads(1)
-    set_mkl_threads(1)
+    mkl_before = set_mkl_threads(1) if set_mkl_threads else None
     try:
         yield
     finally:
         set_threads(before)
-        set_mkl_threads(0)  # 0: MKL's process-wide setting again
+        if set_mkl_threads:
+            set_mkl_threads(mkl_before)
 
 
 def in_passing_thread(start: Callable[[], T]) -> T:

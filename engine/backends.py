@@ -44,4 +44,6 @@ def open_engine(settings: Settings, move_to: str | None = None):
         engine.enable_batching(settings.max_batch, settings.prefill_chunk_tokens, settings.prefix_cache_tokens)
         return engine
 
-    return in_passing_thread(start)  # its CPU threads end with it (core/cpu_threads.py)
+    # its CPU threads end with it (core/cpu_threads.py); but ZeroGPU's CUDA stand-in answers only
+    # the thread that imported `spaces` (a torch function mode is per thread): there, this one
+    return start() if move_to else in_passing_thread(start)

@@ -5,6 +5,7 @@ in the caller's thread, before the request reaches the decode loop (engine/sched
 from __future__ import annotations
 
 from collections import Counter
+from contextlib import nullcontext
 from typing import Callable, Iterator
 
 import torch
@@ -81,9 +82,9 @@ class PromptPreparation:
         )
 
     def prepare(self, request: GenerationRequest) -> PreparedPrompt:
-        # the processor's tensor work on this thread alone: the decode loop's thread keeps the
-        # process's one team of CPU threads (core/cpu_threads.py)
-        with alone():
+        # on a CPU, the processor's tensor work on this thread alone: the decode loop's thread keeps
+        # the process's one team of CPU threads (core/cpu_threads.py); a GPU's loop hardly uses them
+        with alone() if self.device.type == "cpu" else nullcontext():
             return self._prepared(request)
 
     def _prepared(self, request: GenerationRequest) -> PreparedPrompt:

@@ -4,7 +4,9 @@ one hand-over, a failing one reported without stopping the rest."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
+import weakref
 
 import pytest
 
@@ -51,16 +53,20 @@ def test_a_failing_callback_is_reported_and_the_rest_run():
         reported, ran, done = [], [], asyncio.Event()
         loop.set_exception_handler(lambda _, context: reported.append(context["exception"]))
 
+        def cancelled():
+            raise asyncio.CancelledError
+
         def burst():
             waker = waker_for(loop)
             waker.call_soon(lambda: 1 / 0)
+            waker.call_soon(cancelled)
             waker.call_soon(lambda: ran.append("after"))
             waker.call_soon(done.set)
 
         _from_another_thread(burst)
         await asyncio.wait_for(done.wait(), 5)
         assert ran == ["after"]
-        assert [type(err) for err in reported] == [ZeroDivisionError]
+        assert [type(err) for err in reported] == [ZeroDivisionError, asyncio.CancelledError]
 
     asyncio.run(main())
 
@@ -68,6 +74,18 @@ def test_a_failing_callback_is_reported_and_the_rest_run():
 def test_a_closed_loop_refuses_as_call_soon_threadsafe_does():
     loop = asyncio.new_event_loop()
     waker = waker_for(loop)
+    waker.call_soon(lambda: None)  # a hand-over on its way when the loop closes
     loop.close()
-    with pytest.raises(RuntimeError):
-        waker.call_soon(lambda: None)
+    for _ in range(2):
+        with pytest.raises(RuntimeError):
+            waker.call_soon(lambda: None)
+
+
+def test_a_waker_keeps_no_loop_alive():
+    loop = asyncio.new_event_loop()
+    waker_for(loop).call_soon(lambda: None)
+    loop.close()
+    gone = weakref.ref(loop)
+    del loop
+    gc.collect()
+    assert gone() is None

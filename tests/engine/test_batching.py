@@ -79,6 +79,17 @@ def test_mixed_adapter_batches_match_each_request_alone(batched, solo):
     assert engine.scheduler._padded._logits_block.flat is not None  # their logits on one block (engine/output_head.py)
 
 
+def test_eager_attention_batches_match_each_request_alone(tiny_checkpoint):
+    """Eager attention (a setting, and the fallback where sdpa cannot load) adds its mask to the
+    scores: the padded batch must hand it a mask it can add, not sdpa's booleans."""
+    engine = Engine.load(LoadOptions(model=str(tiny_checkpoint), device="cpu", attention="eager"))
+    alone = {modality: engine.generate(request(modality))[1] for modality in MODALITIES}
+    engine.enable_batching(8)
+    results = run_together(engine, {modality: request(modality) for modality in MODALITIES})
+    assert results == alone
+    assert engine.scheduler.rows_stepped > engine.scheduler.steps  # really decoded together
+
+
 def test_stepping_ahead_of_the_read_back_changes_no_token(batched, solo):
     """The GPU's order (the next step queued before the tokens are read back, so a row that just
     ended is stepped once more) gives every row the tokens it gets alone, cancelled rows included."""
