@@ -30,6 +30,8 @@ def _thread_settings():
     """OpenMP's and MKL's calls for the calling thread's own thread count, in the copy of PyTorch's
     CPU library already loaded -> (get, set, set MKL's or None) or None where there is none to be
     found (another build or platform: there this does nothing)."""
+    import torch  # noqa: F401 - loaded first: the library is looked for among those loaded (and cached)
+
     try:  # RTLD_NOLOAD: the loaded copy or nothing, never a second one; its dependencies' symbols too
         torch_cpu = ctypes.CDLL("libtorch_cpu.so", mode=os.RTLD_NOLOAD)
         get_threads, set_threads = torch_cpu.omp_get_max_threads, torch_cpu.omp_set_num_threads
