@@ -66,6 +66,31 @@ def alone():
             set_mkl_threads(mkl_before)
 
 
+@cache
+def keep_compile_device_guard() -> None:
+    """Makes torch.compile safe on a thread that ends; call before compiling. Without a GPU, the
+    first compile sets PyTorch's CUDA device guard to a stand-in owned by the compiling thread (a
+    C++ thread_local in c10's DeviceGuardImplInterface.cpp, `ensureCUDADeviceGuardSet`, which
+    FakeTensorMode calls); when that thread ends, the stand-in is freed but stays registered, and
+    the process's next compile segfaults (torch 2.11: a compile on the model-start thread, then a
+    second engine's; tests/engine/test_cpu_threads.py). So the stand-in is made here, on a thread
+    kept for the process's life, that does nothing else; a later call finds it set and keeps it."""
+    import torch
+
+    ensure_guard = getattr(torch._C, "_ensureCUDADeviceGuardSet", None)  # private: absent, nothing to keep
+    if ensure_guard is None:
+        return
+    ready = threading.Event()
+
+    def keep() -> None:
+        ensure_guard()
+        ready.set()
+        threading.Event().wait()  # forever: the stand-in lives as long as this thread
+
+    threading.Thread(target=keep, name="torch-device-guard", daemon=True).start()
+    ready.wait()
+
+
 def in_passing_thread(start: Callable[[], T]) -> T:
     """start() run on a thread that ends with it -> its result (or its exception, raised here).
     For loading and starting the model: the team its tensor work starts ends with that thread, so

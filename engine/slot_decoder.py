@@ -28,6 +28,7 @@ import time
 import torch
 from transformers.cache_utils import Cache, StaticLayer
 
+from core.cpu_threads import keep_compile_device_guard
 from core.errors import AdapterMissing
 from engine.decode import ModelRunner, PreparedPrompt
 from engine.model_family import PHI4, Phi4Family
@@ -103,6 +104,7 @@ class SlotDecoder:
         self.uncompiled: list[str] = []  # steps that failed to compile and run eagerly instead
         if compiled:
             family.prepare_for_compile(self.model, dtype, device)  # engine/model_family.py
+            keep_compile_device_guard()  # the compile may run on a thread that ends (core/cpu_threads.py)
             torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 32)
             self._decode_fn = torch.compile(
                 self._decode, fullgraph=True, dynamic=False, mode="reduce-overhead" if self.cuda_graphs else None

@@ -6,6 +6,7 @@ are counted): a thread's OpenMP team is one more thread for as long as the threa
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -13,6 +14,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import torch
 
 from core.cpu_threads import _thread_settings, in_passing_thread
 from core.settings import Settings
@@ -145,6 +147,30 @@ def test_preparing_a_request_with_media_starts_no_team(tiny_checkpoint):
             """
         )
     assert counts == {"alone": "1", "without": "2"}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the device guard is replaced only where no GPU answers")
+@pytest.mark.parametrize("kept", [True, False])
+def test_a_compile_after_the_compiling_thread_ended_needs_the_kept_device_guard(kept):
+    """A compile on a thread that ends (the model-start one), then another: with the device guard
+    kept (engine/slot_decoder.py keeps it before compiling) both compile; without, the second
+    segfaults (torch 2.11). The control fails once PyTorch keeps its own: then the keeping can go."""
+    script = f"""
+        import torch
+        from core.cpu_threads import in_passing_thread, keep_compile_device_guard
+        if {kept}:
+            keep_compile_device_guard()
+        in_passing_thread(lambda: torch.compile(lambda x: x.sin() * 2, backend="eager")(torch.ones(4)))
+        torch.compile(lambda x: x.cos() + 1, backend="eager")(torch.ones(4))  # the fake tensors' device guard
+        print("compiled twice")
+        """
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    if kept:
+        assert (out.returncode, out.stdout.strip()) == (0, "compiled twice"), out.stderr[-3000:]
+    else:
+        assert out.returncode == -signal.SIGSEGV, out.stderr[-3000:]
 
 
 def test_in_passing_thread_returns_or_raises_what_start_did():
