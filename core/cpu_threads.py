@@ -78,7 +78,9 @@ def keep_compile_device_guard() -> None:
     import torch
 
     ensure_guard = getattr(torch._C, "_ensureCUDADeviceGuardSet", None)  # private: absent, nothing to keep
-    if ensure_guard is None:
+    # only where FakeTensorMode would make one (its `avoid_device_init`): never over a GPU's own
+    # guard, nor under ZeroGPU, whose CUDA stand-in says a GPU is there (app/zero_gpu.py)
+    if ensure_guard is None or torch.cuda.is_available():
         return
     ready = threading.Event()
 
