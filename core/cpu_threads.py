@@ -74,7 +74,8 @@ def keep_compile_device_guard() -> None:
     FakeTensorMode calls); when that thread ends, the stand-in is freed but stays registered, and
     the process's next compile segfaults (torch 2.11: a compile on the model-start thread, then a
     second engine's; tests/engine/test_cpu_threads.py). So the stand-in is made here, on a thread
-    kept for the process's life, that does nothing else; a later call finds it set and keeps it."""
+    kept for the process's life, that does nothing else; a later call finds it set and keeps it.
+    Before the process's first compile, then: after one on a thread that has ended it is too late."""
     import torch
 
     ensure_guard = getattr(torch._C, "_ensureCUDADeviceGuardSet", None)  # private: absent, nothing to keep
@@ -85,8 +86,10 @@ def keep_compile_device_guard() -> None:
     ready = threading.Event()
 
     def keep() -> None:
-        ensure_guard()
-        ready.set()
+        try:
+            ensure_guard()
+        finally:  # failed: the compile goes on as it would have (and nobody waits forever)
+            ready.set()
         threading.Event().wait()  # forever: the stand-in lives as long as this thread
 
     threading.Thread(target=keep, name="torch-device-guard", daemon=True).start()

@@ -173,6 +173,27 @@ def test_a_compile_after_the_compiling_thread_ended_needs_the_kept_device_guard(
         assert out.returncode == -signal.SIGSEGV, out.stderr[-3000:]
 
 
+@pytest.mark.slow  # a cold compile of the decode step (one bucket), ~40 s on 2 cores
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the device guard is replaced only where no GPU answers")
+def test_a_compile_after_a_compiled_engine_started_is_safe(tiny_checkpoint, compile_folder):
+    """open_engine compiles the decode step on a thread that ends; a compile after it (another
+    engine's in the CLI's tests, a small function's here) ran into the freed device guard."""
+    settings = {"decode": "compiled", "max_batch": 1, "static_cache_rows": 1, "compile_cache": str(compile_folder)}
+    (mode, after) = _run(
+        f"""
+        import torch
+        from core.settings import Settings
+        from engine import backends
+        engine = backends.open_engine(Settings.from_env(model={str(tiny_checkpoint)!r}, **{settings!r}))
+        print(engine.decode_mode)
+        engine.close()
+        torch.compile(lambda x: x.cos() + 1, backend="eager")(torch.ones(4))
+        print("compiled")
+        """
+    )
+    assert (mode, after) == ("compiled", "compiled")
+
+
 def test_in_passing_thread_returns_or_raises_what_start_did():
     main = threading.current_thread()
     assert in_passing_thread(lambda: threading.current_thread()) is not main

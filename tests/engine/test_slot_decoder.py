@@ -5,8 +5,6 @@ make-up of the batch compiles a new graph."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 import torch
 from torch._dynamo.utils import counters
@@ -152,12 +150,3 @@ def test_compiled_graphs_are_kept_on_disk_under_their_key(slot_engines, compile_
     key = cache_key(engine.model, engine.device, dtype=engine.dtype, rows=16, capacity=engine.static.capacity)
     assert (compile_folder / key / MEGA_CACHE).stat().st_size > 0
     assert key != cache_key(engine.model, engine.device, dtype=engine.dtype, rows=8, capacity=engine.static.capacity)
-
-
-@pytest.mark.slow  # the compiled engine (shared)
-def test_the_compiled_engine_keeps_the_device_guard_for_later_compiles(slot_engines):
-    """Its compile may run on a thread that ends (open_engine's), so the device guard PyTorch makes
-    for it lives on a thread of its own (core/cpu_threads.py; without it the next compile segfaults:
-    tests/engine/test_cpu_threads.py)."""
-    slot_engines("compiled")
-    assert torch.cuda.is_available() or "torch-device-guard" in {t.name for t in threading.enumerate()}
