@@ -1,7 +1,8 @@
 """The decode loop's thread keeps the process's one team of CPU threads (core/cpu_threads.py):
 request preparation and media decoding run `alone()`, the model starts on a thread that ends.
 Teams are counted as the threads of a fresh process (a subprocess, so no other test's threads
-are counted): a thread's OpenMP team is one more thread for as long as the thread lives."""
+are counted): a thread's OpenMP team is one more thread for as long as the thread lives. And a
+compile after the thread that compiled first has ended does not crash (the kept device guard)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from engine import backends
 
 ROOT = Path(__file__).resolve().parents[2]
 
+no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="the device guard is replaced only where no GPU answers")
 needs_teams = pytest.mark.skipif(
     _thread_settings() is None or (os.cpu_count() or 1) < 2, reason="needs PyTorch's OpenMP build and two CPUs"
 )
@@ -149,7 +151,7 @@ def test_preparing_a_request_with_media_starts_no_team(tiny_checkpoint):
     assert counts == {"alone": "1", "without": "2"}
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="the device guard is replaced only where no GPU answers")
+@no_gpu
 @pytest.mark.parametrize("kept", [True, False])
 def test_a_compile_after_the_compiling_thread_ended_needs_the_kept_device_guard(kept):
     """A compile on a thread that ends (the model-start one), then another: with the device guard
@@ -174,7 +176,7 @@ def test_a_compile_after_the_compiling_thread_ended_needs_the_kept_device_guard(
 
 
 @pytest.mark.slow  # a cold compile of the decode step (one bucket), ~40 s on 2 cores
-@pytest.mark.skipif(torch.cuda.is_available(), reason="the device guard is replaced only where no GPU answers")
+@no_gpu
 def test_a_compile_after_a_compiled_engine_started_is_safe(tiny_checkpoint, compile_folder):
     """open_engine compiles the decode step on a thread that ends; a compile after it (another
     engine's in the CLI's tests, a small function's here) ran into the freed device guard."""
