@@ -11,6 +11,8 @@ parallel operation of the decode loop first wakes one: a 16-row decode step of t
 checkpoint took 12.95 ms with eight idle teams alive against 8.60 ms with none, and 8.57 when
 those threads had prepared their work `alone` (bench/cpu_threads.py, this 2-core CPU). A
 request's own tensor work (a photo's resize, a spectrogram) is small beside that.
+
+A thread that ends has one more hazard, torch.compile's: `keep_compile_device_guard`.
 """
 
 from __future__ import annotations
